@@ -1,0 +1,129 @@
+"""The HTTP face: flask-smorest blueprints, one error shape, request identity."""
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from flask import Flask, g, jsonify, request
+from flask_smorest import Api as SmorestApi
+from flask_smorest import Blueprint as SmorestBlueprint
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import HTTPException
+
+from plugin.api.schemas import ErrorSchema
+from plugin.errors import DomainError, Unauthorized
+from plugin.model import is_id
+
+log = logging.getLogger(__name__)
+
+USER_HEADER = "Mattermost-User-ID"
+SECRET_HEADER = "X-Host-Secret"
+
+
+class Parser(FlaskParser):
+    """Bad input is a 400 (Bad Request), like every other malformed request."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+
+class Blueprint(SmorestBlueprint):
+    """A flask-smorest blueprint whose argument errors are 400s."""
+
+    ARGUMENTS_PARSER = Parser()
+
+
+def _flatten(messages: Any, prefix: str = "") -> list[str]:
+    """Validation messages as 'field: message' lines."""
+    if isinstance(messages, dict):
+        lines = []
+        for key, value in messages.items():
+            name = prefix if key in ("json", "query", "form", "_schema") else f"{prefix}{key}"
+            lines += _flatten(value, f"{name}." if name and not name.endswith(".") else name)
+        return lines
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [f"{prefix.rstrip('.')}: {' '.join(messages)}" if prefix else " ".join(messages)]
+    if isinstance(messages, list):
+        return [line for m in messages for line in _flatten(m, prefix)]
+    return [f"{prefix.rstrip('.')}: {messages}" if prefix else str(messages)]
+
+
+def error_response(status: int, message: str, details: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> Any:
+    """The one error payload: {"error": ..., "details": {...}}."""
+    response = jsonify({"error": message, "details": details or {}})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+class Api(SmorestApi):
+    """flask-smorest's Api with our error payload."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        data = getattr(error, "data", None) or {}
+        messages = data.get("messages") or data.get("errors")
+        if messages:
+            details = {location: value for location, value in messages.items()} if isinstance(messages, dict) else {}
+            lines = _flatten(messages)
+            message = "Invalid request: " + "; ".join(line.rstrip(".") for line in lines) + "."
+            return error_response(400, message, details, data.get("headers"))
+        if error.code == 413:
+            return error_response(413, "The request body is too large; send less than the MaxBodyBytes setting "
+                                       "allows.", {"max_body_bytes": request.max_content_length})
+        if error.code == 404:
+            return error_response(404, f"No such endpoint: {request.method} {request.path}. "
+                                       "See /api/v0/openapi.json for the API.")
+        if error.code == 405:
+            return error_response(405, f"{request.method} is not allowed on {request.path}.",
+                                  {"allowed": sorted(error.valid_methods or [])})  # type: ignore[attr-defined]
+        if error.code and error.code >= 500:
+            log.error("server error on %s %s", request.method, request.path, exc_info=error)
+            return error_response(error.code, "Internal error; the server logged the details.")
+        return error_response(error.code or 500, error.description or error.name)
+
+
+def authenticate(settings_secret: str) -> None:
+    """Set g.user_id from the host's headers or refuse the request with 401."""
+    if settings_secret:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), settings_secret.encode()):
+            raise Unauthorized(f"Missing or wrong {SECRET_HEADER} header: this server only accepts requests "
+                               "from its chat host.")
+    user_id = request.headers.get(USER_HEADER, "")
+    if not user_id:
+        raise Unauthorized(f"Missing {USER_HEADER} header: requests must come through the chat host, "
+                           "which sets it for a signed-in user.")
+    if not is_id(user_id):
+        raise Unauthorized(f"Malformed {USER_HEADER} header: expected a user id of 26 characters a-z0-9.")
+    g.user_id = user_id
+
+
+def init_app(app: Flask, components: Any) -> Api:
+    """Register the API blueprints and the error handlers on app."""
+    from plugin.api.incidents import create_blueprint
+
+    app.config.setdefault("API_TITLE", "Incident Response")
+    app.config.setdefault("API_VERSION", "v0")
+    app.config.setdefault("OPENAPI_VERSION", "3.0.3")
+    app.config.setdefault("OPENAPI_URL_PREFIX", "/api/v0")
+    app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
+        "MattermostUserId": {"type": "apiKey", "in": "header", "name": USER_HEADER}}}})
+
+    @app.errorhandler(DomainError)
+    def _domain_error(error: DomainError) -> Any:
+        return error_response(error.status, error.message, error.details)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Any:
+        if isinstance(error, HTTPException):
+            return api.handle_http_exception(error)
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
+        return error_response(500, "Internal error; the server logged the details.")
+
+    api.register_blueprint(create_blueprint(components))
+    return api

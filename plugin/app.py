@@ -1,0 +1,76 @@
+"""The composition root: ``create_app(settings)`` builds and wires everything."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, g, jsonify, request
+
+from plugin import api
+from plugin.chat import ChatHost
+from plugin.chat.local import LocalChatHost
+from plugin.service import IncidentService
+from plugin.settings import LiveSettings, Settings, load_settings
+from plugin.store import Database, migrate
+from plugin.telemetry import NoopTelemetry, Telemetry
+
+access_log = logging.getLogger("plugin.access")
+
+
+@dataclass
+class Components:
+    """Everything the app is made of, for the views, the CLI and the tests."""
+
+    settings: LiveSettings
+    db: Database
+    host: ChatHost
+    telemetry: Telemetry
+    service: IncidentService
+
+
+def build_components(settings: Settings, *, host: ChatHost | None = None,
+                     telemetry: Telemetry | None = None, migrate_db: bool = True) -> Components:
+    """Wire the store, chat host, telemetry and service for these settings."""
+    live = LiveSettings(settings)
+    db = Database(settings.database_url)
+    if migrate_db:
+        migrate(db)
+    host = host or LocalChatHost(db, lambda: live.current.admin_user_ids)
+    telemetry = telemetry or NoopTelemetry()
+    service = IncidentService(db.unit_of_work, host, telemetry)
+    return Components(live, db, host, telemetry, service)
+
+
+def create_app(settings: Settings | None = None, *, host: ChatHost | None = None,
+               telemetry: Telemetry | None = None, migrate_db: bool = True) -> Flask:
+    """Build the Flask app; settings default to plugin.json < config file < environment."""
+    settings = settings or load_settings()
+    components = build_components(settings, host=host, telemetry=telemetry, migrate_db=migrate_db)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["incident"] = components
+    components.settings.subscribe(
+        lambda _old, new: app.config.__setitem__("MAX_CONTENT_LENGTH", new.max_body_bytes))
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _log_request(response: Any) -> Any:
+        # The path only: query strings can carry search terms typed by people.
+        duration = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        access_log.info("%s %s %s %.1fms user=%s", request.method, request.path, response.status_code,
+                        duration, g.get("user_id", "-"))
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        """Liveness: the process answers."""
+        return jsonify({"status": "ok"})
+
+    api.init_app(app, components)
+    return app

@@ -1,0 +1,57 @@
+"""The chat host port: what the incident service needs from a chat server.
+
+Two adapters implement it: the embedded :class:`~plugin.chat.local.LocalChatHost`
+(channels, members and posts kept in our own database) and the Mattermost REST
+adapter. The service owns this interface; adapters only fit it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What the chat server says about itself (used to label telemetry)."""
+
+    diagnostic_id: str
+    version: str
+    diagnostics_enabled: bool
+
+
+class ChatHost(Protocol):
+    """The chat server the incidents live in.
+
+    Error contract: permission questions answer True/False; an unknown user or
+    channel is simply not a member. Calls that change the chat server raise
+    :class:`plugin.errors.HostUnavailable` when the server cannot be reached or
+    refuses, with a message fit for the person who asked.
+    """
+
+    def is_system_admin(self, user_id: str) -> bool:
+        """May this user see and change every incident?"""
+
+    def is_team_member(self, team_id: str, user_id: str) -> bool:
+        """Is the user in the team (public incidents are visible to its members)?"""
+
+    def is_channel_member(self, channel_id: str, user_id: str) -> bool:
+        """Is the user in the channel (incident channel members may edit)?"""
+
+    def user_channel_ids(self, user_id: str, team_id: str | None = None) -> frozenset[str]:
+        """Ids of the channels the user belongs to, in one team or in all."""
+
+    def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
+                       purpose: str = "") -> str:
+        """Create a channel named from slug (a unique suffix is added if it is taken); return its id."""
+
+    def add_channel_member(self, channel_id: str, user_id: str) -> None:
+        """Add a user to a channel (no error when already a member)."""
+
+    def post(self, channel_id: str, message: str) -> str:
+        """Post a message as the bot; return the post id."""
+
+    def mention(self, user_id: str) -> str:
+        """How to name the user in a post: @username when known."""
+
+    def server_facts(self) -> ServerFacts:
+        """The server's diagnostic id, version and diagnostics switch."""

@@ -1,0 +1,115 @@
+"""The console entry point: ``incident-plugin serve|migrate``."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from typing import Any
+
+from plugin.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("plugin.cli")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def default_workers() -> int:
+    """Two workers per core, plus one, capped for small machines."""
+    return min(2 * (os.cpu_count() or 1) + 1, 9)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return load_settings(getattr(args, "config", None))
+    except SettingsError as exc:
+        print(f"incident-plugin: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply the schema migrations to the configured database."""
+    from plugin.store import Database, migrate
+    from plugin.store.migrate import current_revision
+
+    settings = _settings(args)
+    db = Database(settings.database_url)
+    migrate(db)
+    print(f"database at revision {current_revision(db)}")
+    db.dispose()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the server under gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    from plugin.app import create_app
+    from plugin.store import Database, migrate
+
+    settings = _settings(args)
+    if not is_loopback(args.host) and not settings.host_secret:
+        print(f"incident-plugin: refusing to listen on {args.host} without a host secret: set HostSecret "
+              "(INCIDENT_HOST_SECRET) so that only the chat host can call the API, or listen on 127.0.0.1.",
+              file=sys.stderr)
+        return 2
+    # Migrate once in the master, before the workers start.
+    db = Database(settings.database_url)
+    migrate(db)
+    db.dispose()
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{args.host}:{args.port}", "workers": args.workers, "worker_class": "gthread",
+                "threads": args.threads, "timeout": 60, "graceful_timeout": 20, "accesslog": None,
+                "loglevel": "info",
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            # Each worker builds its own app after the fork: no engine, pool or
+            # thread is shared across processes.
+            return create_app(settings, migrate_db=False)
+
+    Server().run()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help="JSON file of settings (between plugin.json defaults and INCIDENT_* variables)")
+    parser = argparse.ArgumentParser(prog="incident-plugin", description=__doc__, parents=[common])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server", parents=[common])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=9065)
+    serve.add_argument("--workers", type=int, default=default_workers())
+    serve.add_argument("--threads", type=int, default=4)
+    serve.set_defaults(func=cmd_serve)
+    mig = commands.add_parser("migrate", help="apply database migrations", parents=[common])
+    mig.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,247 @@
+"""Incidents, stages (checklists) and tasks (items): plain data and their rules.
+
+Only the standard library is imported here. Every rule that decides whether a
+change is allowed lives on these classes, so the HTTP API, the slash command and
+the tests all get the same answers.
+"""
+from __future__ import annotations
+
+import enum
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from plugin.errors import BadInput, InvalidState, NotFound
+
+ID_LENGTH = 26
+ID_PATTERN = re.compile(r"^[a-z0-9]{26}$")
+# Mattermost's id alphabet (base32 without easily confused characters).
+_ID_ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769"
+
+NAME_MAX = 64
+DESCRIPTION_MAX = 4096
+TITLE_MAX = 256
+COMMAND_MAX = 1024
+DEFAULT_CHECKLIST_TITLE = "Checklist"
+
+
+def new_id() -> str:
+    """Return a fresh 26-character id in Mattermost's format."""
+    number = int.from_bytes(secrets.token_bytes(16), "big")
+    chars = []
+    for _ in range(ID_LENGTH):
+        number, index = divmod(number, 32)
+        chars.append(_ID_ALPHABET[index])
+    return "".join(chars)
+
+
+def is_id(value: object) -> bool:
+    """True when value looks like a Mattermost id (26 chars of [a-z0-9])."""
+    return isinstance(value, str) and ID_PATTERN.match(value) is not None
+
+
+class ItemState(str, enum.Enum):
+    """The state of a task."""
+
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    CLOSED = "closed"
+
+
+@dataclass
+class ChecklistItem:
+    """A task in a stage."""
+
+    id: str
+    title: str
+    state: ItemState = ItemState.OPEN
+    state_modified: int = 0
+    assignee_id: str = ""
+    command: str = ""
+    description: str = ""
+
+
+@dataclass
+class Checklist:
+    """A stage: a titled list of tasks."""
+
+    id: str
+    title: str
+    items: list[ChecklistItem] = field(default_factory=list)
+
+    def item(self, index: int) -> ChecklistItem:
+        """Return the task at index, or raise NotFound naming the valid range."""
+        if not 0 <= index < len(self.items):
+            raise NotFound(
+                f"Task {index} does not exist in stage '{self.id}': "
+                f"it has {len(self.items)} task(s), numbered from 0.",
+                {"item": index, "item_count": len(self.items)},
+            )
+        return self.items[index]
+
+    @property
+    def open_item_count(self) -> int:
+        """Tasks not yet closed."""
+        return sum(1 for item in self.items if item.state is not ItemState.CLOSED)
+
+
+@dataclass
+class Incident:
+    """An incident and its rules; ``version`` counts committed changes (optimistic lock)."""
+
+    id: str
+    name: str
+    team_id: str
+    commander_user_id: str
+    channel_id: str
+    create_at: int
+    description: str = ""
+    is_active: bool = True
+    end_at: int = 0
+    post_id: str = ""
+    public: bool = False
+    active_stage: int = -1
+    checklists: list[Checklist] = field(default_factory=list)
+    version: int = 0
+
+    @property
+    def active_stage_title(self) -> str:
+        """Title of the active stage, or empty when there are no stages."""
+        if 0 <= self.active_stage < len(self.checklists):
+            return self.checklists[self.active_stage].title
+        return ""
+
+    @property
+    def total_items(self) -> int:
+        """Number of tasks over all stages."""
+        return sum(len(checklist.items) for checklist in self.checklists)
+
+    def checklist(self, index: int) -> Checklist:
+        """Return the stage at index, or raise NotFound naming the valid range."""
+        if not 0 <= index < len(self.checklists):
+            raise NotFound(
+                f"Stage {index} does not exist: this incident has {len(self.checklists)} "
+                "stage(s), numbered from 0.",
+                {"checklist": index, "checklist_count": len(self.checklists)},
+            )
+        return self.checklists[index]
+
+    def end(self, now: int) -> None:
+        """End an active incident."""
+        if not self.is_active:
+            raise InvalidState("This incident has already been closed.")
+        self.is_active = False
+        self.end_at = now
+
+    def restart(self) -> None:
+        """Make an ended incident active again."""
+        if self.is_active:
+            raise InvalidState("This incident is already active: only an ended incident can be restarted.")
+        self.is_active = True
+        self.end_at = 0
+
+    def change_commander(self, user_id: str) -> bool:
+        """Set the commander; False (and nothing changed) when it is the same user."""
+        if user_id == self.commander_user_id:
+            return False
+        self.commander_user_id = user_id
+        return True
+
+    def set_active_stage(self, index: int) -> bool:
+        """Move to the stage at index; False when it is already active."""
+        if not 0 <= index < len(self.checklists):
+            raise BadInput(
+                f"active_stage {index} does not exist: use a stage number from 0 to "
+                f"{len(self.checklists) - 1}." if self.checklists else
+                "This incident has no stages, so it has no active stage to change.",
+                {"active_stage": index, "checklist_count": len(self.checklists)},
+            )
+        if index == self.active_stage:
+            return False
+        self.active_stage = index
+        return True
+
+    def add_item(self, checklist: int, item: ChecklistItem) -> None:
+        """Append a task to a stage."""
+        self.checklist(checklist).items.append(item)
+
+    def edit_item(self, checklist: int, index: int, *, title: str | None = None,
+                  description: str | None = None, command: str | None = None) -> bool:
+        """Change a task's texts; False when nothing differs."""
+        item = self.checklist(checklist).item(index)
+        changed = False
+        for name, value in (("title", title), ("description", description), ("command", command)):
+            if value is not None and getattr(item, name) != value:
+                setattr(item, name, value)
+                changed = True
+        return changed
+
+    def remove_item(self, checklist: int, index: int) -> ChecklistItem:
+        """Remove a task and return it."""
+        stage = self.checklist(checklist)
+        stage.item(index)
+        return stage.items.pop(index)
+
+    def move_item(self, checklist: int, item_num: int, new_location: int) -> bool:
+        """Move a task within its stage; False when it stays where it is."""
+        stage = self.checklist(checklist)
+        stage.item(item_num)
+        if not 0 <= new_location < len(stage.items):
+            raise BadInput(
+                f"new_location {new_location} is out of range: use 0 to {len(stage.items) - 1}.",
+                {"new_location": new_location, "item_count": len(stage.items)},
+            )
+        if item_num == new_location:
+            return False
+        stage.items.insert(new_location, stage.items.pop(item_num))
+        return True
+
+    def set_item_state(self, checklist: int, index: int, state: ItemState, now: int) -> bool:
+        """Set a task's state; False when it already has it."""
+        item = self.checklist(checklist).item(index)
+        if item.state is state:
+            return False
+        item.state = state
+        item.state_modified = now
+        return True
+
+    def set_item_assignee(self, checklist: int, index: int, assignee_id: str) -> bool:
+        """Assign (or, with an empty id, unassign) a task; False when unchanged."""
+        item = self.checklist(checklist).item(index)
+        if item.assignee_id == assignee_id:
+            return False
+        item.assignee_id = assignee_id
+        return True
+
+
+def slugify(name: str, max_length: int = 50) -> str:
+    """Turn an incident name into a channel-name slug ([a-z0-9-], 2+ chars)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:max_length].strip("-")
+    return slug if len(slug) >= 2 else "incident"
+
+
+SORT_KEYS = ("create_at", "end_at", "name", "commander_user_id", "is_active")
+STATUSES = ("all", "active", "ended")
+
+
+@dataclass
+class IncidentFilter:
+    """What to list: filters, sort and page, plus the visibility the service adds.
+
+    ``visible_channel_ids`` is None for callers who may see everything (system
+    admins); otherwise only incidents in those channels, or public ones when
+    ``include_public`` (the caller is a member of the team), are listed.
+    """
+
+    team_id: str = ""
+    status: str = "all"
+    commander_user_id: str = ""
+    member_id: str = ""
+    search_term: str = ""
+    sort: str = "create_at"
+    direction: str = "desc"
+    page: int = 0
+    per_page: int = 100
+    member_channel_ids: frozenset[str] | None = None
+    visible_channel_ids: frozenset[str] | None = None
+    include_public: bool = False

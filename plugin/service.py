@@ -1,0 +1,307 @@
+"""The incident use cases. Each mutation is one transaction that also records its
+telemetry event; chat posts go out after the commit.
+
+Decisions:
+- Permission questions go to the chat host before the transaction starts, so no
+  row lock is held while a remote server answers.
+- A mutation locks the incident row (PostgreSQL ``FOR UPDATE``; SQLite's write
+  lock) and also checks the row's version, retrying a few times if another writer
+  got in first: concurrent edits never lose an update.
+- Chat posts are best effort: if the host fails after the commit, the incident's
+  change stands and the failure is logged (the post is not retried).
+- A change that changes nothing (same commander, same stage, same state) commits
+  nothing, posts nothing and records no event.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from plugin.chat import ChatHost
+from plugin.errors import BadInput, ConcurrentUpdate, NotFound, PermissionDenied
+from plugin.model import (
+    DEFAULT_CHECKLIST_TITLE,
+    Checklist,
+    ChecklistItem,
+    Incident,
+    IncidentFilter,
+    ItemState,
+    new_id,
+    slugify,
+)
+from plugin.telemetry import NoopTelemetry, Telemetry
+
+log = logging.getLogger(__name__)
+
+RETRIES = 5
+
+
+class IncidentRepository(Protocol):
+    """Persistence of incidents within one unit of work."""
+
+    def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None: ...
+    def get_by_channel(self, channel_id: str) -> Incident | None: ...
+    def add(self, incident: Incident) -> None: ...
+    def save(self, incident: Incident) -> None: ...
+    def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]: ...
+
+
+class UnitOfWork(AbstractContextManager, Protocol):
+    """One transaction: rolls back unless ``commit`` is called."""
+
+    incidents: IncidentRepository
+
+    def commit(self) -> None: ...
+
+
+@dataclass
+class NewItem:
+    """A task as given when creating an incident or adding a task."""
+
+    title: str
+    description: str = ""
+    command: str = ""
+
+
+@dataclass
+class NewChecklist:
+    """A stage as given when creating an incident."""
+
+    title: str
+    items: list[NewItem] = field(default_factory=list)
+
+
+@dataclass
+class NewIncident:
+    """What a caller gives to start an incident."""
+
+    name: str
+    team_id: str
+    commander_user_id: str
+    description: str = ""
+    public: bool = False
+    post_id: str = ""
+    checklists: list[NewChecklist] | None = None
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
+
+def _new_item(item: NewItem) -> ChecklistItem:
+    return ChecklistItem(id=new_id(), title=item.title, description=item.description, command=item.command)
+
+
+class IncidentService:
+    """Incident use cases over a store, a chat host and telemetry."""
+
+    def __init__(self, uow_factory: Callable[..., UnitOfWork], host: ChatHost,
+                 telemetry: Telemetry | None = None, clock: Callable[[], int] = now_ms):
+        self.uow_factory = uow_factory
+        self.host = host
+        self.telemetry = telemetry or NoopTelemetry()
+        self.clock = clock
+
+    # ----- permissions -------------------------------------------------------------
+    def can_view(self, user_id: str, incident: Incident) -> bool:
+        """System admin, channel member, or a team member for a public incident."""
+        return (self.host.is_system_admin(user_id)
+                or self.host.is_channel_member(incident.channel_id, user_id)
+                or (incident.public and self.host.is_team_member(incident.team_id, user_id)))
+
+    def can_edit(self, user_id: str, incident: Incident) -> bool:
+        """System admin or member of the incident channel."""
+        return self.host.is_system_admin(user_id) or self.host.is_channel_member(incident.channel_id, user_id)
+
+    # ----- reads ---------------------------------------------------------------------
+    def get_incident(self, user_id: str, incident_id: str) -> Incident:
+        """The incident, if the user may view it."""
+        incident = self._read(incident_id)
+        if not self.can_view(user_id, incident):
+            raise PermissionDenied("You do not have permission to view this incident.")
+        return incident
+
+    def get_incident_by_channel(self, user_id: str, channel_id: str) -> Incident:
+        """The incident of a channel; NotFound also when the user may not view it."""
+        with self.uow_factory(write=False) as uow:
+            incident = uow.incidents.get_by_channel(channel_id)
+        if incident is None or not self.can_view(user_id, incident):
+            raise NotFound(f"No incident found for channel {channel_id}.")
+        return incident
+
+    def list_incidents(self, user_id: str, query: IncidentFilter) -> tuple[int, list[Incident]]:
+        """A page of the incidents the user may view, and the total that match."""
+        if not self.host.is_system_admin(user_id):
+            if not query.team_id:
+                raise BadInput("team_id is required: only system admins may list incidents across teams.",
+                               {"team_id": "required"})
+            query.visible_channel_ids = self.host.user_channel_ids(user_id, query.team_id)
+            query.include_public = self.host.is_team_member(query.team_id, user_id)
+        if query.member_id:
+            query.member_channel_ids = self.host.user_channel_ids(query.member_id, query.team_id or None)
+        with self.uow_factory(write=False) as uow:
+            return uow.incidents.list(query)
+
+    # ----- create --------------------------------------------------------------------
+    def create_incident(self, user_id: str, new: NewIncident) -> Incident:
+        """Start an incident: its channel, its members, the row, the event, the post."""
+        if not self.host.is_team_member(new.team_id, user_id):
+            raise PermissionDenied("You must be a member of the team to start an incident in it.")
+        if not self.host.is_team_member(new.team_id, new.commander_user_id):
+            raise BadInput("The commander must be a member of the incident's team.",
+                           {"commander_user_id": new.commander_user_id})
+        stages = new.checklists if new.checklists is not None else [NewChecklist(DEFAULT_CHECKLIST_TITLE)]
+        incident = Incident(
+            id=new_id(), name=new.name, description=new.description, team_id=new.team_id,
+            commander_user_id=new.commander_user_id, channel_id="", create_at=self.clock(),
+            post_id=new.post_id, public=new.public, active_stage=0 if stages else -1,
+            checklists=[Checklist(new_id(), stage.title, [_new_item(item) for item in stage.items])
+                        for stage in stages],
+        )
+        incident.channel_id = self.host.create_channel(
+            new.team_id, slugify(new.name), new.name, public=new.public, purpose=new.description[:250])
+        for member in dict.fromkeys((user_id, new.commander_user_id)):
+            self.host.add_channel_member(incident.channel_id, member)
+        with self.uow_factory() as uow:
+            uow.incidents.add(incident)
+            self.telemetry.track_incident(uow, "create", incident, user_id, Public=incident.public)
+            uow.commit()
+        self._post(incident, f"This incident was started by {self.host.mention(user_id)}; "
+                             f"the commander is {self.host.mention(incident.commander_user_id)}.")
+        return incident
+
+    # ----- incident changes ----------------------------------------------------------
+    def end_incident(self, user_id: str, incident_id: str) -> Incident:
+        """End an active incident."""
+        incident, _ = self._mutate(user_id, incident_id, lambda i: i.end(self.clock()) or True,
+                                   "incident", "end")
+        self._post(incident, f"This incident was ended by {self.host.mention(user_id)}.")
+        return incident
+
+    def restart_incident(self, user_id: str, incident_id: str) -> Incident:
+        """Make an ended incident active again."""
+        incident, _ = self._mutate(user_id, incident_id, lambda i: i.restart() or True, "incident", "restart")
+        self._post(incident, f"This incident was restarted by {self.host.mention(user_id)}.")
+        return incident
+
+    def change_commander(self, user_id: str, incident_id: str, commander_id: str) -> Incident:
+        """Hand the incident to another channel member."""
+        incident = self._read_for_edit(user_id, incident_id)
+        if commander_id != incident.commander_user_id and not self.host.is_channel_member(
+                incident.channel_id, commander_id):
+            raise BadInput("The new commander must be a member of the incident channel; add them first.",
+                           {"commander_id": commander_id})
+        previous = incident.commander_user_id
+        incident, changed = self._mutate(user_id, incident_id, lambda i: i.change_commander(commander_id),
+                                         "incident", "change_commander", checked=True)
+        if changed:
+            self._post(incident, f"{self.host.mention(user_id)} changed the incident commander from "
+                                 f"{self.host.mention(previous)} to {self.host.mention(commander_id)}.")
+        return incident
+
+    def set_active_stage(self, user_id: str, incident_id: str, stage: int) -> Incident:
+        """Move the incident to another stage."""
+        before: dict[str, str] = {}
+
+        def apply(incident: Incident) -> bool:
+            before["title"] = incident.active_stage_title
+            return incident.set_active_stage(stage)
+
+        incident, changed = self._mutate(user_id, incident_id, apply, "incident", "change_stage")
+        if changed:
+            self._post(incident, f"{self.host.mention(user_id)} changed the active stage from "
+                                 f"**{before['title']}** to **{incident.active_stage_title}**.")
+        return incident
+
+    # ----- task changes --------------------------------------------------------------
+    def add_item(self, user_id: str, incident_id: str, checklist: int, item: NewItem) -> Incident:
+        """Append a task to a stage."""
+        return self._mutate(user_id, incident_id, lambda i: i.add_item(checklist, _new_item(item)) or True,
+                            "tasks", "add_task")[0]
+
+    def edit_item(self, user_id: str, incident_id: str, checklist: int, index: int, *, title: str | None = None,
+                  description: str | None = None, command: str | None = None) -> Incident:
+        """Change a task's title, description or command."""
+        return self._mutate(user_id, incident_id, lambda i: i.edit_item(
+            checklist, index, title=title, description=description, command=command), "tasks", "rename_task")[0]
+
+    def remove_item(self, user_id: str, incident_id: str, checklist: int, index: int) -> Incident:
+        """Delete a task."""
+        return self._mutate(user_id, incident_id, lambda i: bool(i.remove_item(checklist, index)),
+                            "tasks", "remove_task")[0]
+
+    def move_item(self, user_id: str, incident_id: str, checklist: int, item_num: int, new_location: int) -> Incident:
+        """Move a task to another position in its stage."""
+        return self._mutate(user_id, incident_id, lambda i: i.move_item(checklist, item_num, new_location),
+                            "tasks", "move_task")[0]
+
+    def set_item_state(self, user_id: str, incident_id: str, checklist: int, index: int,
+                       state: ItemState) -> Incident:
+        """Open, start or close a task."""
+        extra: dict[str, Any] = {}
+
+        def apply(incident: Incident) -> bool:
+            item = incident.checklist(checklist).item(index)
+            extra.update(NewState=state.value, WasCommander=user_id == incident.commander_user_id,
+                         WasAssignee=bool(item.assignee_id) and user_id == item.assignee_id)
+            return incident.set_item_state(checklist, index, state, self.clock())
+
+        return self._mutate(user_id, incident_id, apply, "tasks", "modify_task_state", extra=extra)[0]
+
+    def set_item_assignee(self, user_id: str, incident_id: str, checklist: int, index: int,
+                          assignee_id: str) -> Incident:
+        """Assign a task to a user, or unassign it with an empty id."""
+        return self._mutate(user_id, incident_id, lambda i: i.set_item_assignee(checklist, index, assignee_id),
+                            "tasks", "set_assignee_for_task")[0]
+
+    # ----- machinery -----------------------------------------------------------------
+    def _read(self, incident_id: str) -> Incident:
+        with self.uow_factory(write=False) as uow:
+            incident = uow.incidents.get(incident_id)
+        if incident is None:
+            raise NotFound(f"Incident {incident_id} does not exist.")
+        return incident
+
+    def _read_for_edit(self, user_id: str, incident_id: str) -> Incident:
+        incident = self._read(incident_id)
+        if not self.can_edit(user_id, incident):
+            if self.can_view(user_id, incident):
+                raise PermissionDenied("Only members of the incident channel and system admins may change "
+                                       "this incident; join the channel first.")
+            raise PermissionDenied("You do not have permission to change this incident.")
+        return incident
+
+    def _mutate(self, user_id: str, incident_id: str, apply: Callable[[Incident], bool], event: str,
+                action: str, *, extra: dict[str, Any] | None = None, checked: bool = False) -> tuple[Incident, bool]:
+        """Apply a change under the row lock; record its event; commit. Returns (incident, changed)."""
+        if not checked:
+            self._read_for_edit(user_id, incident_id)
+        for attempt in range(RETRIES):
+            try:
+                with self.uow_factory() as uow:
+                    incident = uow.incidents.get(incident_id, for_update=True)
+                    if incident is None:
+                        raise NotFound(f"Incident {incident_id} does not exist.")
+                    if not apply(incident):
+                        return incident, False
+                    uow.incidents.save(incident)
+                    track = self.telemetry.track_incident if event == "incident" else self.telemetry.track_task
+                    track(uow, action, incident, user_id, **(extra or {}))
+                    uow.commit()
+                    return incident, True
+            except ConcurrentUpdate:
+                if attempt == RETRIES - 1:
+                    raise
+                log.info("incident %s changed concurrently; retrying %s", incident_id, action)
+        raise AssertionError("unreachable")
+
+    def _post(self, incident: Incident, message: str) -> None:
+        try:
+            self.host.post(incident.channel_id, message)
+        except Exception:  # noqa: BLE001 - a failed post must not undo a committed change
+            log.exception("could not post to the channel of incident %s", incident.id)

@@ -1,0 +1,268 @@
+"""Settings: plugin.json defaults < JSON config file < environment variables.
+
+``plugin.json``'s ``settings_schema`` is the one place a setting is declared (its
+key, type and default). This module is the only reader of ``os.environ``: each
+setting ``SomeKey`` may be given as ``INCIDENT_SOME_KEY``. Invalid values raise
+:class:`SettingsError` naming the setting, so start-up stops with a clear message.
+
+Settings that are not admin-facing (where files live) are read here too:
+``INCIDENT_DATA_DIR`` (default ``./data``) holds the SQLite file of the default
+database URL.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plugin.model import is_id
+
+ENV_PREFIX = "INCIDENT_"
+MANIFEST_PATH = Path(__file__).resolve().parent.parent / "plugin.json"
+SECRET_TYPES = {"generated"}
+_SECRET_KEY_PATTERN = re.compile(r"(Secret|Token|WriteKey|Password)$")
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names the setting and its source."""
+
+
+def env_name(key: str) -> str:
+    """``DatabaseUrl`` -> ``INCIDENT_DATABASE_URL``."""
+    return ENV_PREFIX + re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).upper()
+
+
+def load_manifest(path: Path | str | None = None) -> dict[str, Any]:
+    """Read plugin.json."""
+    with open(path or MANIFEST_PATH, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting as declared in the manifest."""
+
+    key: str
+    type: str
+    default: Any
+    options: tuple[str, ...] = ()
+
+    @property
+    def secret(self) -> bool:
+        """Secrets are masked wherever settings are shown."""
+        return self.type in SECRET_TYPES or bool(_SECRET_KEY_PATTERN.search(self.key))
+
+
+def specs_from_manifest(manifest: Mapping[str, Any]) -> dict[str, SettingSpec]:
+    """The settings declared in a manifest, by key."""
+    specs = {}
+    for entry in manifest.get("settings_schema", {}).get("settings", []):
+        options = tuple(str(option["value"]) for option in entry.get("options", []))
+        specs[entry["key"]] = SettingSpec(entry["key"], entry["type"], entry.get("default"), options)
+    return specs
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "off", ""}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    raise ValueError("expected a whole number")
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    raise ValueError("expected text")
+
+
+def _coerce(spec: SettingSpec, value: Any) -> Any:
+    if spec.type == "bool":
+        return _to_bool(value)
+    if spec.type == "number":
+        return _to_int(value)
+    text = _to_text(value)
+    if spec.options and text not in spec.options:
+        raise ValueError(f"expected one of {', '.join(spec.options)}")
+    return text
+
+
+def _check_database_url(value: str) -> None:
+    if value and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+        raise ValueError("expected a sqlite:// or postgresql:// URL, or empty for the default SQLite file")
+
+
+def _check_user_ids(value: str) -> None:
+    bad = [part for part in _split_ids(value) if not is_id(part)]
+    if bad:
+        raise ValueError(f"not user ids (26 characters a-z0-9): {', '.join(bad)}")
+
+
+def _check_max_body(value: int) -> None:
+    if not 1024 <= value <= 64 * 1024 * 1024:
+        raise ValueError("expected a number of bytes from 1024 to 67108864")
+
+
+def _check_url(value: str) -> None:
+    if value and not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("expected an http:// or https:// URL")
+
+
+# Checks beyond the manifest type; a later setting adds its own here.
+VALIDATORS: dict[str, Callable[[Any], None]] = {
+    "DatabaseUrl": _check_database_url,
+    "AdminUserIds": _check_user_ids,
+    "MaxBodyBytes": _check_max_body,
+}
+
+
+def register_validator(key: str, check: Callable[[Any], None]) -> None:
+    """Add a value check for a setting (used by modules that own a setting)."""
+    VALIDATORS[key] = check
+
+
+def validate_value(spec: SettingSpec, value: Any, source: str) -> Any:
+    """Coerce and check one value; raise SettingsError naming setting and source."""
+    try:
+        coerced = _coerce(spec, value)
+        check = VALIDATORS.get(spec.key)
+        if check:
+            check(coerced)
+    except ValueError as exc:
+        raise SettingsError(f"Setting {spec.key} ({source}) is invalid: {exc}; got {value!r}.") from None
+    return coerced
+
+
+def _split_ids(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved, validated settings. Immutable: a change builds a new object."""
+
+    values: Mapping[str, Any]
+    specs: Mapping[str, SettingSpec]
+    sources: Mapping[str, str] = field(default_factory=dict)
+    data_dir: Path = Path("data")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of a setting, or default when the manifest does not declare it."""
+        return self.values.get(key, default)
+
+    @property
+    def database_url(self) -> str:
+        """The configured database URL, or the default SQLite file in the data directory."""
+        url = self.values.get("DatabaseUrl") or ""
+        if url:
+            return url
+        return f"sqlite:///{(self.data_dir / 'incidents.db').resolve()}"
+
+    @property
+    def admin_user_ids(self) -> frozenset[str]:
+        """System admins for the local chat host."""
+        return frozenset(_split_ids(self.values.get("AdminUserIds") or ""))
+
+    @property
+    def host_secret(self) -> str:
+        """Shared secret each API request must carry (empty: none required)."""
+        return self.values.get("HostSecret") or ""
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body accepted."""
+        return int(self.values.get("MaxBodyBytes") or 262144)
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some settings changed (validated like any other source)."""
+        values = dict(self.values)
+        sources = dict(self.sources)
+        for key, value in changes.items():
+            if key not in self.specs:
+                raise SettingsError(f"Unknown setting {key}: known settings are {', '.join(sorted(self.specs))}.")
+            values[key] = validate_value(self.specs[key], value, "override")
+            sources[key] = "override"
+        return Settings(values, self.specs, sources, self.data_dir)
+
+    def public_view(self) -> dict[str, Any]:
+        """All settings with secrets masked (non-empty secrets show as ********)."""
+        return {
+            key: ("********" if self.specs[key].secret and value else value)
+            for key, value in self.values.items()
+        }
+
+
+def load_settings(config_file: str | Path | None = None, environ: Mapping[str, str] | None = None,
+                  manifest: Mapping[str, Any] | None = None) -> Settings:
+    """Build settings: manifest defaults < config file < environment."""
+    environ = os.environ if environ is None else environ
+    specs = specs_from_manifest(manifest or load_manifest())
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, spec in specs.items():
+        values[key] = validate_value(spec, spec.default if spec.default is not None else "", "plugin.json default")
+        sources[key] = "default"
+    config_file = config_file or environ.get(ENV_PREFIX + "CONFIG") or None
+    if config_file:
+        try:
+            with open(config_file, encoding="utf-8") as handle:
+                loaded = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"Config file {config_file} could not be read: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"Config file {config_file} must hold a JSON object of setting keys.")
+        for key, value in loaded.items():
+            if key not in specs:
+                raise SettingsError(f"Config file {config_file} names unknown setting {key}; "
+                                    f"known settings are {', '.join(sorted(specs))}.")
+            values[key] = validate_value(specs[key], value, f"config file {config_file}")
+            sources[key] = "config"
+    for key, spec in specs.items():
+        name = env_name(key)
+        if name in environ:
+            values[key] = validate_value(spec, environ[name], f"environment variable {name}")
+            sources[key] = "environment"
+    data_dir = Path(environ.get(ENV_PREFIX + "DATA_DIR") or "data")
+    return Settings(values, specs, sources, data_dir)
+
+
+class LiveSettings:
+    """The settings in force, replaceable at run time; listeners hear each change."""
+
+    def __init__(self, settings: Settings):
+        self._current = settings
+        self._listeners: list[Callable[[Settings, Settings], None]] = []
+
+    @property
+    def current(self) -> Settings:
+        """The settings now in force."""
+        return self._current
+
+    def subscribe(self, listener: Callable[[Settings, Settings], None]) -> None:
+        """Call listener(old, new) after every change."""
+        self._listeners.append(listener)
+
+    def replace(self, settings: Settings) -> None:
+        """Put new settings in force and tell the listeners."""
+        old, self._current = self._current, settings
+        for listener in self._listeners:
+            listener(old, settings)

@@ -1,0 +1,134 @@
+"""The incident repository: incidents as rows, their stages and tasks as JSON."""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from plugin.errors import ConcurrentUpdate
+from plugin.model import Checklist, ChecklistItem, Incident, IncidentFilter, ItemState
+from plugin.store.tables import incidents
+
+SORT_COLUMNS = {
+    "create_at": incidents.c.create_at,
+    "end_at": incidents.c.end_at,
+    "name": incidents.c.name,
+    "commander_user_id": incidents.c.commander_user_id,
+    "is_active": incidents.c.is_active,
+}
+
+
+def checklists_to_json(checklists: list[Checklist]) -> list[dict[str, Any]]:
+    """Stages and tasks as plain JSON."""
+    return [
+        {"id": c.id, "title": c.title, "items": [
+            {"id": i.id, "title": i.title, "state": i.state.value, "state_modified": i.state_modified,
+             "assignee_id": i.assignee_id, "command": i.command, "description": i.description}
+            for i in c.items]}
+        for c in checklists
+    ]
+
+
+def checklists_from_json(data: list[dict[str, Any]]) -> list[Checklist]:
+    """Stages and tasks from plain JSON."""
+    return [
+        Checklist(c["id"], c["title"], [
+            ChecklistItem(i["id"], i["title"], ItemState(i["state"]), i["state_modified"],
+                          i["assignee_id"], i["command"], i["description"])
+            for i in c["items"]])
+        for c in data
+    ]
+
+
+def _row_values(incident: Incident) -> dict[str, Any]:
+    return {
+        "id": incident.id, "name": incident.name, "description": incident.description,
+        "is_active": incident.is_active, "commander_user_id": incident.commander_user_id,
+        "team_id": incident.team_id, "channel_id": incident.channel_id, "post_id": incident.post_id,
+        "public": incident.public, "create_at": incident.create_at, "end_at": incident.end_at,
+        "active_stage": incident.active_stage, "checklists": checklists_to_json(incident.checklists),
+        "version": incident.version,
+    }
+
+
+def _from_row(row: sa.Row[Any]) -> Incident:
+    return Incident(
+        id=row.id, name=row.name, description=row.description, is_active=row.is_active,
+        commander_user_id=row.commander_user_id, team_id=row.team_id, channel_id=row.channel_id,
+        post_id=row.post_id, public=row.public, create_at=row.create_at, end_at=row.end_at,
+        active_stage=row.active_stage, checklists=checklists_from_json(row.checklists),
+        version=row.version,
+    )
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class SqlIncidentRepository:
+    """Reads and writes incidents within the unit of work's transaction."""
+
+    def __init__(self, connection: sa.Connection, *, lock_rows: bool):
+        self.connection = connection
+        self.lock_rows = lock_rows
+
+    def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
+        """The incident, locked against other writers until commit when for_update."""
+        query = sa.select(incidents).where(incidents.c.id == incident_id)
+        if for_update and self.lock_rows:
+            query = query.with_for_update()
+        row = self.connection.execute(query).first()
+        return _from_row(row) if row else None
+
+    def get_by_channel(self, channel_id: str) -> Incident | None:
+        """The incident whose channel this is."""
+        row = self.connection.execute(sa.select(incidents).where(incidents.c.channel_id == channel_id)).first()
+        return _from_row(row) if row else None
+
+    def add(self, incident: Incident) -> None:
+        """Insert a new incident."""
+        self.connection.execute(sa.insert(incidents).values(**_row_values(incident)))
+
+    def save(self, incident: Incident) -> None:
+        """Write a changed incident; raise ConcurrentUpdate if its version moved on."""
+        values = _row_values(incident)
+        values["version"] = incident.version + 1
+        result = self.connection.execute(
+            sa.update(incidents)
+            .where(incidents.c.id == incident.id, incidents.c.version == incident.version)
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            raise ConcurrentUpdate("The incident was changed by someone else at the same time; try again.")
+        incident.version += 1
+
+    def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]:
+        """One page of incidents matching the filter, and how many match in all."""
+        conditions: list[Any] = []
+        if query.team_id:
+            conditions.append(incidents.c.team_id == query.team_id)
+        if query.status == "active":
+            conditions.append(incidents.c.is_active.is_(True))
+        elif query.status == "ended":
+            conditions.append(incidents.c.is_active.is_(False))
+        if query.commander_user_id:
+            conditions.append(incidents.c.commander_user_id == query.commander_user_id)
+        if query.member_channel_ids is not None:
+            conditions.append(incidents.c.channel_id.in_(sorted(query.member_channel_ids)))
+        if query.search_term:
+            pattern = f"%{_escape_like(query.search_term.lower())}%"
+            conditions.append(sa.func.lower(incidents.c.name).like(pattern, escape="\\"))
+        if query.visible_channel_ids is not None:
+            visible = incidents.c.channel_id.in_(sorted(query.visible_channel_ids))
+            if query.include_public:
+                visible = sa.or_(visible, incidents.c.public.is_(True))
+            conditions.append(visible)
+        where = sa.and_(sa.true(), *conditions)
+        total = self.connection.execute(sa.select(sa.func.count()).select_from(incidents).where(where)).scalar_one()
+        column = SORT_COLUMNS[query.sort]
+        order = [column.desc(), incidents.c.id.desc()] if query.direction == "desc" else [column.asc(), incidents.c.id.asc()]
+        rows = self.connection.execute(
+            sa.select(incidents).where(where).order_by(*order)
+            .limit(query.per_page).offset(query.page * query.per_page)
+        ).all()
+        return total, [_from_row(row) for row in rows]

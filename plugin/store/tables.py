@@ -1,0 +1,68 @@
+"""Table definitions (SQLAlchemy Core). Migrations in ``migrations/`` create them."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+ID = sa.String(26)
+
+incidents = sa.Table(
+    "incidents", metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    sa.Column("commander_user_id", ID, nullable=False),
+    sa.Column("team_id", ID, nullable=False),
+    sa.Column("channel_id", ID, nullable=False, unique=True),
+    sa.Column("post_id", sa.String(26), nullable=False, default=""),
+    sa.Column("public", sa.Boolean, nullable=False, default=False),
+    sa.Column("create_at", sa.BigInteger, nullable=False),
+    sa.Column("end_at", sa.BigInteger, nullable=False, default=0),
+    sa.Column("active_stage", sa.Integer, nullable=False),
+    # Stages and tasks are always read and written with their incident, under the
+    # incident's row lock, so they live in the row as a JSON document.
+    sa.Column("checklists", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, default=0),
+    # Listing is always within a team: these keep its cost independent of other teams.
+    sa.Index("ix_incidents_team_active_create", "team_id", "is_active", "create_at"),
+    sa.Index("ix_incidents_team_commander", "team_id", "commander_user_id"),
+)
+
+# The embedded local chat host keeps its channels, members, posts and users here.
+chat_channels = sa.Table(
+    "chat_channels", metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("team_id", ID, nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("display_name", sa.String(64), nullable=False),
+    sa.Column("type", sa.String(1), nullable=False),
+    sa.Column("create_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("team_id", "name", name="uq_chat_channels_team_name"),
+)
+
+chat_channel_members = sa.Table(
+    "chat_channel_members", metadata,
+    sa.Column("channel_id", ID, primary_key=True),
+    sa.Column("user_id", ID, primary_key=True),
+    sa.Index("ix_chat_channel_members_user", "user_id"),
+)
+
+chat_posts = sa.Table(
+    "chat_posts", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", ID, nullable=False, unique=True),
+    sa.Column("channel_id", ID, nullable=False),
+    sa.Column("user_id", sa.String(26), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("create_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_chat_posts_channel", "channel_id"),
+)
+
+chat_users = sa.Table(
+    "chat_users", metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("create_at", sa.BigInteger, nullable=False),
+)

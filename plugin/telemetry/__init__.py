@@ -1,0 +1,37 @@
+"""Telemetry: the port the service records business events through.
+
+The service calls the port inside the mutation's unit of work, so an
+implementation can store the event in the same transaction (an outbox) and
+nothing is recorded for a request that fails or changes nothing.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from plugin.model import Incident
+
+
+class Telemetry(Protocol):
+    """Records one event per successful business mutation.
+
+    ``uow`` is the open unit of work of the mutation; ``extra`` holds the
+    action-specific properties (``Public``, ``NewState``, ``WasCommander``,
+    ``WasAssignee``). Implementations must never raise into the caller for a
+    property they refuse: they drop it and log the refusal.
+    """
+
+    def track_incident(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
+        """An incident was created, ended, restarted, or changed commander or stage."""
+
+    def track_task(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
+        """A task of an incident was added, removed, renamed, moved, re-stated or re-assigned."""
+
+
+class NoopTelemetry:
+    """Records nothing: the default when telemetry is not configured."""
+
+    def track_incident(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
+        return None
+
+    def track_task(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
+        return None
