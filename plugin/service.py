@@ -86,6 +86,7 @@ class NewIncident:
     public: bool = False
     post_id: str = ""
     checklists: list[NewChecklist] | None = None
+    playbook_id: str = ""
 
 
 def now_ms() -> int:
@@ -155,6 +156,8 @@ class IncidentService:
         if not self.host.is_team_member(new.team_id, new.commander_user_id):
             raise BadInput("The commander must be a member of the incident's team.",
                            {"commander_user_id": new.commander_user_id})
+        if new.playbook_id:
+            raise BadInput("Playbooks are not available on this server yet.", {"playbook_id": new.playbook_id})
         stages = new.checklists if new.checklists is not None else [NewChecklist(DEFAULT_CHECKLIST_TITLE)]
         incident = Incident(
             id=new_id(), name=new.name, description=new.description, team_id=new.team_id,

@@ -26,6 +26,9 @@ class Telemetry(Protocol):
     def track_task(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
         """A task of an incident was added, removed, renamed, moved, re-stated or re-assigned."""
 
+    def track_playbook(self, uow: Any, action: str, playbook: Any, user_id: str) -> None:
+        """A playbook was created, updated or deleted (ids and counts only)."""
+
 
 class NoopTelemetry:
     """Records nothing: the default when telemetry is not configured."""
@@ -34,4 +37,7 @@ class NoopTelemetry:
         return None
 
     def track_task(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
+        return None
+
+    def track_playbook(self, uow: Any, action: str, playbook: Any, user_id: str) -> None:
         return None
