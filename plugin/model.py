@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass, field
 
 from plugin.errors import BadInput, InvalidState, NotFound
@@ -216,7 +217,9 @@ class Incident:
 
 def slugify(name: str, max_length: int = 50) -> str:
     """Turn an incident name into a channel-name slug ([a-z0-9-], 2+ chars)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:max_length].strip("-")
+    # Accented letters keep their base letter (Ünïcode -> unicode); other scripts drop out.
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:max_length].strip("-")
     return slug if len(slug) >= 2 else "incident"
 
 

@@ -22,9 +22,14 @@ SECRET_HEADER = "X-Host-Secret"
 
 
 class Parser(FlaskParser):
-    """Bad input is a 400 (Bad Request), like every other malformed request."""
+    """Bad input is a 400 (Bad Request), like every other malformed request.
+
+    Unknown fields are refused in every location, query strings included (each
+    schema says RAISE), so a misspelt filter never silently lists everything.
+    """
 
     DEFAULT_VALIDATION_STATUS = 400
+    DEFAULT_UNKNOWN_BY_LOCATION: dict[str, str | None] = {}
 
 
 class Blueprint(SmorestBlueprint):

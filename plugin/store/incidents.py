@@ -104,13 +104,20 @@ class SqlIncidentRepository:
 
     def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]:
         """One page of incidents matching the filter, and how many match in all."""
+        count, page = self.list_statements(query)
+        total = self.connection.execute(count).scalar_one()
+        return total, [_from_row(row) for row in self.connection.execute(page).all()]
+
+    @staticmethod
+    def list_statements(query: IncidentFilter) -> tuple[sa.Select[Any], sa.Select[Any]]:
+        """The count and page queries for a filter (separate so their plans can be checked)."""
         conditions: list[Any] = []
         if query.team_id:
             conditions.append(incidents.c.team_id == query.team_id)
         if query.status == "active":
-            conditions.append(incidents.c.is_active.is_(True))
+            conditions.append(incidents.c.is_active == sa.true())
         elif query.status == "ended":
-            conditions.append(incidents.c.is_active.is_(False))
+            conditions.append(incidents.c.is_active == sa.false())
         if query.commander_user_id:
             conditions.append(incidents.c.commander_user_id == query.commander_user_id)
         if query.member_channel_ids is not None:
@@ -124,11 +131,9 @@ class SqlIncidentRepository:
                 visible = sa.or_(visible, incidents.c.public.is_(True))
             conditions.append(visible)
         where = sa.and_(sa.true(), *conditions)
-        total = self.connection.execute(sa.select(sa.func.count()).select_from(incidents).where(where)).scalar_one()
         column = SORT_COLUMNS[query.sort]
         order = [column.desc(), incidents.c.id.desc()] if query.direction == "desc" else [column.asc(), incidents.c.id.asc()]
-        rows = self.connection.execute(
-            sa.select(incidents).where(where).order_by(*order)
-            .limit(query.per_page).offset(query.page * query.per_page)
-        ).all()
-        return total, [_from_row(row) for row in rows]
+        count = sa.select(sa.func.count()).select_from(incidents).where(where)
+        page = (sa.select(incidents).where(where).order_by(*order)
+                .limit(query.per_page).offset(query.page * query.per_page))
+        return count, page

@@ -1,0 +1,93 @@
+"""Every kind of bad input is a 4xx in the one error shape and changes nothing."""
+from __future__ import annotations
+
+import pytest
+
+from tests.api.helpers import TWO_STAGES, start
+from tests.conftest import ALICE, TEAM, as_user, uid
+
+JSON = "application/json"
+
+CASES = [
+    # (id, method, path suffix ('' = collection, '/x' = under the incident), body or raw, status)
+    ("malformed json", "post", None, ("{name: ", JSON), 400),
+    ("json array body", "post", None, ([1, 2], None), 400),
+    ("not json at all", "post", None, ("name=x", "application/x-www-form-urlencoded"), 400),
+    ("wrong type for name", "post", None, ({"name": 5, "team_id": TEAM, "commander_user_id": ALICE}, None), 400),
+    ("wrong type for public", "post", None,
+     ({"name": "x", "team_id": TEAM, "commander_user_id": ALICE, "public": "maybe"}, None), 400),
+    ("empty name", "post", None, ({"name": "   ", "team_id": TEAM, "commander_user_id": ALICE}, None), 400),
+    ("name too long", "post", None, ({"name": "x" * 65, "team_id": TEAM, "commander_user_id": ALICE}, None), 400),
+    ("unknown field", "post", None,
+     ({"name": "x", "team_id": TEAM, "commander_user_id": ALICE, "severity": 1}, None), 400),
+    ("server-set field", "post", None,
+     ({"name": "x", "team_id": TEAM, "commander_user_id": ALICE, "channel_id": uid("c")}, None), 400),
+    ("malformed team id", "post", None, ({"name": "x", "team_id": "TEAM", "commander_user_id": ALICE}, None), 400),
+    ("checklists not a list", "post", None,
+     ({"name": "x", "team_id": TEAM, "commander_user_id": ALICE, "checklists": {"title": "a"}}, None), 400),
+    ("item without title", "post", None,
+     ({"name": "x", "team_id": TEAM, "commander_user_id": ALICE, "checklists": [{"title": "a", "items": [{}]}]},
+      None), 400),
+    ("stage as string", "patch", "", ({"active_stage": "1"}, None), 400),
+    ("stage out of range", "patch", "", ({"active_stage": 7}, None), 400),
+    ("stage as float", "patch", "", ({"active_stage": 1.5}, None), 400),
+    ("unknown state", "put", "/checklists/0/items/0/state", ({"new_state": "done"}, None), 400),
+    ("checklist out of range", "put", "/checklists/5/items/0/state", ({"new_state": "closed"}, None), 404),
+    ("item out of range", "delete", "/checklists/0/items/99", (None, None), 404),
+    ("negative item in path", "delete", "/checklists/0/items/-1", (None, None), 404),
+    ("huge index in path", "delete", "/checklists/0/items/99999999999999999999999", (None, None), 404),
+    ("reorder out of range", "put", "/checklists/0/reorder", ({"item_num": 0, "new_location": 9}, None), 400),
+    ("reorder negative", "put", "/checklists/0/reorder", ({"item_num": -1, "new_location": 0}, None), 400),
+    ("empty edit", "put", "/checklists/0/items/0", ({}, None), 400),
+    ("malformed assignee", "put", "/checklists/0/items/0/assignee", ({"assignee_id": "bob"}, None), 400),
+    ("malformed commander", "post", "/commander", ({"commander_id": "bob"}, None), 400),
+    ("missing commander", "post", "/commander", ({}, None), 400),
+    ("oversize body", "post", None, ('{"name": "' + "x" * 300_000 + '"}', JSON), 413),
+]
+
+
+def _snapshot(client, components, incident):
+    listing = client.get("/api/v0/incidents", query_string={"team_id": TEAM, "per_page": 200},
+                         headers=as_user(ALICE)).json
+    return listing, components.host.posts(incident["channel_id"])
+
+
+@pytest.mark.parametrize("method, suffix, payload, status", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_request_is_a_clear_4xx_and_changes_nothing(client, components, method, suffix, payload, status):
+    incident = start(client, checklists=TWO_STAGES)
+    before = _snapshot(client, components, incident)
+    path = "/api/v0/incidents" if suffix is None else f"/api/v0/incidents/{incident['id']}{suffix}"
+    body, content_type = payload
+    kwargs = {"headers": as_user(ALICE)}
+    if isinstance(body, str):
+        kwargs.update(data=body, content_type=content_type)
+    elif body is not None:
+        kwargs["json"] = body
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status, response.json
+    assert set(response.json) == {"error", "details"}
+    assert isinstance(response.json["error"], str) and len(response.json["error"]) > 10
+    assert _snapshot(client, components, incident) == before
+
+
+@pytest.mark.parametrize("query", [
+    {"sort": "severity"}, {"direction": "up"}, {"status": "open"}, {"page": "-1"}, {"page": "x"},
+    {"per_page": "0"}, {"per_page": "201"}, {"team_id": "nope"}, {"member_id": "x"}, {"bogus": "1"},
+    {"search_term": "x" * 65},
+])
+def test_bad_list_queries_are_400_naming_the_parameter(client, query):
+    response = client.get("/api/v0/incidents", query_string={"team_id": TEAM, **query}, headers=as_user(ALICE))
+    assert response.status_code == 400
+    assert next(iter(query)) in response.json["error"]
+
+
+@pytest.mark.parametrize("path", ["/api/v0/incidents/NOT-AN-ID", "/api/v0/incidents/channel/short",
+                                  "/api/v0/incidents/" + "a" * 27])
+def test_malformed_ids_in_paths_are_400(client, path):
+    response = client.get(path, headers=as_user(ALICE))
+    assert response.status_code == 400 and "26 characters" in response.json["error"]
+
+
+def test_unknown_method_is_405_in_the_error_shape(client):
+    response = client.delete("/api/v0/incidents", headers=as_user(ALICE))
+    assert response.status_code == 405 and set(response.json) == {"error", "details"}

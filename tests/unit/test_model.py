@@ -1,0 +1,113 @@
+"""The incident rules, without Flask or a database."""
+from __future__ import annotations
+
+import pytest
+
+from plugin.errors import BadInput, InvalidState, NotFound
+from plugin.model import Checklist, ChecklistItem, Incident, ItemState, is_id, new_id, slugify
+
+
+def make_incident(stages: int = 2, items: int = 3) -> Incident:
+    checklists = [Checklist(new_id(), f"Stage {s}", [ChecklistItem(new_id(), f"task {s}.{i}") for i in range(items)])
+                  for s in range(stages)]
+    return Incident(id=new_id(), name="db down", team_id="t" * 26, commander_user_id="a" * 26,
+                    channel_id="c" * 26, create_at=1, active_stage=0 if stages else -1, checklists=checklists)
+
+
+def test_new_ids_are_mattermost_shaped_and_unique():
+    ids = {new_id() for _ in range(2000)}
+    assert len(ids) == 2000 and all(is_id(i) for i in ids)
+
+
+@pytest.mark.parametrize("value", ["", "A" * 26, "a" * 25, "a" * 27, "a" * 25 + "-", 26, None])
+def test_is_id_refuses_anything_else(value):
+    assert not is_id(value)
+
+
+def test_end_sets_end_time_and_a_second_end_is_refused():
+    incident = make_incident()
+    incident.end(now=42)
+    assert not incident.is_active and incident.end_at == 42
+    with pytest.raises(InvalidState, match="already been closed"):
+        incident.end(now=43)
+    assert incident.end_at == 42
+
+
+def test_restart_clears_end_time_and_refuses_an_active_incident():
+    incident = make_incident()
+    with pytest.raises(InvalidState):
+        incident.restart()
+    incident.end(now=5)
+    incident.restart()
+    assert incident.is_active and incident.end_at == 0
+
+
+def test_same_commander_and_same_stage_are_no_ops():
+    incident = make_incident()
+    assert incident.change_commander("a" * 26) is False
+    assert incident.set_active_stage(0) is False
+    assert incident.change_commander("b" * 26) is True and incident.commander_user_id == "b" * 26
+    assert incident.set_active_stage(1) is True and incident.active_stage_title == "Stage 1"
+
+
+@pytest.mark.parametrize("stage", [-1, 2, 99])
+def test_stage_must_exist(stage):
+    incident = make_incident()
+    with pytest.raises(BadInput, match="does not exist"):
+        incident.set_active_stage(stage)
+    assert incident.active_stage == 0
+
+
+def test_an_incident_without_stages_explains_why_it_has_no_stage_to_change():
+    incident = make_incident(stages=0)
+    with pytest.raises(BadInput, match="no stages"):
+        incident.set_active_stage(0)
+    assert incident.active_stage_title == ""
+
+
+def test_move_item_reorders_within_the_stage():
+    incident = make_incident()
+    assert incident.move_item(0, 2, 0) is True
+    assert [i.title for i in incident.checklists[0].items] == ["task 0.2", "task 0.0", "task 0.1"]
+    assert incident.move_item(0, 1, 1) is False
+    with pytest.raises(BadInput):
+        incident.move_item(0, 0, 3)
+
+
+def test_item_state_records_when_it_changed():
+    incident = make_incident()
+    assert incident.set_item_state(1, 2, ItemState.CLOSED, now=77) is True
+    item = incident.checklists[1].items[2]
+    assert item.state is ItemState.CLOSED and item.state_modified == 77
+    assert incident.set_item_state(1, 2, ItemState.CLOSED, now=78) is False and item.state_modified == 77
+    assert incident.checklists[1].open_item_count == 2
+
+
+@pytest.mark.parametrize("checklist, item", [(2, 0), (-1, 0), (0, 3), (0, -1)])
+def test_task_indexes_must_exist(checklist, item):
+    incident = make_incident()
+    with pytest.raises(NotFound):
+        incident.remove_item(checklist, item)
+    assert incident.total_items == 6
+
+
+def test_edit_item_reports_whether_anything_changed():
+    incident = make_incident()
+    assert incident.edit_item(0, 0, title="task 0.0") is False
+    assert incident.edit_item(0, 0, description="why") is True
+    assert incident.checklists[0].items[0].description == "why"
+
+
+def test_assignee_can_be_set_and_cleared():
+    incident = make_incident()
+    assert incident.set_item_assignee(0, 0, "b" * 26) is True
+    assert incident.set_item_assignee(0, 0, "b" * 26) is False
+    assert incident.set_item_assignee(0, 0, "") is True and incident.checklists[0].items[0].assignee_id == ""
+
+
+@pytest.mark.parametrize("name, slug", [
+    ("DB is down!", "db-is-down"), ("  ", "incident"), ("数据库", "incident"), ("x", "incident"),
+    ("a" * 80, "a" * 50), ("Ünïcode -- name", "unicode-name"),
+])
+def test_slugify_makes_channel_names(name, slug):
+    assert slugify(name) == slug
