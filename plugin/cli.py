@@ -73,6 +73,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "bind": f"{args.host}:{args.port}", "workers": args.workers, "worker_class": "gthread",
                 "threads": args.threads, "timeout": 60, "graceful_timeout": 20, "accesslog": None,
                 "loglevel": "info",
+                # Several servers may run on one machine; a shared control socket
+                # path would collide, and nothing here needs it.
+                "control_socket_disable": True,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
@@ -107,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
