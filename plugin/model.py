@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from plugin.errors import BadInput, InvalidState, NotFound
 
 ID_LENGTH = 26
-ID_PATTERN = re.compile(r"^[a-z0-9]{26}$")
+# Matched with fullmatch: "$" would also accept a trailing newline.
+ID_PATTERN = re.compile(r"[a-z0-9]{26}")
 # Mattermost's id alphabet (base32 without easily confused characters).
 _ID_ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769"
 
@@ -38,7 +39,7 @@ def new_id() -> str:
 
 def is_id(value: object) -> bool:
     """True when value looks like a Mattermost id (26 chars of [a-z0-9])."""
-    return isinstance(value, str) and ID_PATTERN.match(value) is not None
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
 
 class ItemState(str, enum.Enum):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from typing import Any
 
@@ -30,6 +31,13 @@ class Parser(FlaskParser):
 
     DEFAULT_VALIDATION_STATUS = 400
     DEFAULT_UNKNOWN_BY_LOCATION: dict[str, str | None] = {}
+
+    def _raw_load_json(self, req: Any) -> Any:
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            # A body of deeply nested arrays exhausts the decoder's stack: bad JSON, not a crash.
+            raise json.JSONDecodeError("JSON nested too deeply", "nested", 0) from None
 
 
 class Blueprint(SmorestBlueprint):

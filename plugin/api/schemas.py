@@ -6,7 +6,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from plugin import model
-from plugin.model import ID_PATTERN, SORT_KEYS, STATUSES, ItemState
+from plugin.model import ID_PATTERN, SORT_KEYS, STATUSES, ItemState, is_id
 
 SERVER_SET_FIELDS = ("id", "channel_id", "create_at", "end_at", "is_active", "active_stage",
                      "active_stage_title")
@@ -14,24 +14,47 @@ MAX_STAGES = 50
 MAX_ITEMS_PER_STAGE = 200
 
 
-class Trimmed(fields.String):
-    """A string with surrounding whitespace removed."""
+class Text(fields.String):
+    """A string that both databases can store: no NUL characters, no lone surrogates."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("Must not contain NUL characters.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("Must be valid Unicode text (it contains a lone surrogate).") from None
+        return text
+
+
+class Trimmed(Text):
+    """Text with surrounding whitespace removed."""
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
+def _check_id(value: str) -> None:
+    if not is_id(value):
+        raise ValidationError("Must be an id of 26 characters a-z0-9.")
+
+
+def _check_optional_id(value: str) -> None:
+    if value and not is_id(value):
+        raise ValidationError("Must be an id of 26 characters a-z0-9, or empty.")
+
+
 def Id(**kwargs: Any) -> fields.String:  # noqa: N802 - reads like a field class
     """A Mattermost id: 26 characters of a-z and 0-9."""
-    return fields.String(validate=validate.Regexp(ID_PATTERN, error="Must be an id of 26 characters a-z0-9."),
-                         metadata={"pattern": ID_PATTERN.pattern, "example": "a" * 26}, **kwargs)
+    return fields.String(validate=_check_id, metadata={"pattern": f"^{ID_PATTERN.pattern}$",
+                                                       "example": "a" * 26}, **kwargs)
 
 
 def OptionalId(**kwargs: Any) -> fields.String:  # noqa: N802
     """An id, or the empty string for none."""
-    return fields.String(validate=validate.Regexp(r"^([a-z0-9]{26})?$",
-                                                  error="Must be an id of 26 characters a-z0-9, or empty."),
-                         **kwargs)
+    return fields.String(validate=_check_optional_id,
+                         metadata={"pattern": f"^({ID_PATTERN.pattern})?$"}, **kwargs)
 
 
 class StrictSchema(Schema):
@@ -44,7 +67,7 @@ class StrictSchema(Schema):
 # ----- requests ---------------------------------------------------------------------------
 class NewItemSchema(StrictSchema):
     title = Trimmed(required=True, validate=validate.Length(1, model.TITLE_MAX))
-    description = fields.String(load_default="", validate=validate.Length(0, model.DESCRIPTION_MAX))
+    description = Text(load_default="", validate=validate.Length(0, model.DESCRIPTION_MAX))
     command = Trimmed(load_default="", validate=validate.Length(0, model.COMMAND_MAX))
 
 
@@ -56,7 +79,7 @@ class NewChecklistSchema(StrictSchema):
 
 class CreateIncidentSchema(StrictSchema):
     name = Trimmed(required=True, validate=validate.Length(1, model.NAME_MAX))
-    description = fields.String(load_default="", validate=validate.Length(0, model.DESCRIPTION_MAX))
+    description = Text(load_default="", validate=validate.Length(0, model.DESCRIPTION_MAX))
     team_id = Id(required=True)
     commander_user_id = Id(required=True)
     public = fields.Boolean(load_default=False)
@@ -79,7 +102,7 @@ class ListQuerySchema(StrictSchema):
     status = fields.String(load_default="all", validate=validate.OneOf(STATUSES))
     commander_user_id = Id(load_default="")
     member_id = Id(load_default="")
-    search_term = fields.String(load_default="", validate=validate.Length(0, model.NAME_MAX))
+    search_term = Text(load_default="", validate=validate.Length(0, model.NAME_MAX))
     sort = fields.String(load_default="create_at", validate=validate.OneOf(SORT_KEYS))
     direction = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
     page = fields.Integer(load_default=0, validate=validate.Range(0, 100_000))
@@ -100,7 +123,7 @@ class StageSchema(StrictSchema):
 
 class EditItemSchema(StrictSchema):
     title = Trimmed(validate=validate.Length(1, model.TITLE_MAX))
-    description = fields.String(validate=validate.Length(0, model.DESCRIPTION_MAX))
+    description = Text(validate=validate.Length(0, model.DESCRIPTION_MAX))
     command = Trimmed(validate=validate.Length(0, model.COMMAND_MAX))
 
     @validates_schema

@@ -42,6 +42,14 @@ CASES = [
     ("malformed assignee", "put", "/checklists/0/items/0/assignee", ({"assignee_id": "bob"}, None), 400),
     ("malformed commander", "post", "/commander", ({"commander_id": "bob"}, None), 400),
     ("missing commander", "post", "/commander", ({}, None), 400),
+    ("deeply nested json", "post", None, ("[" * 100_000 + "]" * 100_000, JSON), 400),
+    ("nul in name", "post", None, ({"name": "db\x00down", "team_id": TEAM, "commander_user_id": ALICE}, None), 400),
+    ("lone surrogate in name", "post", None,
+     ('{"name": "\\ud800", "team_id": "%s", "commander_user_id": "%s"}' % (TEAM, ALICE), JSON), 400),
+    ("id with trailing newline", "post", None,
+     ({"name": "x", "team_id": TEAM + "\n", "commander_user_id": ALICE}, None), 400),
+    ("assignee of a newline", "put", "/checklists/0/items/0/assignee", ({"assignee_id": "\n"}, None), 400),
+    ("nul in task title", "post", "/checklists/0/items", ({"title": "a\x00"}, None), 400),
     ("oversize body", "post", None, ('{"name": "' + "x" * 300_000 + '"}', JSON), 413),
 ]
 
@@ -73,7 +81,7 @@ def test_bad_request_is_a_clear_4xx_and_changes_nothing(client, components, meth
 @pytest.mark.parametrize("query", [
     {"sort": "severity"}, {"direction": "up"}, {"status": "open"}, {"page": "-1"}, {"page": "x"},
     {"per_page": "0"}, {"per_page": "201"}, {"team_id": "nope"}, {"member_id": "x"}, {"bogus": "1"},
-    {"search_term": "x" * 65},
+    {"search_term": "x" * 65}, {"search_term": "a\x00b"},
 ])
 def test_bad_list_queries_are_400_naming_the_parameter(client, query):
     response = client.get("/api/v0/incidents", query_string={"team_id": TEAM, **query}, headers=as_user(ALICE))

@@ -19,7 +19,7 @@ def test_new_ids_are_mattermost_shaped_and_unique():
     assert len(ids) == 2000 and all(is_id(i) for i in ids)
 
 
-@pytest.mark.parametrize("value", ["", "A" * 26, "a" * 25, "a" * 27, "a" * 25 + "-", 26, None])
+@pytest.mark.parametrize("value", ["", "A" * 26, "a" * 25, "a" * 27, "a" * 25 + "-", "a" * 26 + "\n", 26, None])
 def test_is_id_refuses_anything_else(value):
     assert not is_id(value)
 
