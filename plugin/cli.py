@@ -1,8 +1,9 @@
-"""The console entry point: ``incident-plugin serve|migrate``."""
+"""The console entry point: ``incident-plugin serve|migrate|settings|bundle``."""
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
 import os
 import sys
@@ -86,6 +87,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    """Show the settings in force, or save one (as the API does, without a restart of this command)."""
+    from plugin.errors import DomainError
+    from plugin.settings import LiveSettings
+    from plugin.settings_admin import SettingsAdmin
+    from plugin.store import Database, migrate
+
+    settings = _settings(args)
+    db = Database(settings.database_url)
+    try:
+        migrate(db)
+        admin = SettingsAdmin(LiveSettings(settings), db.unit_of_work)
+        admin.load()
+        if args.action == "set":
+            try:
+                admin.apply({args.key: args.value})
+            except DomainError as exc:
+                print(f"incident-plugin: {exc.message}", file=sys.stderr)
+                return 2
+            print(f"{args.key} saved; running servers apply it within a few seconds.")
+        rows = admin.describe()
+        width = max(len(row["key"]) for row in rows)
+        for row in rows:
+            note = " (read-only: " + ("environment" if row["source"] == "environment" else "needs a restart") + ")" \
+                if row["read_only"] else ""
+            print(f"{row['key']:<{width}}  {json.dumps(row['value'])}  [{row['source']}]{note}")
+    finally:
+        db.dispose()
+    return 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    """Write the distributable plugin bundle."""
+    from plugin.bundle import BundleError, write_bundle
+
+    try:
+        path = write_bundle(args.output)
+    except BundleError as exc:
+        print(f"incident-plugin: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     common = argparse.ArgumentParser(add_help=False)
@@ -101,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     mig = commands.add_parser("migrate", help="apply database migrations", parents=[common])
     mig.set_defaults(func=cmd_migrate)
+    settings = commands.add_parser("settings", help="show the settings, or save one in the database",
+                                   parents=[common])
+    actions = settings.add_subparsers(dest="action", required=True)
+    actions.add_parser("show", help="every setting, its value (secrets masked) and source", parents=[common])
+    setter = actions.add_parser("set", help="save KEY=VALUE (checked like at start-up)", parents=[common])
+    setter.add_argument("key")
+    setter.add_argument("value")
+    settings.set_defaults(func=cmd_settings)
+    bundle = commands.add_parser("bundle", help="write dist/<id>-<version>.tar.gz", parents=[common])
+    bundle.add_argument("--output", default="dist", help="folder to write the bundle to (default: dist)")
+    bundle.set_defaults(func=cmd_bundle)
     return parser
 
 
