@@ -19,6 +19,7 @@ from plugin.store import Database, migrate
 from plugin.telemetry import NoopTelemetry, Telemetry
 
 access_log = logging.getLogger("plugin.access")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,7 +69,10 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
     def _start_timer() -> None:
         g.started = time.perf_counter()
         # Settings saved by another worker process reach this one within a few seconds.
-        components.settings_admin.refresh()
+        try:
+            components.settings_admin.refresh()
+        except Exception:  # noqa: BLE001 - keep serving with the settings in force
+            log.warning("could not check for changed settings; keeping the current ones", exc_info=True)
 
     @app.after_request
     def _log_request(response: Any) -> Any:

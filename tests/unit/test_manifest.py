@@ -90,11 +90,11 @@ def test_version_is_one_value_in_package_manifest_and_pyproject():
     assert importlib.metadata.version("incident-response") == plugin.__version__
 
 
-def _setting_keys_read_by_code() -> set[str]:
+def _setting_keys_read_by_code(package: Path = ROOT / "plugin") -> set[str]:
     """CamelCase string keys used with .get(...)/[...] on settings objects, plus validator keys."""
     keys: set[str] = set()
     camel = re.compile(r"^[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+$")
-    for path in (ROOT / "plugin").rglob("*.py"):
+    for path in package.rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             target, literal = None, None
@@ -118,6 +118,24 @@ def test_every_setting_key_the_code_reads_is_declared_in_the_manifest():
     read = _setting_keys_read_by_code() | set(settings_module.VALIDATORS) | set(RESTART_REQUIRED)
     assert read, "the scan found no setting reads at all"
     assert read - declared == set()
+
+
+def test_the_setting_scan_finds_reads_of_undeclared_keys(tmp_path):
+    (tmp_path / "module.py").write_text(
+        "def f(live):\n    return live.current.get('NotDeclared'), live.current.values['AlsoMissing']\n")
+    assert _setting_keys_read_by_code(tmp_path) == {"NotDeclared", "AlsoMissing"}
+
+
+def test_no_module_but_the_package_root_spells_out_the_version():
+    # Telemetry's pluginVersion, the manifest check and the packaging all read plugin.__version__.
+    for path in (ROOT / "plugin").rglob("*.py"):
+        if path == ROOT / "plugin" / "__init__.py":
+            continue
+        source = path.read_text()
+        assert f'"{plugin.__version__}"' not in source and f"'{plugin.__version__}'" not in source, path
+        for line in source.splitlines():
+            if re.search(r"plugin_?version\W*[:=]\s*['\"]", line, re.IGNORECASE):
+                pytest.fail(f"{path}: pluginVersion must come from plugin.__version__: {line.strip()}")
 
 
 def test_docs_list_every_setting_with_its_environment_variable():
