@@ -46,7 +46,7 @@ class SettingsAdmin:
         self.clock = clock
         self.monotonic = monotonic
         self.base = live.current  # defaults < config file < environment, without saved values
-        self._revision: tuple[int, int] | None = None
+        self._saved: dict[str, Any] | None = None
         self._checked_at = float("-inf")
 
     # ----- reads -----------------------------------------------------------------------
@@ -106,15 +106,11 @@ class SettingsAdmin:
             raise BadInput(" ".join(errors.values()), errors)
         if accepted:
             with self.uow_factory() as uow:
-                _count, newest = uow.saved_settings.revision()
-                # Strictly increasing, so other processes always see a new revision.
-                now = max(self.clock(), newest + 1)
                 for key, value in accepted.items():
-                    uow.saved_settings.put(key, value, now=now, user_id=user_id)
+                    uow.saved_settings.put(key, value, now=self.clock(), user_id=user_id)
                 saved = uow.saved_settings.all()
-                revision = uow.saved_settings.revision()
                 uow.commit()
-            self._put_in_force(saved, revision)
+            self._put_in_force(saved)
             log.info("settings changed: %s", ", ".join(sorted(accepted)))
         return self.live.current
 
@@ -129,15 +125,16 @@ class SettingsAdmin:
         if not force and now - self._checked_at < REFRESH_SECONDS:
             return False
         self._checked_at = now
+        # The saved values are a handful of rows: comparing them whole is cheap and,
+        # unlike a timestamp, cannot miss two changes made in the same instant.
         with self.uow_factory(write=False) as uow:
-            revision = uow.saved_settings.revision()
-            if revision == self._revision:
-                return False
             saved = uow.saved_settings.all()
-        return self._put_in_force(saved, revision)
+        if saved == self._saved:
+            return False
+        return self._put_in_force(saved)
 
-    def _put_in_force(self, saved: Mapping[str, Any], revision: tuple[int, int]) -> bool:
-        self._revision = revision
+    def _put_in_force(self, saved: dict[str, Any]) -> bool:
+        self._saved = saved
         new = self.base.with_saved(saved)
         if new.values == self.live.current.values and new.sources == self.live.current.sources:
             return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from plugin.store.tables import plugin_settings
 
@@ -16,19 +17,15 @@ class SqlSavedSettings:
 
     def all(self) -> dict[str, Any]:
         """Every saved value, by key."""
-        rows = self.connection.execute(sa.select(plugin_settings.c.key, plugin_settings.c.value))
+        rows = self.connection.execute(sa.select(plugin_settings.c.key, plugin_settings.c.value)
+                                       .order_by(plugin_settings.c.key))
         return {key: value for key, value in rows}
 
-    def revision(self) -> tuple[int, int]:
-        """A cheap fingerprint of the saved values: (row count, newest change time)."""
-        count, newest = self.connection.execute(
-            sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(plugin_settings.c.update_at), 0))).one()
-        return int(count), int(newest)
-
     def put(self, key: str, value: Any, *, now: int, user_id: str) -> None:
-        """Save one value, replacing any earlier one."""
-        updated = self.connection.execute(sa.update(plugin_settings).where(plugin_settings.c.key == key)
-                                          .values(value=value, update_at=now, updated_by=user_id))
-        if updated.rowcount == 0:
-            self.connection.execute(sa.insert(plugin_settings).values(key=key, value=value, update_at=now,
-                                                                      updated_by=user_id))
+        """Save one value, replacing any earlier one (safe against a concurrent first save of the key)."""
+        insert = (postgresql.insert if self.connection.dialect.name == "postgresql" else sqlite.insert)(
+            plugin_settings).values(key=key, value=value, update_at=now, updated_by=user_id)
+        self.connection.execute(insert.on_conflict_do_update(
+            index_elements=[plugin_settings.c.key],
+            set_={"value": insert.excluded.value, "update_at": insert.excluded.update_at,
+                  "updated_by": insert.excluded.updated_by}))
