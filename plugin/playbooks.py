@@ -25,14 +25,25 @@ from plugin.telemetry import NoopTelemetry, Telemetry
 
 @dataclass
 class NewPlaybook:
-    """What a caller gives to create (or, without team_id, replace) a playbook."""
+    """What a caller gives to create a playbook."""
 
     title: str
-    team_id: str = ""
+    team_id: str
     description: str = ""
     create_public_incident: bool = False
     checklists: list[NewChecklist] = field(default_factory=list)
     member_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PlaybookChanges:
+    """A change to a playbook: None keeps a field as it is."""
+
+    title: str
+    description: str | None = None
+    create_public_incident: bool | None = None
+    checklists: list[NewChecklist] | None = None
+    member_ids: list[str] | None = None
 
 
 def _stages(stages: list[NewChecklist]) -> list[Checklist]:
@@ -88,18 +99,22 @@ class PlaybookService:
         with self.uow_factory(write=False) as uow:
             return uow.playbooks.list(query)
 
-    def update(self, user_id: str, playbook_id: str, new: NewPlaybook) -> Playbook:
-        """Replace a playbook's title, description, stages, members and public default."""
+    def update(self, user_id: str, playbook_id: str, changes: PlaybookChanges) -> Playbook:
+        """Change a playbook's title and any of its description, public default, stages and members."""
         with self.uow_factory() as uow:
             playbook = uow.playbooks.get(playbook_id)
             if playbook is None or not self.can_use(user_id, playbook):
                 raise NotFound(f"Playbook {playbook_id} does not exist or you are not one of its members.",
                                {"playbook_id": playbook_id})
-            playbook.title = new.title
-            playbook.description = new.description
-            playbook.create_public_incident = new.create_public_incident
-            playbook.checklists = _stages(new.checklists)
-            playbook.set_members(new.member_ids, keep=user_id)
+            playbook.title = changes.title
+            if changes.description is not None:
+                playbook.description = changes.description
+            if changes.create_public_incident is not None:
+                playbook.create_public_incident = changes.create_public_incident
+            if changes.checklists is not None:
+                playbook.checklists = _stages(changes.checklists)
+            playbook.set_members(playbook.member_ids if changes.member_ids is None else changes.member_ids,
+                                 keep=user_id)
             playbook.update_at = self.clock()
             uow.playbooks.save(playbook)
             self.telemetry.track_playbook(uow, "update", playbook, user_id)

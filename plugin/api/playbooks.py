@@ -7,10 +7,16 @@ from typing import Any
 from flask import g, url_for
 
 from plugin.api import Blueprint, authenticate
-from plugin.api.schemas import CreatePlaybookSchema, PlaybookBodySchema, PlaybookListQuerySchema, PlaybookPageSchema, PlaybookSchema
+from plugin.api.schemas import (
+    CreatePlaybookSchema,
+    PlaybookListQuerySchema,
+    PlaybookPageSchema,
+    PlaybookSchema,
+    UpdatePlaybookSchema,
+)
 from plugin.errors import BadInput
 from plugin.model import PlaybookFilter, is_id
-from plugin.playbooks import NewPlaybook
+from plugin.playbooks import NewPlaybook, PlaybookChanges
 from plugin.service import NewChecklist, NewItem
 
 
@@ -21,10 +27,17 @@ def _playbook_id(value: str) -> str:
     return value
 
 
+def _stages(stages: list[dict[str, Any]]) -> list[NewChecklist]:
+    return [NewChecklist(s["title"], [NewItem(**i) for i in s["items"]]) for s in stages]
+
+
 def _new_playbook(body: dict[str, Any]) -> NewPlaybook:
-    stages = body.pop("checklists")
-    return NewPlaybook(**body, checklists=[NewChecklist(s["title"], [NewItem(**i) for i in s["items"]])
-                                           for s in stages])
+    return NewPlaybook(**{**body, "checklists": _stages(body["checklists"])})
+
+
+def _changes(body: dict[str, Any]) -> PlaybookChanges:
+    stages = body["checklists"]
+    return PlaybookChanges(**{**body, "checklists": None if stages is None else _stages(stages)})
 
 
 def create_blueprint(components: Any) -> Blueprint:
@@ -61,11 +74,11 @@ def create_blueprint(components: Any) -> Blueprint:
         return service.get(g.user_id, _playbook_id(playbook_id))
 
     @blp.route("/<playbook_id>", methods=["PUT"])
-    @blp.arguments(PlaybookBodySchema)
+    @blp.arguments(UpdatePlaybookSchema)
     @blp.response(200, PlaybookSchema)
     def update(body: dict[str, Any], playbook_id: str) -> Any:
-        """Replace a playbook (its team stays)."""
-        return service.update(g.user_id, _playbook_id(playbook_id), _new_playbook(body))
+        """Change a playbook: title, and any of description, public default, stages, members."""
+        return service.update(g.user_id, _playbook_id(playbook_id), _changes(body))
 
     @blp.route("/<playbook_id>", methods=["DELETE"])
     @blp.response(204)

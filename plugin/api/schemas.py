@@ -169,8 +169,9 @@ class IncidentPageSchema(Schema):
 
 
 # ----- playbooks --------------------------------------------------------------------------
-class PlaybookBodySchema(StrictSchema):
+class CreatePlaybookSchema(StrictSchema):
     title = Trimmed(required=True, validate=validate.Length(1, model.TITLE_MAX))
+    team_id = Id(required=True)
     description = fields.String(load_default="", validate=validate.Length(0, model.DESCRIPTION_MAX))
     create_public_incident = fields.Boolean(load_default=False)
     checklists = fields.List(fields.Nested(NewChecklistSchema), load_default=list,
@@ -178,8 +179,15 @@ class PlaybookBodySchema(StrictSchema):
     member_ids = fields.List(Id(), load_default=list, validate=validate.Length(0, 1000))
 
 
-class CreatePlaybookSchema(PlaybookBodySchema):
-    team_id = Id(required=True)
+class UpdatePlaybookSchema(StrictSchema):
+    """Fields left out keep their values; the team never changes."""
+
+    title = Trimmed(required=True, validate=validate.Length(1, model.TITLE_MAX))
+    description = fields.String(load_default=None, validate=validate.Length(0, model.DESCRIPTION_MAX))
+    create_public_incident = fields.Boolean(load_default=None)
+    checklists = fields.List(fields.Nested(NewChecklistSchema), load_default=None,
+                             validate=validate.Length(0, MAX_STAGES))
+    member_ids = fields.List(Id(), load_default=None, validate=validate.Length(0, 1000))
 
 
 class PlaybookListQuerySchema(StrictSchema):

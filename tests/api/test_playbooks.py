@@ -138,6 +138,19 @@ def test_update_replaces_the_playbook_and_keeps_the_editor_a_member(client):
     assert client.get(f"/api/v0/playbooks/{playbook['id']}", headers=as_user(ALICE)).status_code == 404
 
 
+def test_update_keeps_the_fields_left_out(client):
+    playbook = make_playbook(client, description="runbook", member_ids=[BOB], create_public_incident=True)
+    body = client.put(f"/api/v0/playbooks/{playbook['id']}", json={"title": "Renamed"}, headers=as_user(ALICE)).json
+    assert body == {**playbook, "title": "Renamed", "update_at": body["update_at"]}
+
+
+def test_update_with_empty_checklists_removes_every_stage(client):
+    playbook = make_playbook(client)
+    body = client.put(f"/api/v0/playbooks/{playbook['id']}", json={"title": "x", "checklists": []},
+                      headers=as_user(ALICE)).json
+    assert body["checklists"] == [] and body["num_stages"] == 0
+
+
 def test_update_by_non_member_is_404_and_changes_nothing(client):
     playbook = make_playbook(client)
     response = client.put(f"/api/v0/playbooks/{playbook['id']}", json={"title": "Mine now"}, headers=as_user(CAROL))
@@ -175,8 +188,8 @@ def test_playbook_mutations_record_one_telemetry_event_each_with_counts(settings
         client.delete(f"/api/v0/playbooks/{playbook['id']}", headers=as_user(ALICE))
     finally:
         app.extensions["incident"].db.dispose()
-    assert telemetry.events == [("create", playbook["id"], ALICE, 2, 3), ("update", playbook["id"], ALICE, 0, 0),
-                                ("delete", playbook["id"], ALICE, 0, 0)]
+    assert telemetry.events == [("create", playbook["id"], ALICE, 2, 3), ("update", playbook["id"], ALICE, 2, 3),
+                                ("delete", playbook["id"], ALICE, 2, 3)]
 
 
 # ----- incidents from playbooks -------------------------------------------------------------
