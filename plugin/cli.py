@@ -37,6 +37,12 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise SystemExit(2) from None
 
 
+def settings_with_saved(settings: Settings, db: Any) -> Settings:
+    """The settings with the values saved through the API or the CLI applied (what the workers will use)."""
+    with db.unit_of_work(write=False) as uow:
+        return settings.with_saved(uow.saved_settings.all())
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply the schema migrations to the configured database."""
     from plugin.store import Database, migrate
@@ -58,15 +64,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from plugin.store import Database, migrate
 
     settings = _settings(args)
-    if not is_loopback(args.host) and not settings.host_secret:
-        print(f"incident-plugin: refusing to listen on {args.host} without a host secret: set HostSecret "
-              "(INCIDENT_HOST_SECRET) so that only the chat host can call the API, or listen on 127.0.0.1.",
-              file=sys.stderr)
-        return 2
     # Migrate once in the master, before the workers start.
     db = Database(settings.database_url)
     migrate(db)
+    effective = settings_with_saved(settings, db)
     db.dispose()
+    if not is_loopback(args.host) and not effective.host_secret:
+        print(f"incident-plugin: refusing to listen on {args.host} without a host secret: set HostSecret "
+              "(INCIDENT_HOST_SECRET, or incident-plugin settings set HostSecret ...) so that only the chat "
+              "host can call the API, or listen on 127.0.0.1.", file=sys.stderr)
+        return 2
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

@@ -47,3 +47,19 @@ def test_settings_show_masks_secrets_and_marks_environment_settings_read_only(sh
 def test_settings_set_refuses_what_the_api_refuses_with_exit_status_2(shell_env, capsys, key, value, message):
     assert cli.main(["settings", "set", key, value]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_serve_start_up_check_sees_a_host_secret_saved_from_the_shell(shell_env, capsys):
+    from plugin.store import Database
+
+    assert cli.main(["settings", "set", "HostSecret", "s3cret"]) == 0
+    db = Database(shell_env)
+    try:
+        assert cli.settings_with_saved(load_settings(), db).host_secret == "s3cret"
+    finally:
+        db.dispose()
+
+
+def test_serve_refuses_a_non_loopback_address_without_any_host_secret(shell_env, capsys):
+    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
