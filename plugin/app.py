@@ -11,12 +11,15 @@ from flask import Flask, g, jsonify, request
 from plugin import api
 from plugin.chat import ChatHost
 from plugin.chat.local import LocalChatHost
+from plugin.playbooks import PlaybookService
 from plugin.service import IncidentService
+from plugin.settings_admin import SettingsAdmin
 from plugin.settings import LiveSettings, Settings, load_settings
 from plugin.store import Database, migrate
 from plugin.telemetry import NoopTelemetry, Telemetry
 
 access_log = logging.getLogger("plugin.access")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,6 +31,8 @@ class Components:
     host: ChatHost
     telemetry: Telemetry
     service: IncidentService
+    playbooks: PlaybookService
+    settings_admin: SettingsAdmin
 
 
 def build_components(settings: Settings, *, host: ChatHost | None = None,
@@ -38,9 +43,14 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     if migrate_db:
         migrate(db)
     host = host or LocalChatHost(db, lambda: live.current.admin_user_ids)
+    # Values saved through the settings API or CLI, above the config file and below
+    # the environment; read after the migrations have created their table.
+    settings_admin = SettingsAdmin(live, db.unit_of_work, host)
+    settings_admin.load()
     telemetry = telemetry or NoopTelemetry()
     service = IncidentService(db.unit_of_work, host, telemetry)
-    return Components(live, db, host, telemetry, service)
+    playbooks = PlaybookService(db.unit_of_work, host, telemetry)
+    return Components(live, db, host, telemetry, service, playbooks, settings_admin)
 
 
 def create_app(settings: Settings | None = None, *, host: ChatHost | None = None,
@@ -49,7 +59,7 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
     settings = settings or load_settings()
     components = build_components(settings, host=host, telemetry=telemetry, migrate_db=migrate_db)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = components.settings.current.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["incident"] = components
     components.settings.subscribe(
@@ -58,6 +68,11 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
+        # Settings saved by another worker process reach this one within a few seconds.
+        try:
+            components.settings_admin.refresh()
+        except Exception:  # noqa: BLE001 - keep serving with the settings in force
+            log.warning("could not check for changed settings; keeping the current ones", exc_info=True)
 
     @app.after_request
     def _log_request(response: Any) -> Any:

@@ -1,8 +1,9 @@
-"""The console entry point: ``incident-plugin serve|migrate``."""
+"""The console entry point: ``incident-plugin serve|migrate|settings|bundle``."""
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
 import os
 import sys
@@ -36,6 +37,12 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise SystemExit(2) from None
 
 
+def settings_with_saved(settings: Settings, db: Any) -> Settings:
+    """The settings with the values saved through the API or the CLI applied (what the workers will use)."""
+    with db.unit_of_work(write=False) as uow:
+        return settings.with_saved(uow.saved_settings.all())
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply the schema migrations to the configured database."""
     from plugin.store import Database, migrate
@@ -57,15 +64,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from plugin.store import Database, migrate
 
     settings = _settings(args)
-    if not is_loopback(args.host) and not settings.host_secret:
-        print(f"incident-plugin: refusing to listen on {args.host} without a host secret: set HostSecret "
-              "(INCIDENT_HOST_SECRET) so that only the chat host can call the API, or listen on 127.0.0.1.",
-              file=sys.stderr)
-        return 2
     # Migrate once in the master, before the workers start.
     db = Database(settings.database_url)
     migrate(db)
+    effective = settings_with_saved(settings, db)
     db.dispose()
+    if not is_loopback(args.host) and not effective.host_secret:
+        print(f"incident-plugin: refusing to listen on {args.host} without a host secret: set HostSecret "
+              "(INCIDENT_HOST_SECRET, or incident-plugin settings set HostSecret ...) so that only the chat "
+              "host can call the API, or listen on 127.0.0.1.", file=sys.stderr)
+        return 2
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -89,6 +97,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    """Show the settings in force, or save one (as the API does, without a restart of this command)."""
+    from plugin.errors import DomainError
+    from plugin.settings import LiveSettings
+    from plugin.settings_admin import SettingsAdmin
+    from plugin.store import Database, migrate
+
+    settings = _settings(args)
+    db = Database(settings.database_url)
+    try:
+        migrate(db)
+        admin = SettingsAdmin(LiveSettings(settings), db.unit_of_work)
+        admin.load()
+        if args.action == "set":
+            try:
+                admin.apply({args.key: args.value})
+            except DomainError as exc:
+                print(f"incident-plugin: {exc.message}", file=sys.stderr)
+                return 2
+            print(f"{args.key} saved; running servers apply it within a few seconds.")
+        rows = admin.describe()
+        width = max(len(row["key"]) for row in rows)
+        for row in rows:
+            note = " (read-only: " + ("environment" if row["source"] == "environment" else "needs a restart") + ")" \
+                if row["read_only"] else ""
+            print(f"{row['key']:<{width}}  {json.dumps(row['value'])}  [{row['source']}]{note}")
+    finally:
+        db.dispose()
+    return 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    """Write the distributable plugin bundle."""
+    from plugin.bundle import BundleError, write_bundle
+
+    try:
+        path = write_bundle(args.output)
+    except BundleError as exc:
+        print(f"incident-plugin: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     common = argparse.ArgumentParser(add_help=False)
@@ -104,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     mig = commands.add_parser("migrate", help="apply database migrations", parents=[common])
     mig.set_defaults(func=cmd_migrate)
+    settings = commands.add_parser("settings", help="show the settings, or save one in the database",
+                                   parents=[common])
+    actions = settings.add_subparsers(dest="action", required=True)
+    actions.add_parser("show", help="every setting, its value (secrets masked) and source", parents=[common])
+    setter = actions.add_parser("set", help="save KEY=VALUE (checked like at start-up)", parents=[common])
+    setter.add_argument("key")
+    setter.add_argument("value")
+    settings.set_defaults(func=cmd_settings)
+    bundle = commands.add_parser("bundle", help="write dist/<id>-<version>.tar.gz", parents=[common])
+    bundle.add_argument("--output", default="dist", help="folder to write the bundle to (default: dist)")
+    bundle.set_defaults(func=cmd_bundle)
     return parser
 
 

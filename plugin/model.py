@@ -10,6 +10,7 @@ import enum
 import re
 import secrets
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from plugin.errors import BadInput, InvalidState, NotFound
@@ -105,6 +106,7 @@ class Incident:
     active_stage: int = -1
     checklists: list[Checklist] = field(default_factory=list)
     version: int = 0
+    playbook_id: str = ""
 
     @property
     def active_stage_title(self) -> str:
@@ -214,6 +216,64 @@ class Incident:
             return False
         item.assignee_id = assignee_id
         return True
+
+
+@dataclass
+class Playbook:
+    """A template of stages and tasks that incidents start from, and who may use it.
+
+    Rules: the creator is always a member; only members (and system admins) may
+    see, use, change or delete a playbook.
+    """
+
+    id: str
+    title: str
+    team_id: str
+    description: str = ""
+    create_public_incident: bool = False
+    checklists: list[Checklist] = field(default_factory=list)
+    member_ids: list[str] = field(default_factory=list)
+    create_at: int = 0
+    update_at: int = 0
+
+    @property
+    def num_stages(self) -> int:
+        """Number of stages."""
+        return len(self.checklists)
+
+    @property
+    def num_tasks(self) -> int:
+        """Number of tasks over all stages."""
+        return sum(len(checklist.items) for checklist in self.checklists)
+
+    def is_member(self, user_id: str) -> bool:
+        """May this user see and use the playbook (system admins aside)?"""
+        return user_id in self.member_ids
+
+    def set_members(self, member_ids: list[str], keep: str) -> None:
+        """Replace the members, always keeping ``keep`` (the creator or the editor) and dropping repeats."""
+        self.member_ids = list(dict.fromkeys([keep, *member_ids]))
+
+    def stage_copies(self, make_id: Callable[[], str]) -> list[Checklist]:
+        """Fresh stages for an incident: new ids, every task open and unassigned."""
+        return [Checklist(make_id(), stage.title, [
+            ChecklistItem(make_id(), item.title, command=item.command, description=item.description)
+            for item in stage.items]) for stage in self.checklists]
+
+
+PLAYBOOK_SORT_KEYS = ("title", "stages", "tasks")
+
+
+@dataclass
+class PlaybookFilter:
+    """Which playbooks to list: a team, an optional member, sort and page."""
+
+    team_id: str
+    member_id: str | None = None
+    sort: str = "title"
+    direction: str = "asc"
+    page: int = 0
+    per_page: int = 100
 
 
 def slugify(name: str, max_length: int = 50) -> str:

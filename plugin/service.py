@@ -30,6 +30,8 @@ from plugin.model import (
     Incident,
     IncidentFilter,
     ItemState,
+    Playbook,
+    PlaybookFilter,
     new_id,
     slugify,
 )
@@ -50,10 +52,21 @@ class IncidentRepository(Protocol):
     def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]: ...
 
 
+class PlaybookRepository(Protocol):
+    """Persistence of playbooks within one unit of work."""
+
+    def get(self, playbook_id: str) -> Playbook | None: ...
+    def add(self, playbook: Playbook) -> None: ...
+    def save(self, playbook: Playbook) -> None: ...
+    def delete(self, playbook_id: str) -> None: ...
+    def list(self, query: PlaybookFilter) -> tuple[int, list[Playbook]]: ...
+
+
 class UnitOfWork(AbstractContextManager, Protocol):
     """One transaction: rolls back unless ``commit`` is called."""
 
     incidents: IncidentRepository
+    playbooks: PlaybookRepository
 
     def commit(self) -> None: ...
 
@@ -83,7 +96,7 @@ class NewIncident:
     team_id: str
     commander_user_id: str
     description: str = ""
-    public: bool = False
+    public: bool | None = None  # None: the playbook's create_public_incident, else private
     post_id: str = ""
     checklists: list[NewChecklist] | None = None
     playbook_id: str = ""
@@ -156,18 +169,23 @@ class IncidentService:
         if not self.host.is_team_member(new.team_id, new.commander_user_id):
             raise BadInput("The commander must be a member of the incident's team.",
                            {"commander_user_id": new.commander_user_id})
-        if new.playbook_id:
-            raise BadInput("Playbooks are not available on this server yet.", {"playbook_id": new.playbook_id})
-        stages = new.checklists if new.checklists is not None else [NewChecklist(DEFAULT_CHECKLIST_TITLE)]
+        playbook = self._playbook_for(user_id, new) if new.playbook_id else None
+        if playbook is not None:
+            checklists = playbook.stage_copies(new_id)
+            public = playbook.create_public_incident if new.public is None else new.public
+        else:
+            stages = new.checklists if new.checklists is not None else [NewChecklist(DEFAULT_CHECKLIST_TITLE)]
+            checklists = [Checklist(new_id(), stage.title, [_new_item(item) for item in stage.items])
+                          for stage in stages]
+            public = bool(new.public)
         incident = Incident(
             id=new_id(), name=new.name, description=new.description, team_id=new.team_id,
             commander_user_id=new.commander_user_id, channel_id="", create_at=self.clock(),
-            post_id=new.post_id, public=new.public, active_stage=0 if stages else -1,
-            checklists=[Checklist(new_id(), stage.title, [_new_item(item) for item in stage.items])
-                        for stage in stages],
+            post_id=new.post_id, public=public, active_stage=0 if checklists else -1,
+            checklists=checklists, playbook_id=new.playbook_id,
         )
         incident.channel_id = self.host.create_channel(
-            new.team_id, slugify(new.name), new.name, public=new.public, purpose=new.description[:250])
+            new.team_id, slugify(new.name), new.name, public=public, purpose=new.description[:250])
         for member in dict.fromkeys((user_id, new.commander_user_id)):
             self.host.add_channel_member(incident.channel_id, member)
         with self.uow_factory() as uow:
@@ -177,6 +195,23 @@ class IncidentService:
         self._post(incident, f"This incident was started by {self.host.mention(user_id)}; "
                              f"the commander is {self.host.mention(incident.commander_user_id)}.")
         return incident
+
+    def _playbook_for(self, user_id: str, new: NewIncident) -> Playbook:
+        """The playbook an incident starts from, if the user may use it for this team."""
+        if new.checklists is not None:
+            # Two sources of stages would need a merge rule nobody asked for: refuse.
+            raise BadInput("Give either playbook_id or checklists, not both: an incident started from a "
+                           "playbook gets the playbook's stages and tasks.",
+                           {"playbook_id": new.playbook_id, "checklists": "not allowed with playbook_id"})
+        with self.uow_factory(write=False) as uow:
+            playbook = uow.playbooks.get(new.playbook_id)
+        if playbook is None or not (playbook.is_member(user_id) or self.host.is_system_admin(user_id)):
+            raise BadInput(f"Playbook {new.playbook_id} does not exist or you are not one of its members.",
+                           {"playbook_id": new.playbook_id})
+        if playbook.team_id != new.team_id:
+            raise BadInput("The playbook belongs to another team: start the incident in the playbook's team.",
+                           {"playbook_id": new.playbook_id, "team_id": new.team_id})
+        return playbook
 
     # ----- incident changes ----------------------------------------------------------
     def end_incident(self, user_id: str, incident_id: str) -> Incident:

@@ -1,4 +1,4 @@
-"""Settings: plugin.json defaults < JSON config file < environment variables.
+"""Settings: plugin.json defaults < JSON config file < saved via the API < environment.
 
 ``plugin.json``'s ``settings_schema`` is the one place a setting is declared (its
 key, type and default). This module is the only reader of ``os.environ``: each
@@ -12,6 +12,7 @@ database URL.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -21,9 +22,14 @@ from typing import Any
 
 from plugin.model import is_id
 
+_log = logging.getLogger(__name__)
+
 ENV_PREFIX = "INCIDENT_"
 MANIFEST_PATH = Path(__file__).resolve().parent.parent / "plugin.json"
 SECRET_TYPES = {"generated"}
+MASK = "********"
+# Settings read once when the process starts: changing them needs a restart.
+RESTART_REQUIRED = frozenset({"DatabaseUrl"})
 _SECRET_KEY_PATTERN = re.compile(r"(Secret|Token|WriteKey|Password)$")
 
 
@@ -87,9 +93,15 @@ def _to_int(value: Any) -> int:
 
 
 def _to_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value.strip()
-    raise ValueError("expected text")
+    if not isinstance(value, str):
+        raise ValueError("expected text")
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode") from None
+    return value.strip()
 
 
 def _coerce(spec: SettingSpec, value: Any) -> Any:
@@ -203,10 +215,30 @@ class Settings:
             sources[key] = "override"
         return Settings(values, self.specs, sources, self.data_dir)
 
+    def with_saved(self, saved: Mapping[str, Any]) -> "Settings":
+        """A copy with values saved at run time applied above the config file, below the environment.
+
+        A saved value that no longer validates (or names a setting no longer
+        declared) is skipped with a warning: start-up must not fail on it.
+        """
+        values = dict(self.values)
+        sources = dict(self.sources)
+        for key, value in saved.items():
+            spec = self.specs.get(key)
+            if spec is None or self.sources.get(key) == "environment" or key in RESTART_REQUIRED:
+                continue
+            try:
+                values[key] = validate_value(spec, value, "saved value")
+            except SettingsError as exc:
+                _log.warning("ignoring a saved setting: %s", exc)
+                continue
+            sources[key] = "saved"
+        return Settings(values, self.specs, sources, self.data_dir)
+
     def public_view(self) -> dict[str, Any]:
         """All settings with secrets masked (non-empty secrets show as ********)."""
         return {
-            key: ("********" if self.specs[key].secret and value else value)
+            key: (MASK if self.specs[key].secret and value else value)
             for key, value in self.values.items()
         }
 

@@ -117,7 +117,7 @@ def authenticate(settings_secret: str) -> None:
 
 def init_app(app: Flask, components: Any) -> Api:
     """Register the API blueprints and the error handlers on app."""
-    from plugin.api.incidents import create_blueprint
+    from plugin.api import incidents, playbooks, settings
 
     app.config.setdefault("API_TITLE", "Incident Response")
     app.config.setdefault("API_VERSION", "v0")
@@ -138,5 +138,6 @@ def init_app(app: Flask, components: Any) -> Api:
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
         return error_response(500, "Internal error; the server logged the details.")
 
-    api.register_blueprint(create_blueprint(components))
+    for module in (incidents, playbooks, settings):
+        api.register_blueprint(module.create_blueprint(components))
     return api

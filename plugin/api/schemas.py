@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from plugin import model
 from plugin.model import ID_PATTERN, SORT_KEYS, STATUSES, ItemState, is_id
@@ -82,10 +82,14 @@ class CreateIncidentSchema(StrictSchema):
     description = Text(load_default="", validate=validate.Length(0, model.DESCRIPTION_MAX))
     team_id = Id(required=True)
     commander_user_id = Id(required=True)
-    public = fields.Boolean(load_default=False)
+    public = fields.Boolean(load_default=None, metadata={
+        "description": "Open channel and visible to the team; default: the playbook's create_public_incident, "
+                       "or false."})
     post_id = OptionalId(load_default="")
     checklists = fields.List(fields.Nested(NewChecklistSchema), load_default=None, allow_none=True,
                              validate=validate.Length(0, MAX_STAGES))
+    playbook_id = OptionalId(load_default="", metadata={
+        "description": "Start from this playbook's stages and tasks (not together with checklists)."})
 
     @pre_load
     def refuse_server_fields(self, data: Any, **_: Any) -> Any:
@@ -177,6 +181,7 @@ class IncidentSchema(Schema):
     active_stage = fields.Integer()
     active_stage_title = fields.String()
     checklists = fields.List(fields.Nested(ChecklistSchema))
+    playbook_id = fields.String()
 
 
 class IncidentPageSchema(Schema):
@@ -184,6 +189,97 @@ class IncidentPageSchema(Schema):
     page_count = fields.Integer()
     has_more = fields.Boolean()
     items = fields.List(fields.Nested(IncidentSchema))
+
+
+# ----- playbooks --------------------------------------------------------------------------
+class CreatePlaybookSchema(StrictSchema):
+    title = Trimmed(required=True, validate=validate.Length(1, model.TITLE_MAX))
+    team_id = Id(required=True)
+    description = Text(load_default="", validate=validate.Length(0, model.DESCRIPTION_MAX))
+    create_public_incident = fields.Boolean(load_default=False)
+    checklists = fields.List(fields.Nested(NewChecklistSchema), load_default=list,
+                             validate=validate.Length(0, MAX_STAGES))
+    member_ids = fields.List(Id(), load_default=list, validate=validate.Length(0, 1000))
+
+
+class UpdatePlaybookSchema(StrictSchema):
+    """Fields left out keep their values; the team never changes."""
+
+    title = Trimmed(required=True, validate=validate.Length(1, model.TITLE_MAX))
+    description = Text(load_default=None, validate=validate.Length(0, model.DESCRIPTION_MAX))
+    create_public_incident = fields.Boolean(load_default=None)
+    checklists = fields.List(fields.Nested(NewChecklistSchema), load_default=None,
+                             validate=validate.Length(0, MAX_STAGES))
+    member_ids = fields.List(Id(), load_default=None, validate=validate.Length(0, 1000))
+
+
+class PlaybookListQuerySchema(StrictSchema):
+    team_id = Id(required=True)
+    sort = fields.String(load_default="title", validate=validate.OneOf(model.PLAYBOOK_SORT_KEYS))
+    direction = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
+    page = fields.Integer(load_default=0, validate=validate.Range(0, 100_000))
+    per_page = fields.Integer(load_default=100, validate=validate.Range(1, 200))
+
+    @post_load
+    def to_filter(self, data: dict[str, Any], **_: Any) -> model.PlaybookFilter:
+        return model.PlaybookFilter(**data)
+
+
+class TemplateItemSchema(Schema):
+    id = fields.String()
+    title = fields.String()
+    command = fields.String()
+    description = fields.String()
+
+
+class TemplateChecklistSchema(Schema):
+    id = fields.String()
+    title = fields.String()
+    items = fields.List(fields.Nested(TemplateItemSchema))
+
+
+class PlaybookSchema(Schema):
+    id = fields.String()
+    title = fields.String()
+    description = fields.String()
+    team_id = fields.String()
+    create_public_incident = fields.Boolean()
+    checklists = fields.List(fields.Nested(TemplateChecklistSchema))
+    member_ids = fields.List(fields.String())
+    num_stages = fields.Integer()
+    num_tasks = fields.Integer()
+    create_at = fields.Integer()
+    update_at = fields.Integer()
+
+
+class PlaybookPageSchema(Schema):
+    total_count = fields.Integer()
+    page_count = fields.Integer()
+    has_more = fields.Boolean()
+    items = fields.List(fields.Nested(PlaybookSchema))
+
+
+# ----- settings ---------------------------------------------------------------------------
+class SettingSchema(Schema):
+    key = fields.String()
+    value = fields.Raw(metadata={"description": "The value in force; secrets show as ******** when set."})
+    type = fields.String()
+    secret = fields.Boolean()
+    source = fields.String(metadata={"description": "default, config, saved or environment"})
+    env_var = fields.String()
+    read_only = fields.Boolean(metadata={"description": "Fixed by an environment variable or needs a restart."})
+    requires_restart = fields.Boolean()
+
+
+class SettingsSchema(Schema):
+    settings = fields.List(fields.Nested(SettingSchema))
+
+
+class SettingsChangeSchema(Schema):
+    """A JSON object of setting keys to new values (checked by the settings code, not here)."""
+
+    class Meta:
+        unknown = INCLUDE
 
 
 class ErrorSchema(Schema):

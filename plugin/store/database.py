@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from plugin.store.incidents import SqlIncidentRepository
+from plugin.store.playbooks import SqlPlaybookRepository
+from plugin.store.saved_settings import SqlSavedSettings
 
 
 def normalise_url(url: str) -> str:
@@ -85,6 +87,8 @@ class SqlUnitOfWork:
         self.connection = engine.connect()
         self._transaction = self.connection.begin()
         self.incidents = SqlIncidentRepository(self.connection, lock_rows=self.db.dialect != "sqlite")
+        self.playbooks = SqlPlaybookRepository(self.connection)
+        self.saved_settings = SqlSavedSettings(self.connection)
         return self
 
     def commit(self) -> None:

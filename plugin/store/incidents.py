@@ -47,7 +47,7 @@ def _row_values(incident: Incident) -> dict[str, Any]:
         "team_id": incident.team_id, "channel_id": incident.channel_id, "post_id": incident.post_id,
         "public": incident.public, "create_at": incident.create_at, "end_at": incident.end_at,
         "active_stage": incident.active_stage, "checklists": checklists_to_json(incident.checklists),
-        "version": incident.version,
+        "version": incident.version, "playbook_id": incident.playbook_id,
     }
 
 
@@ -57,7 +57,7 @@ def _from_row(row: sa.Row[Any]) -> Incident:
         commander_user_id=row.commander_user_id, team_id=row.team_id, channel_id=row.channel_id,
         post_id=row.post_id, public=row.public, create_at=row.create_at, end_at=row.end_at,
         active_stage=row.active_stage, checklists=checklists_from_json(row.checklists),
-        version=row.version,
+        version=row.version, playbook_id=row.playbook_id,
     )
 
 

@@ -25,6 +25,8 @@ incidents = sa.Table(
     # incident's row lock, so they live in the row as a JSON document.
     sa.Column("checklists", sa.JSON, nullable=False),
     sa.Column("version", sa.Integer, nullable=False, default=0),
+    # The playbook the incident was started from ("" for none); kept when the playbook is deleted.
+    sa.Column("playbook_id", sa.String(26), nullable=False, default="", server_default=""),
     # Listing is always within a team: these keep its cost independent of other teams.
     sa.Index("ix_incidents_team_active_create", "team_id", "is_active", "create_at"),
     sa.Index("ix_incidents_team_commander", "team_id", "commander_user_id"),
@@ -65,4 +67,38 @@ chat_users = sa.Table(
     sa.Column("id", ID, primary_key=True),
     sa.Column("username", sa.String(64), nullable=False, unique=True),
     sa.Column("create_at", sa.BigInteger, nullable=False),
+)
+
+# Values saved at run time through the settings API or CLI (above the config file,
+# below environment variables). One row per changed setting.
+plugin_settings = sa.Table(
+    "plugin_settings", metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("update_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_by", sa.String(26), nullable=False),
+)
+
+playbooks = sa.Table(
+    "playbooks", metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("title", sa.String(256), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("team_id", ID, nullable=False),
+    sa.Column("create_public_incident", sa.Boolean, nullable=False),
+    # Stages and tasks are a template read and written whole, so they are one JSON document;
+    # their counts are columns so that listing can sort by them.
+    sa.Column("checklists", sa.JSON, nullable=False),
+    sa.Column("num_stages", sa.Integer, nullable=False),
+    sa.Column("num_tasks", sa.Integer, nullable=False),
+    sa.Column("create_at", sa.BigInteger, nullable=False),
+    sa.Column("update_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_playbooks_team_title", "team_id", "title"),
+)
+
+playbook_members = sa.Table(
+    "playbook_members", metadata,
+    sa.Column("playbook_id", ID, sa.ForeignKey("playbooks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", ID, primary_key=True),
+    sa.Index("ix_playbook_members_user", "user_id"),
 )

@@ -1,0 +1,90 @@
+"""Playbook routes: load with a schema, call one service method, dump with a schema."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import g, url_for
+
+from plugin.api import Blueprint, authenticate
+from plugin.api.schemas import (
+    CreatePlaybookSchema,
+    PlaybookListQuerySchema,
+    PlaybookPageSchema,
+    PlaybookSchema,
+    UpdatePlaybookSchema,
+)
+from plugin.errors import BadInput
+from plugin.model import PlaybookFilter, is_id
+from plugin.playbooks import NewPlaybook, PlaybookChanges
+from plugin.service import NewChecklist, NewItem
+
+
+def _playbook_id(value: str) -> str:
+    if not is_id(value):
+        raise BadInput(f"'{value[:40]}' is not a playbook id: ids are 26 characters a-z0-9.",
+                       {"playbook_id": "malformed"})
+    return value
+
+
+def _stages(stages: list[dict[str, Any]]) -> list[NewChecklist]:
+    return [NewChecklist(s["title"], [NewItem(**i) for i in s["items"]]) for s in stages]
+
+
+def _new_playbook(body: dict[str, Any]) -> NewPlaybook:
+    return NewPlaybook(**{**body, "checklists": _stages(body["checklists"])})
+
+
+def _changes(body: dict[str, Any]) -> PlaybookChanges:
+    stages = body["checklists"]
+    return PlaybookChanges(**{**body, "checklists": None if stages is None else _stages(stages)})
+
+
+def create_blueprint(components: Any) -> Blueprint:
+    """The /api/v0/playbooks blueprint bound to the app's playbook service."""
+    blp = Blueprint("playbooks", __name__, url_prefix="/api/v0/playbooks",
+                    description="Playbooks: templates of stages and tasks that incidents start from.")
+    service = components.playbooks
+
+    @blp.before_request
+    def _authenticate() -> None:
+        authenticate(components.settings.current.host_secret)
+
+    @blp.route("", methods=["POST"])
+    @blp.arguments(CreatePlaybookSchema)
+    @blp.response(201, PlaybookSchema)
+    def create(body: dict[str, Any]) -> Any:
+        """Create a playbook in a team; the creator is always a member."""
+        playbook = service.create(g.user_id, _new_playbook(body))
+        return playbook, 201, {"Location": url_for("playbooks.get", playbook_id=playbook.id)}
+
+    @blp.route("", methods=["GET"])
+    @blp.arguments(PlaybookListQuerySchema, location="query")
+    @blp.response(200, PlaybookPageSchema)
+    def list_(query: PlaybookFilter) -> Any:
+        """List a team's playbooks the caller may see, sorted by title, stages or tasks, and paged."""
+        total, items = service.list(g.user_id, query)
+        return {"total_count": total, "page_count": math.ceil(total / query.per_page),
+                "has_more": (query.page + 1) * query.per_page < total, "items": items}
+
+    @blp.route("/<playbook_id>", methods=["GET"])
+    @blp.response(200, PlaybookSchema)
+    def get(playbook_id: str) -> Any:
+        """One playbook (members and system admins only)."""
+        return service.get(g.user_id, _playbook_id(playbook_id))
+
+    @blp.route("/<playbook_id>", methods=["PUT"])
+    @blp.arguments(UpdatePlaybookSchema)
+    @blp.response(200, PlaybookSchema)
+    def update(body: dict[str, Any], playbook_id: str) -> Any:
+        """Change a playbook: title, and any of description, public default, stages, members."""
+        return service.update(g.user_id, _playbook_id(playbook_id), _changes(body))
+
+    @blp.route("/<playbook_id>", methods=["DELETE"])
+    @blp.response(204)
+    def delete(playbook_id: str) -> Any:
+        """Delete a playbook; incidents started from it keep their stages and tasks."""
+        service.delete(g.user_id, _playbook_id(playbook_id))
+        return None
+
+    return blp

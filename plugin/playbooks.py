@@ -1,0 +1,133 @@
+"""The playbook use cases. Each mutation is one transaction that also records its
+telemetry event (``playbook`` with ``create``/``update``/``delete``; ids and counts only).
+
+Decisions:
+- A playbook belongs to one team; its creator must be a member of that team.
+- Members may see, use, change and delete it; the creator is always a member, and
+  whoever changes the member list stays a member (no one locks themselves out).
+  System admins may do everything with every playbook.
+- Listing is per team: system admins see every playbook of the team, others only
+  those they are members of. A playbook that the caller may not see answers 404,
+  so its existence is not revealed.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from plugin.chat import ChatHost
+from plugin.errors import NotFound, PermissionDenied
+from plugin.model import Checklist, ChecklistItem, Playbook, PlaybookFilter, new_id
+from plugin.service import NewChecklist, now_ms
+from plugin.telemetry import NoopTelemetry, Telemetry
+
+
+@dataclass
+class NewPlaybook:
+    """What a caller gives to create a playbook."""
+
+    title: str
+    team_id: str
+    description: str = ""
+    create_public_incident: bool = False
+    checklists: list[NewChecklist] = field(default_factory=list)
+    member_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PlaybookChanges:
+    """A change to a playbook: None keeps a field as it is."""
+
+    title: str
+    description: str | None = None
+    create_public_incident: bool | None = None
+    checklists: list[NewChecklist] | None = None
+    member_ids: list[str] | None = None
+
+
+def _stages(stages: list[NewChecklist]) -> list[Checklist]:
+    return [Checklist(new_id(), stage.title, [
+        ChecklistItem(new_id(), item.title, command=item.command, description=item.description)
+        for item in stage.items]) for stage in stages]
+
+
+class PlaybookService:
+    """Playbook use cases over a store, a chat host (for permissions) and telemetry."""
+
+    def __init__(self, uow_factory: Callable[..., Any], host: ChatHost, telemetry: Telemetry | None = None,
+                 clock: Callable[[], int] = now_ms):
+        self.uow_factory = uow_factory
+        self.host = host
+        self.telemetry = telemetry or NoopTelemetry()
+        self.clock = clock
+
+    def can_use(self, user_id: str, playbook: Playbook) -> bool:
+        """System admin, or a member of the playbook."""
+        return playbook.is_member(user_id) or self.host.is_system_admin(user_id)
+
+    def create(self, user_id: str, new: NewPlaybook) -> Playbook:
+        """Create a playbook in a team the caller belongs to; the caller becomes a member."""
+        if not self.host.is_team_member(new.team_id, user_id):
+            raise PermissionDenied("You must be a member of the team to create a playbook in it.")
+        now = self.clock()
+        playbook = Playbook(id=new_id(), title=new.title, team_id=new.team_id, description=new.description,
+                            create_public_incident=new.create_public_incident, checklists=_stages(new.checklists),
+                            create_at=now, update_at=now)
+        playbook.set_members(new.member_ids, keep=user_id)
+        with self.uow_factory() as uow:
+            uow.playbooks.add(playbook)
+            self.telemetry.track_playbook(uow, "create", playbook, user_id)
+            uow.commit()
+        return playbook
+
+    def get(self, user_id: str, playbook_id: str) -> Playbook:
+        """The playbook, if the caller may see it (404 otherwise)."""
+        with self.uow_factory(write=False) as uow:
+            playbook = uow.playbooks.get(playbook_id)
+        if playbook is None or not self.can_use(user_id, playbook):
+            raise NotFound(f"Playbook {playbook_id} does not exist or you are not one of its members.",
+                           {"playbook_id": playbook_id})
+        return playbook
+
+    def list(self, user_id: str, query: PlaybookFilter) -> tuple[int, list[Playbook]]:
+        """A page of the team's playbooks the caller may see, and how many there are in all."""
+        if not self.host.is_system_admin(user_id):
+            if not self.host.is_team_member(query.team_id, user_id):
+                raise PermissionDenied("You must be a member of the team to list its playbooks.")
+            query.member_id = user_id
+        with self.uow_factory(write=False) as uow:
+            return uow.playbooks.list(query)
+
+    def update(self, user_id: str, playbook_id: str, changes: PlaybookChanges) -> Playbook:
+        """Change a playbook's title and any of its description, public default, stages and members."""
+        with self.uow_factory() as uow:
+            playbook = uow.playbooks.get(playbook_id)
+            if playbook is None or not self.can_use(user_id, playbook):
+                raise NotFound(f"Playbook {playbook_id} does not exist or you are not one of its members.",
+                               {"playbook_id": playbook_id})
+            playbook.title = changes.title
+            if changes.description is not None:
+                playbook.description = changes.description
+            if changes.create_public_incident is not None:
+                playbook.create_public_incident = changes.create_public_incident
+            if changes.checklists is not None:
+                playbook.checklists = _stages(changes.checklists)
+            playbook.set_members(playbook.member_ids if changes.member_ids is None else changes.member_ids,
+                                 keep=user_id)
+            playbook.update_at = self.clock()
+            uow.playbooks.save(playbook)
+            self.telemetry.track_playbook(uow, "update", playbook, user_id)
+            uow.commit()
+        return playbook
+
+    def delete(self, user_id: str, playbook_id: str) -> None:
+        """Delete a playbook; incidents started from it keep their stages and tasks."""
+        with self.uow_factory() as uow:
+            playbook = uow.playbooks.get(playbook_id)
+            if playbook is None or not self.can_use(user_id, playbook):
+                raise NotFound(f"Playbook {playbook_id} does not exist or you are not one of its members.",
+                               {"playbook_id": playbook_id})
+            uow.playbooks.delete(playbook_id)
+            self.telemetry.track_playbook(uow, "delete", playbook, user_id)
+            uow.commit()

@@ -1,0 +1,160 @@
+'use strict';
+// Runs the bundle as the chat client would (a window with registerPlugin), against a
+// fake plugin registry, a fake store and a fake fetch.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const vm = require('node:vm');
+
+const BUNDLE = path.join(__dirname, '..', 'dist', 'main.js');
+const MANIFEST = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'plugin.json'), 'utf8'));
+const CHANNEL = 'channel0000000000000000000';
+const COMMANDER = 'alice000000000000000000000';
+
+const INCIDENT = {
+  id: 'incident00000000000000000', name: 'db is down', is_active: true,
+  commander_user_id: COMMANDER, channel_id: CHANNEL, active_stage: 0,
+  checklists: [
+    {id: 'a', title: 'Triage', items: [{title: 'Page', state: 'closed'}, {title: 'Status page', state: 'open'}]},
+    {id: 'b', title: 'Resolve', items: [{title: 'Roll back', state: 'in_progress'}]},
+  ],
+};
+
+function fakeFetch(responses) {
+  const calls = [];
+  const fetch = (url, options) => {
+    calls.push({url, options});
+    const reply = responses.shift();
+    if (reply instanceof Error) {
+      return Promise.reject(reply);
+    }
+    return Promise.resolve({
+      status: reply.status, ok: reply.status >= 200 && reply.status < 300,
+      json: () => Promise.resolve(reply.body),
+    });
+  };
+  return {fetch, calls};
+}
+
+function fakeRegistry() {
+  const registered = {buttons: [], sidebars: []};
+  return {
+    registered,
+    registerChannelHeaderButtonAction(icon, action, dropdownText, tooltipText) {
+      registered.buttons.push({icon, action, dropdownText, tooltipText});
+    },
+    registerRightHandSidebarComponent(component, title) {
+      registered.sidebars.push({component, title});
+      return {id: 'rhs1', showRHSPlugin: {type: 'SHOW_RHS_PLUGIN', id: 'rhs1'}};
+    },
+  };
+}
+
+function fakeStore(extraState = {}) {
+  const dispatched = [];
+  const state = {entities: {
+    channels: {currentChannelId: CHANNEL},
+    users: {profiles: {[COMMANDER]: {id: COMMANDER, username: 'alice'}}},
+    general: {config: {SiteURL: 'http://chat.example'}},
+  }, ...extraState};
+  return {dispatched, getState: () => state, dispatch: (action) => dispatched.push(action)};
+}
+
+// Loads the bundle in a fresh context; returns what it registered and the plugin.
+function loadBundle({responses = [], React} = {}) {
+  const plugins = [];
+  const {fetch, calls} = fakeFetch(responses);
+  const window = {fetch, React, registerPlugin: (id, plugin) => plugins.push({id, plugin})};
+  vm.runInNewContext(fs.readFileSync(BUNDLE, 'utf8'), {window, Promise});
+  const registry = fakeRegistry();
+  const store = fakeStore();
+  assert.equal(plugins.length, 1);
+  plugins[0].plugin.initialize(registry, store);
+  const api = require(BUNDLE);
+  return {plugins, registry, store, calls, api};
+}
+
+test('bundle registers itself under the manifest id', () => {
+  const {plugins} = loadBundle();
+  assert.equal(plugins[0].id, MANIFEST.id);
+});
+
+test('initialize registers one channel header button and one sidebar panel', () => {
+  const {registry} = loadBundle();
+  assert.equal(registry.registered.buttons.length, 1);
+  assert.equal(registry.registered.sidebars.length, 1);
+  assert.equal(registry.registered.buttons[0].dropdownText, 'Incident');
+  assert.equal(registry.registered.sidebars[0].title, 'Incident');
+});
+
+test('header button fetches the channel incident and the panel shows name commander stage and progress', async () => {
+  const {registry, store, calls, api} = loadBundle({responses: [{status: 200, body: INCIDENT}]});
+  await registry.registered.buttons[0].action({id: CHANNEL});
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].url, `http://chat.example/plugins/${MANIFEST.id}/api/v0/incidents/channel/${CHANNEL}`);
+  assert.equal(calls[0].options.headers['X-Requested-With'], 'XMLHttpRequest');
+  assert.deepEqual(store.dispatched, [{type: 'SHOW_RHS_PLUGIN', id: 'rhs1'}]);
+  const text = api.textOf(registry.registered.sidebars[0].component());
+  assert.match(text, /db is down/);
+  assert.match(text, /Commander: @alice/);
+  assert.match(text, /Stage: Triage \(1 of 2\)/);
+  assert.match(text, /Tasks: 1 of 3 tasks done/);
+  assert.match(text, /Status: Active/);
+});
+
+test('panel says the channel has no incident when the server answers 404', async () => {
+  const {registry, api} = loadBundle({responses: [{status: 404, body: {error: 'No incident'}}]});
+  await registry.registered.buttons[0].action({id: CHANNEL});
+  assert.equal(api.textOf(registry.registered.sidebars[0].component()), 'This channel has no incident.');
+});
+
+test('panel shows the server error message for other failures', async () => {
+  const {registry, api} = loadBundle({responses: [{status: 403, body: {error: 'You do not have permission'}}]});
+  await registry.registered.buttons[0].action({id: CHANNEL});
+  assert.match(api.textOf(registry.registered.sidebars[0].component()), /You do not have permission/);
+});
+
+test('panel reports an unreachable server instead of throwing', async () => {
+  const {registry, api} = loadBundle({responses: [new Error('connection refused')]});
+  await registry.registered.buttons[0].action({id: CHANNEL});
+  assert.match(api.textOf(registry.registered.sidebars[0].component()), /Could not reach.*connection refused/);
+});
+
+test('a slow answer for a channel the user already left does not replace the newer one', async () => {
+  const {api} = loadBundle();
+  let release;
+  const slow = new Promise((resolve) => { release = resolve; });
+  const replies = [slow, Promise.resolve({status: 404, ok: false, json: () => Promise.resolve({})})];
+  const panel = new api.Panel(() => replies.shift(), () => ({}), '');
+  const first = panel.load('first000000000000000000000');
+  await panel.load('second00000000000000000000');
+  release({status: 200, ok: true, json: () => Promise.resolve(INCIDENT)});
+  await first;
+  assert.equal(panel.result.status, 'none');
+});
+
+test('summary of an incident without stages says so and counts no tasks', () => {
+  const {api} = loadBundle();
+  const summary = api.summarize({name: 'x', commander_user_id: 'bob', active_stage: -1, checklists: [],
+    is_active: false}, {});
+  assert.deepEqual({...summary}, {name: 'x', commander: 'bob', stage: 'No stages', progress: '0 of 0 tasks done',
+    status: 'Ended'});
+});
+
+test('with window.React the panel is a hooks component that loads the current channel', async () => {
+  const effects = [];
+  let state;
+  const React = {
+    createElement: (type, props, ...children) => ({type, props, children}),
+    useState: (initial) => { state = state || initial; return [state, (next) => { state = next; }]; },
+    useEffect: (effect) => effects.push(effect),
+  };
+  const {registry, calls, api} = loadBundle({React, responses: [{status: 200, body: INCIDENT}]});
+  const Sidebar = registry.registered.sidebars[0].component;
+  assert.match(api.textOf(Sidebar()), /Open a channel/);
+  effects.forEach((effect) => effect());
+  assert.equal(calls.length, 1);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.match(api.textOf(Sidebar()), /db is down/);
+});
