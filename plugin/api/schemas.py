@@ -47,14 +47,14 @@ def _check_optional_id(value: str) -> None:
 
 def Id(**kwargs: Any) -> fields.String:  # noqa: N802 - reads like a field class
     """A Mattermost id: 26 characters of a-z and 0-9."""
-    return fields.String(validate=_check_id, metadata={"pattern": f"^{ID_PATTERN.pattern}$",
-                                                       "example": "a" * 26}, **kwargs)
+    metadata = {"pattern": f"^{ID_PATTERN.pattern}$", "example": "a" * 26, **kwargs.pop("metadata", {})}
+    return fields.String(validate=_check_id, metadata=metadata, **kwargs)
 
 
 def OptionalId(**kwargs: Any) -> fields.String:  # noqa: N802
     """An id, or the empty string for none."""
-    return fields.String(validate=_check_optional_id,
-                         metadata={"pattern": f"^({ID_PATTERN.pattern})?$"}, **kwargs)
+    metadata = {"pattern": f"^({ID_PATTERN.pattern})?$", **kwargs.pop("metadata", {})}
+    return fields.String(validate=_check_optional_id, metadata=metadata, **kwargs)
 
 
 class StrictSchema(Schema):
