@@ -11,6 +11,8 @@ from flask import Flask, g, jsonify, request
 from plugin import api
 from plugin.chat import ChatHost
 from plugin.chat.local import LocalChatHost
+from plugin.chat.mattermost import MattermostChatHost
+from plugin.command import views as command_views
 from plugin.service import IncidentService
 from plugin.settings import LiveSettings, Settings, load_settings
 from plugin.store import Database, migrate
@@ -37,6 +39,10 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     db = Database(settings.database_url)
     if migrate_db:
         migrate(db)
+    if host is None and settings.mattermost_configured:
+        # URL and token are read live; switching between hosts needs a restart.
+        host = MattermostChatHost(lambda: live.current.mattermost_site_url,
+                                  lambda: live.current.mattermost_bot_token)
     host = host or LocalChatHost(db, lambda: live.current.admin_user_ids)
     telemetry = telemetry or NoopTelemetry()
     service = IncidentService(db.unit_of_work, host, telemetry)
@@ -73,4 +79,5 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
         return jsonify({"status": "ok"})
 
     api.init_app(app, components)
+    command_views.init_app(app, components)
     return app

@@ -94,6 +94,48 @@ class LocalChatHost:
     def server_facts(self) -> ServerFacts:
         return ServerFacts(diagnostic_id="", version=LOCAL_SERVER_VERSION, diagnostics_enabled=False)
 
+    def find_user_by_username(self, username: str) -> str | None:
+        with self.db.read_engine.connect() as connection:
+            return connection.execute(sa.select(chat_users.c.id).where(
+                chat_users.c.username == username.lower())).scalar_one_or_none()
+
+    def find_channel_by_name(self, team_id: str, name: str) -> str | None:
+        with self.db.read_engine.connect() as connection:
+            return connection.execute(sa.select(chat_channels.c.id).where(
+                chat_channels.c.team_id == team_id, chat_channels.c.name == name.lower())).scalar_one_or_none()
+
+    def channel_name(self, channel_id: str) -> str | None:
+        with self.db.read_engine.connect() as connection:
+            return connection.execute(sa.select(chat_channels.c.name).where(
+                chat_channels.c.id == channel_id)).scalar_one_or_none()
+
+    def can_post(self, channel_id: str, user_id: str) -> bool:
+        return self.is_system_admin(user_id) or self.is_channel_member(channel_id, user_id)
+
+    def note_user(self, user_id: str, username: str) -> None:
+        """Record (or rename) a user; a username taken by another id moves to this one."""
+        username = (username or "").strip().lower()[:64]
+        if not username or not user_id:
+            return
+        try:
+            with self.db.write_engine.begin() as connection:
+                current = connection.execute(sa.select(chat_users.c.username).where(
+                    chat_users.c.id == user_id)).scalar_one_or_none()
+                if current == username:
+                    return
+                # Usernames are unique; the newest claim wins, as after a rename on a real server.
+                connection.execute(sa.delete(chat_users).where(
+                    chat_users.c.username == username, chat_users.c.id != user_id))
+                if current is None:
+                    connection.execute(sa.insert(chat_users).values(
+                        id=user_id, username=username, create_at=self.clock()))
+                else:
+                    connection.execute(sa.update(chat_users).where(chat_users.c.id == user_id)
+                                       .values(username=username))
+        except sa.exc.IntegrityError:
+            # Two first commands by the same user at once: the other request recorded it.
+            return
+
     # Local-host extras (not part of the port): reading what was posted.
     def channel(self, channel_id: str) -> dict | None:
         """The channel's row as a dict, or None."""
