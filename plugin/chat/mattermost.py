@@ -17,8 +17,8 @@ Behaviour:
 - When Mattermost stays unreachable or refuses the bot, :class:`HostUnavailable`
   carries a message for the person who ran the command.
 - Short-lived caches: user records (roles, username) 60 s; username -> id 60 s;
-  channel and team membership answers 15 s, dropped for a channel and user as soon
-  as this adapter adds that member; a user's channel ids 15 s; verified personal
+  positive channel and team membership answers 15 s ("not a member" is never
+  cached, so a member added in Mattermost counts at once); a user's channel ids 15 s; verified personal
   tokens 60 s (keyed by a hash, never the token). Server facts are re-read every
   ``facts_ttl`` seconds (5 minutes) and listeners hear when they change.
 - Site URL and bot token are read from the live settings on every call.
@@ -242,7 +242,9 @@ class MattermostChatHost:
         # vouch for the membership either.
         response = self._call("GET", path, passthrough=(400, 403, 404))
         answer = response.status_code == 200
-        self._membership.put((kind, *key), answer)
+        if answer:
+            # Only "yes" is cached: someone just added in Mattermost must count at once.
+            self._membership.put((kind, *key), answer)
         return answer
 
     def is_team_member(self, team_id: str, user_id: str) -> bool:
@@ -261,11 +263,12 @@ class MattermostChatHost:
         if team_id:
             team_ids = [team_id]
         else:
-            teams = self._call("GET", f"/users/{user_id}/teams", passthrough=(403, 404))
+            # 403 here means the bot lacks the System Admin role: a clear refusal, not an empty list.
+            teams = self._call("GET", f"/users/{user_id}/teams", passthrough=(404,))
             team_ids = [team["id"] for team in teams.json()] if teams.status_code == 200 else []
         channel_ids: set[str] = set()
         for team in team_ids:
-            response = self._call("GET", f"/users/{user_id}/teams/{team}/channels", passthrough=(403, 404))
+            response = self._call("GET", f"/users/{user_id}/teams/{team}/channels", passthrough=(404,))
             if response.status_code == 200:
                 channel_ids.update(channel["id"] for channel in response.json())
         ids = frozenset(channel_ids)
