@@ -388,7 +388,9 @@ def send_slash_command(backend_url: str, token: str, *, user_id: str, user_name:
         fields += [("user_mentions", name), ("user_mentions_ids", mention_id)]
     for name, mention_id in channel_mentions:
         fields += [("channel_mentions", name), ("channel_mentions_ids", mention_id)]
-    headers = {"Accept": "application/json", "Authorization": f"Token {token}"}
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Token {token}"
     url = backend_url.rstrip("/") + "/command"
     with httpx.Client(timeout=timeout) as client:
         if method == "GET":
