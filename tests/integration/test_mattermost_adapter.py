@@ -91,7 +91,7 @@ def test_429_is_retried_after_the_retry_after_seconds(adapter, fake_mattermost, 
 def test_a_huge_retry_after_is_capped(adapter, fake_mattermost, people, sleeps):
     fake_mattermost.inject("GET", r"/users/", 429, times=1, retry_after="3600")
     adapter.is_system_admin(people["alice"])
-    assert sleeps == [10.0]
+    assert sleeps == [5.0]
 
 
 def test_persistent_5xx_gives_up_after_bounded_retries_with_a_clear_message(adapter, fake_mattermost, people, sleeps):
@@ -180,3 +180,10 @@ def test_a_personal_token_is_verified_once_and_cached(adapter, fake_mattermost, 
     clock.now += 61
     assert adapter.user_for_token(token) == people["alice"]
     assert fake_mattermost.state.requests.count(("GET", "/api/v4/users/me")) == 3
+
+
+def test_a_refused_lookup_logs_no_username(adapter, fake_mattermost, people, caplog):
+    fake_mattermost.inject("GET", r"/users/username/", 403)
+    with pytest.raises(HostUnavailable):
+        adapter.find_user_by_username("alice")
+    assert "GET /users/username/*" in caplog.text and "alice" not in caplog.text
