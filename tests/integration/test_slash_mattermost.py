@@ -227,3 +227,9 @@ def test_a_bearer_token_cannot_be_paired_with_a_forged_user_header(world):
     assert created.status_code == 201
     assert world.fake.posts_in(created.json()["channel_id"]) == [
         "This incident was started by @bob; the commander is @bob."]
+
+
+def test_the_mattermost_host_is_chosen_when_site_url_and_bot_token_are_set(world):
+    from plugin.chat.mattermost import MattermostChatHost
+    assert isinstance(world.backend.components.host, MattermostChatHost)
+    assert world.backend.components.host.server_facts().version == "9.11.0"
