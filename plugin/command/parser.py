@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-HELP_TOPICS = ("start", "end", "restart", "stage", "check", "commander", "announce", "list", "info", "help")
-
 
 @dataclass(frozen=True)
 class Help:

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from plugin.model import IncidentFilter
+from plugin.service import NewChecklist, NewIncident, NewItem
 from tests.conftest import ADMIN, ALICE, BOB, CAROL, TEAM, uid
 from tests.fakes.mattermost import send_slash_command
 from tests.integration.conftest import SLASH_TOKEN
@@ -63,7 +64,6 @@ def test_mentioned_users_become_known_to_the_local_host(local_backend):
 
 def test_check_toggles_a_task_and_reports_one_based_numbers(local_backend):
     service = local_backend.components.service
-    from plugin.service import NewChecklist, NewIncident, NewItem
     incident = service.create_incident(ALICE, NewIncident("tasks", TEAM, ALICE, checklists=[
         NewChecklist("Triage", [NewItem("page"), NewItem("status page")]), NewChecklist("Fix")]))
     room = incident.channel_id

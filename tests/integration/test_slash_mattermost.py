@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from plugin.command.runner import HELP_TEXT
+from plugin.model import IncidentFilter
 from tests.api.helpers import TWO_STAGES
 from tests.fakes.mattermost import FakeMattermost, send_slash_command
 from tests.integration.conftest import SLASH_TOKEN
@@ -36,7 +37,7 @@ class World:
     def incidents(self) -> list[Any]:
         """Every incident in the store (as a system-level read)."""
         with self.backend.components.db.unit_of_work(write=False) as uow:
-            return uow.incidents.list(__import__("plugin.model", fromlist=["IncidentFilter"]).IncidentFilter())[1]
+            return uow.incidents.list(IncidentFilter())[1]
 
 
 @pytest.fixture
