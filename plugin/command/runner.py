@@ -105,7 +105,11 @@ class CommandRunner:
                            "channel, or start one with `/incident start <name>`.") from None
 
     def _channel_ref(self, channel_id: str) -> str:
-        name = self.host.channel_name(channel_id)
+        # Only decoration: a host hiccup here must not turn a done change into an error reply.
+        try:
+            name = self.host.channel_name(channel_id)
+        except DomainError:
+            name = None
         return f"~{name}" if name else "its channel"
 
     # ----- subcommands -----------------------------------------------------------------------
@@ -199,17 +203,18 @@ class CommandRunner:
         done: list[str] = []
         skipped: list[str] = []
         for name in command.channels:
-            channel_id = self.host.find_channel_by_name(caller.team_id, name)
-            if channel_id is None:
-                skipped.append(f"~{name} (no such channel in this team)")
-            elif not self.host.can_post(channel_id, caller.user_id):
-                skipped.append(f"~{name} (you cannot post there)")
-            else:
-                try:
+            try:
+                channel_id = self.host.find_channel_by_name(caller.team_id, name)
+                if channel_id is None:
+                    skipped.append(f"~{name} (no such channel in this team)")
+                elif not self.host.can_post(channel_id, caller.user_id):
+                    skipped.append(f"~{name} (you cannot post there)")
+                else:
                     self.host.post(channel_id, message)
                     done.append(f"~{name}")
-                except DomainError as error:
-                    skipped.append(f"~{name} ({error.message})")
+            except DomainError as error:
+                # One unreachable channel must not hide which others got the announcement.
+                skipped.append(f"~{name} ({error.message.rstrip('.')})")
         lines = [f"Announced in {', '.join(done)}."] if done else []
         if skipped:
             lines.append(f"Not announced in {', '.join(skipped)}.")

@@ -234,3 +234,21 @@ def test_the_mattermost_host_is_chosen_when_site_url_and_bot_token_are_set(world
     from plugin.chat.mattermost import MattermostChatHost
     assert isinstance(world.backend.components.host, MattermostChatHost)
     assert world.backend.components.host.server_facts().version == "9.11.0"
+
+
+def test_a_started_incident_is_reported_as_started_even_if_the_channel_name_lookup_fails(world):
+    world.fake.inject("GET", r"^/api/v4/channels/[a-z0-9]{26}$", 503, times=4, retry_after="0")
+    reply = world.run("start lookup fails")
+    assert reply["text"] == "Incident **lookup fails** started in its channel (private channel); you are the commander."
+    assert len(world.incidents()) == 1
+
+
+def test_announce_reports_a_failed_post_per_channel_and_continues(world):
+    world.run("start partial")
+    room = world.fake.channel_named(world.team, "partial")["id"]
+    ops = world.fake.add_channel(world.team, "ops", [world.alice, world.fake.bot_id])
+    world.fake.inject("POST", r"^/api/v4/posts$", 500, times=1)
+    reply = world.run("announce ~town-square ~ops", channel=room)["text"]
+    assert reply == ("Announced in ~ops.\n"
+                     "Not announced in ~town-square (Mattermost is having trouble right now; try again in a minute).")
+    assert world.fake.posts_in(ops) == ["@alice started an incident in ~partial"]
