@@ -198,10 +198,12 @@ class MattermostChatHost:
         return user
 
     def is_system_admin(self, user_id: str) -> bool:
+        """True when the user's roles include system_admin."""
         user = self._user(user_id)
         return bool(user) and "system_admin" in str(user.get("roles", "")).split()
 
     def find_user_by_username(self, username: str) -> str | None:
+        """GET /users/username/{name}: the id, or None on 404."""
         username = username.lstrip("@").lower()
         if not username:
             return None
@@ -215,6 +217,7 @@ class MattermostChatHost:
         return user_id
 
     def mention(self, user_id: str) -> str:
+        """@username, or @user_id when Mattermost cannot say."""
         try:
             user = self._user(user_id)
         except HostUnavailable:
@@ -222,6 +225,7 @@ class MattermostChatHost:
         return f"@{user['username']}" if user and user.get("username") else f"@{user_id}"
 
     def note_user(self, user_id: str, username: str) -> None:
+        """Warm the username cache with a name Mattermost itself sent us."""
         if user_id and username:
             self._usernames.put(username.lower(), user_id)
 
@@ -251,15 +255,19 @@ class MattermostChatHost:
         return answer
 
     def is_team_member(self, team_id: str, user_id: str) -> bool:
+        """GET /teams/{team}/members/{user}: 200 yes, 404/403 no."""
         return self._member("team", f"/teams/{team_id}/members/{user_id}", (team_id, user_id))
 
     def is_channel_member(self, channel_id: str, user_id: str) -> bool:
+        """GET /channels/{channel}/members/{user}: 200 yes, 404/403 no."""
         return self._member("channel", f"/channels/{channel_id}/members/{user_id}", (channel_id, user_id))
 
     def can_post(self, channel_id: str, user_id: str) -> bool:
+        """Channel members and system admins may post."""
         return self.is_channel_member(channel_id, user_id) or self.is_system_admin(user_id)
 
     def user_channel_ids(self, user_id: str, team_id: str | None = None) -> frozenset[str]:
+        """GET /users/{user}/teams/{team}/channels (for each of the user's teams when none given)."""
         found, ids = self._channel_ids.get((user_id, team_id))
         if found:
             return ids
@@ -281,6 +289,7 @@ class MattermostChatHost:
     # ----- channels and posts -----------------------------------------------------------------
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
                        purpose: str = "") -> str:
+        """POST /channels; on 'name already exists' retry with a random suffix."""
         name = slug[:64]
         for _ in range(5):
             response = self._call("POST", "/channels", json={
@@ -306,15 +315,18 @@ class MattermostChatHost:
                                            "already exists" in str(body.get("message", "")))
 
     def add_channel_member(self, channel_id: str, user_id: str) -> None:
+        """POST /channels/{channel}/members (Mattermost answers 201 for existing members too)."""
         self._call("POST", f"/channels/{channel_id}/members", json={"user_id": user_id}, ok=(200, 201))
         self._membership.drop(lambda key: key == ("channel", channel_id, user_id))
         self._channel_ids.drop(lambda key: key[0] == user_id)
 
     def post(self, channel_id: str, message: str) -> str:
+        """POST /posts as the bot; return the post id."""
         response = self._call("POST", "/posts", json={"channel_id": channel_id, "message": message}, ok=(201,))
         return response.json()["id"]
 
     def find_channel_by_name(self, team_id: str, name: str) -> str | None:
+        """GET /teams/{team}/channels/name/{name}: the id, or None."""
         name = name.lstrip("~").lower()
         if not name:
             return None
@@ -323,6 +335,7 @@ class MattermostChatHost:
         return response.json().get("id") if response.status_code == 200 else None
 
     def channel_name(self, channel_id: str) -> str | None:
+        """GET /channels/{channel}: its name, or None."""
         response = self._call("GET", f"/channels/{channel_id}", passthrough=(400, 403, 404))
         return response.json().get("name") if response.status_code == 200 else None
 
@@ -332,6 +345,7 @@ class MattermostChatHost:
         self._facts_listeners.append(listener)
 
     def server_facts(self) -> ServerFacts:
+        """The cached facts, re-read once they are facts_ttl seconds old."""
         with self._facts_lock:
             if self._facts is not None and self.clock() - self._facts_at < self.facts_ttl:
                 return self._facts
