@@ -11,6 +11,8 @@ from flask import Flask, g, jsonify, request
 from plugin import api
 from plugin.chat import ChatHost
 from plugin.chat.local import LocalChatHost
+from plugin.chat.mattermost import MattermostChatHost
+from plugin.command import views as command_views
 from plugin.playbooks import PlaybookService
 from plugin.service import IncidentService
 from plugin.settings_admin import SettingsAdmin
@@ -42,11 +44,17 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     db = Database(settings.database_url)
     if migrate_db:
         migrate(db)
-    host = host or LocalChatHost(db, lambda: live.current.admin_user_ids)
     # Values saved through the settings API or CLI, above the config file and below
-    # the environment; read after the migrations have created their table.
-    settings_admin = SettingsAdmin(live, db.unit_of_work, host)
+    # the environment; read after the migrations have created their table and
+    # before the chat host is chosen, since they may configure Mattermost.
+    settings_admin = SettingsAdmin(live, db.unit_of_work)
     settings_admin.load()
+    if host is None and live.current.mattermost_configured:
+        # URL and token are read live; switching between hosts needs a restart.
+        host = MattermostChatHost(lambda: live.current.mattermost_site_url,
+                                  lambda: live.current.mattermost_bot_token)
+    host = host or LocalChatHost(db, lambda: live.current.admin_user_ids)
+    settings_admin.host = host
     telemetry = telemetry or NoopTelemetry()
     service = IncidentService(db.unit_of_work, host, telemetry)
     playbooks = PlaybookService(db.unit_of_work, host, telemetry)
@@ -88,4 +96,5 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
         return jsonify({"status": "ok"})
 
     api.init_app(app, components)
+    command_views.init_app(app, components)
     return app

@@ -141,6 +141,7 @@ VALIDATORS: dict[str, Callable[[Any], None]] = {
     "DatabaseUrl": _check_database_url,
     "AdminUserIds": _check_user_ids,
     "MaxBodyBytes": _check_max_body,
+    "MattermostSiteUrl": _check_url,
 }
 
 
@@ -203,6 +204,26 @@ class Settings:
     def max_body_bytes(self) -> int:
         """Largest request body accepted."""
         return int(self.values.get("MaxBodyBytes") or 262144)
+
+    @property
+    def slash_command_token(self) -> str:
+        """Token the /command endpoint requires (empty: the endpoint refuses everything)."""
+        return self.values.get("SlashCommandToken") or ""
+
+    @property
+    def mattermost_site_url(self) -> str:
+        """Base URL of the Mattermost server, without a trailing slash."""
+        return (self.values.get("MattermostSiteUrl") or "").rstrip("/")
+
+    @property
+    def mattermost_bot_token(self) -> str:
+        """Access token of the bot account on the Mattermost server."""
+        return self.values.get("MattermostBotToken") or ""
+
+    @property
+    def mattermost_configured(self) -> bool:
+        """Both the site URL and the bot token are set: use the Mattermost host."""
+        return bool(self.mattermost_site_url and self.mattermost_bot_token)
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some settings changed (validated like any other source)."""

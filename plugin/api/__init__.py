@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, request
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs.flaskparser import FlaskParser
@@ -99,8 +99,34 @@ class Api(SmorestApi):
         return error_response(error.code or 500, error.description or error.name)
 
 
+def _bearer_user() -> str | None:
+    """The user of an ``Authorization: Bearer`` Mattermost token, when the Mattermost host is configured.
+
+    None when there is no bearer token or no Mattermost host (the usual header rules
+    apply then); raises Unauthorized when Mattermost rejects the token.
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    components = current_app.extensions.get("incident")
+    verify = getattr(getattr(components, "host", None), "user_for_token", None)
+    if verify is None:
+        return None
+    user_id = verify(token.strip())
+    if not user_id:
+        raise Unauthorized("Mattermost did not accept the bearer token: send a valid personal access token "
+                           "or session token of your Mattermost account.")
+    return user_id
+
+
 def authenticate(settings_secret: str) -> None:
-    """Set g.user_id from the host's headers or refuse the request with 401."""
+    """Set g.user_id from a Mattermost bearer token or the host's headers, or refuse with 401."""
+    bearer_user = _bearer_user()
+    if bearer_user:
+        # The token was verified by Mattermost itself, so neither the host secret nor the
+        # Mattermost-User-ID header (which a direct caller could forge) is consulted.
+        g.user_id = bearer_user
+        return
     if settings_secret:
         given = request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), settings_secret.encode()):
@@ -125,7 +151,8 @@ def init_app(app: Flask, components: Any) -> Api:
     app.config.setdefault("OPENAPI_URL_PREFIX", "/api/v0")
     app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
-        "MattermostUserId": {"type": "apiKey", "in": "header", "name": USER_HEADER}}}})
+        "MattermostUserId": {"type": "apiKey", "in": "header", "name": USER_HEADER},
+        "MattermostToken": {"type": "http", "scheme": "bearer"}}}})
 
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError) -> Any:

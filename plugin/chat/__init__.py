@@ -55,3 +55,23 @@ class ChatHost(Protocol):
 
     def server_facts(self) -> ServerFacts:
         """The server's diagnostic id, version and diagnostics switch."""
+
+    def find_user_by_username(self, username: str) -> str | None:
+        """The id of the user with this username (no leading @), or None when there is none."""
+
+    def find_channel_by_name(self, team_id: str, name: str) -> str | None:
+        """The id of the team's channel with this name (the ~slug, no tilde), or None."""
+
+    def channel_name(self, channel_id: str) -> str | None:
+        """The channel's name (its ~slug), or None when it does not exist."""
+
+    def can_post(self, channel_id: str, user_id: str) -> bool:
+        """May this user post in the channel (is a member, or a system admin)?"""
+
+    def note_user(self, user_id: str, username: str) -> None:
+        """A trusted caller (the slash command request) named this user.
+
+        Hosts that own a user directory (Mattermost) may ignore it or use it to warm a
+        cache; the local host records it so ``@username`` can be resolved later.
+        Never raises.
+        """

@@ -34,12 +34,15 @@ class LocalChatHost:
         self.clock = clock
 
     def is_system_admin(self, user_id: str) -> bool:
+        """True for the user ids of the AdminUserIds setting."""
         return user_id in self._admin_user_ids()
 
     def is_team_member(self, team_id: str, user_id: str) -> bool:
+        """Every user belongs to every team on the local host."""
         return True
 
     def is_channel_member(self, channel_id: str, user_id: str) -> bool:
+        """True when the membership row exists."""
         with self.db.read_engine.connect() as connection:
             row = connection.execute(sa.select(chat_channel_members.c.user_id).where(
                 chat_channel_members.c.channel_id == channel_id,
@@ -47,6 +50,7 @@ class LocalChatHost:
         return row is not None
 
     def user_channel_ids(self, user_id: str, team_id: str | None = None) -> frozenset[str]:
+        """The channels the user is a member of (in one team, or all)."""
         query = sa.select(chat_channel_members.c.channel_id).where(chat_channel_members.c.user_id == user_id)
         if team_id:
             query = query.join(chat_channels, chat_channels.c.id == chat_channel_members.c.channel_id).where(
@@ -56,6 +60,7 @@ class LocalChatHost:
 
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
                        purpose: str = "") -> str:
+        """Insert the channel; on a taken name retry with a random suffix."""
         channel_id = new_id()
         name = slug
         for _ in range(8):
@@ -71,6 +76,7 @@ class LocalChatHost:
         raise RuntimeError("could not find a free channel name")
 
     def add_channel_member(self, channel_id: str, user_id: str) -> None:
+        """Insert the membership unless it exists."""
         with self.db.write_engine.begin() as connection:
             exists = connection.execute(sa.select(chat_channel_members.c.user_id).where(
                 chat_channel_members.c.channel_id == channel_id,
@@ -79,6 +85,7 @@ class LocalChatHost:
                 connection.execute(sa.insert(chat_channel_members).values(channel_id=channel_id, user_id=user_id))
 
     def post(self, channel_id: str, message: str) -> str:
+        """Store the message as a bot post; return its id."""
         post_id = new_id()
         with self.db.write_engine.begin() as connection:
             connection.execute(sa.insert(chat_posts).values(
@@ -86,13 +93,61 @@ class LocalChatHost:
         return post_id
 
     def mention(self, user_id: str) -> str:
+        """@username when the user is known, else @user_id."""
         with self.db.read_engine.connect() as connection:
             username = connection.execute(
                 sa.select(chat_users.c.username).where(chat_users.c.id == user_id)).scalar_one_or_none()
         return f"@{username or user_id}"
 
     def server_facts(self) -> ServerFacts:
+        """Fixed facts: the local host has no diagnostics."""
         return ServerFacts(diagnostic_id="", version=LOCAL_SERVER_VERSION, diagnostics_enabled=False)
+
+    def find_user_by_username(self, username: str) -> str | None:
+        """The id recorded for this username, or None."""
+        with self.db.read_engine.connect() as connection:
+            return connection.execute(sa.select(chat_users.c.id).where(
+                chat_users.c.username == username.lower())).scalar_one_or_none()
+
+    def find_channel_by_name(self, team_id: str, name: str) -> str | None:
+        """The id of the team's channel with this name, or None."""
+        with self.db.read_engine.connect() as connection:
+            return connection.execute(sa.select(chat_channels.c.id).where(
+                chat_channels.c.team_id == team_id, chat_channels.c.name == name.lower())).scalar_one_or_none()
+
+    def channel_name(self, channel_id: str) -> str | None:
+        """The channel's name, or None."""
+        with self.db.read_engine.connect() as connection:
+            return connection.execute(sa.select(chat_channels.c.name).where(
+                chat_channels.c.id == channel_id)).scalar_one_or_none()
+
+    def can_post(self, channel_id: str, user_id: str) -> bool:
+        """Channel members and system admins may post."""
+        return self.is_system_admin(user_id) or self.is_channel_member(channel_id, user_id)
+
+    def note_user(self, user_id: str, username: str) -> None:
+        """Record (or rename) a user; a username taken by another id moves to this one."""
+        username = (username or "").strip().lower()[:64]
+        if not username or not user_id:
+            return
+        try:
+            with self.db.write_engine.begin() as connection:
+                current = connection.execute(sa.select(chat_users.c.username).where(
+                    chat_users.c.id == user_id)).scalar_one_or_none()
+                if current == username:
+                    return
+                # Usernames are unique; the newest claim wins, as after a rename on a real server.
+                connection.execute(sa.delete(chat_users).where(
+                    chat_users.c.username == username, chat_users.c.id != user_id))
+                if current is None:
+                    connection.execute(sa.insert(chat_users).values(
+                        id=user_id, username=username, create_at=self.clock()))
+                else:
+                    connection.execute(sa.update(chat_users).where(chat_users.c.id == user_id)
+                                       .values(username=username))
+        except sa.exc.IntegrityError:
+            # Two first commands by the same user at once: the other request recorded it.
+            return
 
     # Local-host extras (not part of the port): reading what was posted.
     def channel(self, channel_id: str) -> dict | None:

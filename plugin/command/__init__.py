@@ -1,0 +1,1 @@
+"""The /incident slash command: a pure parser, a runner over the service, the HTTP endpoint."""

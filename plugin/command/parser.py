@@ -1,0 +1,245 @@
+"""The ``/incident`` command line as a value: a pure function from text to a Command.
+
+Nothing here raises: every input, however malformed, becomes a Command; input
+the parser cannot make sense of becomes :class:`Usage` carrying a message for the
+person who typed it (and the runner adds the help text).
+
+Numbering: people count from 1. ``stage 2`` is the second stage and
+``check 1 3`` the third task of the first stage; the runner converts to the
+0-based positions the service and the REST API use.
+
+Quoting follows shell-like rules (``"..."``, ``'...'``, backslash escapes), except
+that an unbalanced quote never fails: it runs to the end of the line. Mattermost
+clients may send typographic quotes, so ``“...”`` and ``‘...’`` quote too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Help:
+    """Show the help text (``help``, an empty line)."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The line could not be understood; ``message`` says why and what to type."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Start:
+    """``start <name> [--public] [--description "..."] [--playbook <id>]``."""
+
+    name: str
+    public: bool = False
+    description: str = ""
+    playbook_id: str = ""
+
+
+@dataclass(frozen=True)
+class End:
+    """``end``: end the incident of this channel."""
+
+
+@dataclass(frozen=True)
+class Restart:
+    """``restart``: restart the ended incident of this channel."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """``stage next|prev|<n> [--force]``: ``target`` is "next", "prev" or a 1-based number."""
+
+    target: str | int
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Check:
+    """``check <stage#> <task#>``: both 1-based."""
+
+    stage: int
+    task: int
+
+
+@dataclass(frozen=True)
+class Commander:
+    """``commander [@username]``: show (username empty) or change the commander."""
+
+    username: str = ""
+
+
+@dataclass(frozen=True)
+class Announce:
+    """``announce ~channel [~channel ...]``: channel names without the tilde."""
+
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class List:
+    """``list``: the caller's active incidents in this team."""
+
+
+@dataclass(frozen=True)
+class Info:
+    """``info``: a summary of the incident of this channel."""
+
+
+Command = Help | Usage | Start | End | Restart | Stage | Check | Commander | Announce | List | Info
+
+_OPEN_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201e": "\u201c"}
+
+
+def split(text: str) -> list[str]:
+    """Split a line into words with shell-like quoting; never raises (an open quote runs to the end)."""
+    words: list[str] = []
+    current: list[str] = []
+    in_word = False
+    closing = ""
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if closing:
+            if char == closing:
+                closing = ""
+            elif char == "\\" and closing == '"' and index + 1 < len(text) and text[index + 1] in '"\\':
+                index += 1
+                current.append(text[index])
+            else:
+                current.append(char)
+        elif char.isspace():
+            if in_word:
+                words.append("".join(current))
+                current, in_word = [], False
+        elif char in _OPEN_QUOTES:
+            closing, in_word = _OPEN_QUOTES[char], True
+        elif char == "\\" and index + 1 < len(text):
+            index += 1
+            current.append(text[index])
+            in_word = True
+        else:
+            current.append(char)
+            in_word = True
+        index += 1
+    if in_word:
+        words.append("".join(current))
+    return words
+
+
+def _positive(word: str) -> int | None:
+    # isdecimal alone accepts other scripts' digits; people mean ASCII numbers here.
+    if word.isascii() and word.isdigit() and len(word) <= 6 and int(word) >= 1:
+        return int(word)
+    return None
+
+
+def _start(args: list[str]) -> Command:
+    name_words: list[str] = []
+    public, description, playbook = False, "", ""
+    index = 0
+    while index < len(args):
+        word = args[index]
+        if word == "--public":
+            public = True
+        elif word in ("--description", "--playbook"):
+            if index + 1 >= len(args):
+                example = '"what happened"' if word == "--description" else "<playbook id>"
+                return Usage(f"{word} needs a value, e.g. `/incident start db-down {word} {example}`.")
+            index += 1
+            if word == "--description":
+                description = args[index]
+            else:
+                playbook = args[index]
+        elif word.startswith("--description=") or word.startswith("--playbook="):
+            key, _, value = word.partition("=")
+            if key == "--description":
+                description = value
+            else:
+                playbook = value
+        elif word.startswith("--") and len(word) > 2:
+            return Usage(f"Unknown option {word} for start: use --public, --description or --playbook.")
+        else:
+            name_words.append(word)
+        index += 1
+    name = " ".join(name_words).strip()
+    if not name:
+        return Usage("start needs a name, e.g. `/incident start Database is down`.")
+    return Start(name=name, public=public, description=description, playbook_id=playbook.strip())
+
+
+def _stage(args: list[str]) -> Command:
+    force = "--force" in args
+    rest = [word for word in args if word != "--force"]
+    if len(rest) != 1:
+        return Usage("stage needs exactly one of next, prev or a stage number, e.g. `/incident stage next`.")
+    word = rest[0].lower()
+    if word in ("next", "prev", "previous"):
+        return Stage("prev" if word == "previous" else word, force)
+    number = _positive(word)
+    if number is None:
+        return Usage(f"'{rest[0][:40]}' is not a stage: use next, prev or a stage number counted from 1.")
+    return Stage(number, force)
+
+
+def _check(args: list[str]) -> Command:
+    if len(args) != 2:
+        return Usage("check needs a stage number and a task number, both counted from 1, "
+                     "e.g. `/incident check 1 2`.")
+    stage, task = _positive(args[0]), _positive(args[1])
+    if stage is None or task is None:
+        return Usage("check needs two numbers counted from 1 (stage, then task), e.g. `/incident check 1 2`.")
+    return Check(stage, task)
+
+
+def _commander(args: list[str]) -> Command:
+    if not args:
+        return Commander()
+    if len(args) > 1:
+        return Usage("commander takes one @username, e.g. `/incident commander @bob`.")
+    username = args[0].lstrip("@").strip()
+    if not username:
+        return Usage("commander takes one @username, e.g. `/incident commander @bob`.")
+    return Commander(username)
+
+
+def _announce(args: list[str]) -> Command:
+    names = tuple(dict.fromkeys(word.lstrip("~") for word in args if word.lstrip("~")))
+    if not names:
+        return Usage("announce needs at least one channel, e.g. `/incident announce ~town-square`.")
+    return Announce(names)
+
+
+def _no_args(name: str, make: type, args: list[str]) -> Command:
+    if args:
+        return Usage(f"{name} takes no arguments: type `/incident {name}`.")
+    return make()
+
+
+def parse(text: str) -> Command:
+    """Turn the text after ``/incident`` into a Command; never raises."""
+    if not isinstance(text, str):
+        return Usage("The command line was empty.")
+    words = split(text)
+    if not words:
+        return Help()
+    verb, args = words[0].lower(), words[1:]
+    if verb == "start":
+        return _start(args)
+    if verb == "stage":
+        return _stage(args)
+    if verb == "check":
+        return _check(args)
+    if verb == "commander":
+        return _commander(args)
+    if verb == "announce":
+        return _announce(args)
+    simple = {"end": End, "restart": Restart, "list": List, "info": Info}
+    if verb in simple:
+        return _no_args(verb, simple[verb], args)
+    if verb in ("help", "-h", "--help", "?"):
+        return Help()
+    return Usage(f"Unknown subcommand '{words[0][:40]}'.")

@@ -1,0 +1,253 @@
+"""Run a parsed ``/incident`` command for a caller and word the reply.
+
+The runner calls the incident service and the chat host; it never touches the
+database itself. Every domain error becomes an ephemeral reply with the error's
+message; input the parser rejected gets its message plus the help text.
+
+Replies are ephemeral (only the caller sees them): what the whole team should
+see is posted in the incident channel by the service (started, stage, commander,
+ended, restarted) or by ``announce``.
+
+Numbers shown to and typed by people count from 1 (stage 1 is the first stage);
+the service and the REST API count from 0.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from plugin.chat import ChatHost
+from plugin.command import parser as p
+from plugin.errors import DomainError, NotFound
+from plugin.model import NAME_MAX, DESCRIPTION_MAX, Incident, IncidentFilter, ItemState
+from plugin.service import IncidentService, NewIncident
+
+EPHEMERAL = "ephemeral"
+IN_CHANNEL = "in_channel"
+LIST_LIMIT = 10
+
+HELP_TEXT = """\
+###### `/incident` commands
+* `/incident start <name> [--public] [--description "..."] [--playbook <id>]` - start an incident with its own channel; you are the commander.
+* `/incident end` - end the incident of this channel.
+* `/incident restart` - restart the ended incident of this channel.
+* `/incident stage next|prev|<n>` - move to the next, previous or n-th stage (add `--force` to leave a stage with open tasks).
+* `/incident check <stage#> <task#>` - tick a task, or open it again.
+* `/incident commander [@username]` - show the commander, or hand over to a member of this channel.
+* `/incident announce ~channel [~channel ...]` - tell other channels about this incident.
+* `/incident list` - your active incidents in this team (newest 10).
+* `/incident info` - name, duration, commander, stage and task progress.
+* `/incident help` - this text.
+
+Stages and tasks are numbered from 1, as `info` shows them."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who ran the command, and where (from the slash command request)."""
+
+    user_id: str
+    team_id: str
+    channel_id: str
+    user_name: str = ""
+
+
+def reply(text: str, response_type: str = EPHEMERAL) -> dict[str, Any]:
+    """A slash command response body."""
+    return {"response_type": response_type, "text": text}
+
+
+def _duration(milliseconds: int) -> str:
+    seconds = max(0, milliseconds // 1000)
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    parts = [f"{days}d"] if days else []
+    parts += [f"{hours}h"] if hours or days else []
+    parts += [f"{minutes}m", f"{seconds}s"] if not days else [f"{minutes}m"]
+    return " ".join(parts)
+
+
+class CommandRunner:
+    """Turns a Command and its Caller into a reply dict ``{response_type, text}``."""
+
+    def __init__(self, service: IncidentService, host: ChatHost,
+                 clock: Callable[[], int] = lambda: int(time.time() * 1000)):
+        self.service = service
+        self.host = host
+        self.clock = clock
+
+    def run(self, command: p.Command, caller: Caller) -> dict[str, Any]:
+        """Execute the command; domain errors become ephemeral replies."""
+        handler = getattr(self, f"_{type(command).__name__.lower()}", None)
+        if handler is None:
+            return reply(HELP_TEXT)
+        try:
+            return handler(command, caller)
+        except DomainError as error:
+            return reply(error.message)
+
+    # ----- help --------------------------------------------------------------------------
+    def _help(self, command: p.Help, caller: Caller) -> dict[str, Any]:
+        return reply(HELP_TEXT)
+
+    def _usage(self, command: p.Usage, caller: Caller) -> dict[str, Any]:
+        return reply(f"{command.message}\n\n{HELP_TEXT}")
+
+    # ----- the incident of this channel ------------------------------------------------------
+    def _here(self, caller: Caller) -> Incident:
+        try:
+            return self.service.get_incident_by_channel(caller.user_id, caller.channel_id)
+        except NotFound:
+            raise NotFound("This channel has no incident you can see: run this command in an incident's "
+                           "channel, or start one with `/incident start <name>`.") from None
+
+    def _channel_ref(self, channel_id: str) -> str:
+        # Only decoration: a host hiccup here must not turn a done change into an error reply.
+        try:
+            name = self.host.channel_name(channel_id)
+        except DomainError:
+            name = None
+        return f"~{name}" if name else "its channel"
+
+    # ----- subcommands -----------------------------------------------------------------------
+    def _start(self, command: p.Start, caller: Caller) -> dict[str, Any]:
+        if len(command.name) > NAME_MAX:
+            return reply(f"The name is {len(command.name)} characters long; use at most {NAME_MAX}.")
+        if len(command.description) > DESCRIPTION_MAX:
+            return reply(f"The description is too long; use at most {DESCRIPTION_MAX} characters.")
+        incident = self.service.create_incident(caller.user_id, NewIncident(
+            name=command.name, team_id=caller.team_id, commander_user_id=caller.user_id,
+            description=command.description, public=True if command.public else None, playbook_id=command.playbook_id))
+        kind = "public" if incident.public else "private"
+        return reply(f"Incident **{incident.name}** started in {self._channel_ref(incident.channel_id)} "
+                     f"({kind} channel); you are the commander.")
+
+    def _end(self, command: p.End, caller: Caller) -> dict[str, Any]:
+        incident = self.service.end_incident(caller.user_id, self._here(caller).id)
+        return reply(f"Incident **{incident.name}** ended. `/incident restart` reopens it.")
+
+    def _restart(self, command: p.Restart, caller: Caller) -> dict[str, Any]:
+        incident = self.service.restart_incident(caller.user_id, self._here(caller).id)
+        return reply(f"Incident **{incident.name}** is active again.")
+
+    def _stage(self, command: p.Stage, caller: Caller) -> dict[str, Any]:
+        incident = self._here(caller)
+        count = len(incident.checklists)
+        if count == 0:
+            return reply("This incident has no stages.")
+        current = incident.active_stage
+        if command.target == "next":
+            if current >= count - 1:
+                return reply(f"**{incident.active_stage_title}** is the last stage. When the work is done, "
+                             "end the incident with `/incident end`.")
+            open_tasks = incident.checklists[current].open_item_count if current >= 0 else 0
+            if open_tasks and not command.force:
+                return reply(f"Stage **{incident.active_stage_title}** still has {open_tasks} open task(s). "
+                             "Close them with `/incident check`, or move on anyway with "
+                             "`/incident stage next --force`.")
+            target = current + 1
+        elif command.target == "prev":
+            if current <= 0:
+                return reply(f"**{incident.active_stage_title}** is already the first stage.")
+            target = current - 1
+        else:
+            target = int(command.target) - 1
+            if target >= count:
+                return reply(f"There is no stage {command.target}: this incident has {count} stage(s), "
+                             f"numbered 1 to {count}.")
+        if target == current:
+            return reply(f"Stage {target + 1} (**{incident.active_stage_title}**) is already the active stage.")
+        incident = self.service.set_active_stage(caller.user_id, incident.id, target)
+        return reply(f"The active stage is now {target + 1} of {count}: **{incident.active_stage_title}**.")
+
+    def _check(self, command: p.Check, caller: Caller) -> dict[str, Any]:
+        incident = self._here(caller)
+        count = len(incident.checklists)
+        if command.stage > count:
+            return reply(f"There is no stage {command.stage}: this incident has {count} stage(s)"
+                         f"{f', numbered 1 to {count}' if count else ''}.")
+        stage = incident.checklists[command.stage - 1]
+        if command.task > len(stage.items):
+            return reply(f"There is no task {command.task} in stage {command.stage} (**{stage.title}**): "
+                         f"it has {len(stage.items)} task(s)"
+                         f"{f', numbered 1 to {len(stage.items)}' if stage.items else ''}.")
+        item = stage.items[command.task - 1]
+        new_state = ItemState.OPEN if item.state is ItemState.CLOSED else ItemState.CLOSED
+        self.service.set_item_state(caller.user_id, incident.id, command.stage - 1, command.task - 1, new_state)
+        done = "done" if new_state is ItemState.CLOSED else "open again"
+        return reply(f"Task {command.stage}.{command.task} (**{item.title}**) is {done}.")
+
+    def _commander(self, command: p.Commander, caller: Caller) -> dict[str, Any]:
+        incident = self._here(caller)
+        if not command.username:
+            return reply(f"The commander of **{incident.name}** is "
+                         f"{self.host.mention(incident.commander_user_id)}.")
+        user_id = self.host.find_user_by_username(command.username)
+        if user_id is None:
+            return reply(f"There is no user @{command.username}. Check the spelling of the username.")
+        if user_id == incident.commander_user_id:
+            return reply(f"@{command.username} is already the commander.")
+        if not self.host.is_channel_member(incident.channel_id, user_id):
+            return reply(f"@{command.username} is not a member of this channel; add them first, "
+                         "then hand over the command.")
+        self.service.change_commander(caller.user_id, incident.id, user_id)
+        return reply(f"@{command.username} is now the commander of **{incident.name}**.")
+
+    def _announce(self, command: p.Announce, caller: Caller) -> dict[str, Any]:
+        incident = self._here(caller)
+        here = self._channel_ref(incident.channel_id)
+        message = f"{self.host.mention(incident.commander_user_id)} started an incident in {here}"
+        done: list[str] = []
+        skipped: list[str] = []
+        for name in command.channels:
+            try:
+                channel_id = self.host.find_channel_by_name(caller.team_id, name)
+                if channel_id is None:
+                    skipped.append(f"~{name} (no such channel in this team)")
+                elif not self.host.can_post(channel_id, caller.user_id):
+                    skipped.append(f"~{name} (you cannot post there)")
+                else:
+                    self.host.post(channel_id, message)
+                    done.append(f"~{name}")
+            except DomainError as error:
+                # One unreachable channel must not hide which others got the announcement.
+                skipped.append(f"~{name} ({error.message.rstrip('.')})")
+        lines = [f"Announced in {', '.join(done)}."] if done else []
+        if skipped:
+            lines.append(f"Not announced in {', '.join(skipped)}.")
+        return reply("\n".join(lines))
+
+    def _list(self, command: p.List, caller: Caller) -> dict[str, Any]:
+        _, incidents = self.service.list_incidents(caller.user_id, IncidentFilter(
+            team_id=caller.team_id, status="active", member_id=caller.user_id, sort="create_at",
+            direction="desc", per_page=LIST_LIMIT))
+        if not incidents:
+            return reply("You have no active incidents in this team. Start one with `/incident start <name>`.")
+        lines = ["Your active incidents in this team, newest first:"]
+        for incident in incidents:
+            lines.append(f"* **{incident.name}** in {self._channel_ref(incident.channel_id)}, commander "
+                         f"{self.host.mention(incident.commander_user_id)}, running for "
+                         f"{_duration(self.clock() - incident.create_at)}")
+        return reply("\n".join(lines))
+
+    def _info(self, command: p.Info, caller: Caller) -> dict[str, Any]:
+        incident = self._here(caller)
+        end = incident.end_at if not incident.is_active else self.clock()
+        status = "active" if incident.is_active else "ended"
+        closed = sum(len(c.items) - c.open_item_count for c in incident.checklists)
+        lines = [f"**{incident.name}** ({status})",
+                 f"* Duration: {_duration(end - incident.create_at)}",
+                 f"* Commander: {self.host.mention(incident.commander_user_id)}"]
+        if incident.checklists:
+            lines.append(f"* Stage {incident.active_stage + 1} of {len(incident.checklists)}: "
+                         f"**{incident.active_stage_title}**")
+            lines.append(f"* Tasks done: {closed} of {incident.total_items}")
+            for number, stage in enumerate(incident.checklists, start=1):
+                lines.append(f"  {number}. {stage.title}: {len(stage.items) - stage.open_item_count} of "
+                             f"{len(stage.items)} done")
+        else:
+            lines.append("* No stages")
+        return reply("\n".join(lines))

@@ -1,0 +1,100 @@
+"""``POST /command`` (and ``GET``): the endpoint a Mattermost custom slash command calls.
+
+Mattermost sends form fields (``token, team_id, team_domain, channel_id,
+channel_name, user_id, user_name, command, text, trigger_id, root_id,
+response_url``, and the repeated ``user_mentions``/``user_mentions_ids`` and
+``channel_mentions``/``channel_mentions_ids`` paired by index) with
+``Authorization: Token <token>``. The token is compared in constant time with
+the ``SlashCommandToken`` setting; a mismatch is a 401 in the one error shape and
+runs nothing.
+
+Every authenticated request is answered 200 ``application/json``
+``{response_type, text}``: domain errors and even unexpected failures become an
+ephemeral message (Mattermost shows anything else as a raw error).
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, g, jsonify, request
+
+from plugin.api import error_response
+from plugin.command.parser import parse
+from plugin.command.runner import Caller, CommandRunner, reply
+from plugin.model import is_id
+
+log = logging.getLogger(__name__)
+
+APOLOGY = ("Sorry, something went wrong while running this command; nothing may have changed. "
+           "The server logged the details; try again, or tell an admin if it keeps happening.")
+
+
+def _given_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "token" and value.strip():
+        return value.strip()
+    return _fields().get("token", "")
+
+
+def _fields() -> Any:
+    return request.form if request.method == "POST" else request.args
+
+
+def _token_matches(expected: str) -> bool:
+    given = _given_token()
+    # compare_digest on bytes: constant time for equal lengths, and no early exit on content.
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def create_blueprint(components: Any) -> Blueprint:
+    """The /command blueprint bound to the app's service and chat host."""
+    blp = Blueprint("command", __name__)
+    runner = CommandRunner(components.service, components.host)
+
+    @blp.route("/command", methods=["POST", "GET"])
+    def command() -> Any:
+        """Run one /incident command and answer as Mattermost expects."""
+        expected = components.settings.current.slash_command_token
+        if not expected:
+            return error_response(401, "The /command endpoint is disabled: set the SlashCommandToken setting "
+                                       "to the token of the /incident slash command.")
+        if not _token_matches(expected):
+            return error_response(401, "Missing or wrong slash command token: send the token Mattermost shows "
+                                       "for the /incident command (Authorization: Token <token>).")
+        fields = _fields()
+        ids = {name: fields.get(name, "") for name in ("user_id", "team_id", "channel_id")}
+        bad = sorted(name for name, value in ids.items() if not is_id(value))
+        if bad:
+            return error_response(400, f"Malformed slash command request: {', '.join(bad)} must be ids of "
+                                       "26 characters a-z0-9.", {name: "malformed" for name in bad})
+        g.user_id = ids["user_id"]
+        try:
+            _learn_users(components.host, fields)
+            caller = Caller(ids["user_id"], ids["team_id"], ids["channel_id"], fields.get("user_name", ""))
+            body = runner.run(parse(fields.get("text", "")), caller)
+        except Exception:  # noqa: BLE001 - Mattermost must always get a message it can show
+            log.exception("the slash command failed unexpectedly")
+            body = reply(APOLOGY)
+        return jsonify(body)
+
+    return blp
+
+
+def _learn_users(host: Any, fields: Any) -> None:
+    """Tell the host the usernames Mattermost vouched for: the caller and any @mentions."""
+    pairs = [(fields.get("user_id", ""), fields.get("user_name", ""))]
+    pairs += zip(fields.getlist("user_mentions_ids"), fields.getlist("user_mentions"))
+    for user_id, username in pairs:
+        if is_id(user_id) and username:
+            try:
+                host.note_user(user_id, username)
+            except Exception:  # noqa: BLE001 - remembering names is a convenience, never a failure
+                log.warning("could not record a username", exc_info=True)
+
+
+def init_app(app: Flask, components: Any) -> None:
+    """Register the /command endpoint."""
+    app.register_blueprint(create_blueprint(components))

@@ -1,0 +1,1 @@
+"""Fakes of the outside world that run as real servers on loopback."""

@@ -1,0 +1,117 @@
+"""Whole incidents through /incident with the built-in local chat host (no Mattermost)."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from plugin.model import IncidentFilter
+from plugin.service import NewChecklist, NewIncident, NewItem
+from tests.conftest import ADMIN, ALICE, BOB, CAROL, TEAM, uid
+from tests.fakes.mattermost import send_slash_command
+from tests.integration.conftest import SLASH_TOKEN
+
+SQUARE = uid("townsquare")
+NAMES = {ALICE: "alice", BOB: "bob", CAROL: "carol", ADMIN: "admin"}
+
+
+def run(backend: Any, text: str, *, user: str = ALICE, channel: str = SQUARE, **extra: Any) -> dict[str, Any]:
+    """Type /incident text as user in channel; return the reply body."""
+    response = send_slash_command(backend.url, SLASH_TOKEN, user_id=user, user_name=NAMES[user], team_id=TEAM,
+                                  channel_id=channel, text=text, **extra)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    return response.json()
+
+
+def incidents(backend: Any) -> list[Any]:
+    """Every incident in the store."""
+    with backend.components.db.unit_of_work(write=False) as uow:
+        return uow.incidents.list(IncidentFilter())[1]
+
+
+def test_a_whole_incident_runs_through_slash_commands_on_the_local_host(local_backend):
+    host = local_backend.components.host
+    reply = run(local_backend, "start Payments failing")
+    assert "started in ~payments-failing" in reply["text"]
+    room = host.find_channel_by_name(TEAM, "payments-failing")
+    assert host.channel(room)["type"] == "P"
+    assert host.posts(room) == ["This incident was started by @alice; the commander is @alice."]
+
+    assert "last stage" in run(local_backend, "stage next", channel=room)["text"]
+    assert run(local_backend, "commander @bob", channel=room)["text"] == (
+        "There is no user @bob. Check the spelling of the username.")
+    run(local_backend, "help", user=BOB)  # bob uses a command once: the local host now knows @bob
+    host.add_channel_member(room, BOB)
+    assert "@bob is now the commander" in run(local_backend, "commander @bob", channel=room)["text"]
+    assert host.posts(room)[-1] == "@alice changed the incident commander from @alice to @bob."
+    assert "ended" in run(local_backend, "end", channel=room)["text"]
+    assert host.posts(room)[-1] == "This incident was ended by @alice."
+    assert "active again" in run(local_backend, "restart", channel=room, user=BOB)["text"]
+    assert host.posts(room)[-1] == "This incident was restarted by @bob."
+    info = run(local_backend, "info", channel=room)["text"]
+    assert "**Payments failing** (active)" in info and "Commander: @bob" in info
+    assert "**Payments failing** in ~payments-failing" in run(local_backend, "list")["text"]
+
+
+def test_mentioned_users_become_known_to_the_local_host(local_backend):
+    run(local_backend, "start mentions")
+    room = local_backend.components.host.find_channel_by_name(TEAM, "mentions")
+    local_backend.components.host.add_channel_member(room, CAROL)
+    reply = run(local_backend, "commander @carol", channel=room, mentions=[("carol", CAROL)])
+    assert reply["text"] == "@carol is now the commander of **mentions**."
+
+
+def test_check_toggles_a_task_and_reports_one_based_numbers(local_backend):
+    service = local_backend.components.service
+    incident = service.create_incident(ALICE, NewIncident("tasks", TEAM, ALICE, checklists=[
+        NewChecklist("Triage", [NewItem("page"), NewItem("status page")]), NewChecklist("Fix")]))
+    room = incident.channel_id
+    assert run(local_backend, "check 1 2", channel=room)["text"] == "Task 1.2 (**status page**) is done."
+    assert service.get_incident(ALICE, incident.id).checklists[0].items[1].state.value == "closed"
+    assert "1 open task(s)" in run(local_backend, "stage next", channel=room)["text"]
+    assert "Fix" in run(local_backend, "stage 2", channel=room)["text"]
+    assert "already the active stage" in run(local_backend, "stage 2", channel=room)["text"]
+
+
+def test_announce_on_the_local_host_posts_where_the_caller_is_a_member(local_backend):
+    host = local_backend.components.host
+    run(local_backend, "start announce me")
+    room = host.find_channel_by_name(TEAM, "announce-me")
+    ops = host.create_channel(TEAM, "ops", "Ops", public=True)
+    host.add_channel_member(ops, ALICE)
+    reply = run(local_backend, "announce ~ops", channel=room)
+    assert reply["text"] == "Announced in ~ops."
+    assert host.posts(ops) == ["@alice started an incident in ~announce-me"]
+
+
+def test_get_requests_run_commands_like_post(local_backend):
+    response = send_slash_command(local_backend.url, SLASH_TOKEN, user_id=ALICE, user_name="alice", team_id=TEAM,
+                                  channel_id=SQUARE, text="help", method="GET")
+    assert response.status_code == 200 and "/incident start" in response.json()["text"]
+
+
+@pytest.mark.parametrize("token", ["", "x", SLASH_TOKEN[:-1] + "X", SLASH_TOKEN + "0"])
+def test_a_wrong_or_missing_token_is_refused_and_runs_nothing(local_backend, token):
+    response = send_slash_command(local_backend.url, token, user_id=ALICE, user_name="alice", team_id=TEAM,
+                                  channel_id=SQUARE, text="start nope")
+    assert response.status_code == 401 and set(response.json()) == {"error", "details"}
+    assert incidents(local_backend) == []
+
+
+def test_malformed_ids_in_the_request_are_a_400_in_the_error_shape(local_backend):
+    response = send_slash_command(local_backend.url, SLASH_TOKEN, user_id="alice", user_name="alice", team_id=TEAM,
+                                  channel_id=SQUARE, text="start nope")
+    assert response.status_code == 400
+    assert response.json()["details"] == {"user_id": "malformed"}
+    assert incidents(local_backend) == []
+
+
+def test_an_unexpected_failure_becomes_an_ephemeral_apology(local_backend, monkeypatch):
+    def broken(*args: Any) -> None:
+        raise RuntimeError("boom")
+
+    run(local_backend, "start ok")
+    monkeypatch.setattr(local_backend.components.host, "channel_name", broken)
+    reply = run(local_backend, "list")
+    assert reply["response_type"] == "ephemeral" and reply["text"].startswith("Sorry, something went wrong")

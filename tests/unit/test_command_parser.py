@@ -1,0 +1,128 @@
+"""The /incident parser: a pure function from text to a Command, never raising."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plugin.command.parser import (
+    Announce,
+    Check,
+    Commander,
+    End,
+    Help,
+    Info,
+    List,
+    Restart,
+    Stage,
+    Start,
+    Usage,
+    parse,
+    split,
+)
+
+COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Commander, Announce, List, Info)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("start db down", Start("db down")),
+    ("start   db    down  ", Start("db down")),
+    ('start "db  down"', Start("db  down")),
+    ("start 'it''s down'", Start("its down")),
+    ("start db --public", Start("db", public=True)),
+    ('start db --description "disk full on db-1"', Start("db", description="disk full on db-1")),
+    ("start db --description=full --playbook=pb1", Start("db", description="full", playbook_id="pb1")),
+    ("start db --playbook abc123", Start("db", playbook_id="abc123")),
+    ("start Datenbank \u00fcberlastet \U0001F525", Start("Datenbank \u00fcberlastet \U0001F525")),
+    ("start \u201cTokyo \u6771\u4eac down\u201d", Start("Tokyo \u6771\u4eac down")),
+    ("START db", Start("db")),
+    ("end", End()),
+    ("restart", Restart()),
+    ("stage next", Stage("next")),
+    ("stage NEXT --force", Stage("next", force=True)),
+    ("stage --force next", Stage("next", force=True)),
+    ("stage prev", Stage("prev")),
+    ("stage previous", Stage("prev")),
+    ("stage 3", Stage(3)),
+    ("check 1 2", Check(1, 2)),
+    ("commander", Commander()),
+    ("commander @bob", Commander("bob")),
+    ("commander bob", Commander("bob")),
+    ("announce ~town-square ~ops ~ops", Announce(("town-square", "ops"))),
+    ("list", List()),
+    ("info", Info()),
+    ("help", Help()),
+    ("", Help()),
+    ("   \t ", Help()),
+])
+def test_parse_understands_each_subcommand_form(text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("start", "start needs a name"),
+    ("start --public", "start needs a name"),
+    ("start db --description", "--description needs a value"),
+    ("start db --playbook", "--playbook needs a value"),
+    ("start db --urgent", "Unknown option --urgent"),
+    ("stage", "exactly one of next, prev"),
+    ("stage next prev", "exactly one of next, prev"),
+    ("stage 0", "counted from 1"),
+    ("stage -1", "counted from 1"),
+    ("stage \u0663", "counted from 1"),
+    ("check 1", "stage number and a task number"),
+    ("check 1 2 3", "stage number and a task number"),
+    ("check a b", "two numbers counted from 1"),
+    ("check 0 1", "two numbers counted from 1"),
+    ("commander @bob @carol", "one @username"),
+    ("commander @", "one @username"),
+    ("announce", "at least one channel"),
+    ("announce ~", "at least one channel"),
+    ("end now", "end takes no arguments"),
+    ("list all", "list takes no arguments"),
+    ("frobnicate", "Unknown subcommand 'frobnicate'"),
+])
+def test_parse_explains_malformed_or_surplus_arguments(text, fragment):
+    result = parse(text)
+    assert isinstance(result, Usage)
+    assert fragment in result.message
+
+
+def test_an_unbalanced_quote_runs_to_the_end_of_the_line():
+    assert parse('start "db is down --public') == Start("db is down --public")
+    assert split("a 'b c") == ["a", "b c"]
+
+
+def test_backslash_escapes_a_quote_inside_double_quotes():
+    assert split(r'"say \"hi\"" x') == ['say "hi"', "x"]
+
+
+def test_a_trailing_backslash_is_kept_literally():
+    assert split("end\\") == ["end\\"]
+
+
+def test_empty_quotes_make_an_empty_word_and_no_name():
+    assert split('start ""') == ["start", ""]
+    assert isinstance(parse('start ""'), Usage)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text())
+def test_parse_never_raises_and_always_returns_a_command(text):
+    assert isinstance(parse(text), COMMAND_TYPES)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["start", "stage", "check", "commander", "announce", "end", "--public",
+                                 "--force", "--description", "--playbook", "next", "prev", "1", "0", "@",
+                                 "~", '"', "'", "\\", "\u201c", " ", "x y"]), max_size=8))
+def test_parse_never_raises_on_command_like_word_soup(words):
+    assert isinstance(parse(" ".join(words)), COMMAND_TYPES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"),
+                                      blacklist_characters="\"'\\\u201c\u2018\u201e"), min_size=1)
+       .filter(lambda name: not name.startswith("--")))
+def test_a_single_word_name_survives_start_unchanged(name):
+    assert parse(f"start {name}") == Start(name)
