@@ -174,10 +174,25 @@ def test_a_failed_post_leaves_the_committed_change_and_is_not_retried(world):
     assert world.fake.posts_in(room) == ["This incident was started by @alice; the commander is @alice."]
 
 
-def test_a_playbook_option_surfaces_the_services_answer(world):
-    reply = world.run("start db --playbook abc")
-    assert reply["text"] == "Playbooks are not available on this server yet."
+def test_an_unknown_playbook_is_refused_and_nothing_starts(world):
+    reply = world.run("start db --playbook " + "p" * 26)
+    assert "does not exist or you are not one of its members" in reply["text"]
     assert world.incidents() == []
+
+
+def test_start_with_a_playbook_copies_its_stages_and_public_default(world):
+    from plugin.playbooks import NewPlaybook
+    from plugin.service import NewChecklist, NewItem
+
+    playbook = world.backend.components.playbooks.create(world.alice, NewPlaybook(
+        "Outage", world.team, create_public_incident=True,
+        checklists=[NewChecklist("Triage", [NewItem("Page on-call")]), NewChecklist("Fix")]))
+    reply = world.run(f"start db --playbook {playbook.id}")
+    assert reply["text"].startswith("Incident **db** started")
+    (incident,) = world.incidents()
+    assert [c.title for c in incident.checklists] == ["Triage", "Fix"]
+    assert incident.checklists[0].items[0].title == "Page on-call" and incident.public is True
+    assert world.fake.channel_named(world.team, "db")["type"] == "O"
 
 
 def test_a_repeated_incident_name_gets_a_suffixed_channel(world):
