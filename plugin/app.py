@@ -58,6 +58,9 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
+        # g outlives a request when an app context is already pushed (tests, CLI):
+        # never let one request's user show up in the next one's access line.
+        g.pop("user_id", None)
 
     @app.after_request
     def _log_request(response: Any) -> Any:
