@@ -234,6 +234,9 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             results["ratios"] = {"fetch_vs_healthz": round(totals["fetch"].rps / healthz, 3),
                                  "create_vs_healthz": round(totals["create"].rps / healthz, 3)}
 
+            if args.no_scale:
+                engine.dispose()
+                return results
             # Scale: the same two reads with 1,000 and then 100,000 incidents stored.
             truncate(engine)
             listing = [build_request("GET", f"/api/v0/incidents?team_id={HOT_TEAM}&status=active&per_page=100",
@@ -337,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--workers", type=int, default=WORKERS_FOR_TWO_CORES)
+    parser.add_argument("--no-scale", action="store_true", help="skip the 1,000 vs 100,000 comparison")
     parser.add_argument("--profile", action="store_true", help="also profile fetch and create (pyinstrument)")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
