@@ -139,6 +139,26 @@ class ChecklistSchema(Schema):
     items = fields.List(fields.Nested(ItemSchema))
 
 
+class ChecklistsField(fields.List):
+    """Stages and tasks: documented as a list of ChecklistSchema, dumped by hand.
+
+    Dumping tasks field by field was most of the cost of listing a page of
+    incidents; this writes the same keys in the same order (a unit test keeps the
+    two in step).
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(fields.Nested(ChecklistSchema), **kwargs)
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> list[dict[str, Any]] | None:
+        if value is None:
+            return None
+        return [{"id": stage.id, "title": stage.title, "items": [
+            {"id": item.id, "title": item.title, "state": item.state.value, "state_modified": item.state_modified,
+             "assignee_id": item.assignee_id, "command": item.command, "description": item.description}
+            for item in stage.items]} for stage in value]
+
+
 class IncidentSchema(Schema):
     id = fields.String()
     name = fields.String()
@@ -153,7 +173,7 @@ class IncidentSchema(Schema):
     end_at = fields.Integer()
     active_stage = fields.Integer()
     active_stage_title = fields.String()
-    checklists = fields.List(fields.Nested(ChecklistSchema))
+    checklists = ChecklistsField()
 
 
 class IncidentPageSchema(Schema):

@@ -1,8 +1,9 @@
 """Schemathesis against /api/v0/openapi.json, in-process over WSGI, on SQLite and PostgreSQL.
 
 Every operation of the published document gets valid and invalid generated
-requests, with and without the user header. No answer may be a 5xx, and every
-4xx must carry the one error shape ``{"error": str, "details": object}``.
+requests, with and without the user header. No answer may be a 5xx, every status
+must be one the document lists for the operation, and every 4xx must carry the
+one error shape ``{"error": str, "details": object}``.
 Bounded: ``INCIDENT_FUZZ_EXAMPLES`` examples per operation and mode (default 12).
 """
 from __future__ import annotations
@@ -24,9 +25,11 @@ EXAMPLES = int(os.environ.get("INCIDENT_FUZZ_EXAMPLES", "12"))
 
 
 def assert_one_error_shape(case, response) -> None:
-    """No 5xx; every error answer is {"error": str, "details": object}."""
+    """No 5xx; every status is documented; every error answer is {"error": str, "details": object}."""
     label = f"{case.method} {case.formatted_path}"
     assert response.status_code < 500, f"{label} answered {response.status_code}: {response.text[:500]}"
+    documented = set(case.operation.definition.raw["responses"]) - {"default"}
+    assert str(response.status_code) in documented, f"{label} answered undocumented {response.status_code}"
     if response.status_code >= 400:
         body = json.loads(response.text)
         assert set(body) == {"error", "details"}, f"{label}: {body}"
