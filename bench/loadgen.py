@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import multiprocessing.pool
 import time
 from dataclasses import dataclass, field
 
@@ -111,20 +112,27 @@ def _process_main(args: tuple[int, list[bytes], int, int, float, float]) -> Load
     return asyncio.run(_run(*args))
 
 
+def load_pool(processes: int = 2) -> multiprocessing.pool.Pool:
+    """Processes for run_load, started once so that each measurement starts at once."""
+    return multiprocessing.get_context("spawn").Pool(processes)
+
+
 def run_load(port: int, requests: list[bytes], *, concurrency: int = 8, seconds: float = 5.0,
-             processes: int = 2) -> LoadResult:
+             processes: int = 2, pool: multiprocessing.pool.Pool | None = None) -> LoadResult:
     """Send requests (cycled) over `concurrency` keep-alive connections for `seconds`."""
     shares = [concurrency // processes + (1 if n < concurrency % processes else 0) for n in range(processes)]
     jobs = []
     first = 0
-    # Spawning the processes takes a moment: start the clock for all of them after it.
-    start_at = time.time() + 1.0
+    # Handing the requests to the processes takes a moment: start every clock after it.
+    start_at = time.time() + (0.3 if pool else 1.0)
     for share in shares:
         jobs.append((port, requests, share, first, start_at, seconds))
         first += share
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(len(jobs)) as pool:
-        parts = pool.map(_process_main, jobs)
+    if pool is None:
+        with load_pool(len(jobs)) as own:
+            parts = own.map(_process_main, jobs)
+    else:
+        parts = pool.map(_process_main, jobs, chunksize=1)
     total = LoadResult()
     for part in parts:
         total.merge(part)

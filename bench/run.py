@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from bench.loadgen import LoadResult, build_request, run_load  # noqa: E402
+from bench.loadgen import LoadResult, build_request, load_pool, run_load  # noqa: E402
 from plugin.model import new_id  # noqa: E402
 from plugin.store import normalise_url  # noqa: E402
 from plugin.store.incidents import checklists_to_json  # noqa: E402
-from plugin.store.tables import chat_channel_members, chat_channels, incidents, metadata  # noqa: E402
+from plugin.store.tables import chat_channel_members, chat_channels, incidents  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("INCIDENT_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 RESULTS = ROOT / "bench" / "results"
@@ -44,7 +44,7 @@ WORKERS_FOR_TWO_CORES = 2 * 2 + 1
 USER = "benchuser0000000000000000a"
 TEAMS = [f"team{n:03d}".ljust(26, "0") for n in range(100)]
 HOT_TEAM = TEAMS[0]
-HOT_TEAM_MIN_ACTIVE = 250
+HOT_TEAM_SIZE = 250
 TARGETS = {"fetch_vs_healthz": (">=", 0.5), "create_vs_healthz": (">=", 0.25),
            "scale_list_p50": ("<=", 1.5), "scale_list_p99": ("<=", 1.5),
            "scale_fetch_p50": ("<=", 1.5), "scale_fetch_p99": ("<=", 1.5)}
@@ -90,43 +90,50 @@ def db_version(engine: sa.Engine) -> str:
         return connection.exec_driver_sql("show server_version").scalar_one().join(("PostgreSQL ", ""))
 
 
-def truncate(engine: sa.Engine) -> None:
-    """Empty every table of the project's metadata."""
-    with engine.begin() as connection:
-        for table in reversed(metadata.sorted_tables):
-            connection.execute(table.delete())
+def settle(engine: sa.Engine) -> None:
+    """Bring a freshly bulk-loaded database to the steady state of one that grew over time.
 
-
-def analyze(engine: sa.Engine) -> None:
-    """Refresh the planner's statistics, as autovacuum / a periodic ANALYZE would."""
+    Statistics refreshed, and the background work a bulk load triggers (autovacuum,
+    checkpoint of the write-ahead log) done now, so it does not compete with the
+    measurement for the same two cores.
+    """
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql("ANALYZE")
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("ANALYZE")
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        else:
+            connection.exec_driver_sql("VACUUM ANALYZE")
+            connection.exec_driver_sql("CHECKPOINT")
 
 
 def seed(engine: sa.Engine, count: int, start: int, rng: random.Random) -> list[str]:
     """Insert `count` incidents across 100 teams with SQL in bulk; return ids the bench user may fetch.
 
-    Team 0 (the listed team) always holds at least HOT_TEAM_MIN_ACTIVE active
-    incidents, so its first page is full at every size; the rest spread evenly.
-    Half the incidents are public; the bench user is in every fifth channel.
+    Team 0 (the listed team) holds the same HOT_TEAM_SIZE active incidents at every
+    size, so the page and what its user may see are the same; the rest of the table
+    (1,000 or 100,000 in all) spreads evenly over the other 99 teams. The figure thus
+    shows what other teams' incidents cost a team's reads.
+    Half the incidents are public; the bench user is in every fifth channel of team 0.
     """
     checklists = checklists_to_json_template()
     rows, channels, members, fetchable = [], [], [], []
     now = int(time.time() * 1000)
     for n in range(start, start + count):
-        team = HOT_TEAM if n < HOT_TEAM_MIN_ACTIVE else TEAMS[n % len(TEAMS)]
+        team = HOT_TEAM if n < HOT_TEAM_SIZE else TEAMS[1 + n % (len(TEAMS) - 1)]
         incident_id, channel_id = new_id(), new_id()
-        active = n < HOT_TEAM_MIN_ACTIVE or rng.random() < 0.6
+        active = n < HOT_TEAM_SIZE or rng.random() < 0.6
         rows.append({"id": incident_id, "name": f"incident {n}", "description": "seeded", "is_active": active,
                      "commander_user_id": USER, "team_id": team, "channel_id": channel_id, "post_id": "",
                      "public": n % 2 == 0, "create_at": now - n * 1000, "end_at": 0 if active else now,
                      "active_stage": 0, "checklists": checklists, "version": 0})
         channels.append({"id": channel_id, "team_id": team, "name": f"incident-{n}", "display_name": f"incident {n}",
                          "type": "O" if n % 2 == 0 else "P", "create_at": now})
-        if n % 5 == 0:
+        # Every channel has its team's responder; the bench user is in every fifth
+        # channel of the listed team only (people belong to a bounded number of channels).
+        members.append({"channel_id": channel_id, "user_id": f"member{team[4:7]}".ljust(26, "0")})
+        if team == HOT_TEAM and n % 5 == 0:
             members.append({"channel_id": channel_id, "user_id": USER})
-            if team == HOT_TEAM:
-                fetchable.append(incident_id)
+            fetchable.append(incident_id)
     with engine.begin() as connection:
         for table, values in ((incidents, rows), (chat_channels, channels), (chat_channel_members, members)):
             for chunk in range(0, len(values), 5000):
@@ -193,15 +200,17 @@ def summary(result: LoadResult) -> dict[str, Any]:
             "p99_ms": round(result.percentile(0.99), 2), "statuses": {str(k): v for k, v in result.statuses.items()}}
 
 
-def measure(port: int, requests: list[bytes], args: argparse.Namespace) -> LoadResult:
+def measure(port: int, requests: list[bytes], args: argparse.Namespace, *, warm_up: bool = True) -> LoadResult:
     """Warm up briefly, then load for the configured duration."""
-    run_load(port, requests, concurrency=args.concurrency, seconds=min(1.0, args.seconds), processes=args.processes)
-    return run_load(port, requests, concurrency=args.concurrency, seconds=args.seconds, processes=args.processes)
+    if warm_up:
+        run_load(port, requests, concurrency=args.concurrency, seconds=min(1.0, args.seconds),
+                 processes=args.processes, pool=args.pool)
+    return run_load(port, requests, concurrency=args.concurrency, seconds=args.seconds, processes=args.processes,
+                    pool=args.pool)
 
 
 def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     """Every measurement on one database, as a JSON-ready dict."""
-    rng = random.Random(6)
     workdir = Path(tempfile.mkdtemp(prefix=f"incident-bench-{kind}-"))
     user = {"Mattermost-User-ID": USER}
     try:
@@ -214,18 +223,21 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             ids = [api(port, "POST", "/api/v0/incidents", {
                 "name": f"fetch {n}", "team_id": HOT_TEAM, "commander_user_id": USER, "checklists": TWO_STAGES,
             })["id"] for n in range(20)]
-            create_body = json.dumps({"name": "bench incident", "description": "created under load",
-                                      "team_id": HOT_TEAM, "commander_user_id": USER,
-                                      "checklists": TWO_STAGES}).encode()
+            # Distinct names, as real incidents mostly have: a repeated name costs the local
+            # host a second channel insert (the name is taken; a suffix is added).
+            create_bodies = [json.dumps({"name": f"bench incident {secrets.token_hex(4)}",
+                                         "description": "created under load", "team_id": HOT_TEAM,
+                                         "commander_user_id": USER, "checklists": TWO_STAGES}).encode()
+                             for _ in range(20_000)]
             endpoints = {
                 "healthz": [build_request("GET", "/healthz")],
                 "fetch": [build_request("GET", f"/api/v0/incidents/{i}", user) for i in ids],
-                "create": [build_request("POST", "/api/v0/incidents", user, create_body)],
+                "create": [build_request("POST", "/api/v0/incidents", user, body) for body in create_bodies],
             }
             totals = {name: LoadResult() for name in endpoints}
             for round_ in range(args.rounds):
                 for name, requests in endpoints.items():
-                    part = measure(port, requests, args)
+                    part = measure(port, requests, args, warm_up=round_ == 0)
                     totals[name].merge_sequential(part)
                     print(f"[{kind}] round {round_ + 1} {name}: {part.rps:.0f} req/s", flush=True)
             for name, total in totals.items():
@@ -234,41 +246,54 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             results["ratios"] = {"fetch_vs_healthz": round(totals["fetch"].rps / healthz, 3),
                                  "create_vs_healthz": round(totals["create"].rps / healthz, 3)}
 
-            if args.no_scale:
-                engine.dispose()
-                return results
-            # Scale: the same two reads with 1,000 and then 100,000 incidents stored.
-            truncate(engine)
-            listing = [build_request("GET", f"/api/v0/incidents?team_id={HOT_TEAM}&status=active&per_page=100",
-                                     user)]
-            stored = 0
-            for size in (1_000, 100_000):
-                started = time.perf_counter()
-                fetchable = seed(engine, size - stored, stored, rng)
-                stored = size
-                analyze(engine)
-                print(f"[{kind}] seeded {size:,} incidents in {time.perf_counter() - started:.1f}s", flush=True)
-                page = api(port, "GET", f"/api/v0/incidents?team_id={HOT_TEAM}&status=active&per_page=100")
-                assert len(page["items"]) == 100, "the listed team's first page must be full"
-                fetch = [build_request("GET", f"/api/v0/incidents/{i}", user) for i in fetchable[:20] or ids]
-                if size == 1_000:
-                    fetch_ids = fetch
-                listed = measure(port, listing, args)
-                fetched = measure(port, fetch_ids, args)
-                results["scale"][str(size)] = {"list_active_page_100": summary(listed),
-                                               "fetch_one": summary(fetched)}
-                print(f"[{kind}] {size:,}: list p99 {listed.percentile(0.99):.1f} ms, "
-                      f"fetch p99 {fetched.percentile(0.99):.1f} ms", flush=True)
+            engine.dispose()
+            if args.profile:
+                results["profile"] = profile(url, workdir, kind)
+        if not args.no_scale:
+            results["scale"] = scale(kind, args, workdir)
             small, large = results["scale"]["1000"], results["scale"]["100000"]
             for key, label in (("list_active_page_100", "list"), ("fetch_one", "fetch")):
                 for q in ("p50", "p99"):
                     results["ratios"][f"scale_{label}_{q}"] = round(large[key][f"{q}_ms"] / small[key][f"{q}_ms"], 3)
-            engine.dispose()
-            if args.profile:
-                results["profile"] = profile(url, workdir, kind)
-            return results
+        return results
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def scale(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """List a team's active incidents and fetch one, with 1,000 and with 100,000 stored.
+
+    Two fresh databases, each with its own server, are seeded with SQL in bulk; the
+    measurements then alternate between the two in short rounds, so the machine's
+    drift falls on both sizes alike.
+    """
+    user = {"Mattermost-User-ID": USER}
+    listing = [build_request("GET", f"/api/v0/incidents?team_id={HOT_TEAM}&status=active&per_page=100", user)]
+    with ExitStack() as stack:
+        targets: dict[int, tuple[int, list[bytes]]] = {}
+        for size in (1_000, 100_000):
+            folder = workdir / f"scale-{size}"
+            folder.mkdir()
+            url = stack.enter_context(fresh_database(kind, folder))
+            port = stack.enter_context(server(url, folder, args.workers))
+            engine = sa.create_engine(normalise_url(url))
+            started = time.perf_counter()
+            fetchable = seed(engine, size, 0, random.Random(6))
+            settle(engine)
+            engine.dispose()
+            print(f"[{kind}] seeded {size:,} incidents in {time.perf_counter() - started:.1f}s", flush=True)
+            page = api(port, "GET", f"/api/v0/incidents?team_id={HOT_TEAM}&status=active&per_page=100")
+            assert len(page["items"]) == 100, "the listed team's first page must be full"
+            targets[size] = (port, [build_request("GET", f"/api/v0/incidents/{i}", user) for i in fetchable[:20]])
+        totals = {(size, name): LoadResult() for size in targets for name in ("list_active_page_100", "fetch_one")}
+        for round_ in range(args.rounds):
+            for name in ("list_active_page_100", "fetch_one"):
+                for size, (port, fetch) in targets.items():
+                    requests = listing if name == "list_active_page_100" else fetch
+                    totals[size, name].merge_sequential(measure(port, requests, args, warm_up=round_ == 0))
+            print(f"[{kind}] scale round {round_ + 1} done", flush=True)
+    return {str(size): {name: summary(totals[size, name]) for name in ("list_active_page_100", "fetch_one")}
+            for size in targets}
 
 
 def profile(url: str, workdir: Path, kind: str) -> str:
@@ -291,8 +316,8 @@ def profile(url: str, workdir: Path, kind: str) -> str:
     with profiler:
         for _ in range(500):
             client.get(f"/api/v0/incidents/{incident_id}", headers=headers)
-        for _ in range(200):
-            client.post("/api/v0/incidents", json=body, headers=headers)
+        for n in range(200):
+            client.post("/api/v0/incidents", json={**body, "name": f"profiled {n}"}, headers=headers)
     app.extensions["incident"].db.dispose()
     path = RESULTS / f"profile-{kind}.txt"
     path.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
@@ -335,8 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and write bench/results/<db>.json."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
-    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of healthz/fetch/create")
+    parser.add_argument("--seconds", type=float, default=2.0, help="duration of each measurement")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of healthz/fetch/create: short alternating slices share the machine's drift")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--workers", type=int, default=WORKERS_FOR_TWO_CORES)
@@ -348,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for kind in kinds:
         started = time.perf_counter()
-        results = bench_database(kind, args)
+        with load_pool(args.processes) as args.pool:
+            results = bench_database(kind, args)
         results["machine"] = machine()
         results["settings"] = {"seconds": args.seconds, "rounds": args.rounds, "concurrency": args.concurrency,
                                "load_processes": args.processes, "server_workers": args.workers,
