@@ -115,3 +115,15 @@ def test_migrate_reports_the_newest_revision(tmp_path):
     again = subprocess.run([CLI, "migrate"], env=clean_env(tmp_path), capture_output=True, text=True,
                            timeout=60, cwd=tmp_path)
     assert again.returncode == 0 and again.stdout.strip() == f"database at revision {head}"
+
+
+def test_served_api_refuses_a_forged_user_header_without_the_host_secret(tmp_path):
+    secret = "chat-host-secret-0123456789abcdef"
+    with serve(tmp_path, clean_env(tmp_path, INCIDENT_HOST_SECRET=secret)) as base:
+        body = {"name": "forged", "team_id": TEAM, "commander_user_id": ALICE}
+        status, error = call(base, "POST", "/api/v0/incidents", body)
+        assert status == 401 and set(error) == {"error", "details"} and "X-Host-Secret" in error["error"]
+        request = urllib.request.Request(f"{base}/api/v0/incidents?team_id={TEAM}", headers={
+            "Mattermost-User-ID": ALICE, "X-Host-Secret": secret})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["total_count"] == 0, "the refused request created nothing"
