@@ -76,6 +76,9 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
+        # g outlives a request when an app context is already pushed (tests, CLI):
+        # never let one request's user show up in the next one's access line.
+        g.pop("user_id", None)
         # Settings saved by another worker process reach this one within a few seconds.
         try:
             components.settings_admin.refresh()

@@ -12,6 +12,7 @@ import secrets
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from plugin.errors import BadInput, InvalidState, NotFound
 
@@ -274,6 +275,28 @@ class PlaybookFilter:
     direction: str = "asc"
     page: int = 0
     per_page: int = 100
+
+
+def checklists_to_json(checklists: list[Checklist]) -> list[dict[str, Any]]:
+    """Stages and tasks as plain JSON."""
+    return [
+        {"id": c.id, "title": c.title, "items": [
+            {"id": i.id, "title": i.title, "state": i.state.value, "state_modified": i.state_modified,
+             "assignee_id": i.assignee_id, "command": i.command, "description": i.description}
+            for i in c.items]}
+        for c in checklists
+    ]
+
+
+def checklists_from_json(data: list[dict[str, Any]]) -> list[Checklist]:
+    """Stages and tasks from plain JSON."""
+    return [
+        Checklist(c["id"], c["title"], [
+            ChecklistItem(i["id"], i["title"], ItemState(i["state"]), i["state_modified"],
+                          i["assignee_id"], i["command"], i["description"])
+            for i in c["items"]])
+        for c in data
+    ]
 
 
 def slugify(name: str, max_length: int = 50) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from typing import Any
 
 from flask import Flask, current_app, g, jsonify, request
@@ -14,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from plugin.api.schemas import ErrorSchema
 from plugin.errors import DomainError, Unauthorized
-from plugin.model import is_id
+from plugin.model import ID_PATTERN, is_id
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,39 @@ class Parser(FlaskParser):
             raise json.JSONDecodeError("JSON nested too deeply", "nested", 0) from None
 
 
+# Error answers every operation may give, documented so clients (and fuzzers) know them.
+COMMON_ERRORS = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+                 502: "BAD_GATEWAY"}
+WRITE_ERRORS = {409: "CONFLICT", 413: "REQUEST_ENTITY_TOO_LARGE"}
+_PATH_ID = re.compile(r"<(?:[^:<>]+:)?([a-z_]+_id)>")
+
+
 class Blueprint(SmorestBlueprint):
-    """A flask-smorest blueprint whose argument errors are 400s."""
+    """A flask-smorest blueprint whose argument errors are 400s and whose errors are documented."""
 
     ARGUMENTS_PARSER = Parser()
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.insert(0, self._prepare_error_doc)
+
+    def route(self, rule: str, *, parameters: list | None = None, **options: Any) -> Any:
+        """Like flask-smorest's route, documenting each ``*_id`` path parameter as an id."""
+        parameters = list(parameters or [])
+        for name in _PATH_ID.findall(rule):
+            parameters.append({"in": "path", "name": name, "required": True,
+                               "description": "An id of 26 characters a-z0-9.",
+                               "schema": {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$"}})
+        return super().route(rule, parameters=parameters, **options)
+
+    @staticmethod
+    def _prepare_error_doc(doc: dict, doc_info: dict, *, method: str, **_: Any) -> dict:
+        responses = doc_info.setdefault("response", {}).setdefault("responses", {})
+        errors = COMMON_ERRORS | (WRITE_ERRORS if method in {"post", "put", "patch", "delete"} else {})
+        for status, name in errors.items():
+            if status not in responses and str(status) not in responses:
+                responses[status] = [name]
+        return doc
 
 
 def _flatten(messages: Any, prefix: str = "") -> list[str]:

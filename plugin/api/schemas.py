@@ -166,6 +166,21 @@ class ChecklistSchema(Schema):
     items = fields.List(fields.Nested(ItemSchema))
 
 
+class ChecklistsField(fields.List):
+    """Stages and tasks: documented as a list of ChecklistSchema, dumped by hand.
+
+    Dumping tasks field by field was most of the cost of listing a page of
+    incidents; this writes the same keys in the same order (a unit test keeps the
+    two in step).
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(fields.Nested(ChecklistSchema), **kwargs)
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> list[dict[str, Any]] | None:
+        return None if value is None else model.checklists_to_json(value)
+
+
 class IncidentSchema(Schema):
     id = fields.String()
     name = fields.String()
@@ -180,7 +195,7 @@ class IncidentSchema(Schema):
     end_at = fields.Integer()
     active_stage = fields.Integer()
     active_stage_title = fields.String()
-    checklists = fields.List(fields.Nested(ChecklistSchema))
+    checklists = ChecklistsField()
     playbook_id = fields.String()
 
 

@@ -19,6 +19,12 @@ from plugin.store.tables import chat_channel_members, chat_channels, chat_posts,
 
 LOCAL_SERVER_VERSION = "local"
 
+# Built once: constructing a statement costs more than executing a cached one.
+_IS_MEMBER = sa.select(chat_channel_members.c.user_id).where(
+    chat_channel_members.c.channel_id == sa.bindparam("channel_id"),
+    chat_channel_members.c.user_id == sa.bindparam("user_id"))
+_USERNAME = sa.select(chat_users.c.username).where(chat_users.c.id == sa.bindparam("user_id"))
+
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
@@ -44,9 +50,7 @@ class LocalChatHost:
     def is_channel_member(self, channel_id: str, user_id: str) -> bool:
         """True when the membership row exists."""
         with self.db.read_engine.connect() as connection:
-            row = connection.execute(sa.select(chat_channel_members.c.user_id).where(
-                chat_channel_members.c.channel_id == channel_id,
-                chat_channel_members.c.user_id == user_id)).first()
+            row = connection.execute(_IS_MEMBER, {"channel_id": channel_id, "user_id": user_id}).first()
         return row is not None
 
     def user_channel_ids(self, user_id: str, team_id: str | None = None) -> frozenset[str]:
@@ -95,8 +99,7 @@ class LocalChatHost:
     def mention(self, user_id: str) -> str:
         """@username when the user is known, else @user_id."""
         with self.db.read_engine.connect() as connection:
-            username = connection.execute(
-                sa.select(chat_users.c.username).where(chat_users.c.id == user_id)).scalar_one_or_none()
+            username = connection.execute(_USERNAME, {"user_id": user_id}).scalar_one_or_none()
         return f"@{username or user_id}"
 
     def server_facts(self) -> ServerFacts:

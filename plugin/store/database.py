@@ -47,8 +47,8 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
 class Database:
     """The engines of one database: one for reads and one for writes.
 
-    On PostgreSQL both are the same engine (writes lock the incident row with
-    ``SELECT ... FOR UPDATE``). On SQLite, writers use ``BEGIN IMMEDIATE`` so they
+    On PostgreSQL both share one pool (writes lock the incident row with
+    ``SELECT ... FOR UPDATE``; reads run in autocommit, without BEGIN/ROLLBACK). On SQLite, writers use ``BEGIN IMMEDIATE`` so they
     queue on the database's single write lock, while readers use a plain deferred
     ``BEGIN`` and, thanks to WAL, never wait for writers.
     """
@@ -60,7 +60,10 @@ class Database:
             self.read_engine = _sqlite_engine(self.url, immediate=False)
         else:
             self.write_engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-            self.read_engine = self.write_engine
+            # Reads share the pool but skip BEGIN/ROLLBACK: under READ COMMITTED each
+            # statement takes its own snapshot anyway, so a read-only transaction adds
+            # two round trips and no consistency.
+            self.read_engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
         self.dialect = self.write_engine.dialect.name
 
     def unit_of_work(self, *, write: bool = True) -> "SqlUnitOfWork":

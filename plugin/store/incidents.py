@@ -6,7 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from plugin.errors import ConcurrentUpdate
-from plugin.model import Checklist, ChecklistItem, Incident, IncidentFilter, ItemState
+from plugin.model import Incident, IncidentFilter, checklists_from_json, checklists_to_json
 from plugin.store.tables import incidents
 
 SORT_COLUMNS = {
@@ -18,26 +18,10 @@ SORT_COLUMNS = {
 }
 
 
-def checklists_to_json(checklists: list[Checklist]) -> list[dict[str, Any]]:
-    """Stages and tasks as plain JSON."""
-    return [
-        {"id": c.id, "title": c.title, "items": [
-            {"id": i.id, "title": i.title, "state": i.state.value, "state_modified": i.state_modified,
-             "assignee_id": i.assignee_id, "command": i.command, "description": i.description}
-            for i in c.items]}
-        for c in checklists
-    ]
-
-
-def checklists_from_json(data: list[dict[str, Any]]) -> list[Checklist]:
-    """Stages and tasks from plain JSON."""
-    return [
-        Checklist(c["id"], c["title"], [
-            ChecklistItem(i["id"], i["title"], ItemState(i["state"]), i["state_modified"],
-                          i["assignee_id"], i["command"], i["description"])
-            for i in c["items"]])
-        for c in data
-    ]
+# Built once: constructing a statement costs more than executing a cached one.
+_GET = sa.select(incidents).where(incidents.c.id == sa.bindparam("incident_id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+_GET_BY_CHANNEL = sa.select(incidents).where(incidents.c.channel_id == sa.bindparam("channel_id"))
 
 
 def _row_values(incident: Incident) -> dict[str, Any]:
@@ -74,15 +58,13 @@ class SqlIncidentRepository:
 
     def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
         """The incident, locked against other writers until commit when for_update."""
-        query = sa.select(incidents).where(incidents.c.id == incident_id)
-        if for_update and self.lock_rows:
-            query = query.with_for_update()
-        row = self.connection.execute(query).first()
+        query = _GET_FOR_UPDATE if for_update and self.lock_rows else _GET
+        row = self.connection.execute(query, {"incident_id": incident_id}).first()
         return _from_row(row) if row else None
 
     def get_by_channel(self, channel_id: str) -> Incident | None:
         """The incident whose channel this is."""
-        row = self.connection.execute(sa.select(incidents).where(incidents.c.channel_id == channel_id)).first()
+        row = self.connection.execute(_GET_BY_CHANNEL, {"channel_id": channel_id}).first()
         return _from_row(row) if row else None
 
     def add(self, incident: Incident) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from plugin.model import Playbook, PlaybookFilter
-from plugin.store.incidents import checklists_from_json, checklists_to_json
+from plugin.model import checklists_from_json, checklists_to_json
 from plugin.store.tables import playbook_members, playbooks
 
 SORT_COLUMNS = {"title": playbooks.c.title, "stages": playbooks.c.num_stages, "tasks": playbooks.c.num_tasks}

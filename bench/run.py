@@ -1,0 +1,397 @@
+"""Benchmark the real server: ratios measured in one run, on SQLite and/or PostgreSQL.
+
+    python3 dev.py run python bench/run.py --db both [--seconds 5] [--profile]
+
+For each database this starts ``incident-plugin serve`` (gunicorn, the worker count
+for two cores) on a free loopback port against a fresh database (a temporary SQLite
+file, or a PostgreSQL database it creates and drops on 127.0.0.1:5432), drives it
+from separate load processes (8 keep-alive connections, fixed duration), prints a
+table and writes ``bench/results/<db>.json``. See bench/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+from bench.loadgen import LoadResult, build_request, load_pool, run_load  # noqa: E402
+from plugin.model import new_id  # noqa: E402
+from plugin.store import normalise_url  # noqa: E402
+from plugin.store.incidents import checklists_to_json  # noqa: E402
+from plugin.store.tables import chat_channel_members, chat_channels, incidents  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("INCIDENT_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+RESULTS = ROOT / "bench" / "results"
+WORKERS_FOR_TWO_CORES = 2 * 2 + 1
+USER = "benchuser0000000000000000a"
+TEAMS = [f"team{n:03d}".ljust(26, "0") for n in range(100)]
+HOT_TEAM = TEAMS[0]
+HOT_TEAM_SIZE = 250
+TARGETS = {"fetch_vs_healthz": (">=", 0.5), "create_vs_healthz": (">=", 0.25),
+           "scale_list_p50": ("<=", 1.5), "scale_list_p99": ("<=", 1.5),
+           "scale_fetch_p50": ("<=", 1.5), "scale_fetch_p99": ("<=", 1.5)}
+TWO_STAGES = [
+    {"title": "Triage", "items": [{"title": "Page the on-call"}, {"title": "Open a status page"},
+                                  {"title": "Find the owner"}]},
+    {"title": "Resolve", "items": [{"title": "Roll back", "command": "/deploy rollback"},
+                                   {"title": "Write the timeline"}]},
+]
+
+
+def free_port() -> int:
+    """A port the kernel just handed out on loopback (free at that moment)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ----- databases ---------------------------------------------------------------------------
+@contextmanager
+def fresh_database(kind: str, workdir: Path) -> Iterator[str]:
+    """A new, empty database URL; removed afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'incidents.db'}"
+        return
+    name = f"incident_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = sa.create_engine(normalise_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.make_url(normalise_url(PG_ADMIN_URL)).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def db_version(engine: sa.Engine) -> str:
+    """The database server's version string."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            return "SQLite " + connection.exec_driver_sql("select sqlite_version()").scalar_one()
+        return connection.exec_driver_sql("show server_version").scalar_one().join(("PostgreSQL ", ""))
+
+
+def settle(engine: sa.Engine) -> None:
+    """Bring a freshly bulk-loaded database to the steady state of one that grew over time.
+
+    Statistics refreshed, and the background work a bulk load triggers (autovacuum,
+    checkpoint of the write-ahead log) done now, so it does not compete with the
+    measurement for the same two cores.
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("ANALYZE")
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        else:
+            connection.exec_driver_sql("VACUUM ANALYZE")
+            connection.exec_driver_sql("CHECKPOINT")
+
+
+def seed(engine: sa.Engine, count: int, start: int, rng: random.Random) -> list[str]:
+    """Insert `count` incidents across 100 teams with SQL in bulk; return ids the bench user may fetch.
+
+    Team 0 (the listed team) holds the same HOT_TEAM_SIZE active incidents at every
+    size, so the page and what its user may see are the same; the rest of the table
+    (1,000 or 100,000 in all) spreads evenly over the other 99 teams. The figure thus
+    shows what other teams' incidents cost a team's reads.
+    Half the incidents are public; the bench user is in every fifth channel of team 0.
+    """
+    checklists = checklists_to_json_template()
+    rows, channels, members, fetchable = [], [], [], []
+    now = int(time.time() * 1000)
+    for n in range(start, start + count):
+        team = HOT_TEAM if n < HOT_TEAM_SIZE else TEAMS[1 + n % (len(TEAMS) - 1)]
+        incident_id, channel_id = new_id(), new_id()
+        active = n < HOT_TEAM_SIZE or rng.random() < 0.6
+        rows.append({"id": incident_id, "name": f"incident {n}", "description": "seeded", "is_active": active,
+                     "commander_user_id": USER, "team_id": team, "channel_id": channel_id, "post_id": "",
+                     "public": n % 2 == 0, "create_at": now - n * 1000, "end_at": 0 if active else now,
+                     "active_stage": 0, "checklists": checklists, "version": 0})
+        channels.append({"id": channel_id, "team_id": team, "name": f"incident-{n}", "display_name": f"incident {n}",
+                         "type": "O" if n % 2 == 0 else "P", "create_at": now})
+        # Every channel has its team's responder; the bench user is in every fifth
+        # channel of the listed team only (people belong to a bounded number of channels).
+        members.append({"channel_id": channel_id, "user_id": f"member{team[4:7]}".ljust(26, "0")})
+        if team == HOT_TEAM and n % 5 == 0:
+            members.append({"channel_id": channel_id, "user_id": USER})
+            fetchable.append(incident_id)
+    with engine.begin() as connection:
+        for table, values in ((incidents, rows), (chat_channels, channels), (chat_channel_members, members)):
+            for chunk in range(0, len(values), 5000):
+                connection.execute(table.insert(), values[chunk:chunk + 5000])
+    return fetchable
+
+
+def checklists_to_json_template() -> list[dict[str, Any]]:
+    """The stages and tasks every seeded incident carries (two stages, five tasks)."""
+    from plugin.model import Checklist, ChecklistItem
+
+    return checklists_to_json([Checklist(new_id(), stage["title"], [
+        ChecklistItem(new_id(), item["title"], command=item.get("command", "")) for item in stage["items"]])
+        for stage in TWO_STAGES])
+
+
+# ----- the server --------------------------------------------------------------------------
+@contextmanager
+def server(database_url: str, workdir: Path, workers: int) -> Iterator[int]:
+    """Run `incident-plugin serve` on a free loopback port until the block ends."""
+    port = free_port()
+    env = {**os.environ, "INCIDENT_DATABASE_URL": database_url, "INCIDENT_DATA_DIR": str(workdir)}
+    log = open(workdir / "server.log", "wb")
+    command = [str(Path(sys.executable).with_name("incident-plugin")), "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(workers)]
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}; see {workdir / 'server.log'}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not answer /healthz within 60 s") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def api(port: int, method: str, path: str, body: Any = None) -> Any:
+    """One JSON request as the bench user."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                     headers={"Mattermost-User-ID": USER, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+# ----- measurements ------------------------------------------------------------------------
+def summary(result: LoadResult) -> dict[str, Any]:
+    """The figures kept for one endpoint."""
+    return {"requests": result.requests, "rps": round(result.rps, 1), "p50_ms": round(result.percentile(0.5), 2),
+            "p99_ms": round(result.percentile(0.99), 2), "statuses": {str(k): v for k, v in result.statuses.items()}}
+
+
+def measure(port: int, requests: list[bytes], args: argparse.Namespace, *, warm_up: bool = True) -> LoadResult:
+    """Warm up briefly, then load for the configured duration."""
+    if warm_up:
+        run_load(port, requests, concurrency=args.concurrency, seconds=min(1.0, args.seconds),
+                 processes=args.processes, pool=args.pool)
+    return run_load(port, requests, concurrency=args.concurrency, seconds=args.seconds, processes=args.processes,
+                    pool=args.pool)
+
+
+def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement on one database, as a JSON-ready dict."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"incident-bench-{kind}-"))
+    user = {"Mattermost-User-ID": USER}
+    try:
+        with fresh_database(kind, workdir) as url, server(url, workdir, args.workers) as port:
+            engine = sa.create_engine(normalise_url(url))
+            results: dict[str, Any] = {"database": db_version(engine), "endpoints": {}, "scale": {}}
+            print(f"[{kind}] server on 127.0.0.1:{port} ({args.workers} workers), {results['database']}", flush=True)
+
+            # Efficiency: healthz, fetch one incident, create one incident; in rounds so drift hits all alike.
+            ids = [api(port, "POST", "/api/v0/incidents", {
+                "name": f"fetch {n}", "team_id": HOT_TEAM, "commander_user_id": USER, "checklists": TWO_STAGES,
+            })["id"] for n in range(20)]
+            # Distinct names, as real incidents mostly have: a repeated name costs the local
+            # host a second channel insert (the name is taken; a suffix is added).
+            create_bodies = [json.dumps({"name": f"bench incident {secrets.token_hex(4)}",
+                                         "description": "created under load", "team_id": HOT_TEAM,
+                                         "commander_user_id": USER, "checklists": TWO_STAGES}).encode()
+                             for _ in range(20_000)]
+            endpoints = {
+                "healthz": [build_request("GET", "/healthz")],
+                "fetch": [build_request("GET", f"/api/v0/incidents/{i}", user) for i in ids],
+                "create": [build_request("POST", "/api/v0/incidents", user, body) for body in create_bodies],
+            }
+            totals = {name: LoadResult() for name in endpoints}
+            for round_ in range(args.rounds):
+                for name, requests in endpoints.items():
+                    part = measure(port, requests, args, warm_up=round_ == 0)
+                    totals[name].merge_sequential(part)
+                    print(f"[{kind}] round {round_ + 1} {name}: {part.rps:.0f} req/s", flush=True)
+            for name, total in totals.items():
+                results["endpoints"][name] = summary(total)
+            healthz = totals["healthz"].rps
+            results["ratios"] = {"fetch_vs_healthz": round(totals["fetch"].rps / healthz, 3),
+                                 "create_vs_healthz": round(totals["create"].rps / healthz, 3)}
+
+            engine.dispose()
+            if args.profile:
+                results["profile"] = profile(url, workdir, kind)
+        if not args.no_scale:
+            results["scale"] = scale(kind, args, workdir)
+            small, large = results["scale"]["1000"], results["scale"]["100000"]
+            for key, label in (("list_active_page_100", "list"), ("fetch_one", "fetch")):
+                for q in ("p50", "p99"):
+                    results["ratios"][f"scale_{label}_{q}"] = round(large[key][f"{q}_ms"] / small[key][f"{q}_ms"], 3)
+        return results
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def scale(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """List a team's active incidents and fetch one, with 1,000 and with 100,000 stored.
+
+    Two fresh databases, each with its own server, are seeded with SQL in bulk; the
+    measurements then alternate between the two in short rounds, so the machine's
+    drift falls on both sizes alike.
+    """
+    user = {"Mattermost-User-ID": USER}
+    listing = [build_request("GET", f"/api/v0/incidents?team_id={HOT_TEAM}&status=active&per_page=100", user)]
+    with ExitStack() as stack:
+        targets: dict[int, tuple[int, list[bytes]]] = {}
+        for size in (1_000, 100_000):
+            folder = workdir / f"scale-{size}"
+            folder.mkdir()
+            url = stack.enter_context(fresh_database(kind, folder))
+            port = stack.enter_context(server(url, folder, args.workers))
+            engine = sa.create_engine(normalise_url(url))
+            started = time.perf_counter()
+            fetchable = seed(engine, size, 0, random.Random(6))
+            settle(engine)
+            engine.dispose()
+            print(f"[{kind}] seeded {size:,} incidents in {time.perf_counter() - started:.1f}s", flush=True)
+            page = api(port, "GET", f"/api/v0/incidents?team_id={HOT_TEAM}&status=active&per_page=100")
+            assert len(page["items"]) == 100, "the listed team's first page must be full"
+            targets[size] = (port, [build_request("GET", f"/api/v0/incidents/{i}", user) for i in fetchable[:20]])
+        totals = {(size, name): LoadResult() for size in targets for name in ("list_active_page_100", "fetch_one")}
+        for round_ in range(args.rounds):
+            for name in ("list_active_page_100", "fetch_one"):
+                for size, (port, fetch) in targets.items():
+                    requests = listing if name == "list_active_page_100" else fetch
+                    totals[size, name].merge_sequential(measure(port, requests, args, warm_up=round_ == 0))
+            print(f"[{kind}] scale round {round_ + 1} done", flush=True)
+    return {str(size): {name: summary(totals[size, name]) for name in ("list_active_page_100", "fetch_one")}
+            for size in targets}
+
+
+def profile(url: str, workdir: Path, kind: str) -> str:
+    """Profile fetch and create in-process with pyinstrument; write the report next to the results."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"),
+                        "pyinstrument"], check=True)
+        from pyinstrument import Profiler
+    from plugin.app import create_app
+    from plugin.settings import load_settings
+
+    app = create_app(load_settings(environ={"INCIDENT_DATABASE_URL": url, "INCIDENT_DATA_DIR": str(workdir)}))
+    client = app.test_client()
+    headers = {"Mattermost-User-ID": USER}
+    body = {"name": "profiled", "team_id": HOT_TEAM, "commander_user_id": USER, "checklists": TWO_STAGES}
+    incident_id = client.post("/api/v0/incidents", json=body, headers=headers).json["id"]
+    profiler = Profiler(interval=0.0005)
+    with profiler:
+        for _ in range(500):
+            client.get(f"/api/v0/incidents/{incident_id}", headers=headers)
+        for n in range(200):
+            client.post("/api/v0/incidents", json={**body, "name": f"profiled {n}"}, headers=headers)
+    app.extensions["incident"].db.dispose()
+    path = RESULTS / f"profile-{kind}.txt"
+    path.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+    return str(path.relative_to(ROOT))
+
+
+# ----- report ------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    memory = ""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "memory": memory, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def table(kind: str, results: dict[str, Any]) -> str:
+    """The printed summary of one database's run."""
+    lines = [f"\n{kind}: {results['database']}",
+             f"{'figure':<24}{'value':>10}  {'target':<8}{'ok':>4}"]
+    for name, value in results["ratios"].items():
+        op, target = TARGETS[name]
+        ok = value >= target if op == ">=" else value <= target
+        lines.append(f"{name:<24}{value:>10.3f}  {op}{target:<6}{'yes' if ok else 'NO':>4}")
+    lines.append(f"{'endpoint':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, figures in results["endpoints"].items():
+        lines.append(f"{name:<24}{figures['rps']:>10.0f}{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}")
+    for size, figures in results["scale"].items():
+        for name, values in figures.items():
+            lines.append(f"{name + ' @' + size:<24}{values['rps']:>10.0f}{values['p50_ms']:>10.2f}"
+                         f"{values['p99_ms']:>10.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and write bench/results/<db>.json."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--seconds", type=float, default=2.0, help="duration of each measurement")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of healthz/fetch/create: short alternating slices share the machine's drift")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=2, help="load generator processes")
+    parser.add_argument("--workers", type=int, default=WORKERS_FOR_TWO_CORES)
+    parser.add_argument("--no-scale", action="store_true", help="skip the 1,000 vs 100,000 comparison")
+    parser.add_argument("--profile", action="store_true", help="also profile fetch and create (pyinstrument)")
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    failed = False
+    for kind in kinds:
+        started = time.perf_counter()
+        with load_pool(args.processes) as args.pool:
+            results = bench_database(kind, args)
+        results["machine"] = machine()
+        results["settings"] = {"seconds": args.seconds, "rounds": args.rounds, "concurrency": args.concurrency,
+                               "load_processes": args.processes, "server_workers": args.workers,
+                               "server_threads": 4}
+        results["wall_seconds"] = round(time.perf_counter() - started, 1)
+        results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        (RESULTS / f"{kind}.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(table(kind, results), flush=True)
+        errors = {s: n for figures in [*results["endpoints"].values(),
+                                       *(v for f in results["scale"].values() for v in f.values())]
+                  for s, n in figures["statuses"].items() if not s.startswith("2")}
+        if errors:
+            print(f"[{kind}] non-2xx answers under load: {errors}", flush=True)
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
