@@ -1,4 +1,4 @@
-"""The console entry point: ``incident-plugin serve|migrate``."""
+"""The console entry point: ``incident-plugin serve|migrate|telemetry docs``."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import ipaddress
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from plugin.settings import Settings, SettingsError, load_settings
@@ -73,6 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "bind": f"{args.host}:{args.port}", "workers": args.workers, "worker_class": "gthread",
                 "threads": args.threads, "timeout": 60, "graceful_timeout": 20, "accesslog": None,
                 "loglevel": "info",
+                # In the worker, as it exits: a bounded last attempt to deliver telemetry.
+                "worker_exit": _flush_telemetry,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
@@ -83,6 +86,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return create_app(settings, migrate_db=False)
 
     Server().run()
+    return 0
+
+
+def _flush_telemetry(_server: Any, _worker: Any) -> None:
+    from plugin.telemetry.dispatcher import stop_all
+
+    stop_all(timeout=5.0)
+
+
+def cmd_telemetry_docs(args: argparse.Namespace) -> int:
+    """Write the collected-data page from the event catalogue (or check it is current)."""
+    from plugin.telemetry.docs import render
+
+    page = render()
+    path = Path(args.output)
+    if args.check:
+        if not path.exists() or path.read_text(encoding="utf-8") != page:
+            print(f"incident-plugin: {path} differs from the event catalogue; run "
+                  "`incident-plugin telemetry docs` and commit the result.", file=sys.stderr)
+            return 1
+        print(f"{path} matches the event catalogue")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    print(f"wrote {path}")
     return 0
 
 
@@ -101,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     mig = commands.add_parser("migrate", help="apply database migrations", parents=[common])
     mig.set_defaults(func=cmd_migrate)
+    telemetry = commands.add_parser("telemetry", help="telemetry tools", parents=[common])
+    telemetry_commands = telemetry.add_subparsers(dest="telemetry_command", required=True)
+    docs = telemetry_commands.add_parser("docs", help="generate docs/telemetry.md from the event catalogue")
+    docs.add_argument("--output", default="docs/telemetry.md", help="where to write the page")
+    docs.add_argument("--check", action="store_true", help="only check that the page is current (exit 1 if not)")
+    docs.set_defaults(func=cmd_telemetry_docs)
     return parser
 
 

@@ -105,6 +105,7 @@ def authenticate(settings_secret: str) -> None:
 def init_app(app: Flask, components: Any) -> Api:
     """Register the API blueprints and the error handlers on app."""
     from plugin.api.incidents import create_blueprint
+    from plugin.api.telemetry import create_blueprint as create_telemetry_blueprint
 
     app.config.setdefault("API_TITLE", "Incident Response")
     app.config.setdefault("API_VERSION", "v0")
@@ -126,4 +127,5 @@ def init_app(app: Flask, components: Any) -> Api:
         return error_response(500, "Internal error; the server logged the details.")
 
     api.register_blueprint(create_blueprint(components))
+    api.register_blueprint(create_telemetry_blueprint(components))
     return api

@@ -1,0 +1,218 @@
+"""Events reach a loopback data plane through the real SDK: exactly, once, and only while switched on."""
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from plugin.store.tables import telemetry_outbox
+from tests.conftest import ADMIN, ALICE, BOB, TEAM, as_user
+from tests.telemetry.conftest import WRITE_KEY, make_app
+from tests.telemetry.dataplane import wait_until
+from tests.telemetry.lifecycle import drive_every_mutation
+
+COMMON = {"diagnosticID", "serverVersion", "pluginVersion", "eventTimeStamp"}
+METADATA = {"incidentID", "IsActive", "CommanderUserID", "TeamID", "CreatedAt", "PostID", "NumChecklists",
+            "TotalChecklistItems", "ActiveStage", "UserActualID"}
+EXTRA = {"create": {"Public"}, "modify_task_state": {"NewState", "WasCommander", "WasAssignee"}}
+
+
+def _pending(components) -> int:
+    with components.db.read_engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(telemetry_outbox).where(
+            telemetry_outbox.c.state == "pending")).scalar_one()
+
+
+def test_full_lifecycle_sends_exactly_the_expected_events_with_exact_keys(tclient, tcomponents, dataplane):
+    incident_id, expected = drive_every_mutation(tclient, tcomponents)
+    messages = wait_until(lambda: len(dataplane.delivered()) >= len(expected) and dataplane.delivered())
+    assert [(m["event"], m["properties"]["Action"]) for m in messages] == expected
+    diagnostic_id = tcomponents.host.server_facts().diagnostic_id
+    for message in messages:
+        action = message["properties"]["Action"]
+        assert set(message["properties"]) == {"Action"} | COMMON | METADATA | EXTRA.get(action, set())
+        assert message["type"] == "track" and message["userId"] == diagnostic_id
+        assert message["anonymousId"] is None and message["context"]["ip"] == "0.0.0.0"
+        assert message["properties"]["incidentID"] == incident_id
+        assert message["properties"]["UserActualID"] == ALICE
+        assert message["properties"]["diagnosticID"] == diagnostic_id
+        assert message["properties"]["pluginVersion"] == "0.1.0"
+        assert message["properties"]["serverVersion"] == "local"
+    by_action = {m["properties"]["Action"]: m["properties"] for m in messages}
+    assert by_action["create"]["Public"] is False and by_action["create"]["PostID"] == ""
+    assert by_action["create"]["NumChecklists"] == 2 and by_action["create"]["TotalChecklistItems"] == 4
+    assert by_action["change_stage"]["ActiveStage"] == 1
+    assert by_action["add_task"]["TotalChecklistItems"] == 5
+    assert by_action["remove_task"]["TotalChecklistItems"] == 4
+    assert (by_action["modify_task_state"]["NewState"], by_action["modify_task_state"]["WasCommander"],
+            by_action["modify_task_state"]["WasAssignee"]) == ("in_progress", True, False)
+    assert by_action["change_commander"]["CommanderUserID"] == BOB
+    assert by_action["end"]["IsActive"] is False and by_action["restart"]["IsActive"] is True
+    assert len(set(dataplane.delivered_ids())) == len(expected)
+
+
+def test_requests_reach_v1_batch_with_basic_auth_write_key_and_gzip(tclient, tcomponents, dataplane):
+    drive_every_mutation(tclient, tcomponents)
+    wait_until(lambda: len(dataplane.delivered()) >= 11)
+    assert {r.path for r in dataplane.requests} == {"/v1/batch"}
+    assert {r.write_key for r in dataplane.requests} == {WRITE_KEY}
+    assert {r.content_encoding for r in dataplane.requests} == {"gzip"}
+
+
+def test_message_id_is_the_outbox_id_and_the_outbox_keeps_the_message_as_sent(tclient, tcomponents, dataplane):
+    drive_every_mutation(tclient, tcomponents)
+    wait_until(lambda: len(dataplane.delivered()) >= 11)
+    with tcomponents.db.read_engine.connect() as connection:
+        ids = set(connection.execute(sa.select(telemetry_outbox.c.message_id)).scalars())
+    assert set(dataplane.delivered_ids()) == ids
+    report = tclient.get("/api/v0/telemetry?limit=50", headers=as_user(ADMIN)).json
+    assert report["recent"] == list(reversed(dataplane.delivered()))
+
+
+def test_data_plane_down_then_up_delivers_every_event_once(tclient, tcomponents, dataplane):
+    dataplane.stop()
+    _, expected = drive_every_mutation(tclient, tcomponents)
+    wait_until(lambda: (tcomponents.telemetry.outbox.last_error() or {}).get("error", "").startswith(
+        "could not reach"))
+    assert _pending(tcomponents) == len(expected)
+    dataplane.start()
+    wait_until(lambda: len(set(dataplane.delivered_ids())) == len(expected))
+    wait_until(lambda: _pending(tcomponents) == 0)
+    assert len(dataplane.delivered_ids()) == len(expected)
+    assert tcomponents.telemetry.report()["sent"] == len(expected)
+
+
+def test_data_plane_answering_429_and_500_gets_each_event_once_after_retries(tclient, tcomponents, dataplane):
+    dataplane.fail_next(429, 500, 503)
+    _, expected = drive_every_mutation(tclient, tcomponents)
+    wait_until(lambda: len(set(dataplane.delivered_ids())) == len(expected))
+    assert sorted(r.status for r in dataplane.requests if r.status != 200) == [429, 500, 503]
+    assert len(dataplane.delivered_ids()) == len(expected)
+    assert tcomponents.telemetry.report()["last_error"]["error"] == "data plane answered HTTP 503"
+
+
+def test_a_hanging_data_plane_neither_slows_requests_nor_stops_shutdown(tclient, tcomponents, dataplane):
+    dataplane.hang()
+    user = as_user(ALICE)
+    started = time.perf_counter()
+    for _ in range(5):
+        assert tclient.post("/api/v0/incidents", headers=user, json={
+            "name": "x", "team_id": TEAM, "commander_user_id": ALICE}).status_code == 201
+    wait_until(lambda: dataplane._hang.is_set() and len(dataplane.requests) == 0 and _pending(tcomponents) == 5)
+    assert time.perf_counter() - started < 3.0
+    started = time.perf_counter()
+    tcomponents.telemetry.stop(0.5)
+    assert time.perf_counter() - started < 1.5
+    assert _pending(tcomponents) == 5
+
+
+def test_switching_off_stops_traffic_at_once_and_deletes_unsent_events(tclient, tcomponents, dataplane):
+    dataplane.stop()
+    drive_every_mutation(tclient, tcomponents)
+    assert _pending(tcomponents) == 11
+    live = tcomponents.settings
+    live.replace(live.current.replace(EnableTelemetry=False))
+    assert _pending(tcomponents) == 0
+    dataplane.start()
+    drive_every_mutation(tclient, tcomponents)
+    assert _pending(tcomponents) == 0
+    report = tclient.get("/api/v0/telemetry", headers=as_user(ADMIN)).json
+    assert report["enabled"] is False and report["reasons"] == ["EnableTelemetry is off"]
+    assert report["deleted"] == 11
+    tcomponents.telemetry.stop(2.0)
+    assert dataplane.requests == []
+
+
+def test_switching_back_on_sends_only_what_happens_afterwards(tclient, tcomponents, dataplane):
+    live = tcomponents.settings
+    live.replace(live.current.replace(EnableTelemetry=False))
+    drive_every_mutation(tclient, tcomponents)
+    live.replace(live.current.replace(EnableTelemetry=True))
+    tclient.post("/api/v0/incidents", headers=as_user(ALICE), json={
+        "name": "x", "team_id": TEAM, "commander_user_id": ALICE})
+    wait_until(lambda: dataplane.delivered())
+    tcomponents.telemetry.stop(2.0)
+    assert [m["properties"]["Action"] for m in dataplane.delivered()] == ["create"]
+
+
+def test_server_diagnostics_off_records_and_sends_nothing(tclient, tcomponents, dataplane):
+    live = tcomponents.settings
+    live.replace(live.current.replace(ServerDiagnosticsEnabled=False))
+    drive_every_mutation(tclient, tcomponents)
+    assert _pending(tcomponents) == 0
+    assert tcomponents.telemetry.report()["reasons"] == ["the chat server's diagnostics are off"]
+    tcomponents.telemetry.stop(2.0)
+    assert dataplane.requests == []
+
+
+def test_fresh_install_without_write_key_records_nothing_and_runs_no_dispatcher(client, components):
+    drive_every_mutation(client, components)
+    assert _pending(components) == 0
+    assert not components.telemetry.dispatcher.running
+    assert components.telemetry.report()["reasons"] == [
+        "no RudderWriteKey is configured", "no RudderDataPlaneUrl is configured"]
+
+
+def test_outbox_past_its_bound_drops_the_oldest_events_and_counts_them(telemetry_settings, dataplane):
+    dataplane.stop()
+    application = make_app(telemetry_settings.replace(TelemetryOutboxMaxEvents=5))
+    components = application.extensions["incident"]
+    try:
+        client = application.test_client()
+        drive_every_mutation(client, components)
+        assert _pending(components) == 5
+        assert components.telemetry.report()["dropped"] == 6
+        dataplane.start()
+        wait_until(lambda: len(dataplane.delivered()) == 5)
+        assert [m["properties"]["Action"] for m in dataplane.delivered()] == [
+            "set_assignee_for_task", "remove_task", "change_commander", "end", "restart"]
+    finally:
+        components.telemetry.stop(2.0)
+        components.db.dispose()
+
+
+def test_two_dispatchers_on_one_database_never_send_an_event_twice(telemetry_settings, dataplane):
+    dataplane.stop()
+    apps = [make_app(telemetry_settings, batch_size=3) for _ in range(2)]
+    components = [a.extensions["incident"] for a in apps]
+    try:
+        for _ in range(4):
+            drive_every_mutation(apps[0].test_client(), components[0])
+        dataplane.start()
+        wait_until(lambda: len(set(dataplane.delivered_ids())) == 44)
+        wait_until(lambda: _pending(components[0]) == 0)
+        assert len(dataplane.delivered_ids()) == 44
+    finally:
+        for c in components:
+            c.telemetry.stop(2.0)
+            c.db.dispose()
+
+
+def test_telemetry_report_is_for_system_admins_only(tclient):
+    response = tclient.get("/api/v0/telemetry", headers=as_user(ALICE))
+    assert response.status_code == 403 and "system admins" in response.json["error"]
+
+
+def test_telemetry_report_refuses_a_bad_limit_with_400(tclient):
+    response = tclient.get("/api/v0/telemetry?limit=lots", headers=as_user(ADMIN))
+    assert response.status_code == 400 and "limit" in response.json["error"]
+
+
+def test_telemetry_report_shows_enabled_counts_and_no_error_after_a_delivery(tclient, tcomponents, dataplane):
+    drive_every_mutation(tclient, tcomponents)
+    wait_until(lambda: len(dataplane.delivered()) == 11)
+    wait_until(lambda: tclient.get("/api/v0/telemetry", headers=as_user(ADMIN)).json["sent"] == 11)
+    report = tclient.get("/api/v0/telemetry?limit=3", headers=as_user(ADMIN)).json
+    assert report["enabled"] is True and report["reasons"] == []
+    assert (report["pending"], report["dropped"], report["last_error"]) == (0, 0, None)
+    assert [m["properties"]["Action"] for m in report["recent"]] == ["restart", "end", "change_commander"]
+
+
+def test_local_host_diagnostic_id_is_generated_once_and_kept_in_the_database(tcomponents, telemetry_settings):
+    first = tcomponents.host.server_facts().diagnostic_id
+    other = make_app(telemetry_settings).extensions["incident"]
+    try:
+        assert len(first) == 26 and other.host.server_facts().diagnostic_id == first
+    finally:
+        other.telemetry.stop(1.0)
+        other.db.dispose()
