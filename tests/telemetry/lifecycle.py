@@ -28,7 +28,7 @@ def drive_every_mutation(client: Any, components: Any, *, name: str = "db is dow
     _ok(client.patch(base, headers=user, json={"active_stage": 1}))
     _ok(client.patch(base, headers=user, json={"active_stage": 1}))  # no-op: no event
     _ok(client.post(item, headers=user, json={"title": tasks[0] + " again", "description": description}))
-    _ok(client.put(f"{item}/0", headers=user, json={"title": new_title}))
+    _ok(client.put(f"{item}/0", headers=user, json={"title": f"{new_title} (renamed)"}))
     _ok(client.put(f"{base}/checklists/0/reorder", headers=user, json={"item_num": 0, "new_location": 2}))
     _ok(client.put(f"{item}/1/state", headers=user, json={"new_state": "in_progress"}))
     _ok(client.put(f"{item}/1/state", headers=user, json={"new_state": "in_progress"}))  # no-op
