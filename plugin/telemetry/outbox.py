@@ -152,6 +152,9 @@ class Outbox:
 
     def purge_pending(self) -> int:
         """Delete every event not yet sent; return how many."""
+        # Called at every poll while telemetry is off: only take the write lock when there is work.
+        if not self.pending_count():
+            return 0
         with self.db.write_engine.begin() as connection:
             deleted = connection.execute(sa.delete(telemetry_outbox).where(
                 telemetry_outbox.c.state == PENDING)).rowcount

@@ -7,7 +7,6 @@ is on. While any is off nothing is recorded, and events not yet sent are deleted
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +70,6 @@ class OutboxTelemetry:
         self.outbox = Outbox(db, clock)
         self.dispatcher = Dispatcher(self.outbox, self._destination, on_disabled=self._purge_if_pending,
                                      **(dispatcher_options or {}))
-        self._started = threading.Lock()
         settings.subscribe(self._settings_changed)
 
     # ----- switches -------------------------------------------------------------------

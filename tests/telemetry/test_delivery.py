@@ -216,3 +216,49 @@ def test_local_host_diagnostic_id_is_generated_once_and_kept_in_the_database(tco
     finally:
         other.telemetry.stop(1.0)
         other.db.dispose()
+
+
+class _Stage:
+    def __init__(self, items: int):
+        self.title = "CANARY stage"
+        self.items = [object()] * items
+
+
+class _Playbook:
+    """Shaped like a playbook: only the attributes telemetry reads, plus texts it must not read."""
+
+    def __init__(self):
+        self.id, self.team_id, self.title = "p" * 26, TEAM, "CANARY playbook"
+        self.checklists = [_Stage(2), _Stage(3)]
+        self.create_public_incident = True
+        self.member_ids = [ALICE, BOB]
+
+
+def test_track_playbook_records_ids_and_counts_of_any_playbook_shaped_object(tcomponents, dataplane):
+    with tcomponents.db.unit_of_work() as uow:
+        tcomponents.telemetry.track_playbook(uow, "create", _Playbook(), ALICE)
+        uow.commit()
+    [message] = wait_until(lambda: dataplane.delivered())
+    properties = message["properties"]
+    assert message["event"] == "playbook"
+    assert set(properties) == {"Action", "PlaybookID", "TeamID", "NumChecklists", "TotalChecklistItems", "IsPublic",
+                               "NumMembers", "UserActualID"} | COMMON
+    assert (properties["PlaybookID"], properties["NumChecklists"], properties["TotalChecklistItems"],
+            properties["IsPublic"], properties["NumMembers"]) == ("p" * 26, 2, 5, True, 2)
+    assert b"CANARY" not in dataplane.all_bytes()
+
+
+def test_an_event_recorded_in_a_rolled_back_transaction_is_never_sent(tcomponents, dataplane):
+    with tcomponents.db.unit_of_work() as uow:
+        tcomponents.telemetry.track_playbook(uow, "delete", _Playbook(), ALICE)
+    with tcomponents.db.unit_of_work() as uow:
+        tcomponents.telemetry.track_playbook(uow, "update", _Playbook(), ALICE)
+        uow.commit()
+    wait_until(lambda: dataplane.delivered())
+    tcomponents.telemetry.stop(2.0)
+    assert [m["properties"]["Action"] for m in dataplane.delivered()] == ["update"]
+
+
+def test_write_key_is_masked_wherever_settings_are_shown(tcomponents):
+    view = tcomponents.settings.current.public_view()
+    assert view["RudderWriteKey"] == "********" and WRITE_KEY not in str(view)

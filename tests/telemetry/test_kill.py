@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -108,3 +109,43 @@ def test_kill_9_with_the_data_plane_down_then_restart_delivers_every_committed_e
         server.send_signal(signal.SIGTERM)
         server.wait(30)
         plane.stop()
+
+
+def _start_incidents(port: int, count: int) -> None:
+    with httpx.Client(timeout=5) as client:
+        for _ in range(count):
+            assert client.post(f"http://127.0.0.1:{port}/api/v0/incidents", headers=as_user(ALICE), json={
+                "name": "outage", "team_id": TEAM, "commander_user_id": ALICE}).status_code == 201
+
+
+@pytest.mark.slow
+def test_sigterm_delivers_what_is_pending_before_the_server_exits(database_url, tmp_path):
+    plane = DataPlane().start()
+    port = _free_port()
+    server = _serve(database_url, tmp_path, plane.url, port)
+    try:
+        _start_incidents(port, 3)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+        plane.stop()
+    assert len(set(plane.delivered_ids())) == 3 and not _pending_ids(database_url)
+
+
+@pytest.mark.slow
+def test_sigterm_with_a_hanging_data_plane_exits_in_bounded_time_and_keeps_the_events(database_url, tmp_path):
+    plane = DataPlane().start()
+    plane.hang()
+    port = _free_port()
+    server = _serve(database_url, tmp_path, plane.url, port)
+    try:
+        _start_incidents(port, 3)
+        wait_until(lambda: len(_pending_ids(database_url)) == 3)
+    finally:
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+        took = time.monotonic() - started
+        plane.release()
+        plane.stop()
+    assert took < 15 and len(_pending_ids(database_url)) == 3
