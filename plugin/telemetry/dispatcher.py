@@ -13,6 +13,7 @@ import atexit
 import logging
 import random
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from plugin.telemetry.outbox import Outbox, OutboxEvent
 log = logging.getLogger(__name__)
 
 _RUNNING: "weakref.WeakSet[Dispatcher]" = weakref.WeakSet()
+# Seconds for connecting and again for reading the answer (requests applies it to each).
+SEND_TIMEOUT = 5.0
 _ATEXIT_REGISTERED = False
 
 
@@ -38,7 +41,7 @@ class Destination:
 class RudderSender:
     """Sends one event with the real ``rudder-sdk-python`` client, synchronously and bounded."""
 
-    def __init__(self, destination: Destination, timeout: float = 5.0):
+    def __init__(self, destination: Destination, timeout: float = SEND_TIMEOUT):
         # Imported here, not at module import: the SDK loads .env files when imported,
         # and a host given explicitly below means a .env can never redirect events.
         from rudderstack.analytics.client import Client
@@ -70,7 +73,7 @@ class Dispatcher:
     def __init__(self, outbox: Outbox, destination: Callable[[], Destination | None], *,
                  on_disabled: Callable[[], None] = lambda: None,
                  sender_factory: Callable[[Destination], Any] = RudderSender,
-                 poll_interval: float = 1.0, batch_size: int = 50, lease_ms: int = 60_000,
+                 poll_interval: float = 1.0, batch_size: int = 50, lease_ms: int = 20_000,
                  backoff_base: float = 1.0, backoff_max: float = 60.0):
         self.outbox = outbox
         self.destination = destination
@@ -167,10 +170,14 @@ class Dispatcher:
         sender = self._sender_for(destination)
         sent: list[tuple[int, dict[str, Any]]] = []
         error: BaseException | None = None
+        # Stop while a whole send still fits in the lease: past it, another process may
+        # take the same events. The lease is short so that a crashed process's claim
+        # delays its events by seconds, not minutes.
+        send_by = time.monotonic() + self.lease_ms / 1000 - 2 * SEND_TIMEOUT - 1
         try:
             for event in events:
                 # Switching telemetry off stops traffic between two events, not after the batch.
-                if self.destination() != destination:
+                if self.destination() != destination or (sent and time.monotonic() > send_by):
                     break
                 try:
                     sent.append((event.seq, sender.send(event)))
@@ -193,8 +200,6 @@ class Dispatcher:
 
 def stop_all(timeout: float = 5.0) -> None:
     """Stop every dispatcher of this process, sharing one bounded wait (atexit, gunicorn worker_exit)."""
-    import time
-
     deadline = time.monotonic() + timeout
     for dispatcher in list(_RUNNING):
         dispatcher.stop(max(0.0, deadline - time.monotonic()))

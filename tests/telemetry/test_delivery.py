@@ -61,7 +61,7 @@ def test_requests_reach_v1_batch_with_basic_auth_write_key_and_gzip(tclient, tco
 
 def test_message_id_is_the_outbox_id_and_the_outbox_keeps_the_message_as_sent(tclient, tcomponents, dataplane):
     drive_every_mutation(tclient, tcomponents)
-    wait_until(lambda: len(dataplane.delivered()) >= 11)
+    wait_until(lambda: _pending(tcomponents) == 0 and len(dataplane.delivered()) >= 11)
     with tcomponents.db.read_engine.connect() as connection:
         ids = set(connection.execute(sa.select(telemetry_outbox.c.message_id)).scalars())
     assert set(dataplane.delivered_ids()) == ids
