@@ -82,6 +82,11 @@ class DataPlane:
             self._server.server_close()
             self._server = None
 
+    @property
+    def hanging(self) -> bool:
+        """Is the data plane holding requests unanswered?"""
+        return self._hang.is_set()
+
     def hang(self) -> None:
         """Accept requests but answer none until release()."""
         self._release.clear()

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from plugin.store.tables import telemetry_outbox
 from tests.conftest import ADMIN, ALICE, BOB, TEAM, as_user
 from tests.telemetry.conftest import WRITE_KEY, make_app
-from tests.telemetry.dataplane import wait_until
+from tests.telemetry.dataplane import DataPlane, wait_until
 from tests.telemetry.lifecycle import drive_every_mutation
 
 COMMON = {"diagnosticID", "serverVersion", "pluginVersion", "eventTimeStamp"}
@@ -98,7 +98,7 @@ def test_a_hanging_data_plane_neither_slows_requests_nor_stops_shutdown(tclient,
     for _ in range(5):
         assert tclient.post("/api/v0/incidents", headers=user, json={
             "name": "x", "team_id": TEAM, "commander_user_id": ALICE}).status_code == 201
-    wait_until(lambda: dataplane._hang.is_set() and len(dataplane.requests) == 0 and _pending(tcomponents) == 5)
+    wait_until(lambda: dataplane.hanging and len(dataplane.requests) == 0 and _pending(tcomponents) == 5)
     assert time.perf_counter() - started < 3.0
     started = time.perf_counter()
     tcomponents.telemetry.stop(0.5)
@@ -262,3 +262,29 @@ def test_an_event_recorded_in_a_rolled_back_transaction_is_never_sent(tcomponent
 def test_write_key_is_masked_wherever_settings_are_shown(tcomponents):
     view = tcomponents.settings.current.public_view()
     assert view["RudderWriteKey"] == "********" and WRITE_KEY not in str(view)
+
+
+def test_configuring_a_data_plane_at_run_time_starts_sending_without_a_restart(client, components, dataplane):
+    live = components.settings
+    try:
+        live.replace(live.current.replace(RudderWriteKey=WRITE_KEY, RudderDataPlaneUrl=dataplane.url))
+        assert components.telemetry.dispatcher.running
+        client.post("/api/v0/incidents", headers=as_user(ALICE), json={
+            "name": "x", "team_id": TEAM, "commander_user_id": ALICE})
+        assert [m["event"] for m in wait_until(lambda: dataplane.delivered())] == ["incident"]
+    finally:
+        components.telemetry.stop(2.0)
+
+
+def test_changing_the_data_plane_url_at_run_time_sends_to_the_new_one(tclient, tcomponents, dataplane):
+    second = DataPlane().start()
+    try:
+        live = tcomponents.settings
+        live.replace(live.current.replace(RudderDataPlaneUrl=second.url))
+        tclient.post("/api/v0/incidents", headers=as_user(ALICE), json={
+            "name": "x", "team_id": TEAM, "commander_user_id": ALICE})
+        wait_until(lambda: second.delivered())
+        tcomponents.telemetry.stop(2.0)
+        assert dataplane.requests == [] and len(second.delivered()) == 1
+    finally:
+        second.stop()
