@@ -18,7 +18,8 @@ from plugin.service import IncidentService
 from plugin.settings_admin import SettingsAdmin
 from plugin.settings import LiveSettings, Settings, load_settings
 from plugin.store import Database, migrate
-from plugin.telemetry import NoopTelemetry, Telemetry
+from plugin.telemetry import Telemetry
+from plugin.telemetry.recorder import OutboxTelemetry
 
 access_log = logging.getLogger("plugin.access")
 log = logging.getLogger(__name__)
@@ -38,8 +39,14 @@ class Components:
 
 
 def build_components(settings: Settings, *, host: ChatHost | None = None,
-                     telemetry: Telemetry | None = None, migrate_db: bool = True) -> Components:
-    """Wire the store, chat host, telemetry and service for these settings."""
+                     telemetry: Telemetry | None = None, migrate_db: bool = True,
+                     telemetry_options: dict[str, Any] | None = None) -> Components:
+    """Wire the store, chat host, telemetry and service for these settings.
+
+    Call it after fork (each gunicorn worker does): it starts this process's
+    telemetry dispatcher when telemetry is on. ``telemetry_options`` tunes the
+    dispatcher (poll interval, backoff) for tests.
+    """
     live = LiveSettings(settings)
     db = Database(settings.database_url)
     if migrate_db:
@@ -53,19 +60,24 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
         # URL and token are read live; switching between hosts needs a restart.
         host = MattermostChatHost(lambda: live.current.mattermost_site_url,
                                   lambda: live.current.mattermost_bot_token)
-    host = host or LocalChatHost(db, lambda: live.current.admin_user_ids)
+    host = host or LocalChatHost(db, lambda: live.current.admin_user_ids,
+                                 diagnostics_enabled=lambda: bool(live.current.get("ServerDiagnosticsEnabled", True)))
     settings_admin.host = host
-    telemetry = telemetry or NoopTelemetry()
+    if telemetry is None:
+        telemetry = OutboxTelemetry(db, live, host, dispatcher_options=telemetry_options)
+        telemetry.start()
     service = IncidentService(db.unit_of_work, host, telemetry)
     playbooks = PlaybookService(db.unit_of_work, host, telemetry)
     return Components(live, db, host, telemetry, service, playbooks, settings_admin)
 
 
 def create_app(settings: Settings | None = None, *, host: ChatHost | None = None,
-               telemetry: Telemetry | None = None, migrate_db: bool = True) -> Flask:
+               telemetry: Telemetry | None = None, migrate_db: bool = True,
+               telemetry_options: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app; settings default to plugin.json < config file < environment."""
     settings = settings or load_settings()
-    components = build_components(settings, host=host, telemetry=telemetry, migrate_db=migrate_db)
+    components = build_components(settings, host=host, telemetry=telemetry, migrate_db=migrate_db,
+                                  telemetry_options=telemetry_options)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = components.settings.current.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

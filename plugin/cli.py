@@ -1,4 +1,4 @@
-"""The console entry point: ``incident-plugin serve|migrate|settings|bundle``."""
+"""The console entry point: ``incident-plugin serve|migrate|settings|bundle|telemetry docs``."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from plugin.settings import Settings, SettingsError, load_settings
@@ -84,6 +85,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 # Several servers may run on one machine; a shared control socket
                 # path would collide, and nothing here needs it.
                 "control_socket_disable": True,
+                # In the worker, as it exits: a bounded last attempt to deliver telemetry.
+                "worker_exit": _flush_telemetry,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
@@ -141,6 +144,31 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flush_telemetry(_server: Any, _worker: Any) -> None:
+    from plugin.telemetry.dispatcher import stop_all
+
+    stop_all(timeout=5.0)
+
+
+def cmd_telemetry_docs(args: argparse.Namespace) -> int:
+    """Write the collected-data page from the event catalogue (or check it is current)."""
+    from plugin.telemetry.docs import render
+
+    page = render()
+    path = Path(args.output)
+    if args.check:
+        if not path.exists() or path.read_text(encoding="utf-8") != page:
+            print(f"incident-plugin: {path} differs from the event catalogue; run "
+                  "`incident-plugin telemetry docs` and commit the result.", file=sys.stderr)
+            return 1
+        print(f"{path} matches the event catalogue")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     common = argparse.ArgumentParser(add_help=False)
@@ -167,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     bundle = commands.add_parser("bundle", help="write dist/<id>-<version>.tar.gz", parents=[common])
     bundle.add_argument("--output", default="dist", help="folder to write the bundle to (default: dist)")
     bundle.set_defaults(func=cmd_bundle)
+    telemetry = commands.add_parser("telemetry", help="telemetry tools", parents=[common])
+    telemetry_commands = telemetry.add_subparsers(dest="telemetry_command", required=True)
+    docs = telemetry_commands.add_parser("docs", help="generate docs/telemetry.md from the event catalogue")
+    docs.add_argument("--output", default="docs/telemetry.md", help="where to write the page")
+    docs.add_argument("--check", action="store_true", help="only check that the page is current (exit 1 if not)")
+    docs.set_defaults(func=cmd_telemetry_docs)
     return parser
 
 

@@ -136,12 +136,19 @@ def _check_url(value: str) -> None:
         raise ValueError("expected an http:// or https:// URL")
 
 
+def _check_outbox_size(value: int) -> None:
+    if not 1 <= value <= 10_000_000:
+        raise ValueError("expected a number of events from 1 to 10000000")
+
+
 # Checks beyond the manifest type; a later setting adds its own here.
 VALIDATORS: dict[str, Callable[[Any], None]] = {
     "DatabaseUrl": _check_database_url,
     "AdminUserIds": _check_user_ids,
     "MaxBodyBytes": _check_max_body,
     "MattermostSiteUrl": _check_url,
+    "RudderDataPlaneUrl": _check_url,
+    "TelemetryOutboxMaxEvents": _check_outbox_size,
 }
 
 

@@ -173,7 +173,7 @@ def authenticate(settings_secret: str) -> None:
 
 def init_app(app: Flask, components: Any) -> Api:
     """Register the API blueprints and the error handlers on app."""
-    from plugin.api import incidents, playbooks, settings
+    from plugin.api import incidents, playbooks, settings, telemetry
 
     app.config.setdefault("API_TITLE", "Incident Response")
     app.config.setdefault("API_VERSION", "v0")
@@ -195,6 +195,6 @@ def init_app(app: Flask, components: Any) -> Api:
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
         return error_response(500, "Internal error; the server logged the details.")
 
-    for module in (incidents, playbooks, settings):
+    for module in (incidents, playbooks, settings, telemetry):
         api.register_blueprint(module.create_blueprint(components))
     return api

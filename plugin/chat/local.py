@@ -15,9 +15,10 @@ import sqlalchemy as sa
 from plugin.chat import ServerFacts
 from plugin.model import new_id
 from plugin.store import Database
-from plugin.store.tables import chat_channel_members, chat_channels, chat_posts, chat_users
+from plugin.store.tables import chat_channel_members, chat_channels, chat_posts, chat_users, plugin_kv
 
 LOCAL_SERVER_VERSION = "local"
+DIAGNOSTIC_ID_KEY = "diagnostic_id"
 
 # Built once: constructing a statement costs more than executing a cached one.
 _IS_MEMBER = sa.select(chat_channel_members.c.user_id).where(
@@ -34,10 +35,13 @@ class LocalChatHost:
     """A chat host kept in the same database as the incidents."""
 
     def __init__(self, db: Database, admin_user_ids: Callable[[], frozenset[str]],
-                 clock: Callable[[], int] = _now_ms):
+                 clock: Callable[[], int] = _now_ms,
+                 diagnostics_enabled: Callable[[], bool] = lambda: True):
         self.db = db
         self._admin_user_ids = admin_user_ids
         self.clock = clock
+        self._diagnostics_enabled = diagnostics_enabled
+        self._diagnostic_id = ""
 
     def is_system_admin(self, user_id: str) -> bool:
         """True for the user ids of the AdminUserIds setting."""
@@ -103,8 +107,28 @@ class LocalChatHost:
         return f"@{username or user_id}"
 
     def server_facts(self) -> ServerFacts:
-        """Fixed facts: the local host has no diagnostics."""
-        return ServerFacts(diagnostic_id="", version=LOCAL_SERVER_VERSION, diagnostics_enabled=False)
+        return ServerFacts(diagnostic_id=self.diagnostic_id(), version=LOCAL_SERVER_VERSION,
+                           diagnostics_enabled=self._diagnostics_enabled())
+
+    def diagnostic_id(self) -> str:
+        """This server's diagnostic id: generated once, then kept in the database."""
+        if not self._diagnostic_id:
+            self._diagnostic_id = self._load_or_create_diagnostic_id()
+        return self._diagnostic_id
+
+    def _load_or_create_diagnostic_id(self) -> str:
+        select = sa.select(plugin_kv.c.value).where(plugin_kv.c.key == DIAGNOSTIC_ID_KEY)
+        with self.db.read_engine.connect() as connection:
+            found = connection.execute(select).scalar_one_or_none()
+        if found:
+            return found
+        try:
+            with self.db.write_engine.begin() as connection:
+                connection.execute(sa.insert(plugin_kv).values(key=DIAGNOSTIC_ID_KEY, value=new_id()))
+        except sa.exc.IntegrityError:
+            pass  # another process created it first: theirs is the one
+        with self.db.read_engine.connect() as connection:
+            return connection.execute(select).scalar_one()
 
     def find_user_by_username(self, username: str) -> str | None:
         """The id recorded for this username, or None."""

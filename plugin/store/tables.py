@@ -102,3 +102,35 @@ playbook_members = sa.Table(
     sa.Column("user_id", ID, primary_key=True),
     sa.Index("ix_playbook_members_user", "user_id"),
 )
+
+# Small settings the server keeps for itself (the local host's diagnostic id, the
+# telemetry dispatcher's last delivery error).
+plugin_kv = sa.Table(
+    "plugin_kv", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# Telemetry events wait here, written in the transaction of the change they
+# describe, until the dispatcher has delivered them.
+telemetry_outbox = sa.Table(
+    "telemetry_outbox", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("properties", sa.JSON, nullable=False),
+    sa.Column("recorded_at", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(8), nullable=False, default="pending"),
+    sa.Column("lease_until", sa.BigInteger, nullable=False, default=0),
+    sa.Column("lease_token", sa.String(32), nullable=False, default=""),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("sent_at", sa.BigInteger, nullable=False, default=0),
+    sa.Column("sent_message", sa.Text, nullable=False, default=""),
+    sa.Index("ix_telemetry_outbox_state_seq", "state", "seq"),
+)
+
+telemetry_counters = sa.Table(
+    "telemetry_counters", metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)

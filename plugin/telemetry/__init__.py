@@ -3,6 +3,13 @@
 The service calls the port inside the mutation's unit of work, so an
 implementation can store the event in the same transaction (an outbox) and
 nothing is recorded for a request that fails or changes nothing.
+
+The package: ``catalogue`` (event names, actions, allowed keys and value kinds:
+the allow-list and the source of ``docs/telemetry.md``), ``outbox`` (the table the
+events wait in), ``recorder.OutboxTelemetry`` (this port over the outbox, with the
+switches), ``dispatcher`` (the background sender using rudder-sdk-python) and
+``docs`` (the collected-data page). Submodules are imported by the composition
+root only, so the service depends on nothing but this port.
 """
 from __future__ import annotations
 

@@ -1,0 +1,196 @@
+"""The telemetry outbox: events stored in the transaction of their change, claimed and marked by the dispatcher.
+
+Claims are leases: a claimed row carries ``lease_until`` and a ``lease_token``, so
+two dispatchers (two workers, two servers on one PostgreSQL) never send the same
+row at the same time; PostgreSQL claimers also skip rows another claimer has
+locked (``FOR UPDATE SKIP LOCKED``), SQLite claimers queue on its write lock
+(``BEGIN IMMEDIATE``). A dispatcher that dies mid-send leaves its lease to expire;
+the row is then sent again with the same message id, which the data plane
+de-duplicates.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from plugin.store import Database
+from plugin.store.tables import plugin_kv, telemetry_counters, telemetry_outbox
+
+PENDING = "pending"
+SENT = "sent"
+LAST_ERROR_KEY = "telemetry_last_error"
+LAST_SUCCESS_KEY = "telemetry_last_success"
+# Delivered events kept so that admins can audit what left the server.
+KEEP_SENT = 200
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """A claimed event, ready to send."""
+
+    seq: int
+    message_id: str
+    event: str
+    properties: dict[str, Any]
+    recorded_at: int
+
+
+def _upsert(connection: sa.Connection, table: sa.Table, key_column: str, values: dict[str, Any],
+            update: dict[str, Any]) -> None:
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table).values(**values)
+    connection.execute(statement.on_conflict_do_update(index_elements=[key_column], set_=update))
+
+
+def bump_counter(connection: sa.Connection, name: str, by: int) -> None:
+    """Add by to a counter, creating it at by."""
+    if by:
+        _upsert(connection, telemetry_counters, "name", {"name": name, "value": by},
+                {"value": telemetry_counters.c.value + by})
+
+
+class Outbox:
+    """SQL operations on the outbox of one database."""
+
+    def __init__(self, db: Database, clock: Any = now_ms):
+        self.db = db
+        self.clock = clock
+
+    # ----- inside the mutation's transaction ----------------------------------------
+    def record(self, connection: sa.Connection, event: str, properties: dict[str, Any], recorded_at: int,
+               max_events: int) -> str:
+        """Insert one pending event on the caller's connection; drop the oldest past max_events."""
+        message_id = str(uuid.uuid4())
+        connection.execute(sa.insert(telemetry_outbox).values(
+            message_id=message_id, event=event, properties=properties, recorded_at=recorded_at, state=PENDING,
+            lease_until=0, lease_token="", attempts=0, sent_at=0, sent_message=""))
+        pending = connection.execute(sa.select(sa.func.count()).select_from(telemetry_outbox).where(
+            telemetry_outbox.c.state == PENDING)).scalar_one()
+        if pending > max_events:
+            oldest = (sa.select(telemetry_outbox.c.seq).where(telemetry_outbox.c.state == PENDING)
+                      .order_by(telemetry_outbox.c.seq).limit(pending - max_events))
+            dropped = connection.execute(sa.delete(telemetry_outbox).where(
+                telemetry_outbox.c.seq.in_(list(connection.execute(oldest).scalars())))).rowcount
+            bump_counter(connection, "dropped", dropped)
+        return message_id
+
+    # ----- the dispatcher -------------------------------------------------------------
+    def claim(self, limit: int, lease_ms: int) -> tuple[str, list[OutboxEvent]]:
+        """Lease up to limit pending events nobody else holds; return the lease token and the events."""
+        token = secrets.token_hex(16)
+        now = self.clock()
+        table = telemetry_outbox
+        # Look before taking the write lock: an idle poll must not queue behind requests.
+        with self.db.read_engine.connect() as connection:
+            if connection.execute(sa.select(table.c.seq).where(
+                    table.c.state == PENDING, table.c.lease_until < now).limit(1)).first() is None:
+                return token, []
+        with self.db.write_engine.begin() as connection:
+            free = (sa.select(table.c.seq).where(table.c.state == PENDING, table.c.lease_until < now)
+                    .order_by(table.c.seq).limit(limit))
+            if connection.dialect.name == "postgresql":
+                free = free.with_for_update(skip_locked=True)
+            seqs = list(connection.execute(free).scalars())
+            if not seqs:
+                return token, []
+            connection.execute(sa.update(table).where(table.c.seq.in_(seqs)).values(
+                lease_until=now + lease_ms, lease_token=token, attempts=table.c.attempts + 1))
+            rows = connection.execute(sa.select(table.c.seq, table.c.message_id, table.c.event,
+                                                table.c.properties, table.c.recorded_at)
+                                      .where(table.c.seq.in_(seqs)).order_by(table.c.seq)).all()
+        return token, [OutboxEvent(row.seq, row.message_id, row.event, dict(row.properties), row.recorded_at)
+                       for row in rows]
+
+    def mark_sent(self, sent: list[tuple[int, dict[str, Any]]]) -> int:
+        """Mark events delivered, keeping each message exactly as sent; return how many were still pending."""
+        if not sent:
+            return 0
+        now = self.clock()
+        table = telemetry_outbox
+        marked = 0
+        with self.db.write_engine.begin() as connection:
+            for seq, message in sent:
+                marked += connection.execute(sa.update(table).where(table.c.seq == seq, table.c.state == PENDING)
+                                             .values(state=SENT, sent_at=now, lease_until=0,
+                                                     sent_message=json.dumps(message))).rowcount
+            bump_counter(connection, "sent", marked)
+            _upsert(connection, plugin_kv, "key", {"key": LAST_SUCCESS_KEY, "value": str(now)},
+                    {"value": str(now)})
+            newest_dropped = connection.execute(
+                sa.select(table.c.seq).where(table.c.state == SENT).order_by(table.c.seq.desc())
+                .offset(KEEP_SENT).limit(1)).scalar_one_or_none()
+            if newest_dropped is not None:
+                connection.execute(sa.delete(table).where(table.c.state == SENT, table.c.seq <= newest_dropped))
+        return marked
+
+    def release(self, token: str) -> None:
+        """Give back what is left of a lease, so the next attempt can take it."""
+        table = telemetry_outbox
+        with self.db.write_engine.begin() as connection:
+            connection.execute(sa.update(table).where(table.c.lease_token == token, table.c.state == PENDING)
+                               .values(lease_until=0))
+
+    def record_error(self, message: str) -> None:
+        """Remember the last delivery error (shown to admins)."""
+        value = json.dumps({"at": self.clock(), "error": message[:300]})
+        with self.db.write_engine.begin() as connection:
+            _upsert(connection, plugin_kv, "key", {"key": LAST_ERROR_KEY, "value": value}, {"value": value})
+
+    def purge_pending(self) -> int:
+        """Delete every event not yet sent; return how many."""
+        # Called at every poll while telemetry is off: only take the write lock when there is work.
+        if not self.pending_count():
+            return 0
+        with self.db.write_engine.begin() as connection:
+            deleted = connection.execute(sa.delete(telemetry_outbox).where(
+                telemetry_outbox.c.state == PENDING)).rowcount
+            bump_counter(connection, "deleted", deleted)
+        return deleted
+
+    # ----- reports --------------------------------------------------------------------
+    def pending_count(self) -> int:
+        """Events waiting to be sent."""
+        with self.db.read_engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).select_from(telemetry_outbox).where(
+                telemetry_outbox.c.state == PENDING)).scalar_one()
+
+    def counters(self) -> dict[str, int]:
+        """Events sent, dropped (outbox full) and deleted (telemetry switched off) so far."""
+        with self.db.read_engine.connect() as connection:
+            found = dict(connection.execute(sa.select(telemetry_counters.c.name, telemetry_counters.c.value)).all())
+        return {name: int(found.get(name, 0)) for name in ("sent", "dropped", "deleted")}
+
+    def last_error(self) -> dict[str, Any] | None:
+        """The last delivery error and when it happened, or None."""
+        with self.db.read_engine.connect() as connection:
+            value = connection.execute(sa.select(plugin_kv.c.value).where(
+                plugin_kv.c.key == LAST_ERROR_KEY)).scalar_one_or_none()
+        return json.loads(value) if value else None
+
+    def last_success_at(self) -> int | None:
+        """When a batch was last delivered (ms), or None."""
+        with self.db.read_engine.connect() as connection:
+            value = connection.execute(sa.select(plugin_kv.c.value).where(
+                plugin_kv.c.key == LAST_SUCCESS_KEY)).scalar_one_or_none()
+        return int(value) if value else None
+
+    def recent_sent(self, limit: int) -> list[dict[str, Any]]:
+        """The newest delivered messages, newest first, exactly as sent."""
+        with self.db.read_engine.connect() as connection:
+            rows = connection.execute(sa.select(telemetry_outbox.c.sent_message).where(
+                telemetry_outbox.c.state == SENT).order_by(telemetry_outbox.c.seq.desc()).limit(limit)).scalars()
+            return [json.loads(row) for row in rows]

@@ -1,0 +1,167 @@
+"""The Telemetry port over the outbox: record in the mutation's transaction, send in the background.
+
+Switches (all must hold, read live at every event): a write key and a data plane
+URL are configured, the chat server's diagnostics are on, and ``EnableTelemetry``
+is on. While any is off nothing is recorded, and events not yet sent are deleted.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import plugin
+from plugin.chat import ChatHost
+from plugin.model import Incident
+from plugin.settings import LiveSettings, Settings
+from plugin.store import Database
+from plugin.telemetry.catalogue import Refused, allowed_properties
+from plugin.telemetry.dispatcher import Destination, Dispatcher
+from plugin.telemetry.outbox import Outbox, now_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Switches:
+    """Whether telemetry is on and, when it is not, every reason why."""
+
+    reasons: tuple[str, ...] = ()
+    diagnostic_id: str = ""
+    server_version: str = ""
+    destination: Destination | None = field(default=None, compare=False)
+
+    @property
+    def enabled(self) -> bool:
+        """True when every switch is on."""
+        return not self.reasons
+
+
+def incident_metadata(incident: Incident, user_id: str) -> dict[str, Any]:
+    """The catalogued metadata of an incident (ids, counts, states: never its texts)."""
+    return {
+        "incidentID": incident.id, "IsActive": incident.is_active, "CommanderUserID": incident.commander_user_id,
+        "TeamID": incident.team_id, "CreatedAt": incident.create_at, "PostID": incident.post_id or "",
+        "NumChecklists": len(incident.checklists), "TotalChecklistItems": incident.total_items,
+        "ActiveStage": incident.active_stage, "UserActualID": user_id,
+    }
+
+
+def playbook_metadata(playbook: Any, user_id: str) -> dict[str, Any]:
+    """The catalogued metadata of a playbook (anything with id, team_id, checklists, ...)."""
+    checklists = list(getattr(playbook, "checklists", None) or [])
+    return {
+        "PlaybookID": playbook.id, "TeamID": playbook.team_id, "NumChecklists": len(checklists),
+        "TotalChecklistItems": sum(len(getattr(checklist, "items", None) or []) for checklist in checklists),
+        "IsPublic": bool(getattr(playbook, "create_public_incident", False)),
+        "NumMembers": len(list(getattr(playbook, "member_ids", None) or [])), "UserActualID": user_id,
+    }
+
+
+class OutboxTelemetry:
+    """Records each event in the outbox, in the transaction of its mutation; a dispatcher sends them."""
+
+    def __init__(self, db: Database, settings: LiveSettings, host: ChatHost, *, clock: Any = now_ms,
+                 dispatcher_options: dict[str, Any] | None = None):
+        self.db = db
+        self.settings = settings
+        self.host = host
+        self.clock = clock
+        self.outbox = Outbox(db, clock)
+        self.dispatcher = Dispatcher(self.outbox, self._destination, on_disabled=self._purge_if_pending,
+                                     **(dispatcher_options or {}))
+        settings.subscribe(self._settings_changed)
+
+    # ----- switches -------------------------------------------------------------------
+    def switches(self, settings: Settings | None = None) -> Switches:
+        """Which switches are off right now (an empty list: telemetry is on)."""
+        settings = settings or self.settings.current
+        reasons = []
+        write_key = settings.get("RudderWriteKey") or ""
+        url = settings.get("RudderDataPlaneUrl") or ""
+        if not write_key:
+            reasons.append("no RudderWriteKey is configured")
+        if not url:
+            reasons.append("no RudderDataPlaneUrl is configured")
+        if not settings.get("EnableTelemetry", True):
+            reasons.append("EnableTelemetry is off")
+        if reasons:
+            # Nothing to ask the chat server: telemetry is off either way.
+            return Switches(tuple(reasons))
+        try:
+            facts = self.host.server_facts()
+        except Exception as exc:  # noqa: BLE001 - a chat host outage must not fail the change itself
+            return Switches((f"the chat server could not be asked for its diagnostics setting "
+                             f"({type(exc).__name__})",))
+        if not facts.diagnostics_enabled:
+            reasons.append("the chat server's diagnostics are off")
+        if not facts.diagnostic_id:
+            reasons.append("the chat server has no diagnostic id")
+        return Switches(tuple(reasons), facts.diagnostic_id, facts.version,
+                        None if reasons else Destination(url, write_key))
+
+    def _destination(self) -> Destination | None:
+        return self.switches().destination
+
+    def _purge_if_pending(self) -> None:
+        deleted = self.outbox.purge_pending()
+        if deleted:
+            log.info("telemetry is off: deleted %d event(s) not yet sent", deleted)
+
+    def _settings_changed(self, _old: Settings, new: Settings) -> None:
+        if self.switches(new).enabled:
+            self.start()
+            self.dispatcher.nudge()
+        else:
+            self._purge_if_pending()
+
+    def start(self) -> None:
+        """Start this process's dispatcher if telemetry is on (after fork; later switches start it too)."""
+        if self.switches().enabled:
+            self.dispatcher.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the dispatcher after a last bounded attempt to deliver."""
+        return self.dispatcher.stop(timeout)
+
+    # ----- the port -------------------------------------------------------------------
+    def track_incident(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
+        """Record an ``incident`` event in the mutation's transaction."""
+        self._record(uow, "incident", action, {**incident_metadata(incident, user_id), **extra})
+
+    def track_task(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
+        """Record a ``tasks`` event in the mutation's transaction."""
+        self._record(uow, "tasks", action, {**incident_metadata(incident, user_id), **extra})
+
+    def track_playbook(self, uow: Any, action: str, playbook: Any, user_id: str) -> None:
+        """Record a ``playbook`` event in the mutation's transaction."""
+        self._record(uow, "playbook", action, playbook_metadata(playbook, user_id))
+
+    def _record(self, uow: Any, event: str, action: str, values: dict[str, Any]) -> None:
+        switches = self.switches()
+        if not switches.enabled:
+            return
+        recorded_at = self.clock()
+        values.update(diagnosticID=switches.diagnostic_id, serverVersion=switches.server_version,
+                      pluginVersion=plugin.__version__, eventTimeStamp=recorded_at)
+        try:
+            properties = allowed_properties(event, action, values)
+        except Refused as exc:
+            log.warning("telemetry: refused an event: %s", exc)
+            return
+        max_events = int(self.settings.current.get("TelemetryOutboxMaxEvents") or 10000)
+        self.outbox.record(uow.connection, event, properties, recorded_at, max_events)
+        # No nudge: the row is not committed yet; the next poll takes it.
+        self.dispatcher.start()
+
+    # ----- what admins see ------------------------------------------------------------
+    def report(self, limit: int = 20) -> dict[str, Any]:
+        """Enabled or not and why, counts, the last delivery error, the last events exactly as sent."""
+        switches = self.switches()
+        counters = self.outbox.counters()
+        return {
+            "enabled": switches.enabled, "reasons": list(switches.reasons),
+            "pending": self.outbox.pending_count(), "sent": counters["sent"], "dropped": counters["dropped"],
+            "deleted": counters["deleted"], "last_error": self.outbox.last_error(),
+            "last_success_at": self.outbox.last_success_at(), "recent": self.outbox.recent_sent(limit),
+        }

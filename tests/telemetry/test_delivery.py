@@ -1,0 +1,290 @@
+"""Events reach a loopback data plane through the real SDK: exactly, once, and only while switched on."""
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from plugin.store.tables import telemetry_outbox
+from tests.conftest import ADMIN, ALICE, BOB, TEAM, as_user
+from tests.telemetry.conftest import WRITE_KEY, make_app
+from tests.telemetry.dataplane import DataPlane, wait_until
+from tests.telemetry.lifecycle import drive_every_mutation
+
+COMMON = {"diagnosticID", "serverVersion", "pluginVersion", "eventTimeStamp"}
+METADATA = {"incidentID", "IsActive", "CommanderUserID", "TeamID", "CreatedAt", "PostID", "NumChecklists",
+            "TotalChecklistItems", "ActiveStage", "UserActualID"}
+EXTRA = {"create": {"Public"}, "modify_task_state": {"NewState", "WasCommander", "WasAssignee"}}
+
+
+def _pending(components) -> int:
+    with components.db.read_engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(telemetry_outbox).where(
+            telemetry_outbox.c.state == "pending")).scalar_one()
+
+
+def test_full_lifecycle_sends_exactly_the_expected_events_with_exact_keys(tclient, tcomponents, dataplane):
+    incident_id, expected = drive_every_mutation(tclient, tcomponents)
+    messages = wait_until(lambda: len(dataplane.delivered()) >= len(expected) and dataplane.delivered())
+    assert [(m["event"], m["properties"]["Action"]) for m in messages] == expected
+    diagnostic_id = tcomponents.host.server_facts().diagnostic_id
+    for message in messages:
+        action = message["properties"]["Action"]
+        assert set(message["properties"]) == {"Action"} | COMMON | METADATA | EXTRA.get(action, set())
+        assert message["type"] == "track" and message["userId"] == diagnostic_id
+        assert message["anonymousId"] is None and message["context"]["ip"] == "0.0.0.0"
+        assert message["properties"]["incidentID"] == incident_id
+        assert message["properties"]["UserActualID"] == ALICE
+        assert message["properties"]["diagnosticID"] == diagnostic_id
+        assert message["properties"]["pluginVersion"] == "0.1.0"
+        assert message["properties"]["serverVersion"] == "local"
+    by_action = {m["properties"]["Action"]: m["properties"] for m in messages}
+    assert by_action["create"]["Public"] is False and by_action["create"]["PostID"] == ""
+    assert by_action["create"]["NumChecklists"] == 2 and by_action["create"]["TotalChecklistItems"] == 4
+    assert by_action["change_stage"]["ActiveStage"] == 1
+    assert by_action["add_task"]["TotalChecklistItems"] == 5
+    assert by_action["remove_task"]["TotalChecklistItems"] == 4
+    assert (by_action["modify_task_state"]["NewState"], by_action["modify_task_state"]["WasCommander"],
+            by_action["modify_task_state"]["WasAssignee"]) == ("in_progress", True, False)
+    assert by_action["change_commander"]["CommanderUserID"] == BOB
+    assert by_action["end"]["IsActive"] is False and by_action["restart"]["IsActive"] is True
+    assert len(set(dataplane.delivered_ids())) == len(expected)
+
+
+def test_requests_reach_v1_batch_with_basic_auth_write_key_and_gzip(tclient, tcomponents, dataplane):
+    drive_every_mutation(tclient, tcomponents)
+    wait_until(lambda: len(dataplane.delivered()) >= 11)
+    assert {r.path for r in dataplane.requests} == {"/v1/batch"}
+    assert {r.write_key for r in dataplane.requests} == {WRITE_KEY}
+    assert {r.content_encoding for r in dataplane.requests} == {"gzip"}
+
+
+def test_message_id_is_the_outbox_id_and_the_outbox_keeps_the_message_as_sent(tclient, tcomponents, dataplane):
+    drive_every_mutation(tclient, tcomponents)
+    wait_until(lambda: _pending(tcomponents) == 0 and len(dataplane.delivered()) >= 11)
+    with tcomponents.db.read_engine.connect() as connection:
+        ids = set(connection.execute(sa.select(telemetry_outbox.c.message_id)).scalars())
+    assert set(dataplane.delivered_ids()) == ids
+    report = tclient.get("/api/v0/telemetry?limit=50", headers=as_user(ADMIN)).json
+    assert report["recent"] == list(reversed(dataplane.delivered()))
+
+
+def test_data_plane_down_then_up_delivers_every_event_once(tclient, tcomponents, dataplane):
+    dataplane.stop()
+    _, expected = drive_every_mutation(tclient, tcomponents)
+    wait_until(lambda: (tcomponents.telemetry.outbox.last_error() or {}).get("error", "").startswith(
+        "could not reach"))
+    assert _pending(tcomponents) == len(expected)
+    dataplane.start()
+    wait_until(lambda: len(set(dataplane.delivered_ids())) == len(expected))
+    wait_until(lambda: _pending(tcomponents) == 0)
+    assert len(dataplane.delivered_ids()) == len(expected)
+    assert tcomponents.telemetry.report()["sent"] == len(expected)
+
+
+def test_data_plane_answering_429_and_500_gets_each_event_once_after_retries(tclient, tcomponents, dataplane):
+    dataplane.fail_next(429, 500, 503)
+    _, expected = drive_every_mutation(tclient, tcomponents)
+    wait_until(lambda: len(set(dataplane.delivered_ids())) == len(expected))
+    assert sorted(r.status for r in dataplane.requests if r.status != 200) == [429, 500, 503]
+    assert len(dataplane.delivered_ids()) == len(expected)
+    assert tcomponents.telemetry.report()["last_error"]["error"] == "data plane answered HTTP 503"
+
+
+def test_a_hanging_data_plane_neither_slows_requests_nor_stops_shutdown(tclient, tcomponents, dataplane):
+    dataplane.hang()
+    user = as_user(ALICE)
+    started = time.perf_counter()
+    for _ in range(5):
+        assert tclient.post("/api/v0/incidents", headers=user, json={
+            "name": "x", "team_id": TEAM, "commander_user_id": ALICE}).status_code == 201
+    wait_until(lambda: dataplane.hanging and len(dataplane.requests) == 0 and _pending(tcomponents) == 5)
+    assert time.perf_counter() - started < 3.0
+    started = time.perf_counter()
+    tcomponents.telemetry.stop(0.5)
+    assert time.perf_counter() - started < 1.5
+    assert _pending(tcomponents) == 5
+
+
+def test_switching_off_stops_traffic_at_once_and_deletes_unsent_events(tclient, tcomponents, dataplane):
+    dataplane.stop()
+    drive_every_mutation(tclient, tcomponents)
+    assert _pending(tcomponents) == 11
+    live = tcomponents.settings
+    live.replace(live.current.replace(EnableTelemetry=False))
+    assert _pending(tcomponents) == 0
+    dataplane.start()
+    drive_every_mutation(tclient, tcomponents)
+    assert _pending(tcomponents) == 0
+    report = tclient.get("/api/v0/telemetry", headers=as_user(ADMIN)).json
+    assert report["enabled"] is False and report["reasons"] == ["EnableTelemetry is off"]
+    assert report["deleted"] == 11
+    tcomponents.telemetry.stop(2.0)
+    assert dataplane.requests == []
+
+
+def test_switching_back_on_sends_only_what_happens_afterwards(tclient, tcomponents, dataplane):
+    live = tcomponents.settings
+    live.replace(live.current.replace(EnableTelemetry=False))
+    drive_every_mutation(tclient, tcomponents)
+    live.replace(live.current.replace(EnableTelemetry=True))
+    tclient.post("/api/v0/incidents", headers=as_user(ALICE), json={
+        "name": "x", "team_id": TEAM, "commander_user_id": ALICE})
+    wait_until(lambda: dataplane.delivered())
+    tcomponents.telemetry.stop(2.0)
+    assert [m["properties"]["Action"] for m in dataplane.delivered()] == ["create"]
+
+
+def test_server_diagnostics_off_records_and_sends_nothing(tclient, tcomponents, dataplane):
+    live = tcomponents.settings
+    live.replace(live.current.replace(ServerDiagnosticsEnabled=False))
+    drive_every_mutation(tclient, tcomponents)
+    assert _pending(tcomponents) == 0
+    assert tcomponents.telemetry.report()["reasons"] == ["the chat server's diagnostics are off"]
+    tcomponents.telemetry.stop(2.0)
+    assert dataplane.requests == []
+
+
+def test_fresh_install_without_write_key_records_nothing_and_runs_no_dispatcher(client, components):
+    drive_every_mutation(client, components)
+    assert _pending(components) == 0
+    assert not components.telemetry.dispatcher.running
+    assert components.telemetry.report()["reasons"] == [
+        "no RudderWriteKey is configured", "no RudderDataPlaneUrl is configured"]
+
+
+def test_outbox_past_its_bound_drops_the_oldest_events_and_counts_them(telemetry_settings, dataplane):
+    dataplane.stop()
+    application = make_app(telemetry_settings.replace(TelemetryOutboxMaxEvents=5))
+    components = application.extensions["incident"]
+    try:
+        client = application.test_client()
+        drive_every_mutation(client, components)
+        assert _pending(components) == 5
+        assert components.telemetry.report()["dropped"] == 6
+        dataplane.start()
+        wait_until(lambda: len(dataplane.delivered()) == 5)
+        assert [m["properties"]["Action"] for m in dataplane.delivered()] == [
+            "set_assignee_for_task", "remove_task", "change_commander", "end", "restart"]
+    finally:
+        components.telemetry.stop(2.0)
+        components.db.dispose()
+
+
+def test_two_dispatchers_on_one_database_never_send_an_event_twice(telemetry_settings, dataplane):
+    dataplane.stop()
+    apps = [make_app(telemetry_settings, batch_size=3) for _ in range(2)]
+    components = [a.extensions["incident"] for a in apps]
+    try:
+        for _ in range(4):
+            drive_every_mutation(apps[0].test_client(), components[0])
+        dataplane.start()
+        wait_until(lambda: len(set(dataplane.delivered_ids())) == 44)
+        wait_until(lambda: _pending(components[0]) == 0)
+        assert len(dataplane.delivered_ids()) == 44
+    finally:
+        for c in components:
+            c.telemetry.stop(2.0)
+            c.db.dispose()
+
+
+def test_telemetry_report_is_for_system_admins_only(tclient):
+    response = tclient.get("/api/v0/telemetry", headers=as_user(ALICE))
+    assert response.status_code == 403 and "system admins" in response.json["error"]
+
+
+def test_telemetry_report_refuses_a_bad_limit_with_400(tclient):
+    response = tclient.get("/api/v0/telemetry?limit=lots", headers=as_user(ADMIN))
+    assert response.status_code == 400 and "limit" in response.json["error"]
+
+
+def test_telemetry_report_shows_enabled_counts_and_no_error_after_a_delivery(tclient, tcomponents, dataplane):
+    drive_every_mutation(tclient, tcomponents)
+    wait_until(lambda: len(dataplane.delivered()) == 11)
+    wait_until(lambda: tclient.get("/api/v0/telemetry", headers=as_user(ADMIN)).json["sent"] == 11)
+    report = tclient.get("/api/v0/telemetry?limit=3", headers=as_user(ADMIN)).json
+    assert report["enabled"] is True and report["reasons"] == []
+    assert (report["pending"], report["dropped"], report["last_error"]) == (0, 0, None)
+    assert [m["properties"]["Action"] for m in report["recent"]] == ["restart", "end", "change_commander"]
+
+
+def test_local_host_diagnostic_id_is_generated_once_and_kept_in_the_database(tcomponents, telemetry_settings):
+    first = tcomponents.host.server_facts().diagnostic_id
+    other = make_app(telemetry_settings).extensions["incident"]
+    try:
+        assert len(first) == 26 and other.host.server_facts().diagnostic_id == first
+    finally:
+        other.telemetry.stop(1.0)
+        other.db.dispose()
+
+
+class _Stage:
+    def __init__(self, items: int):
+        self.title = "CANARY stage"
+        self.items = [object()] * items
+
+
+class _Playbook:
+    """Shaped like a playbook: only the attributes telemetry reads, plus texts it must not read."""
+
+    def __init__(self):
+        self.id, self.team_id, self.title = "p" * 26, TEAM, "CANARY playbook"
+        self.checklists = [_Stage(2), _Stage(3)]
+        self.create_public_incident = True
+        self.member_ids = [ALICE, BOB]
+
+
+def test_track_playbook_records_ids_and_counts_of_any_playbook_shaped_object(tcomponents, dataplane):
+    with tcomponents.db.unit_of_work() as uow:
+        tcomponents.telemetry.track_playbook(uow, "create", _Playbook(), ALICE)
+        uow.commit()
+    [message] = wait_until(lambda: dataplane.delivered())
+    properties = message["properties"]
+    assert message["event"] == "playbook"
+    assert set(properties) == {"Action", "PlaybookID", "TeamID", "NumChecklists", "TotalChecklistItems", "IsPublic",
+                               "NumMembers", "UserActualID"} | COMMON
+    assert (properties["PlaybookID"], properties["NumChecklists"], properties["TotalChecklistItems"],
+            properties["IsPublic"], properties["NumMembers"]) == ("p" * 26, 2, 5, True, 2)
+    assert b"CANARY" not in dataplane.all_bytes()
+
+
+def test_an_event_recorded_in_a_rolled_back_transaction_is_never_sent(tcomponents, dataplane):
+    with tcomponents.db.unit_of_work() as uow:
+        tcomponents.telemetry.track_playbook(uow, "delete", _Playbook(), ALICE)
+    with tcomponents.db.unit_of_work() as uow:
+        tcomponents.telemetry.track_playbook(uow, "update", _Playbook(), ALICE)
+        uow.commit()
+    wait_until(lambda: dataplane.delivered())
+    tcomponents.telemetry.stop(2.0)
+    assert [m["properties"]["Action"] for m in dataplane.delivered()] == ["update"]
+
+
+def test_write_key_is_masked_wherever_settings_are_shown(tcomponents):
+    view = tcomponents.settings.current.public_view()
+    assert view["RudderWriteKey"] == "********" and WRITE_KEY not in str(view)
+
+
+def test_configuring_a_data_plane_at_run_time_starts_sending_without_a_restart(client, components, dataplane):
+    live = components.settings
+    try:
+        live.replace(live.current.replace(RudderWriteKey=WRITE_KEY, RudderDataPlaneUrl=dataplane.url))
+        assert components.telemetry.dispatcher.running
+        client.post("/api/v0/incidents", headers=as_user(ALICE), json={
+            "name": "x", "team_id": TEAM, "commander_user_id": ALICE})
+        assert [m["event"] for m in wait_until(lambda: dataplane.delivered())] == ["incident"]
+    finally:
+        components.telemetry.stop(2.0)
+
+
+def test_changing_the_data_plane_url_at_run_time_sends_to_the_new_one(tclient, tcomponents, dataplane):
+    second = DataPlane().start()
+    try:
+        live = tcomponents.settings
+        live.replace(live.current.replace(RudderDataPlaneUrl=second.url))
+        tclient.post("/api/v0/incidents", headers=as_user(ALICE), json={
+            "name": "x", "team_id": TEAM, "commander_user_id": ALICE})
+        wait_until(lambda: second.delivered())
+        tcomponents.telemetry.stop(2.0)
+        assert dataplane.requests == [] and len(second.delivered()) == 1
+    finally:
+        second.stop()

@@ -1,0 +1,61 @@
+"""The outbox's claims: a leased event is never handed to a second claimer until its lease expires."""
+from __future__ import annotations
+
+from plugin.telemetry.outbox import Outbox
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def _record(db, outbox: Outbox, count: int, max_events: int = 100) -> None:
+    with db.unit_of_work() as uow:
+        for n in range(count):
+            outbox.record(uow.connection, "incident", {"Action": "end", "n": n}, n, max_events)
+        uow.commit()
+
+
+def test_a_claimed_event_is_not_claimed_again_until_its_lease_expires(db):
+    clock = Clock()
+    first, second = Outbox(db, clock), Outbox(db, clock)
+    _record(db, first, 3)
+    _, mine = first.claim(10, lease_ms=5_000)
+    assert [e.properties["n"] for e in mine] == [0, 1, 2]
+    assert second.claim(10, lease_ms=5_000)[1] == []
+    clock.now += 5_001
+    _, retaken = second.claim(10, lease_ms=5_000)
+    assert [e.message_id for e in retaken] == [e.message_id for e in mine]
+
+
+def test_claims_split_pending_events_between_claimers_without_overlap(db):
+    clock = Clock()
+    outboxes = [Outbox(db, clock) for _ in range(3)]
+    _record(db, outboxes[0], 10)
+    taken = [outbox.claim(4, lease_ms=5_000)[1] for outbox in outboxes]
+    ids = [e.message_id for batch in taken for e in batch]
+    assert [len(batch) for batch in taken] == [4, 4, 2] and len(set(ids)) == 10
+
+
+def test_a_released_claim_can_be_taken_at_once_and_a_marked_event_never_again(db):
+    clock = Clock()
+    outbox = Outbox(db, clock)
+    _record(db, outbox, 2)
+    token, events = outbox.claim(10, lease_ms=5_000)
+    assert outbox.mark_sent([(events[0].seq, {"messageId": events[0].message_id})]) == 1
+    outbox.release(token)
+    _, again = outbox.claim(10, lease_ms=5_000)
+    assert [e.seq for e in again] == [events[1].seq]
+    assert outbox.counters()["sent"] == 1 and outbox.pending_count() == 1
+    assert outbox.recent_sent(5) == [{"messageId": events[0].message_id}]
+
+
+def test_recording_past_the_bound_drops_the_oldest_pending_events(db):
+    outbox = Outbox(db, Clock())
+    _record(db, outbox, 7, max_events=4)
+    _, events = outbox.claim(10, lease_ms=5_000)
+    assert [e.properties["n"] for e in events] == [3, 4, 5, 6]
+    assert outbox.counters()["dropped"] == 3
