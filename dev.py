@@ -5,13 +5,15 @@ Each creates (or refreshes) the project's own virtual environment in ``.venv``
 from pyproject.toml and constraints.txt, so a fresh machine needs only Python 3.11+.
 
   python3 dev.py serve [incident-plugin serve options]   start the server (SQLite, local host)
-  python3 dev.py test  [pytest options]                  run the whole test suite
+  python3 dev.py test  [pytest options]                  run the whole test suite (webapp tests under
+                                                         node too, when no pytest options are given)
   python3 dev.py run   COMMAND ...                       run any command inside the environment
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -45,6 +47,17 @@ def ensure_venv() -> None:
     STAMP.write_text(fingerprint)
 
 
+def run_webapp_tests() -> None:
+    """The webapp stub's tests, under Node's built-in runner (no npm packages needed)."""
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI"):
+            sys.exit("node is needed for the webapp tests (node --test webapp_stub/test/)")
+        print("node not found: skipping the webapp tests (node --test webapp_stub/test/)", file=sys.stderr)
+        return
+    subprocess.run([node, "--test", str(ROOT / "webapp_stub" / "test")], check=True, cwd=ROOT)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"serve", "test", "run"}:
         print(__doc__, file=sys.stderr)
@@ -54,6 +67,8 @@ def main(argv: list[str]) -> int:
     if command == "serve":
         args = [str(BIN / "incident-plugin"), "serve", *rest]
     elif command == "test":
+        if not rest:
+            run_webapp_tests()
         args = [str(BIN / "python"), "-m", "pytest", *rest]
     else:
         args = [str(BIN / rest[0]) if (BIN / rest[0]).exists() else rest[0], *rest[1:]]
