@@ -39,6 +39,17 @@ def new_id() -> str:
     return "".join(chars)
 
 
+def text_problem(text: str) -> str | None:
+    """Why both databases could not store this text (NUL, lone surrogate), or None."""
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (it contains a lone surrogate)"
+    return None
+
+
 def is_id(value: object) -> bool:
     """True when value looks like a Mattermost id (26 chars of [a-z0-9])."""
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None

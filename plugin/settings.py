@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugin.model import is_id
+from plugin.model import is_id, text_problem
 
 _log = logging.getLogger(__name__)
 
@@ -95,12 +95,9 @@ def _to_int(value: Any) -> int:
 def _to_text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("expected text")
-    if "\x00" in value:
-        raise ValueError("text must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text must be valid Unicode") from None
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(f"text {problem}")
     return value.strip()
 
 

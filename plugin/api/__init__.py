@@ -4,6 +4,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import re
 from typing import Any
 
@@ -89,6 +90,12 @@ def _flatten(messages: Any, prefix: str = "") -> list[str]:
     if isinstance(messages, list):
         return [line for m in messages for line in _flatten(m, prefix)]
     return [f"{prefix.rstrip('.')}: {messages}" if prefix else str(messages)]
+
+
+def page_of(items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
+    """The list envelope every listing answers with."""
+    return {"total_count": total, "page_count": math.ceil(total / per_page),
+            "has_more": (page + 1) * per_page < total, "items": items}
 
 
 def error_response(status: int, message: str, details: dict[str, Any] | None = None,

@@ -1,12 +1,11 @@
 """Incident routes: load with a schema, call one service method, dump with a schema."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from flask import g, url_for
 
-from plugin.api import Blueprint, authenticate
+from plugin.api import Blueprint, authenticate, page_of
 from plugin.api.schemas import (
     AssigneeSchema,
     CommanderSchema,
@@ -61,8 +60,7 @@ def create_blueprint(components: Any) -> Blueprint:
     def list_(query: IncidentFilter) -> Any:
         """List the incidents the caller may see, filtered, sorted and paged."""
         total, items = service.list_incidents(g.user_id, query)
-        return {"total_count": total, "page_count": math.ceil(total / query.per_page),
-                "has_more": (query.page + 1) * query.per_page < total, "items": items}
+        return page_of(items, total, query.page, query.per_page)
 
     @blp.route("/<incident_id>", methods=["GET"])
     @blp.response(200, IncidentSchema)

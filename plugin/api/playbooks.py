@@ -1,12 +1,11 @@
 """Playbook routes: load with a schema, call one service method, dump with a schema."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from flask import g, url_for
 
-from plugin.api import Blueprint, authenticate
+from plugin.api import Blueprint, authenticate, page_of
 from plugin.api.schemas import (
     CreatePlaybookSchema,
     PlaybookListQuerySchema,
@@ -64,8 +63,7 @@ def create_blueprint(components: Any) -> Blueprint:
     def list_(query: PlaybookFilter) -> Any:
         """List a team's playbooks the caller may see, sorted by title, stages or tasks, and paged."""
         total, items = service.list(g.user_id, query)
-        return {"total_count": total, "page_count": math.ceil(total / query.per_page),
-                "has_more": (query.page + 1) * query.per_page < total, "items": items}
+        return page_of(items, total, query.page, query.per_page)
 
     @blp.route("/<playbook_id>", methods=["GET"])
     @blp.response(200, PlaybookSchema)

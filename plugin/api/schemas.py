@@ -19,12 +19,9 @@ class Text(fields.String):
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        if "\x00" in text:
-            raise ValidationError("Must not contain NUL characters.")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValidationError("Must be valid Unicode text (it contains a lone surrogate).") from None
+        problem = model.text_problem(text)
+        if problem:
+            raise ValidationError(problem.capitalize() + ".")
         return text
 
 
