@@ -185,9 +185,8 @@ class IncidentService:
             checklists=checklists, playbook_id=new.playbook_id,
         )
         incident.channel_id = self.host.create_channel(
-            new.team_id, slugify(new.name), new.name, public=public, purpose=new.description[:250])
-        for member in dict.fromkeys((user_id, new.commander_user_id)):
-            self.host.add_channel_member(incident.channel_id, member)
+            new.team_id, slugify(new.name), new.name, public=public, purpose=new.description[:250],
+            member_ids=list(dict.fromkeys((user_id, new.commander_user_id))))
         with self.uow_factory() as uow:
             uow.incidents.add(incident)
             self.telemetry.track_incident(uow, "create", incident, user_id, Public=incident.public)
