@@ -191,8 +191,10 @@ class IncidentService:
             uow.incidents.add(incident)
             self.telemetry.track_incident(uow, "create", incident, user_id, Public=incident.public)
             uow.commit()
-        self._post(incident, f"This incident was started by {self.host.mention(user_id)}; "
-                             f"the commander is {self.host.mention(incident.commander_user_id)}.")
+        starter = self.host.mention(user_id)
+        commander = starter if incident.commander_user_id == user_id else self.host.mention(
+            incident.commander_user_id)
+        self._post(incident, f"This incident was started by {starter}; the commander is {commander}.")
         return incident
 
     def _playbook_for(self, user_id: str, new: NewIncident) -> Playbook:

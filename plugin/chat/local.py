@@ -162,6 +162,11 @@ class LocalChatHost:
         username = (username or "").strip().lower()[:64]
         if not username or not user_id:
             return
+        # Every slash command names its caller: answer the usual "already known" from a
+        # read, without queueing for the database's write lock.
+        with self.db.read_engine.connect() as connection:
+            if connection.execute(_USERNAME, {"user_id": user_id}).scalar_one_or_none() == username:
+                return
         try:
             with self.db.write_engine.begin() as connection:
                 current = connection.execute(sa.select(chat_users.c.username).where(

@@ -5,6 +5,7 @@ import fcntl
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -117,6 +118,34 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
     return engine
 
 
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_after_idle(engine: sa.Engine) -> None:
+    """Ping a pooled PostgreSQL connection at checkout only when it sat idle for a while.
+
+    ``pool_pre_ping`` pings on every checkout: a round trip that was a fifth of a
+    fetch. A connection checked in moments ago is alive; one that sat idle may have
+    been cut by a database restart, and a dead one is replaced before use.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("checked_in", 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()  # leave no transaction open behind the ping
+        except Exception as exc:  # noqa: BLE001 - any failure means: use a fresh connection
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+
+
 class Database:
     """The engines of one database: one for reads and one for writes.
 
@@ -132,7 +161,8 @@ class Database:
             self.write_engine = _sqlite_engine(self.url, immediate=True)
             self.read_engine = _sqlite_engine(self.url, immediate=False)
         else:
-            self.write_engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+            self.write_engine = sa.create_engine(self.url, pool_size=10, max_overflow=10)
+            _ping_after_idle(self.write_engine)
             # Reads share the pool but skip BEGIN/ROLLBACK: under READ COMMITTED each
             # statement takes its own snapshot anyway, so a read-only transaction adds
             # two round trips and no consistency.
