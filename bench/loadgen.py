@@ -49,12 +49,13 @@ class LoadResult:
         self.latencies_ms.extend(other.latencies_ms)
 
 
-def build_request(method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
+def build_request(method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"",
+                  content_type: str = "application/json") -> bytes:
     """The bytes of one keep-alive HTTP/1.1 request."""
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: keep-alive"]
     lines += [f"{key}: {value}" for key, value in (headers or {}).items()]
     if body or method in {"POST", "PUT", "PATCH"}:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 

@@ -185,15 +185,16 @@ class IncidentService:
             checklists=checklists, playbook_id=new.playbook_id,
         )
         incident.channel_id = self.host.create_channel(
-            new.team_id, slugify(new.name), new.name, public=public, purpose=new.description[:250])
-        for member in dict.fromkeys((user_id, new.commander_user_id)):
-            self.host.add_channel_member(incident.channel_id, member)
+            new.team_id, slugify(new.name), new.name, public=public, purpose=new.description[:250],
+            member_ids=list(dict.fromkeys((user_id, new.commander_user_id))))
         with self.uow_factory() as uow:
             uow.incidents.add(incident)
             self.telemetry.track_incident(uow, "create", incident, user_id, Public=incident.public)
             uow.commit()
-        self._post(incident, f"This incident was started by {self.host.mention(user_id)}; "
-                             f"the commander is {self.host.mention(incident.commander_user_id)}.")
+        starter = self.host.mention(user_id)
+        commander = starter if incident.commander_user_id == user_id else self.host.mention(
+            incident.commander_user_id)
+        self._post(incident, f"This incident was started by {starter}; the commander is {commander}.")
         return incident
 
     def _playbook_for(self, user_id: str, new: NewIncident) -> Playbook:

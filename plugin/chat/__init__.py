@@ -7,6 +7,7 @@ adapter. The service owns this interface; adapters only fit it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -41,8 +42,12 @@ class ChatHost(Protocol):
         """Ids of the channels the user belongs to, in one team or in all."""
 
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
-                       purpose: str = "") -> str:
-        """Create a channel named from slug (a unique suffix is added if it is taken); return its id."""
+                       purpose: str = "", member_ids: Sequence[str] = ()) -> str:
+        """Create a channel named from slug (a unique suffix is added if it is taken) with these members; return its id.
+
+        Hosts that can do so create the channel and its memberships in one step (the
+        local host: one transaction); others add the members one by one afterwards.
+        """
 
     def add_channel_member(self, channel_id: str, user_id: str) -> None:
         """Add a user to a channel (no error when already a member)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
@@ -67,16 +67,21 @@ class LocalChatHost:
             return frozenset(connection.execute(query).scalars())
 
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
-                       purpose: str = "") -> str:
-        """Insert the channel; on a taken name retry with a random suffix."""
+                       purpose: str = "", member_ids: Sequence[str] = ()) -> str:
+        """Insert the channel and its memberships in one transaction; on a taken name retry with a suffix."""
         channel_id = new_id()
         name = slug
+        members = [{"channel_id": channel_id, "user_id": user_id} for user_id in dict.fromkeys(member_ids)]
         for _ in range(8):
             try:
+                # One write transaction, not one per row: on SQLite every transaction
+                # queues on the single write lock.
                 with self.db.write_engine.begin() as connection:
                     connection.execute(sa.insert(chat_channels).values(
                         id=channel_id, team_id=team_id, name=name, display_name=display_name[:64],
                         type="O" if public else "P", create_at=self.clock()))
+                    if members:
+                        connection.execute(sa.insert(chat_channel_members), members)
                 return channel_id
             except sa.exc.IntegrityError:
                 # Incident names repeat; channel names must not: add a short suffix.
@@ -157,6 +162,11 @@ class LocalChatHost:
         username = (username or "").strip().lower()[:64]
         if not username or not user_id:
             return
+        # Every slash command names its caller: answer the usual "already known" from a
+        # read, without queueing for the database's write lock.
+        with self.db.read_engine.connect() as connection:
+            if connection.execute(_USERNAME, {"user_id": user_id}).scalar_one_or_none() == username:
+                return
         try:
             with self.db.write_engine.begin() as connection:
                 current = connection.execute(sa.select(chat_users.c.username).where(

@@ -32,7 +32,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -288,8 +288,8 @@ class MattermostChatHost:
 
     # ----- channels and posts -----------------------------------------------------------------
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
-                       purpose: str = "") -> str:
-        """POST /channels; on 'name already exists' retry with a random suffix."""
+                       purpose: str = "", member_ids: Sequence[str] = ()) -> str:
+        """POST /channels (on 'name already exists' retry with a random suffix), then add the members."""
         name = slug[:64]
         for _ in range(5):
             response = self._call("POST", "/channels", json={
@@ -298,6 +298,9 @@ class MattermostChatHost:
             if response.status_code == 201:
                 channel_id = response.json()["id"]
                 self._channel_ids.drop(lambda key: True)
+                # Mattermost has no call that creates a channel with members: one call each.
+                for user_id in dict.fromkeys(member_ids):
+                    self.add_channel_member(channel_id, user_id)
                 return channel_id
             if not self._name_taken(response):
                 raise self._refusal("POST", "/channels", response)

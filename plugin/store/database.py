@@ -1,7 +1,11 @@
 """Engines and units of work for SQLite (default) and PostgreSQL."""
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,11 +23,81 @@ def normalise_url(url: str) -> str:
     return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
 
 
+class _WriterQueue:
+    """Writers to one SQLite file take turns here before they BEGIN IMMEDIATE.
+
+    SQLite's busy handler polls: a writer that finds the lock taken sleeps 1 to
+    100 ms before it looks again, so under load most of a write's time is spent
+    asleep while the lock is free. A thread lock (the threads of one process) and
+    an ``flock`` on a file beside the database (the processes) queue writers
+    instead, and wake the next one as soon as the lock is let go.
+    """
+
+    WAIT_SECONDS = 30.0
+
+    def __init__(self, database_path: str):
+        self._path = database_path + ".writer-lock"
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def acquire(self) -> None:
+        """Wait for this thread's turn (re-entrant), then for this process's turn."""
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            if not self._lock.acquire(timeout=self.WAIT_SECONDS):
+                # Never wait forever here: fall back to SQLite's own busy handler.
+                self._local.held = False
+                self._local.depth = 1
+                return
+            self._local.held = True
+            try:
+                fcntl.flock(self._file(), fcntl.LOCK_EX)
+            except BaseException:
+                self._lock.release()
+                self._local.held = False
+                raise
+        self._local.depth = depth + 1
+
+    def release(self) -> None:
+        """Let the next writer in (the outermost release only)."""
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            return
+        self._local.depth = depth - 1
+        if depth == 1 and self._local.held:
+            self._local.held = False
+            try:
+                fcntl.flock(self._file(), fcntl.LOCK_UN)
+            finally:
+                self._lock.release()
+
+    def _file(self) -> int:
+        # A process forked with the file open must not share its lock: open one per process.
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+
 def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
     path = sa.make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    if immediate and path and path != ":memory:":
+        queue = _WriterQueue(str(Path(path).resolve()))
+
+        # A write connection is held from checkout to checkin, i.e. around its whole
+        # transaction: commit or rollback has finished before the next writer starts.
+        @event.listens_for(engine, "checkout")
+        def _on_checkout(_dbapi: Any, _record: Any, _proxy: Any) -> None:
+            queue.acquire()
+
+        @event.listens_for(engine, "checkin")
+        def _on_checkin(_dbapi: Any, _record: Any) -> None:
+            queue.release()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -44,6 +118,34 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
     return engine
 
 
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_after_idle(engine: sa.Engine) -> None:
+    """Ping a pooled PostgreSQL connection at checkout only when it sat idle for a while.
+
+    ``pool_pre_ping`` pings on every checkout: a round trip that was a fifth of a
+    fetch. A connection checked in moments ago is alive; one that sat idle may have
+    been cut by a database restart, and a dead one is replaced before use.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("checked_in", 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()  # leave no transaction open behind the ping
+        except Exception as exc:  # noqa: BLE001 - any failure means: use a fresh connection
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+
+
 class Database:
     """The engines of one database: one for reads and one for writes.
 
@@ -59,7 +161,8 @@ class Database:
             self.write_engine = _sqlite_engine(self.url, immediate=True)
             self.read_engine = _sqlite_engine(self.url, immediate=False)
         else:
-            self.write_engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+            self.write_engine = sa.create_engine(self.url, pool_size=10, max_overflow=10)
+            _ping_after_idle(self.write_engine)
             # Reads share the pool but skip BEGIN/ROLLBACK: under READ COMMITTED each
             # statement takes its own snapshot anyway, so a read-only transaction adds
             # two round trips and no consistency.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -80,11 +81,13 @@ class FakeChatHost:
     def user_channel_ids(self, user_id: str, team_id: str | None = None) -> frozenset[str]:
         return frozenset(c for c, u in self.members if u == user_id)
 
-    def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool, purpose: str = "") -> str:
+    def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool, purpose: str = "",
+                       member_ids: Sequence[str] = ()) -> str:
         if self.down:
             raise HostUnavailable("Mattermost is having trouble right now; try again in a minute.")
         channel_id = f"{len(self.channels):026d}"
         self.channels[channel_id] = (team_id, slug)
+        self.members.update((channel_id, user_id) for user_id in member_ids)
         return channel_id
 
     def add_channel_member(self, channel_id: str, user_id: str) -> None:

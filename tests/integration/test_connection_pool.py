@@ -1,0 +1,52 @@
+"""Pooled connections: a connection cut while idle is replaced; SQLite writers queue and all commit."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+import plugin.store.database as database_module
+from plugin.store import Database
+
+
+def test_an_idle_postgresql_connection_cut_by_the_server_is_replaced_before_use(db: Database, monkeypatch):
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL connections only")
+    with db.read_engine.connect() as connection:
+        old_pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    killer = sa.create_engine(db.url)
+    with killer.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        assert connection.exec_driver_sql(f"SELECT pg_terminate_backend({old_pid})").scalar_one() is True
+    killer.dispose()
+    # Every checked-in connection counts as idle: the checkout pings, finds it dead, replaces it.
+    monkeypatch.setattr(database_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+    with db.read_engine.connect() as connection:
+        new_pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    assert new_pid != old_pid
+
+
+def test_concurrent_sqlite_writers_from_many_threads_all_commit(db: Database):
+    if db.dialect != "sqlite":
+        pytest.skip("the writer queue is SQLite's")
+    db.write_engine.dispose()
+    table = sa.table("plugin_kv", sa.column("key"), sa.column("value"))
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(25):
+                with db.write_engine.begin() as connection:
+                    connection.execute(sa.insert(table).values(key=f"bench-{n}-{i}", value="x"))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    with db.read_engine.connect() as connection:
+        count = connection.exec_driver_sql("SELECT count(*) FROM plugin_kv WHERE key LIKE 'bench-%'").scalar_one()
+    assert count == 200
