@@ -24,6 +24,8 @@ from plugin.store.tables import plugin_kv, telemetry_counters, telemetry_outbox
 
 PENDING = "pending"
 SENT = "sent"
+# Refused by the data plane on its own (HTTP 400): never retried.
+REJECTED = "rejected"
 LAST_ERROR_KEY = "telemetry_last_error"
 LAST_SUCCESS_KEY = "telemetry_last_success"
 # Delivered events kept so that admins can audit what left the server.
@@ -116,26 +118,57 @@ class Outbox:
                        for row in rows]
 
     def mark_sent(self, sent: list[tuple[int, dict[str, Any]]]) -> int:
-        """Mark events delivered, keeping each message exactly as sent; return how many were still pending."""
+        """Mark events delivered, keeping the newest messages exactly as sent; return how many were still pending."""
         if not sent:
+            return 0
+        now = self.clock()
+        table = telemetry_outbox
+        ordered = sorted(sent, key=lambda pair: pair[0])
+        # Only the newest KEEP_SENT can still be in the audit window after this batch:
+        # older ones are deleted at once instead of being written and then pruned.
+        kept, gone = ordered[-KEEP_SENT:], [seq for seq, _ in ordered[:-KEEP_SENT]]
+        marked = 0
+        with self.db.write_engine.begin() as connection:
+            if gone:
+                marked += connection.execute(sa.delete(table).where(
+                    table.c.seq.in_(gone), table.c.state == PENDING)).rowcount
+            marked += connection.execute(sa.update(table).where(
+                table.c.seq.in_([seq for seq, _ in kept]), table.c.state == PENDING).values(
+                state=SENT, sent_at=now, lease_until=0)).rowcount
+            # The same message whoever marked it first (sentAt is per request, not per message).
+            connection.execute(sa.update(table).where(table.c.seq == sa.bindparam("b_seq"))
+                               .values(sent_message=sa.bindparam("b_message")),
+                               [{"b_seq": seq, "b_message": json.dumps(message)} for seq, message in kept])
+            bump_counter(connection, "sent", marked)
+            _upsert(connection, plugin_kv, "key", {"key": LAST_SUCCESS_KEY, "value": str(now)},
+                    {"value": str(now)})
+            self._prune(connection, SENT)
+        return marked
+
+    def mark_rejected(self, rejected: list[tuple[int, dict[str, Any]]]) -> int:
+        """Mark events the data plane refused on their own: never sent again, kept for admins to see."""
+        if not rejected:
             return 0
         now = self.clock()
         table = telemetry_outbox
         marked = 0
         with self.db.write_engine.begin() as connection:
-            for seq, message in sent:
+            for seq, message in rejected:
                 marked += connection.execute(sa.update(table).where(table.c.seq == seq, table.c.state == PENDING)
-                                             .values(state=SENT, sent_at=now, lease_until=0,
+                                             .values(state=REJECTED, sent_at=now, lease_until=0,
                                                      sent_message=json.dumps(message))).rowcount
-            bump_counter(connection, "sent", marked)
-            _upsert(connection, plugin_kv, "key", {"key": LAST_SUCCESS_KEY, "value": str(now)},
-                    {"value": str(now)})
-            newest_dropped = connection.execute(
-                sa.select(table.c.seq).where(table.c.state == SENT).order_by(table.c.seq.desc())
-                .offset(KEEP_SENT).limit(1)).scalar_one_or_none()
-            if newest_dropped is not None:
-                connection.execute(sa.delete(table).where(table.c.state == SENT, table.c.seq <= newest_dropped))
+            bump_counter(connection, "rejected", marked)
+            self._prune(connection, REJECTED)
         return marked
+
+    @staticmethod
+    def _prune(connection: sa.Connection, state: str) -> None:
+        table = telemetry_outbox
+        newest_dropped = connection.execute(
+            sa.select(table.c.seq).where(table.c.state == state).order_by(table.c.seq.desc())
+            .offset(KEEP_SENT).limit(1)).scalar_one_or_none()
+        if newest_dropped is not None:
+            connection.execute(sa.delete(table).where(table.c.state == state, table.c.seq <= newest_dropped))
 
     def release(self, token: str) -> None:
         """Give back what is left of a lease, so the next attempt can take it."""
@@ -169,10 +202,10 @@ class Outbox:
                 telemetry_outbox.c.state == PENDING)).scalar_one()
 
     def counters(self) -> dict[str, int]:
-        """Events sent, dropped (outbox full) and deleted (telemetry switched off) so far."""
+        """Events sent, rejected (refused by the data plane), dropped (outbox full) and deleted (switched off)."""
         with self.db.read_engine.connect() as connection:
             found = dict(connection.execute(sa.select(telemetry_counters.c.name, telemetry_counters.c.value)).all())
-        return {name: int(found.get(name, 0)) for name in ("sent", "dropped", "deleted")}
+        return {name: int(found.get(name, 0)) for name in ("sent", "rejected", "dropped", "deleted")}
 
     def last_error(self) -> dict[str, Any] | None:
         """The last delivery error and when it happened, or None."""
@@ -188,9 +221,9 @@ class Outbox:
                 plugin_kv.c.key == LAST_SUCCESS_KEY)).scalar_one_or_none()
         return int(value) if value else None
 
-    def recent_sent(self, limit: int) -> list[dict[str, Any]]:
-        """The newest delivered messages, newest first, exactly as sent."""
+    def recent_sent(self, limit: int, state: str = SENT) -> list[dict[str, Any]]:
+        """The newest delivered (or rejected) messages, newest first, exactly as sent."""
         with self.db.read_engine.connect() as connection:
             rows = connection.execute(sa.select(telemetry_outbox.c.sent_message).where(
-                telemetry_outbox.c.state == SENT).order_by(telemetry_outbox.c.seq.desc()).limit(limit)).scalars()
+                telemetry_outbox.c.state == state).order_by(telemetry_outbox.c.seq.desc()).limit(limit)).scalars()
             return [json.loads(row) for row in rows]
