@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import atexit
 import email.utils
-import json
 import logging
 import random
 import threading
@@ -40,11 +39,11 @@ log = logging.getLogger(__name__)
 _RUNNING: "weakref.WeakSet[Dispatcher]" = weakref.WeakSet()
 # Seconds for connecting and again for reading the answer (requests applies it to each).
 SEND_TIMEOUT = 5.0
-# The gateway refuses requests over about 4,000 KB; stay well below with the JSON text.
-MAX_BATCH_BYTES = 3_500_000
 # A Retry-After is honoured up to this many seconds (a broken gateway must not park us for days).
 RETRY_AFTER_MAX = 300.0
 # Statuses that mean "this batch is refused", not "try again later": bisect to find the poison.
+# 413 too: catalogued events are under 1 KB, so a batch of 500 is far below the gateway's
+# ~4,000 KB limit, and should one ever exceed it, halving it until it fits is the cure.
 REFUSED = frozenset({400, 413})
 _ATEXIT_REGISTERED = False
 
@@ -146,21 +145,6 @@ def describe_error(error: BaseException) -> str:
     return f"could not reach the data plane ({cause})"
 
 
-def chunks_by_size(messages: list[tuple[int, dict[str, Any]]], limit: int = MAX_BATCH_BYTES
-                   ) -> list[list[tuple[int, dict[str, Any]]]]:
-    """Split (seq, message) pairs into runs whose JSON stays under limit bytes."""
-    runs: list[list[tuple[int, dict[str, Any]]]] = [[]]
-    size = 0
-    for pair in messages:
-        length = len(json.dumps(pair[1], default=str)) + 1
-        if runs[-1] and size + length > limit:
-            runs.append([])
-            size = 0
-        runs[-1].append(pair)
-        size += length
-    return [run for run in runs if run]
-
-
 class Dispatcher:
     """Claims pending outbox events and sends them in batches, in a daemon thread, until stopped."""
 
@@ -180,6 +164,7 @@ class Dispatcher:
         self.backoff_max = backoff_max
         self.retry_after_max = retry_after_max
         self.failures = 0
+        self._more = False
         self._sender: Any = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -258,7 +243,9 @@ class Dispatcher:
             self.on_disabled()
             self._sender = None
             return self.poll_interval
-        token, events = self.outbox.claim(self.batch_size, self.lease_ms)
+        # After a full batch more is almost surely waiting: skip the look before the write lock.
+        token, events = self.outbox.claim(self.batch_size, self.lease_ms, look_first=not self._more)
+        self._more = False
         if not events:
             self.failures = 0
             return self.poll_interval
@@ -303,13 +290,10 @@ class Dispatcher:
                     # The SDK refuses to build it (e.g. over its size limit): it never will.
                     log.warning("telemetry: the SDK refused event %d (%s)", event.seq, type(exc).__name__)
                     rejected.append((event.seq, {"messageId": event.message_id, "event": event.event}))
-            for run in chunks_by_size(messages):
-                if not deliver(run):
-                    break
+            if messages:
+                deliver(messages)
         finally:
-            self.outbox.mark_sent(sent)
-            self.outbox.mark_rejected(rejected)
-            self.outbox.release(token)
+            self.outbox.finish(token, [event.seq for event in events], sent, rejected)
         if rejected:
             message = f"data plane refused {len(rejected)} event(s); they will not be sent again"
             log.warning("telemetry: %s", message)
@@ -324,7 +308,8 @@ class Dispatcher:
                 return min(self.retry_after_max, max(error.retry_after, self.backoff_base / 2))
             return self._backoff()
         self.failures = 0
-        return 0 if len(events) == self.batch_size else self.poll_interval
+        self._more = len(events) == self.batch_size
+        return 0 if self._more else self.poll_interval
 
 
 def stop_all(timeout: float = 5.0) -> None:
