@@ -28,12 +28,16 @@ class TelemetryReportSchema(Schema):
     reasons = fields.List(fields.String(), metadata={"description": "Why telemetry is off (empty when on)."})
     pending = fields.Integer(metadata={"description": "Events waiting in the outbox."})
     sent = fields.Integer(metadata={"description": "Events delivered so far."})
+    rejected = fields.Integer(metadata={"description": "Events the data plane refused on their own (HTTP 400); "
+                                                       "never sent again."})
     dropped = fields.Integer(metadata={"description": "Oldest events dropped because the outbox was full."})
     deleted = fields.Integer(metadata={"description": "Unsent events deleted when telemetry was switched off."})
     last_error = fields.Nested(TelemetryErrorSchema, allow_none=True)
     last_success_at = fields.Integer(allow_none=True)
     recent = fields.List(fields.Dict(), metadata={"description": "The last events sent, newest first, "
                                                                  "exactly as sent."})
+    recent_rejected = fields.List(fields.Dict(), metadata={"description": "The last events the data plane refused, "
+                                                                          "newest first, exactly as attempted."})
 
 
 def create_blueprint(components: Any) -> Blueprint:
@@ -55,8 +59,8 @@ def create_blueprint(components: Any) -> Blueprint:
         telemetry = components.telemetry
         if not hasattr(telemetry, "report"):
             return {"enabled": False, "reasons": ["telemetry is not configured on this server"], "pending": 0,
-                    "sent": 0, "dropped": 0, "deleted": 0, "last_error": None, "last_success_at": None,
-                    "recent": []}
+                    "sent": 0, "rejected": 0, "dropped": 0, "deleted": 0, "last_error": None,
+                    "last_success_at": None, "recent": [], "recent_rejected": []}
         return telemetry.report(query["limit"])
 
     return blp

@@ -1,15 +1,27 @@
 """The dispatcher: one background thread per process that sends the outbox to RudderStack.
 
-Why not the SDK's own queue: its consumer thread dies in a forked worker, its
-``flush()`` can wait forever on a dead data plane, and queued events vanish at
-exit. Here the outbox is the queue: the SDK's client runs in ``sync_mode`` (one
-bounded HTTP request per event, no thread, no internal queue), an event is marked
-delivered only after the data plane answered 200, failures back off
-exponentially, and stopping waits a bounded time.
+Why not the SDK's own queue (``Client`` without ``sync_mode``): its consumer
+thread dies in a forked worker, its ``flush()`` can wait forever on a dead data
+plane, and queued events vanish at exit. Why not ``Client(sync_mode=True)``: it
+posts one HTTP request per event, a few hundred events a second at best. Here the
+outbox is the queue and the SDK does the rest: its ``Client`` (with ``send=False``:
+no thread, no queue, no request) builds each message exactly as it would send it
+(the outbox id as ``messageId``, the diagnostic id as ``userId``, no
+``anonymousId``, ``context.ip`` 0.0.0.0), and its ``request.post`` sends each
+claimed batch as one gzipped ``/v1/batch`` request, bounded by a timeout and never
+retried inside the SDK. Events are marked delivered only when the data plane
+answered 200.
+
+Faults: a 429 waits for its ``Retry-After`` (bounded); 5xx, other statuses and
+connection errors back off exponentially with jitter; a 400 (or 413) refuses the
+whole batch, so the batch is bisected until the good events are delivered and
+each event still refused on its own is marked ``rejected``: counted, shown to
+admins, never retried. Stopping waits a bounded time.
 """
 from __future__ import annotations
 
 import atexit
+import email.utils
 import logging
 import random
 import threading
@@ -27,6 +39,12 @@ log = logging.getLogger(__name__)
 _RUNNING: "weakref.WeakSet[Dispatcher]" = weakref.WeakSet()
 # Seconds for connecting and again for reading the answer (requests applies it to each).
 SEND_TIMEOUT = 5.0
+# A Retry-After is honoured up to this many seconds (a broken gateway must not park us for days).
+RETRY_AFTER_MAX = 300.0
+# Statuses that mean "this batch is refused", not "try again later": bisect to find the poison.
+# 413 too: catalogued events are under 1 KB, so a batch of 500 is far below the gateway's
+# ~4,000 KB limit, and should one ever exceed it, halving it until it fits is the cure.
+REFUSED = frozenset({400, 413})
 _ATEXIT_REGISTERED = False
 
 
@@ -38,25 +56,84 @@ class Destination:
     write_key: str
 
 
+class DeliveryError(Exception):
+    """The data plane did not take a batch: its HTTP status (None: not reached) and any Retry-After."""
+
+    def __init__(self, status: int | None, retry_after: float | None = None, cause: str = ""):
+        super().__init__(f"HTTP {status}" if status is not None else cause)
+        self.status = status
+        self.retry_after = retry_after
+        self.cause = cause
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+_LAST_RESPONSE = threading.local()
+
+
+def _remember_response(response: Any, *_args: Any, **_kwargs: Any) -> None:
+    # The SDK's APIError keeps the status but drops the headers; this hook (observing
+    # only, on the SDK's own session) keeps this thread's last status and Retry-After.
+    _LAST_RESPONSE.status = response.status_code
+    _LAST_RESPONSE.retry_after = response.headers.get("Retry-After")
+
+
 class RudderSender:
-    """Sends one event with the real ``rudder-sdk-python`` client, synchronously and bounded."""
+    """Builds messages with the real ``rudder-sdk-python`` client and posts batches with its ``request.post``."""
 
     def __init__(self, destination: Destination, timeout: float = SEND_TIMEOUT):
         # Imported here, not at module import: the SDK loads .env files when imported,
         # and a host given explicitly below means a .env can never redirect events.
+        from rudderstack.analytics import request
         from rudderstack.analytics.client import Client
 
         self.destination = destination
-        self.client = Client(destination.write_key, host=destination.data_plane_url, sync_mode=True,
-                             max_retries=1, timeout=timeout, gzip=True, max_queue_size=1)
+        self.timeout = timeout
+        self._post = request.post
+        hooks = request._session.hooks.setdefault("response", [])
+        if _remember_response not in hooks:
+            hooks.append(_remember_response)
+        # send=False: the client only builds and checks messages; sync_mode: it starts no thread.
+        self.client = Client(destination.write_key, host=destination.data_plane_url, send=False, sync_mode=True,
+                             gzip=True, timeout=timeout, max_queue_size=1)
 
-    def send(self, event: OutboxEvent) -> dict[str, Any]:
-        """Post the event; return the message exactly as sent. Raises when the data plane did not answer 200."""
+    def message(self, event: OutboxEvent) -> dict[str, Any]:
+        """The message for an event, exactly as the SDK would send it (raises when the SDK refuses it)."""
         _ok, message = self.client.track(
             user_id=event.properties["diagnosticID"], event=event.event, properties=dict(event.properties),
             context={"ip": "0.0.0.0"}, anonymous_id=None, message_id=event.message_id,
             timestamp=datetime.fromtimestamp(event.recorded_at / 1000, tz=timezone.utc))
         return message
+
+    def send_batch(self, messages: list[dict[str, Any]]) -> None:
+        """Post the messages as one gzipped /v1/batch request; raise DeliveryError unless the answer was 200."""
+        _LAST_RESPONSE.status = None
+        _LAST_RESPONSE.retry_after = None
+        try:
+            self._post(self.destination.write_key, host=self.destination.data_plane_url, gzip=True,
+                       timeout=self.timeout, batch=messages)
+        except Exception as exc:  # noqa: BLE001 - any failure means: not delivered
+            status = getattr(exc, "status", None) or getattr(_LAST_RESPONSE, "status", None)
+            if status == 200:
+                status = None
+            raise DeliveryError(status, parse_retry_after(getattr(_LAST_RESPONSE, "retry_after", None))
+                                if status == 429 else None, type(exc).__name__) from exc
 
 
 def describe_error(error: BaseException) -> str:
@@ -64,17 +141,18 @@ def describe_error(error: BaseException) -> str:
     status = getattr(error, "status", None)
     if status is not None:
         return f"data plane answered HTTP {status}"
-    return f"could not reach the data plane ({type(error).__name__})"
+    cause = getattr(error, "cause", "") or type(error).__name__
+    return f"could not reach the data plane ({cause})"
 
 
 class Dispatcher:
-    """Claims pending outbox events and sends them, in a daemon thread, until stopped."""
+    """Claims pending outbox events and sends them in batches, in a daemon thread, until stopped."""
 
     def __init__(self, outbox: Outbox, destination: Callable[[], Destination | None], *,
                  on_disabled: Callable[[], None] = lambda: None,
                  sender_factory: Callable[[Destination], Any] = RudderSender,
-                 poll_interval: float = 1.0, batch_size: int = 50, lease_ms: int = 20_000,
-                 backoff_base: float = 1.0, backoff_max: float = 60.0):
+                 poll_interval: float = 1.0, batch_size: int = 500, lease_ms: int = 20_000,
+                 backoff_base: float = 1.0, backoff_max: float = 60.0, retry_after_max: float = RETRY_AFTER_MAX):
         self.outbox = outbox
         self.destination = destination
         self.on_disabled = on_disabled
@@ -84,7 +162,9 @@ class Dispatcher:
         self.lease_ms = lease_ms
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.retry_after_max = retry_after_max
         self.failures = 0
+        self._more = False
         self._sender: Any = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -157,45 +237,79 @@ class Dispatcher:
         return self._sender
 
     def cycle(self) -> float:
-        """Send one batch; return how long to wait before the next (0: more is waiting)."""
+        """Send one claimed batch; return how long to wait before the next (0: more is waiting)."""
         destination = self.destination()
         if destination is None:
             self.on_disabled()
             self._sender = None
             return self.poll_interval
-        token, events = self.outbox.claim(self.batch_size, self.lease_ms)
+        # After a full batch more is almost surely waiting: skip the look before the write lock.
+        token, events = self.outbox.claim(self.batch_size, self.lease_ms, look_first=not self._more)
+        self._more = False
         if not events:
             self.failures = 0
             return self.poll_interval
         sender = self._sender_for(destination)
         sent: list[tuple[int, dict[str, Any]]] = []
-        error: BaseException | None = None
+        rejected: list[tuple[int, dict[str, Any]]] = []
+        error: DeliveryError | None = None
         # Stop while a whole send still fits in the lease: past it, another process may
         # take the same events. The lease is short so that a crashed process's claim
         # delays its events by seconds, not minutes.
         send_by = time.monotonic() + self.lease_ms / 1000 - 2 * SEND_TIMEOUT - 1
-        try:
-            for event in events:
-                # Switching telemetry off stops traffic between two events, not after the batch.
-                if self.destination() != destination or (sent and time.monotonic() > send_by):
-                    break
-                try:
-                    sent.append((event.seq, sender.send(event)))
-                except Exception as exc:  # noqa: BLE001 - any failure means: not delivered, try later
+
+        def may_send() -> bool:
+            # Switching telemetry off stops traffic between two requests, not after the batch.
+            return self.destination() == destination and not ((sent or rejected) and time.monotonic() > send_by)
+
+        def deliver(run: list[tuple[int, dict[str, Any]]]) -> bool:
+            """Send run; bisect a refused one. False: stop this cycle (an error, or must not send)."""
+            nonlocal error
+            if not may_send():
+                return False
+            try:
+                sender.send_batch([message for _, message in run])
+            except DeliveryError as exc:
+                if exc.status not in REFUSED:
                     error = exc
-                    break
+                    return False
+                if len(run) == 1:
+                    rejected.append(run[0])
+                    return True
+                middle = len(run) // 2
+                return deliver(run[:middle]) and deliver(run[middle:])
+            sent.extend(run)
+            return True
+
+        try:
+            messages: list[tuple[int, dict[str, Any]]] = []
+            for event in events:
+                try:
+                    messages.append((event.seq, sender.message(event)))
+                except (AssertionError, RuntimeError, TypeError, ValueError) as exc:
+                    # The SDK refuses to build it (e.g. over its size limit): it never will.
+                    log.warning("telemetry: the SDK refused event %d (%s)", event.seq, type(exc).__name__)
+                    rejected.append((event.seq, {"messageId": event.message_id, "event": event.event}))
+            if messages:
+                deliver(messages)
         finally:
-            self.outbox.mark_sent(sent)
-            self.outbox.release(token)
+            self.outbox.finish(token, [event.seq for event in events], sent, rejected)
+        if rejected:
+            message = f"data plane refused {len(rejected)} event(s); they will not be sent again"
+            log.warning("telemetry: %s", message)
+            self.outbox.record_error(message)
         if error is not None:
             self.failures += 1
             message = describe_error(error)
             log.warning("telemetry: delivery failed, %d event(s) wait in the outbox: %s",
-                        len(events) - len(sent), message)
+                        len(events) - len(sent) - len(rejected), message)
             self.outbox.record_error(message)
+            if error.status == 429 and error.retry_after is not None:
+                return min(self.retry_after_max, max(error.retry_after, self.backoff_base / 2))
             return self._backoff()
         self.failures = 0
-        return 0 if len(events) == self.batch_size else self.poll_interval
+        self._more = len(events) == self.batch_size
+        return 0 if self._more else self.poll_interval
 
 
 def stop_all(timeout: float = 5.0) -> None:

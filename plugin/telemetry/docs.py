@@ -60,10 +60,20 @@ events not yet sent are deleted.
 
 Events are written to an outbox table in the same database transaction as the change,
 then sent in the background with the outbox id as RudderStack `messageId`, so a retry
-after an outage or a crash is de-duplicated by the data plane. A data plane outage never
-slows a request; at most `TelemetryOutboxMaxEvents` events wait (older ones are dropped
-and counted). System admins see whether telemetry is on and why, the counts, the last
-delivery error and the last events exactly as sent at `GET /api/v0/telemetry`.
+after an outage or a crash is de-duplicated by the data plane. Waiting events go out in
+batches of up to 500, each one gzipped `POST /v1/batch` request, and are marked sent
+only when the data plane answered 200. A data plane outage never slows a request; at
+most `TelemetryOutboxMaxEvents` events wait (older ones are dropped and counted).
+
+When the data plane answers 429 the next attempt waits for its `Retry-After` (at most
+five minutes); on 5xx or when it cannot be reached, attempts back off exponentially (at
+most a minute apart). When it refuses a batch with 400 (or 413), the batch is split in
+halves until the good events are delivered; an event refused on its own is marked
+*rejected*: counted, shown to admins, never sent again, and it blocks nothing behind it.
+
+System admins see whether telemetry is on and why, the counts (sent, rejected, dropped,
+deleted), the last delivery error, the last events exactly as sent and the last events
+refused at `GET /api/v0/telemetry`.
 """
 
 

@@ -24,6 +24,8 @@ from plugin.store.tables import plugin_kv, telemetry_counters, telemetry_outbox
 
 PENDING = "pending"
 SENT = "sent"
+# Refused by the data plane on its own (HTTP 400): never retried.
+REJECTED = "rejected"
 LAST_ERROR_KEY = "telemetry_last_error"
 LAST_SUCCESS_KEY = "telemetry_last_success"
 # Delivered events kept so that admins can audit what left the server.
@@ -89,60 +91,118 @@ class Outbox:
         return message_id
 
     # ----- the dispatcher -------------------------------------------------------------
-    def claim(self, limit: int, lease_ms: int) -> tuple[str, list[OutboxEvent]]:
+    def claim(self, limit: int, lease_ms: int, *, look_first: bool = True) -> tuple[str, list[OutboxEvent]]:
         """Lease up to limit pending events nobody else holds; return the lease token and the events."""
         token = secrets.token_hex(16)
         now = self.clock()
         table = telemetry_outbox
         # Look before taking the write lock: an idle poll must not queue behind requests.
-        with self.db.read_engine.connect() as connection:
-            if connection.execute(sa.select(table.c.seq).where(
-                    table.c.state == PENDING, table.c.lease_until < now).limit(1)).first() is None:
-                return token, []
+        if look_first:
+            with self.db.read_engine.connect() as connection:
+                if connection.execute(sa.select(table.c.seq).where(
+                        table.c.state == PENDING, table.c.lease_until < now).limit(1)).first() is None:
+                    return token, []
         with self.db.write_engine.begin() as connection:
             free = (sa.select(table.c.seq).where(table.c.state == PENDING, table.c.lease_until < now)
                     .order_by(table.c.seq).limit(limit))
             if connection.dialect.name == "postgresql":
                 free = free.with_for_update(skip_locked=True)
-            seqs = list(connection.execute(free).scalars())
-            if not seqs:
-                return token, []
-            connection.execute(sa.update(table).where(table.c.seq.in_(seqs)).values(
-                lease_until=now + lease_ms, lease_token=token, attempts=table.c.attempts + 1))
-            rows = connection.execute(sa.select(table.c.seq, table.c.message_id, table.c.event,
-                                                table.c.properties, table.c.recorded_at)
-                                      .where(table.c.seq.in_(seqs)).order_by(table.c.seq)).all()
+            # One statement takes the lease and reads the events (both databases know RETURNING).
+            rows = connection.execute(
+                sa.update(table).where(table.c.seq.in_(free.scalar_subquery())).values(
+                    lease_until=now + lease_ms, lease_token=token, attempts=table.c.attempts + 1)
+                .returning(table.c.seq, table.c.message_id, table.c.event, table.c.properties,
+                           table.c.recorded_at)).all()
+        rows.sort(key=lambda row: row.seq)
         return token, [OutboxEvent(row.seq, row.message_id, row.event, dict(row.properties), row.recorded_at)
                        for row in rows]
 
+    def finish(self, token: str, claimed: list[int], sent: list[tuple[int, dict[str, Any]]],
+               rejected: list[tuple[int, dict[str, Any]]] = ()) -> int:
+        """Mark what was delivered and what was refused, and give back the rest of the lease, in one transaction."""
+        done = {seq for seq, _ in sent} | {seq for seq, _ in rejected}
+        with self.db.write_engine.begin() as connection:
+            marked = self._mark_sent(connection, sent)
+            self._mark_rejected(connection, list(rejected))
+            rest = [seq for seq in claimed if seq not in done]
+            if rest:
+                self._release(connection, token, rest)
+        return marked
+
     def mark_sent(self, sent: list[tuple[int, dict[str, Any]]]) -> int:
-        """Mark events delivered, keeping each message exactly as sent; return how many were still pending."""
+        """Mark events delivered, keeping the newest messages exactly as sent; return how many were still pending."""
+        if not sent:
+            return 0
+        with self.db.write_engine.begin() as connection:
+            return self._mark_sent(connection, sent)
+
+    def _mark_sent(self, connection: sa.Connection, sent: list[tuple[int, dict[str, Any]]]) -> int:
         if not sent:
             return 0
         now = self.clock()
         table = telemetry_outbox
+        ordered = sorted(sent, key=lambda pair: pair[0])
+        # Only the newest KEEP_SENT can still be in the audit window after this batch:
+        # older ones are deleted at once instead of being written and then pruned.
+        kept, gone = ordered[-KEEP_SENT:], [seq for seq, _ in ordered[:-KEEP_SENT]]
         marked = 0
-        with self.db.write_engine.begin() as connection:
-            for seq, message in sent:
-                marked += connection.execute(sa.update(table).where(table.c.seq == seq, table.c.state == PENDING)
-                                             .values(state=SENT, sent_at=now, lease_until=0,
-                                                     sent_message=json.dumps(message))).rowcount
-            bump_counter(connection, "sent", marked)
-            _upsert(connection, plugin_kv, "key", {"key": LAST_SUCCESS_KEY, "value": str(now)},
-                    {"value": str(now)})
-            newest_dropped = connection.execute(
-                sa.select(table.c.seq).where(table.c.state == SENT).order_by(table.c.seq.desc())
-                .offset(KEEP_SENT).limit(1)).scalar_one_or_none()
-            if newest_dropped is not None:
-                connection.execute(sa.delete(table).where(table.c.state == SENT, table.c.seq <= newest_dropped))
+        if gone:
+            marked += connection.execute(sa.delete(table).where(
+                table.c.seq.in_(gone), table.c.state == PENDING)).rowcount
+        # One statement for all of them (an executemany is one round trip per row on PostgreSQL).
+        marked += connection.execute(sa.update(table).where(
+            table.c.seq.in_([seq for seq, _ in kept]), table.c.state == PENDING).values(
+            state=SENT, sent_at=now, lease_until=0,
+            sent_message=sa.case({seq: json.dumps(message) for seq, message in kept}, value=table.c.seq,
+                                 else_=table.c.sent_message))).rowcount
+        bump_counter(connection, "sent", marked)
+        _upsert(connection, plugin_kv, "key", {"key": LAST_SUCCESS_KEY, "value": str(now)}, {"value": str(now)})
+        self._prune(connection, SENT)
         return marked
 
-    def release(self, token: str) -> None:
-        """Give back what is left of a lease, so the next attempt can take it."""
-        table = telemetry_outbox
+    def mark_rejected(self, rejected: list[tuple[int, dict[str, Any]]]) -> int:
+        """Mark events the data plane refused on their own: never sent again, kept for admins to see."""
+        if not rejected:
+            return 0
         with self.db.write_engine.begin() as connection:
-            connection.execute(sa.update(table).where(table.c.lease_token == token, table.c.state == PENDING)
-                               .values(lease_until=0))
+            return self._mark_rejected(connection, rejected)
+
+    def _mark_rejected(self, connection: sa.Connection, rejected: list[tuple[int, dict[str, Any]]]) -> int:
+        if not rejected:
+            return 0
+        now = self.clock()
+        table = telemetry_outbox
+        marked = 0
+        for seq, message in rejected:
+            marked += connection.execute(sa.update(table).where(table.c.seq == seq, table.c.state == PENDING)
+                                         .values(state=REJECTED, sent_at=now, lease_until=0,
+                                                 sent_message=json.dumps(message))).rowcount
+        bump_counter(connection, "rejected", marked)
+        self._prune(connection, REJECTED)
+        return marked
+
+    @staticmethod
+    def _prune(connection: sa.Connection, state: str) -> None:
+        table = telemetry_outbox
+        newest_dropped = connection.execute(
+            sa.select(table.c.seq).where(table.c.state == state).order_by(table.c.seq.desc())
+            .offset(KEEP_SENT).limit(1)).scalar_one_or_none()
+        if newest_dropped is not None:
+            connection.execute(sa.delete(table).where(table.c.state == state, table.c.seq <= newest_dropped))
+
+    def release(self, token: str, seqs: list[int] | None = None) -> None:
+        """Give back what is left of a lease (of these events, when known), so the next attempt can take it."""
+        with self.db.write_engine.begin() as connection:
+            self._release(connection, token, seqs)
+
+    @staticmethod
+    def _release(connection: sa.Connection, token: str, seqs: list[int] | None = None) -> None:
+        table = telemetry_outbox
+        # lease_token has no index: naming the rows by seq spares a scan of the whole outbox.
+        where = [table.c.lease_token == token, table.c.state == PENDING]
+        if seqs is not None:
+            where.append(table.c.seq.in_(seqs))
+        connection.execute(sa.update(table).where(*where).values(lease_until=0))
 
     def record_error(self, message: str) -> None:
         """Remember the last delivery error (shown to admins)."""
@@ -169,10 +229,10 @@ class Outbox:
                 telemetry_outbox.c.state == PENDING)).scalar_one()
 
     def counters(self) -> dict[str, int]:
-        """Events sent, dropped (outbox full) and deleted (telemetry switched off) so far."""
+        """Events sent, rejected (refused by the data plane), dropped (outbox full) and deleted (switched off)."""
         with self.db.read_engine.connect() as connection:
             found = dict(connection.execute(sa.select(telemetry_counters.c.name, telemetry_counters.c.value)).all())
-        return {name: int(found.get(name, 0)) for name in ("sent", "dropped", "deleted")}
+        return {name: int(found.get(name, 0)) for name in ("sent", "rejected", "dropped", "deleted")}
 
     def last_error(self) -> dict[str, Any] | None:
         """The last delivery error and when it happened, or None."""
@@ -188,9 +248,9 @@ class Outbox:
                 plugin_kv.c.key == LAST_SUCCESS_KEY)).scalar_one_or_none()
         return int(value) if value else None
 
-    def recent_sent(self, limit: int) -> list[dict[str, Any]]:
-        """The newest delivered messages, newest first, exactly as sent."""
+    def recent_sent(self, limit: int, state: str = SENT) -> list[dict[str, Any]]:
+        """The newest delivered (or rejected) messages, newest first, exactly as sent."""
         with self.db.read_engine.connect() as connection:
             rows = connection.execute(sa.select(telemetry_outbox.c.sent_message).where(
-                telemetry_outbox.c.state == SENT).order_by(telemetry_outbox.c.seq.desc()).limit(limit)).scalars()
+                telemetry_outbox.c.state == state).order_by(telemetry_outbox.c.seq.desc()).limit(limit)).scalars()
             return [json.loads(row) for row in rows]

@@ -17,7 +17,7 @@ from plugin.settings import LiveSettings, Settings
 from plugin.store import Database
 from plugin.telemetry.catalogue import Refused, allowed_properties
 from plugin.telemetry.dispatcher import Destination, Dispatcher
-from plugin.telemetry.outbox import Outbox, now_ms
+from plugin.telemetry.outbox import REJECTED, Outbox, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +156,13 @@ class OutboxTelemetry:
 
     # ----- what admins see ------------------------------------------------------------
     def report(self, limit: int = 20) -> dict[str, Any]:
-        """Enabled or not and why, counts, the last delivery error, the last events exactly as sent."""
+        """Enabled or not and why, counts, the last delivery error, the last events sent (and refused) exactly."""
         switches = self.switches()
         counters = self.outbox.counters()
         return {
             "enabled": switches.enabled, "reasons": list(switches.reasons),
-            "pending": self.outbox.pending_count(), "sent": counters["sent"], "dropped": counters["dropped"],
-            "deleted": counters["deleted"], "last_error": self.outbox.last_error(),
+            "pending": self.outbox.pending_count(), "sent": counters["sent"], "rejected": counters["rejected"],
+            "dropped": counters["dropped"], "deleted": counters["deleted"], "last_error": self.outbox.last_error(),
             "last_success_at": self.outbox.last_success_at(), "recent": self.outbox.recent_sent(limit),
+            "recent_rejected": self.outbox.recent_sent(limit, REJECTED),
         }

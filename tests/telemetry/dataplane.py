@@ -23,6 +23,7 @@ class Received:
     raw: bytes
     body: dict[str, Any]
     status: int
+    at: float = 0.0
 
 
 class DataPlane:
@@ -31,7 +32,8 @@ class DataPlane:
     def __init__(self) -> None:
         self.port = 0
         self.requests: list[Received] = []
-        self.script: deque[int] = deque()
+        self.script: deque[tuple[int, dict[str, str]]] = deque()
+        self.poison: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
         self._hang = threading.Event()
@@ -57,11 +59,18 @@ class DataPlane:
                 key = ""
                 if auth.startswith("Basic "):
                     key = base64.b64decode(auth[6:]).decode().rsplit(":", 1)[0]
+                body_json = json.loads(data)
+                ids = {message.get("messageId") for message in body_json.get("batch", [])}
                 with plane._lock:
-                    status = plane.script.popleft() if plane.script else 200
-                    plane.requests.append(Received(self.path, key, encoding, data, json.loads(data), status))
+                    status, headers = plane.script.popleft() if plane.script else (200, {})
+                    if status == 200 and ids & plane.poison:
+                        status = 400
+                    plane.requests.append(Received(self.path, key, encoding, data, body_json, status,
+                                                   time.monotonic()))
                 body = b"OK" if status == 200 else json.dumps({"code": "scripted", "message": "no"}).encode()
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -97,10 +106,15 @@ class DataPlane:
         self._hang.clear()
         self._release.set()
 
-    def fail_next(self, *statuses: int) -> None:
-        """Answer the next requests with these statuses (e.g. 429, 500), then 200 again."""
+    def fail_next(self, *statuses: int, headers: dict[str, str] | None = None) -> None:
+        """Answer the next requests with these statuses (e.g. 429, 500) and headers, then 200 again."""
         with self._lock:
-            self.script.extend(statuses)
+            self.script.extend((status, dict(headers or {})) for status in statuses)
+
+    def refuse(self, *message_ids: str) -> None:
+        """Answer 400 to every batch holding one of these messages (a poison event)."""
+        with self._lock:
+            self.poison.update(message_ids)
 
     def delivered(self) -> list[dict[str, Any]]:
         """Every message of every batch answered 200, in arrival order."""

@@ -1,0 +1,129 @@
+"""The switches end to end: an admin's PUT /api/v0/settings and the Mattermost server's diagnostics setting."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from plugin.app import create_app
+from plugin.chat.mattermost import MattermostChatHost
+from tests.conftest import ADMIN, ALICE, TEAM, as_user
+from tests.fakes.mattermost import FakeMattermost
+from tests.telemetry.conftest import FAST
+from tests.telemetry.dataplane import wait_until
+from tests.telemetry.lifecycle import drive_every_mutation
+
+
+def _put(client, **changes: Any) -> None:
+    response = client.put("/api/v0/settings", headers=as_user(ADMIN), json=changes)
+    assert response.status_code == 200, response.json
+
+
+def test_an_admin_switching_telemetry_off_through_the_api_deletes_unsent_events_and_sends_nothing(
+        tclient, tcomponents, dataplane):
+    dataplane.stop()
+    drive_every_mutation(tclient, tcomponents)
+    assert tcomponents.telemetry.outbox.pending_count() == 11
+    _put(tclient, EnableTelemetry=False)
+    # At once: the PUT itself deleted them, before any poll.
+    assert tcomponents.telemetry.outbox.pending_count() == 0
+    dataplane.start()
+    drive_every_mutation(tclient, tcomponents)
+    assert tcomponents.telemetry.outbox.pending_count() == 0
+    report = tclient.get("/api/v0/telemetry", headers=as_user(ADMIN)).json
+    assert (report["enabled"], report["deleted"], report["sent"]) == (False, 11, 0)
+    tcomponents.telemetry.stop(2.0)
+    assert dataplane.requests == []
+
+
+def test_an_admin_switching_telemetry_back_on_through_the_api_sends_only_new_events(tclient, tcomponents,
+                                                                                      dataplane):
+    _put(tclient, EnableTelemetry=False)
+    drive_every_mutation(tclient, tcomponents)
+    _put(tclient, EnableTelemetry=True)
+    assert tclient.post("/api/v0/incidents", headers=as_user(ALICE), json={
+        "name": "x", "team_id": TEAM, "commander_user_id": ALICE}).status_code == 201
+    wait_until(lambda: dataplane.delivered())
+    tcomponents.telemetry.stop(2.0)
+    assert [m["properties"]["Action"] for m in dataplane.delivered()] == ["create"]
+    assert tclient.get("/api/v0/telemetry", headers=as_user(ADMIN)).json["enabled"] is True
+
+
+def test_switching_off_while_a_request_hangs_lets_only_that_request_through_and_deletes_the_rest(telemetry_settings, dataplane):
+    application = create_app(telemetry_settings, migrate_db=False, telemetry_options={**FAST, "batch_size": 2})
+    application.config["TESTING"] = True
+    components = application.extensions["incident"]
+    client = application.test_client()
+    try:
+        dataplane.stop()
+        for _ in range(3):
+            drive_every_mutation(client, components)
+        dataplane.hang()
+        dataplane.start()
+        wait_until(lambda: dataplane.hanging and components.telemetry.outbox.pending_count() == 33
+                   and len(dataplane.requests) == 0 and components.telemetry.dispatcher.running)
+        _put(client, EnableTelemetry=False)
+        dataplane.release()
+        components.telemetry.stop(5.0)
+        # At most the one request already in flight got through; the rest were deleted.
+        assert len(dataplane.requests) <= 1
+        assert components.telemetry.outbox.pending_count() == 0
+    finally:
+        components.telemetry.stop(1.0)
+        components.db.dispose()
+
+
+class _Track:
+    """Records one playbook event directly through the port (no chat-side authentication needed)."""
+
+    def __init__(self, components: Any):
+        self.components = components
+
+    def __call__(self) -> None:
+        from tests.telemetry.test_delivery import _Playbook
+        with self.components.db.unit_of_work() as uow:
+            self.components.telemetry.track_playbook(uow, "create", _Playbook(), ALICE)
+            uow.commit()
+
+
+@pytest.fixture
+def mattermost() -> Iterator[FakeMattermost]:
+    fake = FakeMattermost().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def mm_components(telemetry_settings, mattermost) -> Iterator[Any]:
+    # facts_ttl=0: every switch check asks the fake, so a change there counts at once.
+    host = MattermostChatHost(lambda: mattermost.url, lambda: mattermost.bot_token, facts_ttl=0.0, retries=0)
+    application = create_app(telemetry_settings, host=host, migrate_db=False, telemetry_options=FAST)
+    components = application.extensions["incident"]
+    yield components
+    components.telemetry.stop(2.0)
+    components.db.dispose()
+
+
+def test_mattermost_diagnostics_on_sends_with_its_diagnostic_id_and_version(mm_components, mattermost, dataplane):
+    _Track(mm_components)()
+    [message] = wait_until(lambda: dataplane.delivered())
+    assert message["userId"] == mattermost.state.config["DiagnosticId"]
+    assert message["properties"]["serverVersion"] == "9.11.0"
+
+
+def test_mattermost_diagnostics_switched_off_stops_recording_and_deletes_unsent_events(mm_components, mattermost,
+                                                                                        dataplane):
+    track = _Track(mm_components)
+    dataplane.stop()
+    track()
+    assert mm_components.telemetry.outbox.pending_count() == 1
+    mattermost.state.config["DiagnosticsEnabled"] = "false"
+    track()
+    wait_until(lambda: mm_components.telemetry.outbox.pending_count() == 0)
+    assert mm_components.telemetry.report()["reasons"] == ["the chat server's diagnostics are off"]
+    assert mm_components.telemetry.report()["deleted"] == 1
+    dataplane.start()
+    track()
+    mm_components.telemetry.stop(2.0)
+    assert dataplane.requests == []
