@@ -22,16 +22,14 @@ import json
 import os
 import platform
 import pstats
-import secrets
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,12 +37,12 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 import plugin  # noqa: E402
-from plugin.store import Database, migrate, normalise_url  # noqa: E402
+from plugin.store import Database, migrate  # noqa: E402
 from plugin.store.tables import telemetry_outbox  # noqa: E402
 from plugin.telemetry.dispatcher import Destination, Dispatcher  # noqa: E402
 from plugin.telemetry.outbox import PENDING, Outbox, now_ms  # noqa: E402
+from bench.run import fresh_database  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("INCIDENT_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 RESULTS = ROOT / "bench" / "results"
 TARGET_EVENTS_PER_SECOND = 5_000
 WRITE_KEY = "bench-write-key"
@@ -92,25 +90,6 @@ class CountingDataPlane:
 
 
 # ----- databases ---------------------------------------------------------------------------
-@contextmanager
-def fresh_database(kind: str) -> Iterator[str]:
-    """A new, empty database URL; removed afterwards."""
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="incident-delivery-") as workdir:
-            yield f"sqlite:///{Path(workdir) / 'incidents.db'}"
-        return
-    name = f"incident_delivery_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = sa.create_engine(normalise_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(normalise_url(PG_ADMIN_URL)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 def db_version(db: Database) -> str:
     """The database server's version string."""
     with db.read_engine.connect() as connection:
@@ -154,7 +133,8 @@ def run(kind: str, events: int, batch_size: int, profile: bool) -> dict[str, Any
     """Seed, drain, verify; return the result."""
     plane = CountingDataPlane()
     try:
-        with fresh_database(kind) as url:
+        with tempfile.TemporaryDirectory(prefix="incident-delivery-") as workdir, \
+                fresh_database(kind, Path(workdir)) as url:
             db = Database(url)
             try:
                 migrate(db)
