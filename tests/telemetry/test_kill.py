@@ -150,3 +150,28 @@ def test_sigterm_with_a_hanging_data_plane_exits_in_bounded_time_and_keeps_the_e
         plane.release()
         plane.stop()
     assert took < 15 and len(_pending_ids(database_url)) == 3
+
+
+@pytest.mark.slow
+def test_two_servers_on_one_database_both_serve_and_no_event_is_sent_twice(database_url, tmp_path):
+    plane = DataPlane().start()
+    ports = [_free_port(), _free_port()]
+    servers = [_serve(database_url, tmp_path / f"server{n}", plane.url, port) for n, port in enumerate(ports)]
+    try:
+        loads = [threading.Thread(target=_start_incidents, args=(port, 15)) for port in ports]
+        for load in loads:
+            load.start()
+        for load in loads:
+            load.join(60)
+        # Every acknowledged create is one event; both servers' dispatchers claim from
+        # the same outbox, and the data plane must see each messageId exactly once.
+        wait_until(lambda: len(set(plane.delivered_ids())) == 30, timeout=30)
+        wait_until(lambda: not _pending_ids(database_url), timeout=10)
+        time.sleep(1.5)  # a double send would arrive within a dispatch cycle
+        assert len(plane.delivered_ids()) == 30
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            server.wait(30)
+        plane.stop()
