@@ -10,9 +10,9 @@ import plugin.store.database as database_module
 from plugin.store import Database
 
 
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
 def test_an_idle_postgresql_connection_cut_by_the_server_is_replaced_before_use(db: Database, monkeypatch):
-    if db.dialect != "postgresql":
-        pytest.skip("PostgreSQL connections only")
+    assert db.dialect == "postgresql"
     with db.read_engine.connect() as connection:
         old_pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
     killer = sa.create_engine(db.url)
@@ -26,9 +26,9 @@ def test_an_idle_postgresql_connection_cut_by_the_server_is_replaced_before_use(
     assert new_pid != old_pid
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_concurrent_sqlite_writers_from_many_threads_all_commit(db: Database):
-    if db.dialect != "sqlite":
-        pytest.skip("the writer queue is SQLite's")
+    assert db.dialect == "sqlite"
     db.write_engine.dispose()
     table = sa.table("plugin_kv", sa.column("key"), sa.column("value"))
     errors: list[BaseException] = []
