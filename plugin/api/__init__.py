@@ -15,7 +15,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from plugin.api.schemas import ErrorSchema
-from plugin.errors import DomainError, Unauthorized
+from plugin.errors import BadInput, DomainError, Unauthorized
 from plugin.model import ID_PATTERN, is_id
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,15 @@ def _flatten(messages: Any, prefix: str = "") -> list[str]:
     if isinstance(messages, list):
         return [line for m in messages for line in _flatten(m, prefix)]
     return [f"{prefix.rstrip('.')}: {messages}" if prefix else str(messages)]
+
+
+def path_id(value: str, kind: str) -> str:
+    """An id taken from the URL path, or a 400 naming what it should have been."""
+    if not is_id(value):
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise BadInput(f"'{value[:40]}' is not {article} {kind} id: ids are 26 characters a-z0-9.",
+                       {f"{kind}_id": "malformed"})
+    return value
 
 
 def page_of(items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import g, url_for
 
-from plugin.api import Blueprint, authenticate, page_of
+from plugin.api import Blueprint, authenticate, page_of, path_id
 from plugin.api.schemas import (
     AssigneeSchema,
     CommanderSchema,
@@ -19,18 +19,10 @@ from plugin.api.schemas import (
     ReorderSchema,
     StageSchema,
 )
-from plugin.errors import BadInput
-from plugin.model import IncidentFilter, ItemState, is_id
+from plugin.model import IncidentFilter, ItemState
 from plugin.service import NewChecklist, NewIncident, NewItem
 
 ITEM = "/<incident_id>/checklists/<int:checklist>/items/<int:item>"
-
-
-def _incident_id(value: str) -> str:
-    if not is_id(value):
-        raise BadInput(f"'{value[:40]}' is not an incident id: ids are 26 characters a-z0-9.",
-                       {"incident_id": "malformed"})
-    return value
 
 
 def create_blueprint(components: Any) -> Blueprint:
@@ -66,68 +58,66 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.response(200, IncidentSchema)
     def get(incident_id: str) -> Any:
         """One incident."""
-        return service.get_incident(g.user_id, _incident_id(incident_id))
+        return service.get_incident(g.user_id, path_id(incident_id, "incident"))
 
     @blp.route("/channel/<channel_id>", methods=["GET"])
     @blp.response(200, IncidentSchema)
     def get_by_channel(channel_id: str) -> Any:
         """The incident whose channel this is (404 when the caller may not see it)."""
-        if not is_id(channel_id):
-            raise BadInput(f"'{channel_id[:40]}' is not a channel id: ids are 26 characters a-z0-9.")
-        return service.get_incident_by_channel(g.user_id, channel_id)
+        return service.get_incident_by_channel(g.user_id, path_id(channel_id, "channel"))
 
     @blp.route("/<incident_id>/end", methods=["PUT"])
     @blp.response(200, IncidentSchema)
     def end(incident_id: str) -> Any:
         """End an active incident."""
-        return service.end_incident(g.user_id, _incident_id(incident_id))
+        return service.end_incident(g.user_id, path_id(incident_id, "incident"))
 
     @blp.route("/<incident_id>/restart", methods=["PUT"])
     @blp.response(200, IncidentSchema)
     def restart(incident_id: str) -> Any:
         """Restart an ended incident."""
-        return service.restart_incident(g.user_id, _incident_id(incident_id))
+        return service.restart_incident(g.user_id, path_id(incident_id, "incident"))
 
     @blp.route("/<incident_id>/commander", methods=["POST"])
     @blp.arguments(CommanderSchema)
     @blp.response(200, IncidentSchema)
     def commander(body: dict[str, Any], incident_id: str) -> Any:
         """Change the commander (who must be a member of the incident channel)."""
-        return service.change_commander(g.user_id, _incident_id(incident_id), body["commander_id"])
+        return service.change_commander(g.user_id, path_id(incident_id, "incident"), body["commander_id"])
 
     @blp.route("/<incident_id>", methods=["PATCH"])
     @blp.arguments(StageSchema)
     @blp.response(200, IncidentSchema)
     def patch(body: dict[str, Any], incident_id: str) -> Any:
         """Change the active stage."""
-        return service.set_active_stage(g.user_id, _incident_id(incident_id), body["active_stage"])
+        return service.set_active_stage(g.user_id, path_id(incident_id, "incident"), body["active_stage"])
 
     @blp.route("/<incident_id>/checklists/<int:checklist>/items", methods=["POST"])
     @blp.arguments(NewItemSchema)
     @blp.response(200, IncidentSchema)
     def add_item(body: dict[str, Any], incident_id: str, checklist: int) -> Any:
         """Add a task at the end of a stage."""
-        return service.add_item(g.user_id, _incident_id(incident_id), checklist, NewItem(**body))
+        return service.add_item(g.user_id, path_id(incident_id, "incident"), checklist, NewItem(**body))
 
     @blp.route(ITEM, methods=["PUT"])
     @blp.arguments(EditItemSchema)
     @blp.response(200, IncidentSchema)
     def edit_item(body: dict[str, Any], incident_id: str, checklist: int, item: int) -> Any:
         """Rename a task or change its description or command."""
-        return service.edit_item(g.user_id, _incident_id(incident_id), checklist, item, **body)
+        return service.edit_item(g.user_id, path_id(incident_id, "incident"), checklist, item, **body)
 
     @blp.route(ITEM, methods=["DELETE"])
     @blp.response(200, IncidentSchema)
     def remove_item(incident_id: str, checklist: int, item: int) -> Any:
         """Remove a task."""
-        return service.remove_item(g.user_id, _incident_id(incident_id), checklist, item)
+        return service.remove_item(g.user_id, path_id(incident_id, "incident"), checklist, item)
 
     @blp.route("/<incident_id>/checklists/<int:checklist>/reorder", methods=["PUT"])
     @blp.arguments(ReorderSchema)
     @blp.response(200, IncidentSchema)
     def reorder(body: dict[str, Any], incident_id: str, checklist: int) -> Any:
         """Move a task to another position in its stage."""
-        return service.move_item(g.user_id, _incident_id(incident_id), checklist, body["item_num"],
+        return service.move_item(g.user_id, path_id(incident_id, "incident"), checklist, body["item_num"],
                                  body["new_location"])
 
     @blp.route(ITEM + "/state", methods=["PUT"])
@@ -135,7 +125,7 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.response(200, IncidentSchema)
     def item_state(body: dict[str, Any], incident_id: str, checklist: int, item: int) -> Any:
         """Set a task's state: open, in_progress or closed."""
-        return service.set_item_state(g.user_id, _incident_id(incident_id), checklist, item,
+        return service.set_item_state(g.user_id, path_id(incident_id, "incident"), checklist, item,
                                       ItemState(body["new_state"]))
 
     @blp.route(ITEM + "/assignee", methods=["PUT"])
@@ -143,7 +133,7 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.response(200, IncidentSchema)
     def item_assignee(body: dict[str, Any], incident_id: str, checklist: int, item: int) -> Any:
         """Assign a task (an empty assignee_id unassigns it)."""
-        return service.set_item_assignee(g.user_id, _incident_id(incident_id), checklist, item,
+        return service.set_item_assignee(g.user_id, path_id(incident_id, "incident"), checklist, item,
                                          body["assignee_id"])
 
     return blp

@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import g, url_for
 
-from plugin.api import Blueprint, authenticate, page_of
+from plugin.api import Blueprint, authenticate, page_of, path_id
 from plugin.api.schemas import (
     CreatePlaybookSchema,
     PlaybookListQuerySchema,
@@ -13,17 +13,9 @@ from plugin.api.schemas import (
     PlaybookSchema,
     UpdatePlaybookSchema,
 )
-from plugin.errors import BadInput
-from plugin.model import PlaybookFilter, is_id
+from plugin.model import PlaybookFilter
 from plugin.playbooks import NewPlaybook, PlaybookChanges
 from plugin.service import NewChecklist, NewItem
-
-
-def _playbook_id(value: str) -> str:
-    if not is_id(value):
-        raise BadInput(f"'{value[:40]}' is not a playbook id: ids are 26 characters a-z0-9.",
-                       {"playbook_id": "malformed"})
-    return value
 
 
 def _stages(stages: list[dict[str, Any]]) -> list[NewChecklist]:
@@ -69,20 +61,20 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.response(200, PlaybookSchema)
     def get(playbook_id: str) -> Any:
         """One playbook (members and system admins only)."""
-        return service.get(g.user_id, _playbook_id(playbook_id))
+        return service.get(g.user_id, path_id(playbook_id, "playbook"))
 
     @blp.route("/<playbook_id>", methods=["PUT"])
     @blp.arguments(UpdatePlaybookSchema)
     @blp.response(200, PlaybookSchema)
     def update(body: dict[str, Any], playbook_id: str) -> Any:
         """Change a playbook: title, and any of description, public default, stages, members."""
-        return service.update(g.user_id, _playbook_id(playbook_id), _changes(body))
+        return service.update(g.user_id, path_id(playbook_id, "playbook"), _changes(body))
 
     @blp.route("/<playbook_id>", methods=["DELETE"])
     @blp.response(204)
     def delete(playbook_id: str) -> Any:
         """Delete a playbook; incidents started from it keep their stages and tasks."""
-        service.delete(g.user_id, _playbook_id(playbook_id))
+        service.delete(g.user_id, path_id(playbook_id, "playbook"))
         return None
 
     return blp
