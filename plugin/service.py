@@ -7,8 +7,13 @@ Decisions:
 - A mutation locks the incident row (PostgreSQL ``FOR UPDATE``; SQLite's write
   lock) and also checks the row's version, retrying a few times if another writer
   got in first: concurrent edits never lose an update.
-- Chat posts are best effort: if the host fails after the commit, the incident's
-  change stands and the failure is logged (the post is not retried).
+- A host that keeps its data in our database (the local host) writes the channel
+  and the post in the mutation's own transaction: an incident, its channel, its
+  event and its post commit together, as one write transaction.
+- With a remote host (Mattermost) the channel is created before the transaction
+  and posts go out after the commit. They are best effort: if the host fails
+  after the commit, the incident's change stands and the failure is logged (the
+  post is not retried).
 - A change that changes nothing (same commander, same stage, same state) commits
   nothing, posts nothing and records no event.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -184,18 +190,29 @@ class IncidentService:
             post_id=new.post_id, public=public, active_stage=0 if checklists else -1,
             checklists=checklists, playbook_id=new.playbook_id,
         )
-        incident.channel_id = self.host.create_channel(
-            new.team_id, slugify(new.name), new.name, public=public, purpose=new.description[:250],
-            member_ids=list(dict.fromkeys((user_id, new.commander_user_id))))
-        with self.uow_factory() as uow:
-            uow.incidents.add(incident)
-            self.telemetry.track_incident(uow, "create", incident, user_id, Public=incident.public)
-            uow.commit()
+        members = list(dict.fromkeys((user_id, new.commander_user_id)))
         starter = self.host.mention(user_id)
-        commander = starter if incident.commander_user_id == user_id else self.host.mention(
-            incident.commander_user_id)
-        self._post(incident, f"This incident was started by {starter}; the commander is {commander}.")
+        commander = starter if new.commander_user_id == user_id else self.host.mention(new.commander_user_id)
+        announcement = f"This incident was started by {starter}; the commander is {commander}."
+        create_channel = partial(self.host.create_channel, new.team_id, slugify(new.name), new.name,
+                                 public=public, purpose=new.description[:250], member_ids=members)
+        if self.host.shares_database:
+            with self.uow_factory() as uow:
+                incident.channel_id = create_channel(uow=uow)
+                self._add(uow, incident, user_id)
+                self.host.post(incident.channel_id, announcement, uow=uow)
+                uow.commit()
+            return incident
+        incident.channel_id = create_channel()
+        with self.uow_factory() as uow:
+            self._add(uow, incident, user_id)
+            uow.commit()
+        self._post(incident, announcement)
         return incident
+
+    def _add(self, uow: UnitOfWork, incident: Incident, user_id: str) -> None:
+        uow.incidents.add(incident)
+        self.telemetry.track_incident(uow, "create", incident, user_id, Public=incident.public)
 
     def _playbook_for(self, user_id: str, new: NewIncident) -> Playbook:
         """The playbook an incident starts from, if the user may use it for this team."""
@@ -217,16 +234,15 @@ class IncidentService:
     # ----- incident changes ----------------------------------------------------------
     def end_incident(self, user_id: str, incident_id: str) -> Incident:
         """End an active incident."""
-        incident, _ = self._mutate(user_id, incident_id, lambda i: i.end(self.clock()) or True,
-                                   "incident", "end")
-        self._post(incident, f"This incident was ended by {self.host.mention(user_id)}.")
-        return incident
+        actor = self.host.mention(user_id)
+        return self._mutate(user_id, incident_id, lambda i: i.end(self.clock()) or True, "incident", "end",
+                            announce=lambda _: f"This incident was ended by {actor}.")[0]
 
     def restart_incident(self, user_id: str, incident_id: str) -> Incident:
         """Make an ended incident active again."""
-        incident, _ = self._mutate(user_id, incident_id, lambda i: i.restart() or True, "incident", "restart")
-        self._post(incident, f"This incident was restarted by {self.host.mention(user_id)}.")
-        return incident
+        actor = self.host.mention(user_id)
+        return self._mutate(user_id, incident_id, lambda i: i.restart() or True, "incident", "restart",
+                            announce=lambda _: f"This incident was restarted by {actor}.")[0]
 
     def change_commander(self, user_id: str, incident_id: str, commander_id: str) -> Incident:
         """Hand the incident to another channel member."""
@@ -235,13 +251,16 @@ class IncidentService:
                 incident.channel_id, commander_id):
             raise BadInput("The new commander must be a member of the incident channel; add them first.",
                            {"commander_id": commander_id})
-        previous = incident.commander_user_id
-        incident, changed = self._mutate(user_id, incident_id, lambda i: i.change_commander(commander_id),
-                                         "incident", "change_commander", checked=True)
-        if changed:
-            self._post(incident, f"{self.host.mention(user_id)} changed the incident commander from "
-                                 f"{self.host.mention(previous)} to {self.host.mention(commander_id)}.")
-        return incident
+        previous: dict[str, str] = {}
+
+        def apply(incident: Incident) -> bool:
+            previous["id"] = incident.commander_user_id
+            return incident.change_commander(commander_id)
+
+        # Names are looked up only for a real change, from the commander the change replaced.
+        return self._mutate(user_id, incident_id, apply, "incident", "change_commander", checked=True,
+                            announce=lambda _: f"{self.host.mention(user_id)} changed the incident commander "
+                            f"from {self.host.mention(previous['id'])} to {self.host.mention(commander_id)}.")[0]
 
     def set_active_stage(self, user_id: str, incident_id: str, stage: int) -> Incident:
         """Move the incident to another stage."""
@@ -251,11 +270,10 @@ class IncidentService:
             before["title"] = incident.active_stage_title
             return incident.set_active_stage(stage)
 
-        incident, changed = self._mutate(user_id, incident_id, apply, "incident", "change_stage")
-        if changed:
-            self._post(incident, f"{self.host.mention(user_id)} changed the active stage from "
-                                 f"**{before['title']}** to **{incident.active_stage_title}**.")
-        return incident
+        actor = self.host.mention(user_id)
+        return self._mutate(user_id, incident_id, apply, "incident", "change_stage",
+                            announce=lambda incident: f"{actor} changed the active stage from "
+                            f"**{before['title']}** to **{incident.active_stage_title}**.")[0]
 
     # ----- task changes --------------------------------------------------------------
     def add_item(self, user_id: str, incident_id: str, checklist: int, item: NewItem) -> Incident:
@@ -316,10 +334,15 @@ class IncidentService:
         return incident
 
     def _mutate(self, user_id: str, incident_id: str, apply: Callable[[Incident], bool], event: str,
-                action: str, *, extra: dict[str, Any] | None = None, checked: bool = False) -> tuple[Incident, bool]:
-        """Apply a change under the row lock; record its event; commit. Returns (incident, changed)."""
+                action: str, *, extra: dict[str, Any] | None = None, checked: bool = False,
+                announce: Callable[[Incident], str] | None = None) -> tuple[Incident, bool]:
+        """Apply a change under the row lock; record its event; post what announce says; commit.
+
+        Returns (incident, changed). Nothing is posted when nothing changed.
+        """
         if not checked:
             self._read_for_edit(user_id, incident_id)
+        in_transaction = announce is not None and self.host.shares_database
         for attempt in range(RETRIES):
             try:
                 with self.uow_factory() as uow:
@@ -331,15 +354,20 @@ class IncidentService:
                     uow.incidents.save(incident)
                     track = self.telemetry.track_incident if event == "incident" else self.telemetry.track_task
                     track(uow, action, incident, user_id, **(extra or {}))
+                    if in_transaction:
+                        self.host.post(incident.channel_id, announce(incident), uow=uow)
                     uow.commit()
-                    return incident, True
+                break
             except ConcurrentUpdate:
                 if attempt == RETRIES - 1:
                     raise
                 log.info("incident %s changed concurrently; retrying %s", incident_id, action)
-        raise AssertionError("unreachable")
+        if announce is not None and not in_transaction:
+            self._post(incident, announce(incident))
+        return incident, True
 
     def _post(self, incident: Incident, message: str) -> None:
+        """Post after the commit (remote hosts): best effort."""
         try:
             self.host.post(incident.channel_id, message)
         except Exception:  # noqa: BLE001 - a failed post must not undo a committed change

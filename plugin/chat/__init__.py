@@ -3,12 +3,19 @@
 Two adapters implement it: the embedded :class:`~plugin.chat.local.LocalChatHost`
 (channels, members and posts kept in our own database) and the Mattermost REST
 adapter. The service owns this interface; adapters only fit it.
+
+Hosts that keep their data in our own database (``shares_database``) take part in
+the service's unit of work: ``create_channel`` and ``post`` given ``uow`` write in
+its transaction, so an incident, its channel and its post commit or roll back
+together, for the price of one write transaction. Hosts elsewhere are called
+outside any transaction (no row lock is held while a remote server answers), and
+are never given a unit of work.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,10 @@ class ChatHost(Protocol):
     refuses, with a message fit for the person who asked.
     """
 
+    #: True when channels, members and posts live in our database (the local host):
+    #: then ``create_channel`` and ``post`` accept the caller's unit of work.
+    shares_database: bool
+
     def is_system_admin(self, user_id: str) -> bool:
         """May this user see and change every incident?"""
 
@@ -42,18 +53,19 @@ class ChatHost(Protocol):
         """Ids of the channels the user belongs to, in one team or in all."""
 
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
-                       purpose: str = "", member_ids: Sequence[str] = ()) -> str:
+                       purpose: str = "", member_ids: Sequence[str] = (), uow: Any = None) -> str:
         """Create a channel named from slug (a unique suffix is added if it is taken) with these members; return its id.
 
         Hosts that can do so create the channel and its memberships in one step (the
-        local host: one transaction); others add the members one by one afterwards.
+        local host: one transaction, the caller's ``uow`` when given); others add the
+        members one by one afterwards.
         """
 
     def add_channel_member(self, channel_id: str, user_id: str) -> None:
         """Add a user to a channel (no error when already a member)."""
 
-    def post(self, channel_id: str, message: str) -> str:
-        """Post a message as the bot; return the post id."""
+    def post(self, channel_id: str, message: str, *, uow: Any = None) -> str:
+        """Post a message as the bot; return the post id (in the caller's ``uow`` when given)."""
 
     def mention(self, user_id: str) -> str:
         """How to name the user in a post: @username when known."""

@@ -9,8 +9,11 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from plugin.chat import ServerFacts
 from plugin.model import new_id
@@ -25,6 +28,16 @@ _IS_MEMBER = sa.select(chat_channel_members.c.user_id).where(
     chat_channel_members.c.channel_id == sa.bindparam("channel_id"),
     chat_channel_members.c.user_id == sa.bindparam("user_id"))
 _USERNAME = sa.select(chat_users.c.username).where(chat_users.c.id == sa.bindparam("user_id"))
+_INSERT_MEMBER = sa.insert(chat_channel_members)
+_INSERT_POST = sa.insert(chat_posts)
+_INSERT_CHANNEL = {
+    # A taken (team, name) inserts nothing instead of raising: see create_channel.
+    "sqlite": sqlite_insert(chat_channels).on_conflict_do_nothing().returning(chat_channels.c.id),
+    "postgresql": postgresql_insert(chat_channels).on_conflict_do_nothing().returning(chat_channels.c.id),
+}
+# Remembered "is a member" answers: the local host never removes a member, so a
+# yes stays true. Bounded: past this many the set is emptied and refilled.
+MEMBERSHIP_CACHE_SIZE = 100_000
 
 
 def _now_ms() -> int:
@@ -34,6 +47,8 @@ def _now_ms() -> int:
 class LocalChatHost:
     """A chat host kept in the same database as the incidents."""
 
+    shares_database = True
+
     def __init__(self, db: Database, admin_user_ids: Callable[[], frozenset[str]],
                  clock: Callable[[], int] = _now_ms,
                  diagnostics_enabled: Callable[[], bool] = lambda: True):
@@ -42,6 +57,7 @@ class LocalChatHost:
         self.clock = clock
         self._diagnostics_enabled = diagnostics_enabled
         self._diagnostic_id = ""
+        self._members: set[tuple[str, str]] = set()
 
     def is_system_admin(self, user_id: str) -> bool:
         """True for the user ids of the AdminUserIds setting."""
@@ -52,10 +68,18 @@ class LocalChatHost:
         return True
 
     def is_channel_member(self, channel_id: str, user_id: str) -> bool:
-        """True when the membership row exists."""
+        """True when the membership row exists (a committed yes is remembered: members are never removed)."""
+        key = (channel_id, user_id)
+        if key in self._members:
+            return True
         with self.db.read_engine.connect() as connection:
             row = connection.execute(_IS_MEMBER, {"channel_id": channel_id, "user_id": user_id}).first()
-        return row is not None
+        if row is None:
+            return False
+        if len(self._members) >= MEMBERSHIP_CACHE_SIZE:
+            self._members.clear()
+        self._members.add(key)
+        return True
 
     def user_channel_ids(self, user_id: str, team_id: str | None = None) -> frozenset[str]:
         """The channels the user is a member of (in one team, or all)."""
@@ -67,25 +91,31 @@ class LocalChatHost:
             return frozenset(connection.execute(query).scalars())
 
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
-                       purpose: str = "", member_ids: Sequence[str] = ()) -> str:
-        """Insert the channel and its memberships in one transaction; on a taken name retry with a suffix."""
+                       purpose: str = "", member_ids: Sequence[str] = (), uow: Any = None) -> str:
+        """Insert the channel and its memberships in one transaction (the caller's, when given).
+
+        A taken name is retried with a short suffix. ``ON CONFLICT DO NOTHING`` finds
+        it without an error, which on PostgreSQL would abort the caller's transaction.
+        """
+        if uow is not None:
+            return self._create_channel(uow.connection, team_id, slug, display_name, public, member_ids)
+        with self.db.write_engine.begin() as connection:
+            return self._create_channel(connection, team_id, slug, display_name, public, member_ids)
+
+    def _create_channel(self, connection: sa.Connection, team_id: str, slug: str, display_name: str,
+                        public: bool, member_ids: Sequence[str]) -> str:
         channel_id = new_id()
-        name = slug
-        members = [{"channel_id": channel_id, "user_id": user_id} for user_id in dict.fromkeys(member_ids)]
+        values = {"id": channel_id, "team_id": team_id, "name": slug, "display_name": display_name[:64],
+                  "type": "O" if public else "P", "create_at": self.clock()}
+        insert = _INSERT_CHANNEL[connection.dialect.name]
         for _ in range(8):
-            try:
-                # One write transaction, not one per row: on SQLite every transaction
-                # queues on the single write lock.
-                with self.db.write_engine.begin() as connection:
-                    connection.execute(sa.insert(chat_channels).values(
-                        id=channel_id, team_id=team_id, name=name, display_name=display_name[:64],
-                        type="O" if public else "P", create_at=self.clock()))
-                    if members:
-                        connection.execute(sa.insert(chat_channel_members), members)
+            if connection.execute(insert, values).first() is not None:
+                members = [{"channel_id": channel_id, "user_id": user_id} for user_id in dict.fromkeys(member_ids)]
+                if members:
+                    connection.execute(_INSERT_MEMBER, members)
                 return channel_id
-            except sa.exc.IntegrityError:
-                # Incident names repeat; channel names must not: add a short suffix.
-                name = f"{slug[:57]}-{secrets.token_hex(3)}"
+            # Incident names repeat; channel names must not: add a short suffix.
+            values["name"] = f"{slug[:57]}-{secrets.token_hex(3)}"
         raise RuntimeError("could not find a free channel name")
 
     def add_channel_member(self, channel_id: str, user_id: str) -> None:
@@ -97,12 +127,16 @@ class LocalChatHost:
             if not exists:
                 connection.execute(sa.insert(chat_channel_members).values(channel_id=channel_id, user_id=user_id))
 
-    def post(self, channel_id: str, message: str) -> str:
-        """Store the message as a bot post; return its id."""
+    def post(self, channel_id: str, message: str, *, uow: Any = None) -> str:
+        """Store the message as a bot post (in the caller's transaction, when given); return its id."""
         post_id = new_id()
-        with self.db.write_engine.begin() as connection:
-            connection.execute(sa.insert(chat_posts).values(
-                id=post_id, channel_id=channel_id, user_id="", message=message, create_at=self.clock()))
+        values = {"id": post_id, "channel_id": channel_id, "user_id": "", "message": message,
+                  "create_at": self.clock()}
+        if uow is not None:
+            uow.connection.execute(_INSERT_POST, values)
+        else:
+            with self.db.write_engine.begin() as connection:
+                connection.execute(_INSERT_POST, values)
         return post_id
 
     def mention(self, user_id: str) -> str:

@@ -84,6 +84,8 @@ class _TTLCache:
 class MattermostChatHost:
     """The chat host port implemented against a Mattermost server's REST API v4."""
 
+    shares_database = False  # a remote server: never part of our transactions
+
     def __init__(self, site_url: Callable[[], str], bot_token: Callable[[], str], *,
                  timeout: float = 5.0, retries: int = 3, facts_ttl: float = 300.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,

@@ -109,11 +109,14 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: sa.Connection) -> None:
-        # Writers take the write lock at BEGIN: a deferred transaction that reads and
-        # then writes could fail with SQLITE_BUSY instead of waiting its turn.
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if immediate:
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: sa.Connection) -> None:
+            # Writers take the write lock at BEGIN: a deferred transaction that reads and
+            # then writes could fail with SQLITE_BUSY instead of waiting its turn.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Readers emit no BEGIN: with pysqlite's own transaction handling off, each
+    # statement runs in its own implicit transaction, as reads do on PostgreSQL.
 
     return engine
 
@@ -150,9 +153,12 @@ class Database:
     """The engines of one database: one for reads and one for writes.
 
     On PostgreSQL both share one pool (writes lock the incident row with
-    ``SELECT ... FOR UPDATE``; reads run in autocommit, without BEGIN/ROLLBACK). On SQLite, writers use ``BEGIN IMMEDIATE`` so they
-    queue on the database's single write lock, while readers use a plain deferred
-    ``BEGIN`` and, thanks to WAL, never wait for writers.
+    ``SELECT ... FOR UPDATE``). On SQLite, writers use ``BEGIN IMMEDIATE`` so they
+    queue on the database's single write lock, while readers, thanks to WAL, never
+    wait for writers. On both, reads run in autocommit (no BEGIN, no ROLLBACK):
+    each statement sees the latest commit, so a read of several statements (a
+    page and its total) may straddle a concurrent commit, which costs nothing but
+    a total that is off by one for a moment.
     """
 
     def __init__(self, url: str):

@@ -62,6 +62,8 @@ class FakeUnitOfWork:
 class FakeChatHost:
     """The chat host port in memory."""
 
+    shares_database = False
+
     def __init__(self) -> None:
         self.users = {ALICE: "alice", BOB: "bob"}
         self.channels: dict[str, tuple[str, str]] = {SQUARE: (TEAM, "town-square")}

@@ -1,0 +1,119 @@
+"""The local host inside the service's transaction, and what it remembers.
+
+With the local host, an incident, its channel and members, its event and its bot
+post are one write transaction: they commit together or not at all.
+"""
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from plugin.service import NewChecklist, NewIncident
+from plugin.store.tables import chat_channel_members, chat_channels, chat_posts, incidents, telemetry_outbox
+from tests.conftest import ALICE, BOB, TEAM
+
+TABLES = (incidents, chat_channels, chat_channel_members, chat_posts, telemetry_outbox)
+
+
+def _counts(db) -> dict[str, int]:
+    with db.read_engine.connect() as connection:
+        return {table.name: connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                for table in TABLES}
+
+
+def _new(name: str = "db is down") -> NewIncident:
+    return NewIncident(name=name, team_id=TEAM, commander_user_id=BOB,
+                       checklists=[NewChecklist("Triage"), NewChecklist("Fix")])
+
+
+@pytest.fixture
+def write_transactions(components):
+    """How many write transactions start on the database (BEGIN on the write engine)."""
+    started: list[int] = []
+
+    def count(connection: sa.Connection) -> None:
+        # On PostgreSQL reads share the engine but run in autocommit: not transactions.
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            started.append(1)
+
+    sa.event.listen(components.db.write_engine, "begin", count)
+    yield started
+    sa.event.remove(components.db.write_engine, "begin", count)
+
+
+def test_creating_an_incident_writes_everything_in_one_transaction(components, write_transactions):
+    assert components.host.shares_database
+    before = _counts(components.db)
+    incident = components.service.create_incident(ALICE, _new())
+    assert len(write_transactions) == 1
+    after = _counts(components.db)
+    assert {name: after[name] - before[name] for name in after} == {
+        "incidents": 1, "chat_channels": 1, "chat_channel_members": 2, "chat_posts": 1,
+        "telemetry_outbox": 0 if not components.telemetry.switches().enabled else 1}
+    assert components.host.posts(incident.channel_id) == [
+        f"This incident was started by @{ALICE}; the commander is @{BOB}."]
+
+
+def test_a_failure_after_the_channel_leaves_no_channel_member_or_post(components, monkeypatch):
+    before = _counts(components.db)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the event could not be recorded")
+
+    monkeypatch.setattr(components.service.telemetry, "track_incident", broken)
+    with pytest.raises(RuntimeError):
+        components.service.create_incident(ALICE, _new())
+    assert _counts(components.db) == before
+
+
+def test_a_stage_change_and_its_post_roll_back_together(components, monkeypatch, write_transactions):
+    incident = components.service.create_incident(ALICE, _new())
+    write_transactions.clear()
+    moved = components.service.set_active_stage(ALICE, incident.id, 1)
+    assert moved.active_stage == 1 and len(write_transactions) == 1
+    assert components.host.posts(incident.channel_id)[-1] == (
+        f"@{ALICE} changed the active stage from **Triage** to **Fix**.")
+    posts = components.host.posts(incident.channel_id)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the event could not be recorded")
+
+    monkeypatch.setattr(components.service.telemetry, "track_incident", broken)
+    with pytest.raises(RuntimeError):
+        components.service.set_active_stage(ALICE, incident.id, 0)
+    assert components.host.posts(incident.channel_id) == posts
+    assert components.service.get_incident(ALICE, incident.id).active_stage == 1
+
+
+def test_a_taken_channel_name_gets_a_suffix_inside_the_transaction(components):
+    # On PostgreSQL a unique violation would abort the whole transaction; the
+    # second incident of the same name must still be created, in its own channel.
+    first = components.service.create_incident(ALICE, _new("same name"))
+    second = components.service.create_incident(ALICE, _new("same name"))
+    names = [components.host.channel(i.channel_id)["name"] for i in (first, second)]
+    assert names[0] == "same-name"
+    assert names[1].startswith("same-name-") and len(names[1]) == len("same-name-") + 6
+    assert components.host.posts(second.channel_id)
+
+
+def test_membership_is_remembered_only_once_it_is_true(components):
+    host = components.host
+    channel = host.create_channel(TEAM, "room", "Room", public=False, member_ids=[ALICE])
+    assert host.is_channel_member(channel, ALICE)
+    # A "no" is asked again each time: the user may have been added since.
+    assert not host.is_channel_member(channel, BOB)
+    host.add_channel_member(channel, BOB)
+    assert host.is_channel_member(channel, BOB)
+
+
+def test_membership_added_by_another_process_is_seen(components, db):
+    # Another server process (here: a second host on the same database) adds the
+    # member; this process had been told "no" before and must not keep that answer.
+    from plugin.chat.local import LocalChatHost
+
+    other = LocalChatHost(db, lambda: frozenset())
+    host = components.host
+    channel = host.create_channel(TEAM, "room", "Room", public=False, member_ids=[ALICE])
+    assert not host.is_channel_member(channel, BOB)
+    other.add_channel_member(channel, BOB)
+    assert host.is_channel_member(channel, BOB)
