@@ -22,6 +22,10 @@ SORT_COLUMNS = {
 _GET = sa.select(incidents).where(incidents.c.id == sa.bindparam("incident_id"))
 _GET_FOR_UPDATE = _GET.with_for_update()
 _GET_BY_CHANNEL = sa.select(incidents).where(incidents.c.channel_id == sa.bindparam("channel_id"))
+_INSERT = sa.insert(incidents)
+# The row's new values, where it still has the version the change was made from.
+_SAVE = (sa.update(incidents)
+         .where(incidents.c.id == sa.bindparam("old_id"), incidents.c.version == sa.bindparam("old_version")))
 
 
 def _row_values(incident: Incident) -> dict[str, Any]:
@@ -69,17 +73,13 @@ class SqlIncidentRepository:
 
     def add(self, incident: Incident) -> None:
         """Insert a new incident."""
-        self.connection.execute(sa.insert(incidents).values(**_row_values(incident)))
+        self.connection.execute(_INSERT, _row_values(incident))
 
     def save(self, incident: Incident) -> None:
         """Write a changed incident; raise ConcurrentUpdate if its version moved on."""
         values = _row_values(incident)
-        values["version"] = incident.version + 1
-        result = self.connection.execute(
-            sa.update(incidents)
-            .where(incidents.c.id == incident.id, incidents.c.version == incident.version)
-            .values(**values)
-        )
+        values.update(version=incident.version + 1, old_id=incident.id, old_version=incident.version)
+        result = self.connection.execute(_SAVE, values)
         if result.rowcount != 1:
             raise ConcurrentUpdate("The incident was changed by someone else at the same time; try again.")
         incident.version += 1
