@@ -38,6 +38,10 @@ _INSERT_CHANNEL = {
 # Remembered "is a member" answers: the local host never removes a member, so a
 # yes stays true. Bounded: past this many the set is emptied and refilled.
 MEMBERSHIP_CACHE_SIZE = 100_000
+# Usernames are remembered this long: a rename recorded by another process shows in
+# this one's posts and replies within these seconds (at once in the process itself).
+USERNAME_TTL_SECONDS = 10.0
+USERNAME_CACHE_SIZE = 100_000
 
 
 def _now_ms() -> int:
@@ -58,6 +62,7 @@ class LocalChatHost:
         self._diagnostics_enabled = diagnostics_enabled
         self._diagnostic_id = ""
         self._members: set[tuple[str, str]] = set()
+        self._usernames: dict[str, tuple[str, float]] = {}
 
     def is_system_admin(self, user_id: str) -> bool:
         """True for the user ids of the AdminUserIds setting."""
@@ -141,9 +146,22 @@ class LocalChatHost:
 
     def mention(self, user_id: str) -> str:
         """@username when the user is known, else @user_id."""
+        return f"@{self._username(user_id) or user_id}"
+
+    def _username(self, user_id: str) -> str | None:
+        cached = self._usernames.get(user_id)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         with self.db.read_engine.connect() as connection:
             username = connection.execute(_USERNAME, {"user_id": user_id}).scalar_one_or_none()
-        return f"@{username or user_id}"
+        if username is not None:
+            self._remember_username(user_id, username)
+        return username
+
+    def _remember_username(self, user_id: str, username: str) -> None:
+        if len(self._usernames) >= USERNAME_CACHE_SIZE:
+            self._usernames.clear()
+        self._usernames[user_id] = (username, time.monotonic() + USERNAME_TTL_SECONDS)
 
     def server_facts(self) -> ServerFacts:
         return ServerFacts(diagnostic_id=self.diagnostic_id(), version=LOCAL_SERVER_VERSION,
@@ -196,16 +214,16 @@ class LocalChatHost:
         username = (username or "").strip().lower()[:64]
         if not username or not user_id:
             return
-        # Every slash command names its caller: answer the usual "already known" from a
-        # read, without queueing for the database's write lock.
-        with self.db.read_engine.connect() as connection:
-            if connection.execute(_USERNAME, {"user_id": user_id}).scalar_one_or_none() == username:
-                return
+        # Every slash command names its caller: answer the usual "already known" without
+        # queueing for the database's write lock (and mostly without a read).
+        if self._username(user_id) == username:
+            return
         try:
             with self.db.write_engine.begin() as connection:
                 current = connection.execute(sa.select(chat_users.c.username).where(
                     chat_users.c.id == user_id)).scalar_one_or_none()
                 if current == username:
+                    self._remember_username(user_id, username)
                     return
                 # Usernames are unique; the newest claim wins, as after a rename on a real server.
                 connection.execute(sa.delete(chat_users).where(
@@ -219,6 +237,9 @@ class LocalChatHost:
         except sa.exc.IntegrityError:
             # Two first commands by the same user at once: the other request recorded it.
             return
+        for other in [key for key, (name, _) in list(self._usernames.items()) if name == username]:
+            self._usernames.pop(other, None)  # the name moved to this user
+        self._remember_username(user_id, username)
 
     # Local-host extras (not part of the port): reading what was posted.
     def channel(self, channel_id: str) -> dict | None:

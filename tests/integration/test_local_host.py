@@ -117,3 +117,30 @@ def test_membership_added_by_another_process_is_seen(components, db):
     assert not host.is_channel_member(channel, BOB)
     other.add_channel_member(channel, BOB)
     assert host.is_channel_member(channel, BOB)
+
+
+def test_a_rename_shows_at_once_in_this_process_and_the_old_name_is_let_go(components):
+    host = components.host
+    host.note_user(ALICE, "alice")
+    assert host.mention(ALICE) == "@alice"
+    host.note_user(ALICE, "alice2")
+    assert host.mention(ALICE) == "@alice2"
+    # The name "alice2" moves to Bob: Alice is no longer mentioned by it.
+    host.note_user(BOB, "alice2")
+    assert host.mention(BOB) == "@alice2"
+    assert host.mention(ALICE) == f"@{ALICE}"
+    assert host.find_user_by_username("alice2") == BOB
+
+
+def test_a_rename_by_another_process_shows_once_the_remembered_name_expires(components, db, monkeypatch):
+    import time
+
+    from plugin.chat.local import USERNAME_TTL_SECONDS, LocalChatHost
+
+    host, other = components.host, LocalChatHost(db, lambda: frozenset())
+    host.note_user(ALICE, "alice")
+    other.note_user(ALICE, "alicia")
+    assert host.mention(ALICE) == "@alice"  # remembered for USERNAME_TTL_SECONDS
+    later = time.monotonic() + USERNAME_TTL_SECONDS + 1
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert host.mention(ALICE) == "@alicia"
