@@ -6,6 +6,7 @@ the tests all get the same answers.
 """
 from __future__ import annotations
 
+import base64
 import enum
 import re
 import secrets
@@ -21,6 +22,7 @@ ID_LENGTH = 26
 ID_PATTERN = re.compile(r"[a-z0-9]{26}")
 # Mattermost's id alphabet (base32 without easily confused characters).
 _ID_ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769"
+_TO_ID_ALPHABET = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ID_ALPHABET.encode())
 
 NAME_MAX = 64
 DESCRIPTION_MAX = 4096
@@ -30,13 +32,8 @@ DEFAULT_CHECKLIST_TITLE = "Checklist"
 
 
 def new_id() -> str:
-    """Return a fresh 26-character id in Mattermost's format."""
-    number = int.from_bytes(secrets.token_bytes(16), "big")
-    chars = []
-    for _ in range(ID_LENGTH):
-        number, index = divmod(number, 32)
-        chars.append(_ID_ALPHABET[index])
-    return "".join(chars)
+    """Return a fresh 26-character id in Mattermost's format: 128 random bits in its base32 alphabet."""
+    return base64.b32encode(secrets.token_bytes(16))[:26].translate(_TO_ID_ALPHABET).decode()
 
 
 def text_problem(text: str) -> str | None:
