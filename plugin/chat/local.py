@@ -38,8 +38,9 @@ _INSERT_CHANNEL = {
 # Remembered "is a member" answers: the local host never removes a member, so a
 # yes stays true. Bounded: past this many the set is emptied and refilled.
 MEMBERSHIP_CACHE_SIZE = 100_000
-# Usernames are remembered this long: a rename recorded by another process shows in
-# this one's posts and replies within these seconds (at once in the process itself).
+# Usernames (and "no username known") are remembered this long: a user recorded or
+# renamed by another process shows in this one's posts and replies within these
+# seconds (at once in the process itself).
 USERNAME_TTL_SECONDS = 10.0
 USERNAME_CACHE_SIZE = 100_000
 
@@ -62,7 +63,7 @@ class LocalChatHost:
         self._diagnostics_enabled = diagnostics_enabled
         self._diagnostic_id = ""
         self._members: set[tuple[str, str]] = set()
-        self._usernames: dict[str, tuple[str, float]] = {}
+        self._usernames: dict[str, tuple[str | None, float]] = {}
 
     def is_system_admin(self, user_id: str) -> bool:
         """True for the user ids of the AdminUserIds setting."""
@@ -154,11 +155,10 @@ class LocalChatHost:
             return cached[0]
         with self.db.read_engine.connect() as connection:
             username = connection.execute(_USERNAME, {"user_id": user_id}).scalar_one_or_none()
-        if username is not None:
-            self._remember_username(user_id, username)
+        self._remember_username(user_id, username)
         return username
 
-    def _remember_username(self, user_id: str, username: str) -> None:
+    def _remember_username(self, user_id: str, username: str | None) -> None:
         if len(self._usernames) >= USERNAME_CACHE_SIZE:
             self._usernames.clear()
         self._usernames[user_id] = (username, time.monotonic() + USERNAME_TTL_SECONDS)

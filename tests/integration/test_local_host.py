@@ -144,3 +144,19 @@ def test_a_rename_by_another_process_shows_once_the_remembered_name_expires(comp
     later = time.monotonic() + USERNAME_TTL_SECONDS + 1
     monkeypatch.setattr(time, "monotonic", lambda: later)
     assert host.mention(ALICE) == "@alicia"
+
+
+def test_a_user_first_named_by_another_process_is_mentioned_by_name_once_the_answer_expires(
+        components, db, monkeypatch):
+    import time
+
+    from plugin.chat.local import USERNAME_TTL_SECONDS, LocalChatHost
+
+    host, other = components.host, LocalChatHost(db, lambda: frozenset())
+    assert host.mention(BOB) == f"@{BOB}"
+    other.note_user(BOB, "bob")
+    later = time.monotonic() + USERNAME_TTL_SECONDS + 1
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert host.mention(BOB) == "@bob"
+    host.note_user(BOB, "bobby")  # this process: at once
+    assert host.mention(BOB) == "@bobby"
