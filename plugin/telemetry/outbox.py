@@ -65,6 +65,12 @@ def bump_counter(connection: sa.Connection, name: str, by: int) -> None:
                 {"value": telemetry_counters.c.value + by})
 
 
+# Built once: constructing a statement costs more than executing a cached one.
+_INSERT = sa.insert(telemetry_outbox)
+_DROP_OLDEST_PENDING = sa.delete(telemetry_outbox).where(
+    telemetry_outbox.c.state == PENDING, telemetry_outbox.c.seq < sa.bindparam("oldest_kept"))
+
+
 class Outbox:
     """SQL operations on the outbox of one database."""
 
@@ -75,18 +81,20 @@ class Outbox:
     # ----- inside the mutation's transaction ----------------------------------------
     def record(self, connection: sa.Connection, event: str, properties: dict[str, Any], recorded_at: int,
                max_events: int) -> str:
-        """Insert one pending event on the caller's connection; drop the oldest past max_events."""
+        """Insert one pending event on the caller's connection; keep at most max_events pending.
+
+        The bound is kept by sequence number, not by counting the backlog (a count
+        grows with the backlog and ran in every mutation's transaction): pending
+        events more than max_events inserts older than this one are dropped. Only
+        the newest max_events can be newer, so no more than that stay pending.
+        """
         message_id = str(uuid.uuid4())
-        connection.execute(sa.insert(telemetry_outbox).values(
-            message_id=message_id, event=event, properties=properties, recorded_at=recorded_at, state=PENDING,
-            lease_until=0, lease_token="", attempts=0, sent_at=0, sent_message=""))
-        pending = connection.execute(sa.select(sa.func.count()).select_from(telemetry_outbox).where(
-            telemetry_outbox.c.state == PENDING)).scalar_one()
-        if pending > max_events:
-            oldest = (sa.select(telemetry_outbox.c.seq).where(telemetry_outbox.c.state == PENDING)
-                      .order_by(telemetry_outbox.c.seq).limit(pending - max_events))
-            dropped = connection.execute(sa.delete(telemetry_outbox).where(
-                telemetry_outbox.c.seq.in_(list(connection.execute(oldest).scalars())))).rowcount
+        seq = connection.execute(_INSERT, {
+            "message_id": message_id, "event": event, "properties": properties, "recorded_at": recorded_at,
+            "state": PENDING, "lease_until": 0, "lease_token": "", "attempts": 0, "sent_at": 0,
+            "sent_message": ""}).inserted_primary_key[0]
+        dropped = connection.execute(_DROP_OLDEST_PENDING, {"oldest_kept": seq - max_events + 1}).rowcount
+        if dropped:
             bump_counter(connection, "dropped", dropped)
         return message_id
 
