@@ -44,6 +44,7 @@ from plugin.store.tables import chat_channel_members, chat_channels, incidents  
 PG_ADMIN_URL = os.environ.get("INCIDENT_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 RESULTS = ROOT / "bench" / "results"
 WORKERS_FOR_TWO_CORES = 2 * 2 + 1
+SECTIONS = ("efficiency", "slash", "telemetry", "scale")
 USER = "benchuser0000000000000000a"
 TEAMS = [f"team{n:03d}".ljust(26, "0") for n in range(100)]
 HOT_TEAM = TEAMS[0]
@@ -267,54 +268,30 @@ def measure(port: int, requests: list[bytes], args: argparse.Namespace, *, warm_
 
 
 def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Every measurement on one database, as a JSON-ready dict."""
+    """Every selected measurement on one database, as a JSON-ready dict."""
     workdir = Path(tempfile.mkdtemp(prefix=f"incident-bench-{kind}-"))
-    user = {"Mattermost-User-ID": USER}
+    results: dict[str, Any] = {"endpoints": {}, "scale": {}, "ratios": {}}
     try:
-        with fresh_database(kind, workdir) as url, server(url, workdir, args.workers) as port:
-            engine = sa.create_engine(normalise_url(url))
-            results: dict[str, Any] = {"database": db_version(engine), "endpoints": {}, "scale": {}}
-            print(f"[{kind}] server on 127.0.0.1:{port} ({args.workers} workers), {results['database']}", flush=True)
-
-            # Efficiency: healthz, fetch one incident, create one incident; in rounds so drift hits all alike.
-            ids = [api(port, "POST", "/api/v0/incidents", {
-                "name": f"fetch {n}", "team_id": HOT_TEAM, "commander_user_id": USER, "checklists": TWO_STAGES,
-            })["id"] for n in range(20)]
-            # Distinct names, as real incidents mostly have: a repeated name costs the local
-            # host a second channel insert (the name is taken; a suffix is added).
-            create_bodies = [json.dumps({"name": f"bench incident {secrets.token_hex(4)}",
-                                         "description": "created under load", "team_id": HOT_TEAM,
-                                         "commander_user_id": USER, "checklists": TWO_STAGES}).encode()
-                             for _ in range(20_000)]
-            endpoints = {
-                "healthz": [build_request("GET", "/healthz")],
-                "fetch": [build_request("GET", f"/api/v0/incidents/{i}", user) for i in ids],
-                "create": [build_request("POST", "/api/v0/incidents", user, body) for body in create_bodies],
-            }
-            totals = {name: LoadResult() for name in endpoints}
-            for round_ in range(args.rounds):
-                for name, requests in endpoints.items():
-                    part = measure(port, requests, args, warm_up=round_ == 0)
-                    totals[name].merge_sequential(part)
-                    print(f"[{kind}] round {round_ + 1} {name}: {part.rps:.0f} req/s", flush=True)
-            for name, total in totals.items():
-                results["endpoints"][name] = summary(total)
-            healthz = totals["healthz"].rps
-            results["ratios"] = {"fetch_vs_healthz": round(totals["fetch"].rps / healthz, 3),
-                                 "create_vs_healthz": round(totals["create"].rps / healthz, 3)}
-
-            results["slash"] = slash(port, args, kind)
-            results["ratios"]["slash_info_p99_ms"] = results["slash"]["info"]["p99_ms"]
-            results["ratios"]["slash_stage_next_p99_ms"] = results["slash"]["stage_next"]["p99_ms"]
-
-            engine.dispose()
-            if args.profile:
-                results["profile"] = profile(url, workdir, kind)
-        if not args.no_telemetry:
+        if {"efficiency", "slash"} & args.sections:
+            with fresh_database(kind, workdir) as url, server(url, workdir, args.workers) as port:
+                engine = sa.create_engine(normalise_url(url))
+                results["database"] = db_version(engine)
+                engine.dispose()
+                print(f"[{kind}] server on 127.0.0.1:{port} ({args.workers} workers), {results['database']}",
+                      flush=True)
+                if "efficiency" in args.sections:
+                    efficiency(port, args, kind, results)
+                if "slash" in args.sections:
+                    results["slash"] = slash(port, args, kind)
+                    results["ratios"]["slash_info_p99_ms"] = results["slash"]["info"]["p99_ms"]
+                    results["ratios"]["slash_stage_next_p99_ms"] = results["slash"]["stage_next"]["p99_ms"]
+                if args.profile:
+                    results["profile"] = profile(url, workdir, kind)
+        if "telemetry" in args.sections:
             results["telemetry"] = telemetry_overhead(kind, args, workdir)
             results["ratios"]["telemetry_throughput_on_vs_off"] = results["telemetry"]["throughput_on_vs_off"]
             results["ratios"]["telemetry_p99_down_vs_up"] = results["telemetry"]["p99_down_vs_up"]
-        if not args.no_scale:
+        if "scale" in args.sections:
             results["scale"] = scale(kind, args, workdir)
             small, large = results["scale"]["1000"], results["scale"]["100000"]
             for key, label in (("list_active_page_100", "list"), ("fetch_one", "fetch")):
@@ -323,6 +300,36 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         return results
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def efficiency(port: int, args: argparse.Namespace, kind: str, results: dict[str, Any]) -> None:
+    """healthz, fetch one incident, create one incident; in rounds so drift hits all alike."""
+    user = {"Mattermost-User-ID": USER}
+    ids = [api(port, "POST", "/api/v0/incidents", {
+        "name": f"fetch {n}", "team_id": HOT_TEAM, "commander_user_id": USER, "checklists": TWO_STAGES,
+    })["id"] for n in range(20)]
+    # Distinct names, as real incidents mostly have: a repeated name costs the local
+    # host a second channel insert (the name is taken; a suffix is added).
+    create_bodies = [json.dumps({"name": f"bench incident {secrets.token_hex(4)}",
+                                 "description": "created under load", "team_id": HOT_TEAM,
+                                 "commander_user_id": USER, "checklists": TWO_STAGES}).encode()
+                     for _ in range(20_000)]
+    endpoints = {
+        "healthz": [build_request("GET", "/healthz")],
+        "fetch": [build_request("GET", f"/api/v0/incidents/{i}", user) for i in ids],
+        "create": [build_request("POST", "/api/v0/incidents", user, body) for body in create_bodies],
+    }
+    totals = {name: LoadResult() for name in endpoints}
+    for round_ in range(args.rounds):
+        for name, requests in endpoints.items():
+            part = measure(port, requests, args, warm_up=round_ == 0)
+            totals[name].merge_sequential(part)
+            print(f"[{kind}] round {round_ + 1} {name}: {part.rps:.0f} req/s", flush=True)
+    for name, total in totals.items():
+        results["endpoints"][name] = summary(total)
+    healthz = totals["healthz"].rps
+    results["ratios"]["fetch_vs_healthz"] = round(totals["fetch"].rps / healthz, 3)
+    results["ratios"]["create_vs_healthz"] = round(totals["create"].rps / healthz, 3)
 
 
 def slash(port: int, args: argparse.Namespace, kind: str) -> dict[str, Any]:
@@ -378,9 +385,12 @@ def telemetry_overhead(kind: str, args: argparse.Namespace, workdir: Path) -> di
             url = stack.enter_context(fresh_database(kind, folder))
             ports[name] = stack.enter_context(server(url, folder, args.workers, extra))
         totals = {name: LoadResult() for name in configs}
+        names = list(ports)
         for round_ in range(args.rounds):
-            for name, port in ports.items():
-                totals[name].merge_sequential(measure(port, bodies, args, warm_up=round_ == 0))
+            # Rotate the order: a server's dispatcher may still be sending its round's events
+            # during the next round, so no configuration always follows the same one.
+            for name in names[round_ % 3:] + names[:round_ % 3]:
+                totals[name].merge_sequential(measure(ports[name], bodies, args, warm_up=round_ == 0))
             print(f"[{kind}] telemetry round {round_ + 1}: " + ", ".join(
                 f"{name} {total.rps:.0f} req/s" for name, total in totals.items()), flush=True)
         received = plane.requests
@@ -471,7 +481,7 @@ def machine() -> dict[str, Any]:
 
 def table(kind: str, results: dict[str, Any]) -> str:
     """The printed summary of one database's run."""
-    lines = [f"\n{kind}: {results['database']}",
+    lines = [f"\n{kind}: {results.get('database', '')}",
              f"{'figure':<32}{'value':>10}  {'target':<8}{'ok':>4}"]
     for name, value in results["ratios"].items():
         op, target = TARGETS[name]
@@ -503,8 +513,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=WORKERS_FOR_TWO_CORES)
     parser.add_argument("--no-scale", action="store_true", help="skip the 1,000 vs 100,000 comparison")
     parser.add_argument("--no-telemetry", action="store_true", help="skip the telemetry overhead comparison")
+    parser.add_argument("--only", default="", help=f"comma-separated sections to run, of {', '.join(SECTIONS)} "
+                        "(a partial run writes bench/results/<db>-<sections>.json)")
     parser.add_argument("--profile", action="store_true", help="also profile fetch and create (pyinstrument)")
     args = parser.parse_args(argv)
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    if only - set(SECTIONS):
+        parser.error(f"--only takes sections of {', '.join(SECTIONS)}")
+    args.sections = (only or set(SECTIONS)) - ({"scale"} if args.no_scale else set()) - (
+        {"telemetry"} if args.no_telemetry else set())
+    suffix = "" if args.sections == set(SECTIONS) else "-" + "-".join(n for n in SECTIONS if n in args.sections)
     RESULTS.mkdir(parents=True, exist_ok=True)
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     failed = False
@@ -518,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
                                "server_threads": 4}
         results["wall_seconds"] = round(time.perf_counter() - started, 1)
         results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        (RESULTS / f"{kind}.json").write_text(json.dumps(results, indent=2) + "\n")
+        (RESULTS / f"{kind}{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
         print(table(kind, results), flush=True)
         errors = {s: n for figures in [*results["endpoints"].values(), *results.get("slash", {}).values(),
                                        *(v for v in results.get("telemetry", {}).values() if isinstance(v, dict)),
