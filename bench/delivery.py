@@ -40,7 +40,7 @@ import plugin  # noqa: E402
 from plugin.store import Database, migrate  # noqa: E402
 from plugin.store.tables import telemetry_outbox  # noqa: E402
 from plugin.telemetry.dispatcher import Destination, Dispatcher  # noqa: E402
-from plugin.telemetry.outbox import PENDING, Outbox, now_ms  # noqa: E402
+from plugin.telemetry.outbox import Outbox, now_ms  # noqa: E402
 from bench.run import fresh_database  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -109,8 +109,8 @@ def seed(db: Database, count: int) -> set[str]:
         ids.add(message_id)
         recorded_at = started + n
         rows.append({
-            "message_id": message_id, "event": "incident", "recorded_at": recorded_at, "state": PENDING,
-            "lease_until": 0, "lease_token": "", "attempts": 0, "sent_at": 0, "sent_message": "",
+            "message_id": message_id, "event": "incident", "recorded_at": recorded_at,
+            "lease_until": 0, "lease_token": "", "attempts": 0,
             "properties": {
                 "Action": actions[n % len(actions)], "incidentID": f"{n:026d}", "IsActive": True,
                 "CommanderUserID": "commander00000000000000000", "TeamID": f"team{n % 100:03d}".ljust(26, "0"),

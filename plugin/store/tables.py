@@ -112,21 +112,31 @@ plugin_kv = sa.Table(
 )
 
 # Telemetry events wait here, written in the transaction of the change they
-# describe, until the dispatcher has delivered them.
+# describe, until the dispatcher has delivered them: a delivered (or refused) event
+# leaves the table, so it only ever holds what is still to be sent.
 telemetry_outbox = sa.Table(
     "telemetry_outbox", metadata,
     sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("message_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("message_id", sa.String(36), nullable=False),
     sa.Column("event", sa.String(32), nullable=False),
     sa.Column("properties", sa.JSON, nullable=False),
     sa.Column("recorded_at", sa.BigInteger, nullable=False),
-    sa.Column("state", sa.String(8), nullable=False, default="pending"),
     sa.Column("lease_until", sa.BigInteger, nullable=False, default=0),
     sa.Column("lease_token", sa.String(32), nullable=False, default=""),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("sent_at", sa.BigInteger, nullable=False, default=0),
-    sa.Column("sent_message", sa.Text, nullable=False, default=""),
-    sa.Index("ix_telemetry_outbox_state_seq", "state", "seq"),
+)
+
+# What left the server, exactly as sent, for admins to audit: one row per delivered
+# (or refused) batch holding its newest messages as a JSON array, oldest first; only
+# the rows that hold the newest few hundred messages of each state are kept.
+telemetry_audit = sa.Table(
+    "telemetry_audit", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("messages", sa.Text, nullable=False),
+    sa.Index("ix_telemetry_audit_state_seq", "state", "seq"),
 )
 
 telemetry_counters = sa.Table(

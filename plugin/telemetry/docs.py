@@ -61,7 +61,7 @@ events not yet sent are deleted.
 Events are written to an outbox table in the same database transaction as the change,
 then sent in the background with the outbox id as RudderStack `messageId`, so a retry
 after an outage or a crash is de-duplicated by the data plane. Waiting events go out in
-batches of up to 500, each one gzipped `POST /v1/batch` request, and are marked sent
+batches of up to 500, each one gzipped `POST /v1/batch` request, and leave the outbox
 only when the data plane answered 200. A data plane outage never slows a request; at
 most `TelemetryOutboxMaxEvents` events wait (older ones are dropped and counted).
 
@@ -72,8 +72,8 @@ halves until the good events are delivered; an event refused on its own is marke
 *rejected*: counted, shown to admins, never sent again, and it blocks nothing behind it.
 
 System admins see whether telemetry is on and why, the counts (sent, rejected, dropped,
-deleted), the last delivery error, the last events exactly as sent and the last events
-refused at `GET /api/v0/telemetry`.
+deleted), the last delivery error, and the last 200 events exactly as sent and the last
+200 refused (kept in the database, nothing older) at `GET /api/v0/telemetry`.
 """
 
 

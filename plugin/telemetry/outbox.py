@@ -7,6 +7,11 @@ locked (``FOR UPDATE SKIP LOCKED``), SQLite claimers queue on its write lock
 (``BEGIN IMMEDIATE``). A dispatcher that dies mid-send leaves its lease to expire;
 the row is then sent again with the same message id, which the data plane
 de-duplicates.
+
+A delivered (or refused) event leaves the outbox in the transaction that counts
+it, so the table only holds what is still to be sent and each event is written
+twice at most after its insert (the claim and the delete). What was sent is kept
+for admins in ``telemetry_audit``: one row per batch with its newest messages.
 """
 from __future__ import annotations
 
@@ -20,15 +25,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from plugin.store import Database
-from plugin.store.tables import plugin_kv, telemetry_counters, telemetry_outbox
+from plugin.store.tables import plugin_kv, telemetry_audit, telemetry_counters, telemetry_outbox
 
-PENDING = "pending"
 SENT = "sent"
 # Refused by the data plane on its own (HTTP 400): never retried.
 REJECTED = "rejected"
 LAST_ERROR_KEY = "telemetry_last_error"
 LAST_SUCCESS_KEY = "telemetry_last_success"
-# Delivered events kept so that admins can audit what left the server.
+# Delivered (and refused) messages kept, of each, so that admins can audit what left the server.
 KEEP_SENT = 200
 
 
@@ -65,23 +69,20 @@ def bump_counter(connection: sa.Connection, name: str, by: int) -> None:
                 {"value": telemetry_counters.c.value + by})
 
 
-_COLUMNS = ("message_id, event, properties, recorded_at, state, lease_until, lease_token, attempts, sent_at, "
-            "sent_message")
+_COLUMNS = "message_id, event, properties, recorded_at, lease_until, lease_token, attempts"
 # The mutation's hot path writes its event with one prepared statement on the driver's
 # connection: SQLAlchemy's compile-cache lookup, execution context and JSON type
 # processing cost more than the INSERT itself (about 0.15 ms of a 1.8 ms create).
-# The bound is kept in the same breath: pending events more than max_events inserts
-# older than this one are dropped (an indexed probe on (state, seq), usually empty).
-_SQLITE_INSERT = (f"INSERT INTO telemetry_outbox ({_COLUMNS}) "
-                  "VALUES (?, ?, ?, ?, 'pending', 0, '', 0, 0, '')")
-_SQLITE_BOUND = "DELETE FROM telemetry_outbox WHERE state = 'pending' AND seq < ?"
+# The bound is kept in the same breath: events more than max_events inserts older
+# than this one are dropped (a primary-key range, usually empty).
+_SQLITE_INSERT = f"INSERT INTO telemetry_outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, 0, '', 0)"
+_SQLITE_BOUND = "DELETE FROM telemetry_outbox WHERE seq < ?"
 # PostgreSQL: one round trip for both (a data-modifying CTE); the DELETE cannot see
 # the row being inserted, which is never older than itself anyway.
 _POSTGRES_RECORD = (
     f"WITH new AS (INSERT INTO telemetry_outbox ({_COLUMNS}) "
-    "VALUES (%s, %s, %s::json, %s, 'pending', 0, '', 0, 0, '') RETURNING seq), "
-    "gone AS (DELETE FROM telemetry_outbox WHERE state = 'pending' "
-    "AND seq < (SELECT seq FROM new) - %s + 1 RETURNING 1) "
+    "VALUES (%s, %s, %s::json, %s, 0, '', 0) RETURNING seq), "
+    "gone AS (DELETE FROM telemetry_outbox WHERE seq < (SELECT seq FROM new) - %s + 1 RETURNING 1) "
     "SELECT (SELECT count(*) FROM gone)")
 
 
@@ -112,12 +113,12 @@ class Outbox:
     # ----- inside the mutation's transaction ----------------------------------------
     def record(self, connection: sa.Connection, event: str, properties: dict[str, Any], recorded_at: int,
                max_events: int) -> str:
-        """Insert one pending event on the caller's connection; keep at most max_events pending.
+        """Insert one event on the caller's connection; keep at most max_events waiting.
 
         The bound is kept by sequence number, not by counting the backlog (a count
-        grows with the backlog and ran in every mutation's transaction): pending
-        events more than max_events inserts older than this one are dropped. Only
-        the newest max_events can be newer, so no more than that stay pending.
+        grows with the backlog and ran in every mutation's transaction): events
+        more than max_events inserts older than this one are dropped. Only the
+        newest max_events can be newer, so no more than that wait.
         """
         message_id = str(uuid.uuid4())
         document = json.dumps(properties)
@@ -137,19 +138,17 @@ class Outbox:
 
     # ----- the dispatcher -------------------------------------------------------------
     def claim(self, limit: int, lease_ms: int, *, look_first: bool = True) -> tuple[str, list[OutboxEvent]]:
-        """Lease up to limit pending events nobody else holds; return the lease token and the events."""
+        """Lease up to limit waiting events nobody else holds; return the lease token and the events."""
         token = secrets.token_hex(16)
         now = self.clock()
         table = telemetry_outbox
         # Look before taking the write lock: an idle poll must not queue behind requests.
         if look_first:
             with self.db.read_engine.connect() as connection:
-                if connection.execute(sa.select(table.c.seq).where(
-                        table.c.state == PENDING, table.c.lease_until < now).limit(1)).first() is None:
+                if connection.execute(sa.select(table.c.seq).where(table.c.lease_until < now).limit(1)).first() is None:
                     return token, []
         with self.db.write_engine.begin() as connection:
-            free = (sa.select(table.c.seq).where(table.c.state == PENDING, table.c.lease_until < now)
-                    .order_by(table.c.seq).limit(limit))
+            free = sa.select(table.c.seq).where(table.c.lease_until < now).order_by(table.c.seq).limit(limit)
             if connection.dialect.name == "postgresql":
                 free = free.with_for_update(skip_locked=True)
             # One statement takes the lease and reads the events (both databases know RETURNING).
@@ -164,76 +163,65 @@ class Outbox:
 
     def finish(self, token: str, claimed: list[int], sent: list[tuple[int, dict[str, Any]]],
                rejected: list[tuple[int, dict[str, Any]]] = ()) -> int:
-        """Mark what was delivered and what was refused, and give back the rest of the lease, in one transaction."""
+        """Remove what was delivered and what was refused, and give back the rest of the lease, in one transaction."""
         done = {seq for seq, _ in sent} | {seq for seq, _ in rejected}
         with self.db.write_engine.begin() as connection:
-            marked = self._mark_sent(connection, sent)
-            self._mark_rejected(connection, list(rejected))
+            marked = self._done(connection, SENT, sent)
+            self._done(connection, REJECTED, list(rejected))
             rest = [seq for seq in claimed if seq not in done]
             if rest:
                 self._release(connection, token, rest)
         return marked
 
     def mark_sent(self, sent: list[tuple[int, dict[str, Any]]]) -> int:
-        """Mark events delivered, keeping the newest messages exactly as sent; return how many were still pending."""
+        """Record events as delivered, keeping the newest messages exactly as sent; return how many still waited."""
         if not sent:
             return 0
         with self.db.write_engine.begin() as connection:
-            return self._mark_sent(connection, sent)
-
-    def _mark_sent(self, connection: sa.Connection, sent: list[tuple[int, dict[str, Any]]]) -> int:
-        if not sent:
-            return 0
-        now = self.clock()
-        table = telemetry_outbox
-        ordered = sorted(sent, key=lambda pair: pair[0])
-        # Only the newest KEEP_SENT can still be in the audit window after this batch:
-        # older ones are deleted at once instead of being written and then pruned.
-        kept, gone = ordered[-KEEP_SENT:], [seq for seq, _ in ordered[:-KEEP_SENT]]
-        marked = 0
-        if gone:
-            marked += connection.execute(sa.delete(table).where(
-                table.c.seq.in_(gone), table.c.state == PENDING)).rowcount
-        # One statement for all of them (an executemany is one round trip per row on PostgreSQL).
-        marked += connection.execute(sa.update(table).where(
-            table.c.seq.in_([seq for seq, _ in kept]), table.c.state == PENDING).values(
-            state=SENT, sent_at=now, lease_until=0,
-            sent_message=sa.case({seq: json.dumps(message) for seq, message in kept}, value=table.c.seq,
-                                 else_=table.c.sent_message))).rowcount
-        bump_counter(connection, "sent", marked)
-        _upsert(connection, plugin_kv, "key", {"key": LAST_SUCCESS_KEY, "value": str(now)}, {"value": str(now)})
-        self._prune(connection, SENT)
-        return marked
+            return self._done(connection, SENT, sent)
 
     def mark_rejected(self, rejected: list[tuple[int, dict[str, Any]]]) -> int:
-        """Mark events the data plane refused on their own: never sent again, kept for admins to see."""
+        """Record events the data plane refused on their own: never sent again, kept for admins to see."""
         if not rejected:
             return 0
         with self.db.write_engine.begin() as connection:
-            return self._mark_rejected(connection, rejected)
+            return self._done(connection, REJECTED, rejected)
 
-    def _mark_rejected(self, connection: sa.Connection, rejected: list[tuple[int, dict[str, Any]]]) -> int:
-        if not rejected:
+    def _done(self, connection: sa.Connection, state: str, events: list[tuple[int, dict[str, Any]]]) -> int:
+        """Delete these events from the outbox, count them under state and keep the newest messages for audit.
+
+        Only events still in the outbox count: one whose lease expired mid-send may
+        have been delivered and removed by another dispatcher already (the data plane
+        de-duplicates the second copy by its messageId).
+        """
+        if not events:
+            return 0
+        table = telemetry_outbox
+        gone = set(connection.execute(sa.delete(table).where(table.c.seq.in_([seq for seq, _ in events]))
+                                      .returning(table.c.seq)).scalars())
+        if not gone:
             return 0
         now = self.clock()
-        table = telemetry_outbox
-        marked = 0
-        for seq, message in rejected:
-            marked += connection.execute(sa.update(table).where(table.c.seq == seq, table.c.state == PENDING)
-                                         .values(state=REJECTED, sent_at=now, lease_until=0,
-                                                 sent_message=json.dumps(message))).rowcount
-        bump_counter(connection, "rejected", marked)
-        self._prune(connection, REJECTED)
-        return marked
+        newest = [message for seq, message in sorted(events, key=lambda pair: pair[0]) if seq in gone][-KEEP_SENT:]
+        connection.execute(sa.insert(telemetry_audit).values(state=state, at=now, count=len(newest),
+                                                             messages=json.dumps(newest)))
+        bump_counter(connection, state, len(gone))
+        if state == SENT:
+            _upsert(connection, plugin_kv, "key", {"key": LAST_SUCCESS_KEY, "value": str(now)}, {"value": str(now)})
+        self._prune_audit(connection, state)
+        return len(gone)
 
     @staticmethod
-    def _prune(connection: sa.Connection, state: str) -> None:
-        table = telemetry_outbox
-        newest_dropped = connection.execute(
-            sa.select(table.c.seq).where(table.c.state == state).order_by(table.c.seq.desc())
-            .offset(KEEP_SENT).limit(1)).scalar_one_or_none()
-        if newest_dropped is not None:
-            connection.execute(sa.delete(table).where(table.c.state == state, table.c.seq <= newest_dropped))
+    def _prune_audit(connection: sa.Connection, state: str) -> None:
+        """Delete the audit rows of state that hold none of its newest KEEP_SENT messages."""
+        audit = telemetry_audit
+        held = 0
+        for seq, count in connection.execute(sa.select(audit.c.seq, audit.c.count).where(audit.c.state == state)
+                                             .order_by(audit.c.seq.desc()).limit(KEEP_SENT + 1)):
+            if held >= KEEP_SENT:
+                connection.execute(sa.delete(audit).where(audit.c.state == state, audit.c.seq <= seq))
+                return
+            held += count
 
     def release(self, token: str, seqs: list[int] | None = None) -> None:
         """Give back what is left of a lease (of these events, when known), so the next attempt can take it."""
@@ -244,7 +232,7 @@ class Outbox:
     def _release(connection: sa.Connection, token: str, seqs: list[int] | None = None) -> None:
         table = telemetry_outbox
         # lease_token has no index: naming the rows by seq spares a scan of the whole outbox.
-        where = [table.c.lease_token == token, table.c.state == PENDING]
+        where = [table.c.lease_token == token]
         if seqs is not None:
             where.append(table.c.seq.in_(seqs))
         connection.execute(sa.update(table).where(*where).values(lease_until=0))
@@ -261,8 +249,7 @@ class Outbox:
         if not self.pending_count():
             return 0
         with self.db.write_engine.begin() as connection:
-            deleted = connection.execute(sa.delete(telemetry_outbox).where(
-                telemetry_outbox.c.state == PENDING)).rowcount
+            deleted = connection.execute(sa.delete(telemetry_outbox)).rowcount
             bump_counter(connection, "deleted", deleted)
         return deleted
 
@@ -270,8 +257,7 @@ class Outbox:
     def pending_count(self) -> int:
         """Events waiting to be sent."""
         with self.db.read_engine.connect() as connection:
-            return connection.execute(sa.select(sa.func.count()).select_from(telemetry_outbox).where(
-                telemetry_outbox.c.state == PENDING)).scalar_one()
+            return connection.execute(sa.select(sa.func.count()).select_from(telemetry_outbox)).scalar_one()
 
     def counters(self) -> dict[str, int]:
         """Events sent, rejected (refused by the data plane), dropped (outbox full) and deleted (switched off)."""
@@ -295,7 +281,12 @@ class Outbox:
 
     def recent_sent(self, limit: int, state: str = SENT) -> list[dict[str, Any]]:
         """The newest delivered (or rejected) messages, newest first, exactly as sent."""
+        audit = telemetry_audit
+        found: list[dict[str, Any]] = []
         with self.db.read_engine.connect() as connection:
-            rows = connection.execute(sa.select(telemetry_outbox.c.sent_message).where(
-                telemetry_outbox.c.state == state).order_by(telemetry_outbox.c.seq.desc()).limit(limit)).scalars()
-            return [json.loads(row) for row in rows]
+            for messages in connection.execute(sa.select(audit.c.messages).where(audit.c.state == state)
+                                               .order_by(audit.c.seq.desc())).scalars():
+                if len(found) >= limit:
+                    break
+                found.extend(reversed(json.loads(messages)))
+        return found[:limit]

@@ -57,8 +57,7 @@ def _pending_ids(database_url: str) -> set[str]:
     engine = sa.create_engine(normalise_url(database_url))
     try:
         with engine.connect() as connection:
-            return set(connection.execute(sa.select(telemetry_outbox.c.message_id).where(
-                telemetry_outbox.c.state == "pending")).scalars())
+            return set(connection.execute(sa.select(telemetry_outbox.c.message_id)).scalars())
     finally:
         engine.dispose()
 

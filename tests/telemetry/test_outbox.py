@@ -1,7 +1,10 @@
 """The outbox's claims: a leased event is never handed to a second claimer until its lease expires."""
 from __future__ import annotations
 
-from plugin.telemetry.outbox import Outbox
+import sqlalchemy as sa
+
+from plugin.store.tables import telemetry_audit
+from plugin.telemetry.outbox import KEEP_SENT, REJECTED, Outbox
 
 
 class Clock:
@@ -59,3 +62,50 @@ def test_recording_past_the_bound_drops_the_oldest_pending_events(db):
     _, events = outbox.claim(10, lease_ms=5_000)
     assert [e.properties["n"] for e in events] == [3, 4, 5, 6]
     assert outbox.counters()["dropped"] == 3
+
+
+def test_delivered_events_leave_the_outbox_and_the_audit_keeps_the_newest_messages(db):
+    outbox = Outbox(db, Clock())
+    _record(db, outbox, 300, max_events=1_000)
+    sent: list[str] = []
+    while True:
+        _, events = outbox.claim(60, lease_ms=5_000)
+        if not events:
+            break
+        assert outbox.mark_sent([(e.seq, {"messageId": e.message_id}) for e in events]) == len(events)
+        sent.extend(e.message_id for e in events)
+    assert len(sent) == 300 and outbox.pending_count() == 0 and outbox.counters()["sent"] == 300
+    newest_first = [{"messageId": message_id} for message_id in reversed(sent)]
+    assert outbox.recent_sent(KEEP_SENT) == newest_first[:KEEP_SENT]
+    assert outbox.recent_sent(7) == newest_first[:7]
+    # Batches of 60: the newest four hold the newest 200 messages; older batches are gone.
+    with db.read_engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(telemetry_audit)).scalar_one() == 4
+
+
+def test_an_event_already_removed_by_another_dispatcher_is_not_counted_twice(db):
+    clock = Clock()
+    first, second = Outbox(db, clock), Outbox(db, clock)
+    _record(db, first, 2)
+    _, events = first.claim(10, lease_ms=5_000)
+    clock.now += 5_001  # the lease expired mid-send: the second dispatcher sends them too
+    _, again = second.claim(10, lease_ms=5_000)
+    assert [e.seq for e in again] == [e.seq for e in events]
+    assert second.mark_sent([(e.seq, {"messageId": e.message_id}) for e in again]) == 2
+    assert first.mark_sent([(e.seq, {"messageId": e.message_id}) for e in events]) == 0
+    assert first.counters()["sent"] == 2 and len(first.recent_sent(10)) == 2
+
+
+def test_rejected_events_leave_the_outbox_and_are_kept_apart_from_the_sent_ones(db):
+    outbox = Outbox(db, Clock())
+    _record(db, outbox, 3)
+    token, events = outbox.claim(10, lease_ms=5_000)
+    poison = events[1]
+    outbox.finish(token, [e.seq for e in events], [(events[0].seq, {"messageId": events[0].message_id})],
+                  [(poison.seq, {"messageId": poison.message_id})])
+    assert outbox.pending_count() == 1
+    assert outbox.recent_sent(10, REJECTED) == [{"messageId": poison.message_id}]
+    assert outbox.recent_sent(10) == [{"messageId": events[0].message_id}]
+    assert (outbox.counters()["sent"], outbox.counters()["rejected"]) == (1, 1)
+    _, rest = outbox.claim(10, lease_ms=5_000)  # the third was given back at once
+    assert [e.seq for e in rest] == [events[2].seq]

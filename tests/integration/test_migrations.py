@@ -1,0 +1,92 @@
+"""Migrations that move data: run from the previous revision on a database holding rows in the old shape."""
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from plugin.store import Database, migrate, normalise_url
+from plugin.store.migrate import alembic_config, current_revision
+from plugin.telemetry.outbox import REJECTED, Outbox
+from tests.conftest import PG_URL, REQUIRE_PG
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def blank_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A database with no tables at all."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'blank.db'}")
+        yield db
+        db.dispose()
+        return
+    admin_url = normalise_url(PG_URL)
+    name = f"incident_migration_{secrets.token_hex(4)}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is not reachable at {PG_URL}: {exc.orig}", pytrace=False)
+        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
+    db = Database(sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+    yield db
+    db.dispose()
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def _old_outbox_row(n: int, state: str) -> dict:
+    message = {"messageId": f"id-{state}-{n}", "event": "incident"}
+    return {"message_id": f"id-{state}-{n}", "event": "incident", "properties": json.dumps({"n": n}),
+            "recorded_at": n, "state": state, "lease_until": 0, "lease_token": "", "attempts": 1,
+            "sent_at": 1_000 + n if state != "pending" else 0,
+            "sent_message": json.dumps(message) if state != "pending" else ""}
+
+
+def test_0004_keeps_waiting_events_and_moves_the_newest_sent_messages_to_the_audit(blank_db):
+    migrate(blank_db, "0003")
+    rows = ([_old_outbox_row(n, "sent") for n in range(250)] + [_old_outbox_row(n, "pending") for n in range(3)]
+            + [_old_outbox_row(n, "rejected") for n in range(2)])
+    insert = sa.text("INSERT INTO telemetry_outbox (message_id, event, properties, recorded_at, state, lease_until, "
+                     "lease_token, attempts, sent_at, sent_message) VALUES (:message_id, :event, :properties, "
+                     ":recorded_at, :state, :lease_until, :lease_token, :attempts, :sent_at, :sent_message)")
+    with blank_db.write_engine.begin() as connection:
+        connection.execute(insert, rows)
+
+    migrate(blank_db)
+    assert current_revision(blank_db) == "0004"
+    outbox = Outbox(blank_db)
+    _, waiting = outbox.claim(10, lease_ms=5_000)
+    assert [(e.message_id, e.properties) for e in waiting] == [(f"id-pending-{n}", {"n": n}) for n in range(3)]
+    assert outbox.recent_sent(200) == [{"messageId": f"id-sent-{n}", "event": "incident"}
+                                       for n in reversed(range(50, 250))]
+    assert [m["messageId"] for m in outbox.recent_sent(10, REJECTED)] == ["id-rejected-1", "id-rejected-0"]
+    columns = {column["name"] for column in sa.inspect(blank_db.read_engine).get_columns("telemetry_outbox")}
+    assert columns == {"seq", "message_id", "event", "properties", "recorded_at", "lease_until", "lease_token",
+                       "attempts"}
+    # The new shape takes new events beside the ones kept.
+    with blank_db.unit_of_work() as uow:
+        outbox.record(uow.connection, "incident", {"n": 3}, 3, 10_000)
+        uow.commit()
+    assert outbox.pending_count() == 4
+
+
+def test_0004_downgrades_and_upgrades_again(blank_db):
+    from alembic import command
+
+    migrate(blank_db)
+    outbox = Outbox(blank_db)
+    with blank_db.unit_of_work() as uow:
+        outbox.record(uow.connection, "incident", {"n": 1}, 1, 10_000)
+        uow.commit()
+    command.downgrade(alembic_config(blank_db), "0003")
+    with blank_db.read_engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT state FROM telemetry_outbox")).scalars().all() == ["pending"]
+    migrate(blank_db)
+    assert outbox.pending_count() == 1
