@@ -31,23 +31,8 @@ class Kind:
 
     def accepts(self, value: Any) -> bool:
         """True when value fits this kind (and so carries no free text)."""
-        if self.name == "bool":
-            return isinstance(value, bool)
-        if self.name == "int":
-            return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 53
-        if self.name == "stage index":
-            return isinstance(value, int) and not isinstance(value, bool) and -1 <= value < 10_000
-        if not isinstance(value, str):
-            return False
-        if self.name == "id":
-            return _ID.match(value) is not None
-        if self.name == "optional id":
-            return value == "" or _ID.match(value) is not None
-        if self.name == "version":
-            return _VERSION.match(value) is not None
-        if self.name == "enum":
-            return value in self.choices
-        return False
+        check = _CHECKS.get(self.name)
+        return check is not None and check(self, value)
 
     def describe(self) -> str:
         """How the published page names this kind."""
@@ -56,6 +41,22 @@ class Kind:
         return {"id": "id", "optional id": "id or empty", "bool": "true/false", "int": "number",
                 "stage index": "number (-1: none)", "version": "version"}[self.name]
 
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # noqa: E721 - bool is a subclass of int and must not pass
+
+
+# One check per kind, looked up once per value: recording runs in every mutation's request.
+_CHECKS = {
+    "bool": lambda _kind, value: value is True or value is False,
+    "int": lambda _kind, value: _is_int(value) and 0 <= value < 2 ** 53,
+    "stage index": lambda _kind, value: _is_int(value) and -1 <= value < 10_000,
+    "id": lambda _kind, value: type(value) is str and _ID.match(value) is not None,  # noqa: E721
+    "optional id": lambda _kind, value: type(value) is str and (  # noqa: E721
+        value == "" or _ID.match(value) is not None),
+    "version": lambda _kind, value: type(value) is str and _VERSION.match(value) is not None,  # noqa: E721
+    "enum": lambda kind, value: type(value) is str and value in kind.choices,  # noqa: E721
+}
 
 ID = Kind("id")
 OPTIONAL_ID = Kind("optional id")
@@ -182,22 +183,36 @@ def allowed_properties(event: str, action: str, values: dict[str, Any]) -> dict[
     catalogued, or whose value does not fit its kind, is left out and the refusal is
     logged (key and kind only, never the value's content).
     """
-    spec = EVENTS.get(event)
-    if spec is None or spec.action(action) is None:
-        raise Refused(f"telemetry event {event!r} with action {action!r} is not in the catalogue")
-    props = spec.properties(action)
+    props = _properties_of(event, action)
     clean: dict[str, Any] = {}
     values = {**values, "Action": action}
+    present = 0
     for prop in props:
         if prop.key not in values:
             log.warning("telemetry: %s/%s is missing property %s; recorded without it", event, action, prop.key)
             continue
+        present += 1
         value = values[prop.key]
         if not prop.kind.accepts(value):
             log.warning("telemetry: refused property %s of %s/%s: a %s value does not fit kind %s",
                         prop.key, event, action, type(value).__name__, prop.kind.name)
             continue
         clean[prop.key] = value
-    for key in values.keys() - {prop.key for prop in props}:
-        log.warning("telemetry: refused property %s of %s/%s: not in the catalogue", key[:40], event, action)
+    if len(values) > present:
+        for key in values.keys() - {prop.key for prop in props}:
+            log.warning("telemetry: refused property %s of %s/%s: not in the catalogue", key[:40], event, action)
     return clean
+
+
+_PROPERTIES: dict[tuple[str, str], tuple[Prop, ...]] = {}
+
+
+def _properties_of(event: str, action: str) -> tuple[Prop, ...]:
+    """The properties of event/action, from the catalogue (looked up once per pair)."""
+    found = _PROPERTIES.get((event, action))
+    if found is None:
+        spec = EVENTS.get(event)
+        if spec is None or spec.action(action) is None:
+            raise Refused(f"telemetry event {event!r} with action {action!r} is not in the catalogue")
+        found = _PROPERTIES[(event, action)] = spec.properties(action)
+    return found

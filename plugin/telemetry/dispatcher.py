@@ -179,6 +179,8 @@ class Dispatcher:
     def start(self) -> None:
         """Start the thread (once per process; call after fork, never at import)."""
         global _ATEXIT_REGISTERED
+        if self.running:  # every recorded event calls this: the common case takes no lock
+            return
         with self._lock:
             if self.running or self._stopping.is_set():
                 return

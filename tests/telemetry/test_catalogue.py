@@ -86,6 +86,15 @@ def test_a_key_outside_the_catalogue_is_dropped_and_logged(caplog):
     assert "Name" not in clean and "not in the catalogue" in caplog.text and "CANARY" not in caplog.text
 
 
+def test_a_missing_key_does_not_hide_an_extra_one(caplog):
+    values = _incident_values(Name="CANARY")
+    del values["PostID"]
+    with caplog.at_level(logging.WARNING):
+        clean = allowed_properties("incident", "end", values)
+    assert "Name" not in clean and "PostID" not in clean
+    assert "missing property PostID" in caplog.text and "refused property Name" in caplog.text
+
+
 def test_an_action_the_event_does_not_have_is_refused():
     with pytest.raises(Refused):
         allowed_properties("incident", "add_task", _incident_values())
