@@ -29,7 +29,8 @@ _IS_MEMBER = sa.select(chat_channel_members.c.user_id).where(
     chat_channel_members.c.user_id == sa.bindparam("user_id"))
 _USERNAME = sa.select(chat_users.c.username).where(chat_users.c.id == sa.bindparam("user_id"))
 _INSERT_MEMBER = sa.insert(chat_channel_members)
-_INSERT_POST = sa.insert(chat_posts)
+# inline(): no RETURNING of the generated seq, which nobody reads (and a pipelined write cannot)
+_INSERT_POST = sa.insert(chat_posts).inline()
 _INSERT_CHANNEL = {
     # A taken (team, name) inserts nothing instead of raising: see create_channel.
     "sqlite": sqlite_insert(chat_channels).on_conflict_do_nothing().returning(chat_channels.c.id),
@@ -104,21 +105,24 @@ class LocalChatHost:
         it without an error, which on PostgreSQL would abort the caller's transaction.
         """
         if uow is not None:
-            return self._create_channel(uow.connection, team_id, slug, display_name, public, member_ids)
+            return self._create_channel(uow.connection, uow.write_at_commit, team_id, slug, display_name, public,
+                                        member_ids)
         with self.db.write_engine.begin() as connection:
-            return self._create_channel(connection, team_id, slug, display_name, public, member_ids)
+            return self._create_channel(connection, lambda step: step(connection), team_id, slug, display_name,
+                                        public, member_ids)
 
-    def _create_channel(self, connection: sa.Connection, team_id: str, slug: str, display_name: str,
-                        public: bool, member_ids: Sequence[str]) -> str:
+    def _create_channel(self, connection: sa.Connection, write_at_commit: Any, team_id: str, slug: str,
+                        display_name: str, public: bool, member_ids: Sequence[str]) -> str:
         channel_id = new_id()
         values = {"id": channel_id, "team_id": team_id, "name": slug, "display_name": display_name[:64],
                   "type": "O" if public else "P", "create_at": self.clock()}
         insert = _INSERT_CHANNEL[connection.dialect.name]
         for _ in range(8):
+            # The name's uniqueness is learnt from this answer: it cannot wait for the commit.
             if connection.execute(insert, values).first() is not None:
                 members = [{"channel_id": channel_id, "user_id": user_id} for user_id in dict.fromkeys(member_ids)]
                 if members:
-                    connection.execute(_INSERT_MEMBER, members)
+                    write_at_commit(lambda connection: connection.execute(_INSERT_MEMBER, members))
                 return channel_id
             # Incident names repeat; channel names must not: add a short suffix.
             values["name"] = f"{slug[:57]}-{secrets.token_hex(3)}"
@@ -139,7 +143,7 @@ class LocalChatHost:
         values = {"id": post_id, "channel_id": channel_id, "user_id": "", "message": message,
                   "create_at": self.clock()}
         if uow is not None:
-            uow.connection.execute(_INSERT_POST, values)
+            uow.write_at_commit(lambda connection: connection.execute(_INSERT_POST, values))
         else:
             with self.db.write_engine.begin() as connection:
                 connection.execute(_INSERT_POST, values)

@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -152,9 +153,8 @@ def _ping_after_idle(engine: sa.Engine) -> None:
 class Database:
     """The engines of one database: one for reads and one for writes.
 
-    On PostgreSQL each has its own pool, the reads' connections always in
-    autocommit (writes lock the incident row with ``SELECT ... FOR UPDATE``). On
-    SQLite, writers use ``BEGIN IMMEDIATE`` so they queue on the database's single
+    On PostgreSQL both share one pool (writes lock the incident row with
+    ``SELECT ... FOR UPDATE``). On SQLite, writers use ``BEGIN IMMEDIATE`` so they queue on the database's single
     write lock, while readers, thanks to WAL, never wait for writers. On both, reads run in autocommit (no BEGIN, no ROLLBACK):
     each statement sees the latest commit, so a read of several statements (a
     page and its total) may straddle a concurrent commit, which costs nothing but
@@ -167,16 +167,15 @@ class Database:
             self.write_engine = _sqlite_engine(self.url, immediate=True)
             self.read_engine = _sqlite_engine(self.url, immediate=False)
         else:
-            self.write_engine = sa.create_engine(self.url, pool_size=5, max_overflow=10)
+            self.write_engine = sa.create_engine(self.url, pool_size=10, max_overflow=10)
             _ping_after_idle(self.write_engine)
-            # Reads skip BEGIN/ROLLBACK: under READ COMMITTED each statement takes its
-            # own snapshot anyway, so a read-only transaction adds two round trips and
-            # no consistency. Their own pool keeps its connections in autocommit for
-            # good: switching a shared connection to autocommit at checkout and back at
-            # checkin (and the rollback on return) cost a tenth of a fetch.
-            self.read_engine = sa.create_engine(self.url, pool_size=5, max_overflow=10,
-                                                isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
-            _ping_after_idle(self.read_engine)
+            # Reads share the pool but skip BEGIN/ROLLBACK: under READ COMMITTED each
+            # statement takes its own snapshot anyway, so a read-only transaction adds
+            # two round trips and no consistency. (A pool of their own, always in
+            # autocommit, saved a few Python calls per read but doubled the connections
+            # each worker keeps open: three servers of five workers on one PostgreSQL
+            # came within a few of its default limit of 100.)
+            self.read_engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
         self.dialect = self.write_engine.dialect.name
 
     def unit_of_work(self, *, write: bool = True) -> "SqlUnitOfWork":
@@ -191,28 +190,81 @@ class Database:
 
 
 class SqlUnitOfWork:
-    """One transaction: commits only when told to, rolls back otherwise."""
+    """One transaction: commits only when told to, rolls back otherwise.
+
+    Writes whose results nobody reads (inserting a post, an outbox event, saving
+    a row locked earlier in the transaction) go through :meth:`write_at_commit`.
+    On PostgreSQL they are sent with the COMMIT in one pipeline: a create costs
+    two round trips instead of six. On SQLite, an in-process library call, they
+    run at once.
+    """
 
     def __init__(self, db: Database, *, write: bool):
         self.db = db
         self.write = write
         self.connection: sa.Connection | None = None
+        self._at_commit: list[Callable[[sa.Connection], Any]] = []
+        self._pipeline = write and db.dialect == "postgresql"
 
     def __enter__(self) -> "SqlUnitOfWork":
         engine = self.db.write_engine if self.write else self.db.read_engine
         self.connection = engine.connect()
         self._transaction = self.connection.begin()
-        self.incidents = SqlIncidentRepository(self.connection, lock_rows=self.db.dialect != "sqlite")
+        self.incidents = SqlIncidentRepository(self.connection, lock_rows=self.db.dialect != "sqlite",
+                                               write_at_commit=self.write_at_commit)
         self.playbooks = SqlPlaybookRepository(self.connection)
         self.saved_settings = SqlSavedSettings(self.connection)
         return self
 
+    def write_at_commit(self, step: Callable[[sa.Connection], Any]) -> None:
+        """Run step(connection), a write whose result is not read, now or pipelined with the commit.
+
+        Steps run in the order given, after every statement executed directly in
+        this transaction; an error in one surfaces from :meth:`commit`, which then
+        rolls the whole transaction back.
+        """
+        assert self.connection is not None
+        if self._pipeline:
+            self._at_commit.append(step)
+        else:
+            step(self.connection)
+
     def commit(self) -> None:
         """Make the transaction's changes permanent."""
-        self._transaction.commit()
+        assert self.connection is not None
+        if not self._at_commit:
+            self._transaction.commit()
+            return
+        steps, self._at_commit = self._at_commit, []
+        raw = self.connection.connection.dbapi_connection
+        dbapi = self.connection.dialect.loaded_dbapi
+        try:
+            # Statements in a pipeline are sent without waiting for their answers; the
+            # COMMIT waits for all of them: one round trip.
+            with raw.pipeline():
+                for step in steps:
+                    step(self.connection)
+                self._transaction.commit()
+        except BaseException as exc:
+            # A failed pipeline swallows the rollback sent inside it: roll back again
+            # outside it, so the pooled connection is not left in an aborted transaction.
+            self._discard_after_pipeline(raw, dbapi)
+            if isinstance(exc, dbapi.Error):  # raised by the pipeline itself, not through a statement
+                raise sa.exc.DBAPIError.instance("COMMIT", None, exc, dbapi.Error) from exc
+            raise
+
+    def _discard_after_pipeline(self, raw: Any, dbapi: Any) -> None:
+        assert self.connection is not None
+        try:
+            raw.rollback()
+            if self._transaction.is_active:
+                self._transaction.rollback()
+        except dbapi.Error as exc:
+            self.connection.invalidate(exc)
 
     def rollback(self) -> None:
         """Discard the transaction's changes."""
+        self._at_commit.clear()
         if self._transaction.is_active:
             self._transaction.rollback()
 

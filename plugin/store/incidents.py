@@ -1,6 +1,7 @@
 """The incident repository: incidents as rows, their stages and tasks as JSON."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,14 +57,20 @@ def _escape_like(term: str) -> str:
 class SqlIncidentRepository:
     """Reads and writes incidents within the unit of work's transaction."""
 
-    def __init__(self, connection: sa.Connection, *, lock_rows: bool):
+    def __init__(self, connection: sa.Connection, *, lock_rows: bool,
+                 write_at_commit: Callable[[Callable[[sa.Connection], Any]], None] | None = None):
         self.connection = connection
         self.lock_rows = lock_rows
+        self.write_at_commit = write_at_commit or (lambda step: step(connection))
+        # Rows this transaction read FOR UPDATE: nobody else can change them before commit.
+        self._locked: set[str] = set()
 
     def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
         """The incident, locked against other writers until commit when for_update."""
         query = _GET_FOR_UPDATE if for_update and self.lock_rows else _GET
         row = self.connection.execute(query, {"incident_id": incident_id}).first()
+        if row and query is _GET_FOR_UPDATE:
+            self._locked.add(incident_id)
         return _from_row(row) if row else None
 
     def get_by_channel(self, channel_id: str) -> Incident | None:
@@ -72,15 +79,19 @@ class SqlIncidentRepository:
         return _from_row(row) if row else None
 
     def add(self, incident: Incident) -> None:
-        """Insert a new incident."""
-        self.connection.execute(_INSERT, _row_values(incident))
+        """Insert a new incident (its id is new: nothing to check before the commit)."""
+        values = _row_values(incident)
+        self.write_at_commit(lambda connection: connection.execute(_INSERT, values))
 
     def save(self, incident: Incident) -> None:
         """Write a changed incident; raise ConcurrentUpdate if its version moved on."""
         values = _row_values(incident)
         values.update(version=incident.version + 1, old_id=incident.id, old_version=incident.version)
-        result = self.connection.execute(_SAVE, values)
-        if result.rowcount != 1:
+        if incident.id in self._locked:
+            # Read FOR UPDATE in this transaction: the version cannot have moved, and
+            # the write can wait for the commit.
+            self.write_at_commit(lambda connection: connection.execute(_SAVE, values))
+        elif self.connection.execute(_SAVE, values).rowcount != 1:
             raise ConcurrentUpdate("The incident was changed by someone else at the same time; try again.")
         incident.version += 1
 

@@ -77,13 +77,16 @@ _COLUMNS = "message_id, event, properties, recorded_at, lease_until, lease_token
 # than this one are dropped (a primary-key range, usually empty).
 _SQLITE_INSERT = f"INSERT INTO telemetry_outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, 0, '', 0)"
 _SQLITE_BOUND = "DELETE FROM telemetry_outbox WHERE seq < ?"
-# PostgreSQL: one round trip for both (a data-modifying CTE); the DELETE cannot see
+# PostgreSQL: one statement for all three (data-modifying CTEs), so that it needs no
+# answer and can travel with the COMMIT (``write_at_commit``): the insert, the drop
+# of events past the bound, and the count of dropped events. The DELETE cannot see
 # the row being inserted, which is never older than itself anyway.
 _POSTGRES_RECORD = (
     f"WITH new AS (INSERT INTO telemetry_outbox ({_COLUMNS}) "
     "VALUES (%s, %s, %s::json, %s, 0, '', 0) RETURNING seq), "
     "gone AS (DELETE FROM telemetry_outbox WHERE seq < (SELECT seq FROM new) - %s + 1 RETURNING 1) "
-    "SELECT (SELECT count(*) FROM gone)")
+    "INSERT INTO telemetry_counters (name, value) SELECT 'dropped', count(*) FROM gone HAVING count(*) > 0 "
+    "ON CONFLICT (name) DO UPDATE SET value = telemetry_counters.value + EXCLUDED.value")
 
 
 def _driver_execute(connection: sa.Connection, steps: Any) -> Any:
@@ -111,9 +114,8 @@ class Outbox:
         self.clock = clock
 
     # ----- inside the mutation's transaction ----------------------------------------
-    def record(self, connection: sa.Connection, event: str, properties: dict[str, Any], recorded_at: int,
-               max_events: int) -> str:
-        """Insert one event on the caller's connection; keep at most max_events waiting.
+    def record(self, uow: Any, event: str, properties: dict[str, Any], recorded_at: int, max_events: int) -> str:
+        """Insert one event in the unit of work's transaction; keep at most max_events waiting.
 
         The bound is kept by sequence number, not by counting the backlog (a count
         grows with the backlog and ran in every mutation's transaction): events
@@ -122,18 +124,20 @@ class Outbox:
         """
         message_id = str(uuid.uuid4())
         document = json.dumps(properties)
-        if connection.dialect.name == "postgresql":
-            def steps(cursor: Any) -> int:
-                cursor.execute(_POSTGRES_RECORD, (message_id, event, document, recorded_at, max_events))
-                return cursor.fetchone()[0]
-        else:
-            def steps(cursor: Any) -> int:
-                cursor.execute(_SQLITE_INSERT, (message_id, event, document, recorded_at))
-                cursor.execute(_SQLITE_BOUND, (cursor.lastrowid - max_events + 1,))
-                return cursor.rowcount
-        dropped = _driver_execute(connection, steps)
+        if uow.connection.dialect.name == "postgresql":
+            parameters = (message_id, event, document, recorded_at, max_events)
+            uow.write_at_commit(lambda connection: _driver_execute(
+                connection, lambda cursor: cursor.execute(_POSTGRES_RECORD, parameters)))
+            return message_id
+
+        def steps(cursor: Any) -> int:
+            cursor.execute(_SQLITE_INSERT, (message_id, event, document, recorded_at))
+            cursor.execute(_SQLITE_BOUND, (cursor.lastrowid - max_events + 1,))
+            return cursor.rowcount
+
+        dropped = _driver_execute(uow.connection, steps)
         if dropped:
-            bump_counter(connection, "dropped", dropped)
+            bump_counter(uow.connection, "dropped", dropped)
         return message_id
 
     # ----- the dispatcher -------------------------------------------------------------

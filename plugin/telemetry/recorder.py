@@ -150,7 +150,7 @@ class OutboxTelemetry:
             log.warning("telemetry: refused an event: %s", exc)
             return
         max_events = int(self.settings.current.get("TelemetryOutboxMaxEvents") or 10000)
-        self.outbox.record(uow.connection, event, properties, recorded_at, max_events)
+        self.outbox.record(uow, event, properties, recorded_at, max_events)
         # No nudge: the row is not committed yet; the next poll takes it.
         self.dispatcher.start()
 

@@ -72,7 +72,7 @@ def test_0004_keeps_waiting_events_and_moves_the_newest_sent_messages_to_the_aud
                        "attempts"}
     # The new shape takes new events beside the ones kept.
     with blank_db.unit_of_work() as uow:
-        outbox.record(uow.connection, "incident", {"n": 3}, 3, 10_000)
+        outbox.record(uow, "incident", {"n": 3}, 3, 10_000)
         uow.commit()
     assert outbox.pending_count() == 4
 
@@ -83,7 +83,7 @@ def test_0004_downgrades_and_upgrades_again(blank_db):
     migrate(blank_db)
     outbox = Outbox(blank_db)
     with blank_db.unit_of_work() as uow:
-        outbox.record(uow.connection, "incident", {"n": 1}, 1, 10_000)
+        outbox.record(uow, "incident", {"n": 1}, 1, 10_000)
         uow.commit()
     command.downgrade(alembic_config(blank_db), "0003")
     with blank_db.read_engine.connect() as connection:

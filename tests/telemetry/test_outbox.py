@@ -18,7 +18,7 @@ class Clock:
 def _record(db, outbox: Outbox, count: int, max_events: int = 100) -> None:
     with db.unit_of_work() as uow:
         for n in range(count):
-            outbox.record(uow.connection, "incident", {"Action": "end", "n": n}, n, max_events)
+            outbox.record(uow, "incident", {"Action": "end", "n": n}, n, max_events)
         uow.commit()
 
 
