@@ -198,9 +198,13 @@ class IncidentService:
                                  public=public, purpose=new.description[:250], member_ids=members)
         if self.host.shares_database:
             with self.uow_factory() as uow:
-                incident.channel_id = create_channel(uow=uow)
+                # The row, the event and the post are built before the first statement
+                # (the channel's insert, which must answer whether its name is free): on
+                # SQLite the write lock is held from there to the commit only.
+                incident.channel_id = new_id()
                 self._add(uow, incident, user_id)
                 self.host.post(incident.channel_id, announcement, uow=uow)
+                create_channel(uow=uow, channel_id=incident.channel_id)
                 uow.commit()
             return incident
         incident.channel_id = create_channel()

@@ -53,12 +53,14 @@ class ChatHost(Protocol):
         """Ids of the channels the user belongs to, in one team or in all."""
 
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
-                       purpose: str = "", member_ids: Sequence[str] = (), uow: Any = None) -> str:
+                       purpose: str = "", member_ids: Sequence[str] = (), uow: Any = None,
+                       channel_id: str | None = None) -> str:
         """Create a channel named from slug (a unique suffix is added if it is taken) with these members; return its id.
 
         Hosts that can do so create the channel and its memberships in one step (the
         local host: one transaction, the caller's ``uow`` when given); others add the
-        members one by one afterwards.
+        members one by one afterwards. ``channel_id`` is the id to give the channel;
+        only hosts that share the database (``shares_database``) accept one.
         """
 
     def add_channel_member(self, channel_id: str, user_id: str) -> None:

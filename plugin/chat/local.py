@@ -98,7 +98,8 @@ class LocalChatHost:
             return frozenset(connection.execute(query).scalars())
 
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
-                       purpose: str = "", member_ids: Sequence[str] = (), uow: Any = None) -> str:
+                       purpose: str = "", member_ids: Sequence[str] = (), uow: Any = None,
+                       channel_id: str | None = None) -> str:
         """Insert the channel and its memberships in one transaction (the caller's, when given).
 
         A taken name is retried with a short suffix. ``ON CONFLICT DO NOTHING`` finds
@@ -106,14 +107,13 @@ class LocalChatHost:
         """
         if uow is not None:
             return self._create_channel(uow.connection, uow.write_at_commit, team_id, slug, display_name, public,
-                                        member_ids)
+                                        member_ids, channel_id or new_id())
         with self.db.write_engine.begin() as connection:
             return self._create_channel(connection, lambda step: step(connection), team_id, slug, display_name,
-                                        public, member_ids)
+                                        public, member_ids, channel_id or new_id())
 
     def _create_channel(self, connection: sa.Connection, write_at_commit: Any, team_id: str, slug: str,
-                        display_name: str, public: bool, member_ids: Sequence[str]) -> str:
-        channel_id = new_id()
+                        display_name: str, public: bool, member_ids: Sequence[str], channel_id: str) -> str:
         values = {"id": channel_id, "team_id": team_id, "name": slug, "display_name": display_name[:64],
                   "type": "O" if public else "P", "create_at": self.clock()}
         insert = _INSERT_CHANNEL[connection.dialect.name]

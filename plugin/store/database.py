@@ -87,18 +87,15 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-    if immediate and path and path != ":memory:":
-        queue = _WriterQueue(str(Path(path).resolve()))
-
-        # A write connection is held from checkout to checkin, i.e. around its whole
-        # transaction: commit or rollback has finished before the next writer starts.
-        @event.listens_for(engine, "checkout")
-        def _on_checkout(_dbapi: Any, _record: Any, _proxy: Any) -> None:
-            queue.acquire()
-
+    queue = _WriterQueue(str(Path(path).resolve())) if immediate and path and path != ":memory:" else None
+    if queue is not None:
+        # Held from the transaction's BEGIN to the connection's checkin, i.e. until
+        # commit or rollback has finished. Not from checkout: a unit of work prepares
+        # what it can before its first statement, and none of that needs the lock.
         @event.listens_for(engine, "checkin")
-        def _on_checkin(_dbapi: Any, _record: Any) -> None:
-            queue.release()
+        def _on_checkin(_dbapi: Any, record: Any) -> None:
+            if record.info.pop("writer_turn", False):
+                queue.release()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -113,6 +110,9 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
     if immediate:
         @event.listens_for(engine, "begin")
         def _on_begin(connection: sa.Connection) -> None:
+            if queue is not None and not connection.info.get("writer_turn"):
+                queue.acquire()
+                connection.info["writer_turn"] = True
             # Writers take the write lock at BEGIN: a deferred transaction that reads and
             # then writes could fail with SQLITE_BUSY instead of waiting its turn.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -192,11 +192,14 @@ class Database:
 class SqlUnitOfWork:
     """One transaction: commits only when told to, rolls back otherwise.
 
-    Writes whose results nobody reads (inserting a post, an outbox event, saving
-    a row locked earlier in the transaction) go through :meth:`write_at_commit`.
-    On PostgreSQL they are sent with the COMMIT in one pipeline: a create costs
-    two round trips instead of six. On SQLite, an in-process library call, they
-    run at once.
+    The transaction begins with its first statement (on SQLite, that is where a
+    writer waits for the database's write lock), so work done before it, such as
+    building rows and events, is done outside the lock. Writes whose results
+    nobody reads (inserting a post, an outbox event, saving a row locked earlier
+    in the transaction) go through :meth:`write_at_commit` and run at commit: on
+    PostgreSQL they travel with the COMMIT in one pipeline (a create costs two
+    round trips instead of six); on SQLite they make the lock's turn start late
+    and end soon.
     """
 
     def __init__(self, db: Database, *, write: bool):
@@ -208,8 +211,8 @@ class SqlUnitOfWork:
 
     def __enter__(self) -> "SqlUnitOfWork":
         engine = self.db.write_engine if self.write else self.db.read_engine
+        # No begin() here: SQLAlchemy begins the transaction at the first statement.
         self.connection = engine.connect()
-        self._transaction = self.connection.begin()
         self.incidents = SqlIncidentRepository(self.connection, lock_rows=self.db.dialect != "sqlite",
                                                write_at_commit=self.write_at_commit)
         self.playbooks = SqlPlaybookRepository(self.connection)
@@ -217,25 +220,31 @@ class SqlUnitOfWork:
         return self
 
     def write_at_commit(self, step: Callable[[sa.Connection], Any]) -> None:
-        """Run step(connection), a write whose result is not read, now or pipelined with the commit.
+        """Run step(connection), a write whose result is not read, at commit.
 
         Steps run in the order given, after every statement executed directly in
         this transaction; an error in one surfaces from :meth:`commit`, which then
         rolls the whole transaction back.
         """
         assert self.connection is not None
-        if self._pipeline:
+        if self.write:
             self._at_commit.append(step)
         else:
             step(self.connection)
 
     def commit(self) -> None:
-        """Make the transaction's changes permanent."""
+        """Run the writes waiting for the commit, then make the transaction's changes permanent."""
         assert self.connection is not None
-        if not self._at_commit:
-            self._transaction.commit()
-            return
         steps, self._at_commit = self._at_commit, []
+        if steps and not self.connection.in_transaction():
+            # Steps may write on the driver's cursor, which SQLAlchemy does not see:
+            # begin here so that they run inside the transaction (and its write lock).
+            self.connection.begin()
+        if not steps or not self._pipeline:
+            for step in steps:
+                step(self.connection)
+            self.connection.commit()
+            return
         raw = self.connection.connection.dbapi_connection
         dbapi = self.connection.dialect.loaded_dbapi
         try:
@@ -244,7 +253,7 @@ class SqlUnitOfWork:
             with raw.pipeline():
                 for step in steps:
                     step(self.connection)
-                self._transaction.commit()
+                self.connection.commit()
         except BaseException as exc:
             # A failed pipeline swallows the rollback sent inside it: roll back again
             # outside it, so the pooled connection is not left in an aborted transaction.
@@ -257,16 +266,15 @@ class SqlUnitOfWork:
         assert self.connection is not None
         try:
             raw.rollback()
-            if self._transaction.is_active:
-                self._transaction.rollback()
+            self.connection.rollback()
         except dbapi.Error as exc:
             self.connection.invalidate(exc)
 
     def rollback(self) -> None:
-        """Discard the transaction's changes."""
+        """Discard the transaction's changes (and the writes still waiting for the commit)."""
         self._at_commit.clear()
-        if self._transaction.is_active:
-            self._transaction.rollback()
+        if self.connection is not None and self.connection.in_transaction():
+            self.connection.rollback()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

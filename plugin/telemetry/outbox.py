@@ -135,9 +135,12 @@ class Outbox:
             cursor.execute(_SQLITE_BOUND, (cursor.lastrowid - max_events + 1,))
             return cursor.rowcount
 
-        dropped = _driver_execute(uow.connection, steps)
-        if dropped:
-            bump_counter(uow.connection, "dropped", dropped)
+        def write(connection: sa.Connection) -> None:
+            dropped = _driver_execute(connection, steps)
+            if dropped:
+                bump_counter(connection, "dropped", dropped)
+
+        uow.write_at_commit(write)
         return message_id
 
     # ----- the dispatcher -------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The SQL store: migrations, JSON round trips, and index use for listing."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 import sqlalchemy as sa
 
@@ -59,8 +61,8 @@ def test_writes_at_commit_run_in_order_after_direct_statements_and_commit_togeth
         uow.write_at_commit(write("first"))
         uow.connection.execute(sa.insert(plugin_kv).values(key="direct", value="v"))
         uow.write_at_commit(write("second"))
-        # PostgreSQL holds them for the commit's round trip; SQLite runs them at once.
-        assert ran == ([] if db.dialect == "postgresql" else ["first", "second"])
+        assert ran == []  # held for the commit
+
         uow.commit()
     assert ran == ["first", "second"]
     assert _kv_keys(db) == ["direct", "first", "second"]
@@ -88,3 +90,50 @@ def test_a_write_at_commit_that_fails_undoes_the_whole_transaction(db):
         uow.write_at_commit(lambda connection: connection.execute(sa.insert(plugin_kv).values(key="next", value="v")))
         uow.commit()
     assert _kv_keys(db) == ["next", "taken"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_sqlite_writer_takes_the_write_lock_at_its_first_statement_not_before(db):
+    other_done = threading.Event()
+
+    def other_writer(key: str) -> None:
+        with db.unit_of_work() as uow:
+            uow.connection.execute(sa.insert(plugin_kv).values(key=key, value="v"))
+            uow.commit()
+        other_done.set()
+
+    with db.unit_of_work() as uow:
+        uow.write_at_commit(lambda connection: connection.execute(sa.insert(plugin_kv).values(key="mine", value="v")))
+        thread = threading.Thread(target=other_writer, args=("before",))
+        thread.start()
+        # Nothing executed yet: the other writer is not kept waiting.
+        assert other_done.wait(10)
+        uow.connection.execute(sa.select(plugin_kv.c.key)).all()  # the first statement: our turn begins
+        other_done.clear()
+        thread = threading.Thread(target=other_writer, args=("after",))
+        thread.start()
+        assert not other_done.wait(0.5)  # now it waits for our commit
+        uow.commit()
+    assert other_done.wait(10)
+    thread.join()
+    assert _kv_keys(db) == ["after", "before", "mine"]
+
+
+def test_driver_level_writes_at_commit_are_part_of_the_transaction(db):
+    def raw_insert(key: str):
+        def step(connection):
+            cursor = connection.connection.dbapi_connection.cursor()
+            marker = "%s" if db.dialect == "postgresql" else "?"
+            cursor.execute(f"INSERT INTO plugin_kv (key, value) VALUES ({marker}, 'v')", (key,))
+            cursor.close()
+        return step
+
+    with db.unit_of_work() as uow:
+        uow.write_at_commit(raw_insert("kept"))
+        uow.commit()
+    with db.unit_of_work() as uow:
+        uow.write_at_commit(raw_insert("undone"))
+        uow.write_at_commit(lambda connection: connection.execute(sa.insert(plugin_kv).values(key="kept", value="x")))
+        with pytest.raises(sa.exc.DBAPIError):
+            uow.commit()
+    assert _kv_keys(db) == ["kept"]
