@@ -137,3 +137,15 @@ def test_driver_level_writes_at_commit_are_part_of_the_transaction(db):
         with pytest.raises(sa.exc.DBAPIError):
             uow.commit()
     assert _kv_keys(db) == ["kept"]
+
+
+def test_a_write_is_invisible_until_commit_and_reads_leave_no_transaction_open(db):
+    with db.unit_of_work() as uow:
+        uow.connection.execute(sa.insert(plugin_kv).values(key="pending", value="v"))
+        assert _kv_keys(db) == []  # another connection does not see it yet
+        uow.commit()
+    assert _kv_keys(db) == ["pending"]
+    with db.unit_of_work(write=False) as uow:
+        uow.connection.execute(sa.select(plugin_kv.c.key)).all()
+        if db.dialect == "postgresql":
+            assert uow.connection.exec_driver_sql("SELECT now() = statement_timestamp()").scalar_one() is True
