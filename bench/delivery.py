@@ -110,7 +110,6 @@ def seed(db: Database, count: int) -> set[str]:
         recorded_at = started + n
         rows.append({
             "message_id": message_id, "event": "incident", "recorded_at": recorded_at,
-            "lease_until": 0, "lease_token": "", "attempts": 0,
             "properties": {
                 "Action": actions[n % len(actions)], "incidentID": f"{n:026d}", "IsActive": True,
                 "CommanderUserID": "commander00000000000000000", "TeamID": f"team{n % 100:03d}".ljust(26, "0"),

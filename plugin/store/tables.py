@@ -113,7 +113,8 @@ plugin_kv = sa.Table(
 
 # Telemetry events wait here, written in the transaction of the change they
 # describe, until the dispatcher has delivered them: a delivered (or refused) event
-# leaves the table, so it only ever holds what is still to be sent.
+# leaves the table, so it only ever holds what is still to be sent, and a row is
+# written once and deleted once.
 telemetry_outbox = sa.Table(
     "telemetry_outbox", metadata,
     sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
@@ -121,9 +122,16 @@ telemetry_outbox = sa.Table(
     sa.Column("event", sa.String(32), nullable=False),
     sa.Column("properties", sa.JSON, nullable=False),
     sa.Column("recorded_at", sa.BigInteger, nullable=False),
-    sa.Column("lease_until", sa.BigInteger, nullable=False, default=0),
-    sa.Column("lease_token", sa.String(32), nullable=False, default=""),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+)
+
+# A dispatcher's claim on the outbox events from first_seq to last_seq until a
+# moment (ms): one row per batch being sent, deleted when the batch is done.
+telemetry_leases = sa.Table(
+    "telemetry_leases", metadata,
+    sa.Column("token", sa.String(32), primary_key=True),
+    sa.Column("first_seq", sa.BigInteger, nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("until", sa.BigInteger, nullable=False),
 )
 
 # What left the server, exactly as sent, for admins to audit: one row per delivered

@@ -295,7 +295,7 @@ class Dispatcher:
             if messages:
                 deliver(messages)
         finally:
-            self.outbox.finish(token, [event.seq for event in events], sent, rejected)
+            self.outbox.finish(token, sent, rejected)
         if rejected:
             message = f"data plane refused {len(rejected)} event(s); they will not be sent again"
             log.warning("telemetry: %s", message)

@@ -68,8 +68,7 @@ def test_0004_keeps_waiting_events_and_moves_the_newest_sent_messages_to_the_aud
                                        for n in reversed(range(50, 250))]
     assert [m["messageId"] for m in outbox.recent_sent(10, REJECTED)] == ["id-rejected-1", "id-rejected-0"]
     columns = {column["name"] for column in sa.inspect(blank_db.read_engine).get_columns("telemetry_outbox")}
-    assert columns == {"seq", "message_id", "event", "properties", "recorded_at", "lease_until", "lease_token",
-                       "attempts"}
+    assert columns == {"seq", "message_id", "event", "properties", "recorded_at"}
     # The new shape takes new events beside the ones kept.
     with blank_db.unit_of_work() as uow:
         outbox.record(uow, "incident", {"n": 3}, 3, 10_000)

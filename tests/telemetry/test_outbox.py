@@ -101,7 +101,7 @@ def test_rejected_events_leave_the_outbox_and_are_kept_apart_from_the_sent_ones(
     _record(db, outbox, 3)
     token, events = outbox.claim(10, lease_ms=5_000)
     poison = events[1]
-    outbox.finish(token, [e.seq for e in events], [(events[0].seq, {"messageId": events[0].message_id})],
+    outbox.finish(token, [(events[0].seq, {"messageId": events[0].message_id})],
                   [(poison.seq, {"messageId": poison.message_id})])
     assert outbox.pending_count() == 1
     assert outbox.recent_sent(10, REJECTED) == [{"messageId": poison.message_id}]
@@ -109,3 +109,27 @@ def test_rejected_events_leave_the_outbox_and_are_kept_apart_from_the_sent_ones(
     assert (outbox.counters()["sent"], outbox.counters()["rejected"]) == (1, 1)
     _, rest = outbox.claim(10, lease_ms=5_000)  # the third was given back at once
     assert [e.seq for e in rest] == [events[2].seq]
+
+
+def test_concurrent_claimers_take_every_event_once(db):
+    import threading
+
+    clock = Clock()
+    _record(db, Outbox(db, clock), 400, max_events=1_000)
+    taken: list[list[str]] = [[] for _ in range(4)]
+
+    def claimer(n: int) -> None:
+        outbox = Outbox(db, clock)
+        while True:
+            _, events = outbox.claim(7, lease_ms=60_000, look_first=False)
+            if not events:
+                return
+            taken[n].extend(e.message_id for e in events)
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    ids = [message_id for part in taken for message_id in part]
+    assert len(ids) == 400 and len(set(ids)) == 400
