@@ -122,7 +122,7 @@ def seed(db: Database, count: int) -> set[str]:
         for start in range(0, count, 5_000):
             connection.execute(sa.insert(telemetry_outbox), rows[start:start + 5_000])
     if db.write_engine.dialect.name == "postgresql":
-        with db.write_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        with db.read_engine.connect() as connection:  # autocommit: VACUUM runs outside a transaction
             connection.exec_driver_sql("VACUUM ANALYZE telemetry_outbox")
     return ids
 
