@@ -92,9 +92,11 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
         # Held from the transaction's BEGIN to the connection's checkin, i.e. until
         # commit or rollback has finished. Not from checkout: a unit of work prepares
         # what it can before its first statement, and none of that needs the lock.
+        # The mark lives in record_info, which outlives an invalidated connection, so a
+        # turn is always given back at checkin.
         @event.listens_for(engine, "checkin")
         def _on_checkin(_dbapi: Any, record: Any) -> None:
-            if record.info.pop("writer_turn", False):
+            if record.record_info.pop("writer_turn", False):
                 queue.release()
 
     @event.listens_for(engine, "connect")
@@ -110,9 +112,10 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
     if immediate:
         @event.listens_for(engine, "begin")
         def _on_begin(connection: sa.Connection) -> None:
-            if queue is not None and not connection.info.get("writer_turn"):
+            turn = connection.connection.record_info
+            if queue is not None and turn is not None and not turn.get("writer_turn"):
                 queue.acquire()
-                connection.info["writer_turn"] = True
+                turn["writer_turn"] = True
             # Writers take the write lock at BEGIN: a deferred transaction that reads and
             # then writes could fail with SQLITE_BUSY instead of waiting its turn.
             connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -50,3 +50,25 @@ def test_concurrent_sqlite_writers_from_many_threads_all_commit(db: Database):
     with db.read_engine.connect() as connection:
         count = connection.exec_driver_sql("SELECT count(*) FROM plugin_kv WHERE key LIKE 'bench-%'").scalar_one()
     assert count == 200
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_sqlite_writer_whose_connection_is_invalidated_still_gives_back_its_turn(db: Database):
+    table = sa.table("plugin_kv", sa.column("key"), sa.column("value"))
+    with db.write_engine.connect() as connection:
+        connection.execute(sa.insert(table).values(key="lost", value="x"))  # BEGIN: this writer's turn
+        connection.invalidate()
+    done = threading.Event()
+
+    def other_writer() -> None:
+        with db.write_engine.begin() as connection:
+            connection.execute(sa.insert(table).values(key="next", value="x"))
+        done.set()
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    assert done.wait(5), "the invalidated connection kept the writers' turn"
+    thread.join()
+    with db.read_engine.connect() as connection:
+        keys = set(connection.exec_driver_sql("SELECT key FROM plugin_kv").scalars())
+    assert keys == {"next"}
