@@ -6,8 +6,8 @@ import os
 import re
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
