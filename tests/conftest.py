@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,10 +42,15 @@ def as_user(user_id: str) -> dict[str, str]:
 
 
 # ----- PostgreSQL: one database per test run ----------------------------------------------
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+@contextmanager
+def new_postgres_database(prefix: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database, yield its URL, drop it afterwards.
+
+    Skips the test when PostgreSQL cannot be reached, or fails it when
+    ``INCIDENT_REQUIRE_POSTGRES`` is set.
+    """
     admin_url = normalise_url(PG_URL)
-    name = f"incident_test_{os.getpid()}_{secrets.token_hex(3)}"
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     try:
         admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
@@ -54,14 +60,21 @@ def postgres_url() -> Iterator[str]:
         if REQUIRE_PG:
             pytest.fail(message + " (INCIDENT_REQUIRE_POSTGRES is set)", pytrace=False)
         pytest.skip(message)
-    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    db = Database(url)
-    migrate(db)
-    db.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with new_postgres_database("incident_test") as url:
+        db = Database(url)
+        migrate(db)
+        db.dispose()
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -199,13 +199,6 @@ class Outbox:
         with self.db.write_engine.begin() as connection:
             return self._done(connection, SENT, sent)
 
-    def mark_rejected(self, rejected: list[tuple[int, dict[str, Any]]]) -> int:
-        """Record events the data plane refused on their own: never sent again, kept for admins to see."""
-        if not rejected:
-            return 0
-        with self.db.write_engine.begin() as connection:
-            return self._done(connection, REJECTED, rejected)
-
     def _done(self, connection: sa.Connection, state: str, events: list[tuple[int, dict[str, Any]]]) -> int:
         """Delete these events from the outbox, count them under state and keep the newest messages for audit.
 

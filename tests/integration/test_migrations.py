@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from plugin.store import Database, migrate, normalise_url
+from plugin.store import Database, migrate
 from plugin.store.migrate import alembic_config, current_revision
 from plugin.telemetry.outbox import REJECTED, Outbox
-from tests.conftest import PG_URL, REQUIRE_PG
+from tests.conftest import new_postgres_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -23,22 +22,10 @@ def blank_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         yield db
         db.dispose()
         return
-    admin_url = normalise_url(PG_URL)
-    name = f"incident_migration_{secrets.token_hex(4)}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is not reachable at {PG_URL}: {exc.orig}", pytrace=False)
-        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
-    db = Database(sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False))
-    yield db
-    db.dispose()
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with new_postgres_database("incident_migration") as url:
+        db = Database(url)
+        yield db
+        db.dispose()
 
 
 def _old_outbox_row(n: int, state: str) -> dict:
