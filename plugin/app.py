@@ -1,6 +1,7 @@
 """The composition root: ``create_app(settings)`` builds and wires everything."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -64,7 +65,11 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
                                  diagnostics_enabled=lambda: bool(live.current.get("ServerDiagnosticsEnabled", True)))
     settings_admin.host = host
     if telemetry is None:
-        telemetry = OutboxTelemetry(db, live, host, dispatcher_options=telemetry_options)
+        # One worker of a server sends at a time (see plugin.telemetry.dispatcher); one
+        # lock per database, in case one data directory serves several.
+        turn_file = settings.data_dir / f"telemetry-{hashlib.sha256(db.url.encode()).hexdigest()[:12]}.lock"
+        telemetry = OutboxTelemetry(db, live, host,
+                                    dispatcher_options={"turn_file": turn_file, **(telemetry_options or {})})
         telemetry.start()
     service = IncidentService(db.unit_of_work, host, telemetry)
     playbooks = PlaybookService(db.unit_of_work, host, telemetry)

@@ -17,12 +17,22 @@ connection errors back off exponentially with jitter; a 400 (or 413) refuses the
 whole batch, so the batch is bisected until the good events are delivered and
 each event still refused on its own is marked ``rejected``: counted, shown to
 admins, never retried. Stopping waits a bounded time.
+
+One process of a server sends (``Turn``): the workers of one server share a lock
+file in its data directory, and the worker holding it dispatches while the others
+only record. Batches are then as big as the server's whole traffic allows: each
+batch costs two transactions, an HTTP request and an audit row whatever its size,
+so five workers sending a fifth each cost nearly five times as much. A worker
+that exits or dies lets go of the lock, and another takes over within a poll.
+Two servers (each its own data directory) both dispatch; leases keep them apart.
 """
 from __future__ import annotations
 
 import atexit
 import email.utils
+import fcntl
 import logging
+import os
 import random
 import threading
 import time
@@ -30,6 +40,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from plugin.telemetry.outbox import Outbox, OutboxEvent
@@ -145,6 +156,53 @@ def describe_error(error: BaseException) -> str:
     return f"could not reach the data plane ({cause})"
 
 
+class Turn:
+    """The right to dispatch, held by one process at a time: an ``flock`` on a file.
+
+    Without a path every process holds it. A file that cannot be opened or locked
+    (a read-only directory, a file system without locks) also lets every process
+    send: leases still keep them from sending an event twice.
+    """
+
+    def __init__(self, path: str | Path | None):
+        self.path = None if path is None else str(path)
+        self._fd: int | None = None
+        self._pid = 0
+
+    def take(self) -> bool:
+        """True when this process holds the turn (taking it if it is free)."""
+        if self.path is None:
+            return True
+        if self._fd is not None and self._pid == os.getpid():
+            return True
+        self._fd = None  # a descriptor inherited over fork is the parent's lock, not ours
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            log.warning("telemetry: cannot open %s (%s); every process will send", self.path, exc)
+            self.path = None
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except OSError as exc:
+            os.close(fd)
+            log.warning("telemetry: cannot lock %s (%s); every process will send", self.path, exc)
+            self.path = None
+            return True
+        self._fd, self._pid = fd, os.getpid()
+        return True
+
+    def give_back(self) -> None:
+        """Let another process take the turn."""
+        fd, self._fd = self._fd, None
+        if fd is not None and self._pid == os.getpid():
+            os.close(fd)
+
+
 class Dispatcher:
     """Claims pending outbox events and sends them in batches, in a daemon thread, until stopped."""
 
@@ -152,7 +210,8 @@ class Dispatcher:
                  on_disabled: Callable[[], None] = lambda: None,
                  sender_factory: Callable[[Destination], Any] = RudderSender,
                  poll_interval: float = 1.0, batch_size: int = 500, lease_ms: int = 20_000,
-                 backoff_base: float = 1.0, backoff_max: float = 60.0, retry_after_max: float = RETRY_AFTER_MAX):
+                 backoff_base: float = 1.0, backoff_max: float = 60.0, retry_after_max: float = RETRY_AFTER_MAX,
+                 turn_file: str | Path | None = None):
         self.outbox = outbox
         self.destination = destination
         self.on_disabled = on_disabled
@@ -163,6 +222,7 @@ class Dispatcher:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.retry_after_max = retry_after_max
+        self.turn = Turn(turn_file)
         self.failures = 0
         self._more = False
         self._sender: Any = None
@@ -211,15 +271,19 @@ class Dispatcher:
 
     # ----- the loop -------------------------------------------------------------------
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            delay = self._safe_cycle()
-            if delay > 0:
-                self._wake.wait(delay)
-            self._wake.clear()
-        # A last bounded attempt: whatever the caller of stop() waits for.
-        if self.failures == 0:
-            while self._safe_cycle() == 0:
-                pass
+        try:
+            while not self._stopping.is_set():
+                # Not our turn: another process of this server sends; look again after a poll.
+                delay = self._safe_cycle() if self.turn.take() else self.poll_interval
+                if delay > 0:
+                    self._wake.wait(delay)
+                self._wake.clear()
+            # A last bounded attempt: whatever the caller of stop() waits for.
+            if self.failures == 0 and self.turn.take():
+                while self._safe_cycle() == 0:
+                    pass
+        finally:
+            self.turn.give_back()
 
     def _safe_cycle(self) -> float:
         try:

@@ -78,16 +78,31 @@ _COLUMNS = "message_id, event, properties, recorded_at"
 # than this one are dropped (a primary-key range, usually empty).
 _SQLITE_INSERT = f"INSERT INTO telemetry_outbox ({_COLUMNS}) VALUES (?, ?, ?, ?)"
 _SQLITE_BOUND = "DELETE FROM telemetry_outbox WHERE seq < ?"
-# PostgreSQL: one statement for all three (data-modifying CTEs), so that it needs no
-# answer and can travel with the COMMIT (``write_at_commit``): the insert, the drop
-# of events past the bound, and the count of dropped events. The DELETE cannot see
-# the row being inserted, which is never older than itself anyway.
-_POSTGRES_RECORD = (
-    f"WITH new AS (INSERT INTO telemetry_outbox ({_COLUMNS}) "
-    "VALUES (%s, %s, %s::json, %s) RETURNING seq), "
-    "gone AS (DELETE FROM telemetry_outbox WHERE seq < (SELECT seq FROM new) - %s + 1 RETURNING 1) "
-    "INSERT INTO telemetry_counters (name, value) SELECT 'dropped', count(*) FROM gone HAVING count(*) > 0 "
-    "ON CONFLICT (name) DO UPDATE SET value = telemetry_counters.value + EXCLUDED.value")
+
+
+def _postgres_record(bound: str) -> str:
+    """One statement for the insert, the drop of events past the bound and its count (data-modifying CTEs).
+
+    It needs no answer, so it travels with the COMMIT (``write_at_commit``). The
+    DELETE cannot see the row being inserted, which is never older than itself.
+    """
+    return (f"WITH new AS (INSERT INTO telemetry_outbox ({_COLUMNS}) "
+            "VALUES (%s, %s, %s::json, %s) RETURNING seq), "
+            f"gone AS (DELETE FROM telemetry_outbox WHERE {bound} RETURNING 1) "
+            "INSERT INTO telemetry_counters (name, value) SELECT 'dropped', count(*) FROM gone HAVING count(*) > 0 "
+            "ON CONFLICT (name) DO UPDATE SET value = telemetry_counters.value + EXCLUDED.value")
+
+
+# PostgreSQL, usually: drop the one event exactly max_events inserts older, by primary
+# key. A range (``seq < new - max_events + 1``) is planned as a scan of the whole
+# table, dead rows of delivered events included, in every mutation: a tenth of a
+# create's database time with the data plane up, more with a full outbox.
+_POSTGRES_RECORD = _postgres_record("seq = (SELECT seq FROM new) - %s")
+# Now and then the range, for what the point misses: the event behind a sequence
+# number that a rolled-back transaction used, and older events after the bound was
+# lowered.
+_POSTGRES_RECORD_SWEEP = _postgres_record("seq < (SELECT seq FROM new) - %s + 1")
+SWEEP_EVERY_SECONDS = 10.0
 
 
 # Claims of one PostgreSQL database take turns on this transaction-scoped advisory lock.
@@ -121,9 +136,11 @@ def _driver_execute(connection: sa.Connection, steps: Any) -> Any:
 class Outbox:
     """SQL operations on the outbox of one database."""
 
-    def __init__(self, db: Database, clock: Any = now_ms):
+    def __init__(self, db: Database, clock: Any = now_ms, sweep_every: float = SWEEP_EVERY_SECONDS):
         self.db = db
         self.clock = clock
+        self.sweep_every = sweep_every
+        self._next_sweep = 0.0  # time.monotonic() of the next full bound on PostgreSQL
 
     # ----- inside the mutation's transaction ----------------------------------------
     def record(self, uow: Any, event: str, properties: dict[str, Any], recorded_at: int, max_events: int) -> str:
@@ -132,14 +149,21 @@ class Outbox:
         The bound is kept by sequence number, not by counting the backlog (a count
         grows with the backlog and ran in every mutation's transaction): events
         more than max_events inserts older than this one are dropped. Only the
-        newest max_events can be newer, so no more than that wait.
+        newest max_events can be newer, so no more than that wait. On PostgreSQL
+        an insert drops the one event exactly max_events older, and the whole range
+        at most every ``sweep_every`` seconds per process, so more may wait for
+        those seconds after the bound was lowered or a transaction rolled back.
         """
         message_id = str(uuid.uuid4())
         document = json.dumps(properties)
         if uow.connection.dialect.name == "postgresql":
+            statement = _POSTGRES_RECORD
+            if time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + self.sweep_every
+                statement = _POSTGRES_RECORD_SWEEP
             parameters = (message_id, event, document, recorded_at, max_events)
             uow.write_at_commit(lambda connection: _driver_execute(
-                connection, lambda cursor: cursor.execute(_POSTGRES_RECORD, parameters)))
+                connection, lambda cursor: cursor.execute(statement, parameters)))
             return message_id
 
         def steps(cursor: Any) -> int:

@@ -291,3 +291,27 @@ def test_changing_the_data_plane_url_at_run_time_sends_to_the_new_one(tclient, t
         assert dataplane.requests == [] and len(second.delivered()) == 1
     finally:
         second.stop()
+
+
+def test_one_process_of_a_server_sends_and_another_takes_over_when_it_stops(telemetry_settings, dataplane):
+    """Apps on one data directory and database take turns: one sends what all record."""
+    first, second = make_app(telemetry_settings), make_app(telemetry_settings)
+    one, two = first.extensions["incident"], second.extensions["incident"]
+    try:
+        drive_every_mutation(first.test_client(), one)
+        wait_until(lambda: len(dataplane.delivered()) == 11)
+        drive_every_mutation(second.test_client(), two)
+        assert two.telemetry.dispatcher.running
+        # The second records, the first (holding the turn) sends.
+        wait_until(lambda: len(dataplane.delivered()) == 22 and _pending(two) == 0)
+        assert not two.telemetry.dispatcher.turn.take()
+        assert one.telemetry.stop(2.0)
+        # The first let go of the turn when it stopped: the second now sends its own events.
+        drive_every_mutation(second.test_client(), two)
+        wait_until(lambda: len(dataplane.delivered()) == 33 and _pending(two) == 0)
+        assert two.telemetry.dispatcher.turn.take()
+        assert len(set(dataplane.delivered_ids())) == 33
+    finally:
+        for components in (one, two):
+            components.telemetry.stop(2.0)
+            components.db.dispose()
