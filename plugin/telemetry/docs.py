@@ -62,8 +62,10 @@ Events are written to an outbox table in the same database transaction as the ch
 then sent in the background with the outbox id as RudderStack `messageId`, so a retry
 after an outage or a crash is de-duplicated by the data plane. Waiting events go out in
 batches of up to 500, each one gzipped `POST /v1/batch` request, and leave the outbox
-only when the data plane answered 200. A data plane outage never slows a request; at
-most `TelemetryOutboxMaxEvents` events wait (older ones are dropped and counted).
+only when the data plane answered 200. One worker process of a server sends at a
+time, so batches carry the whole server's events. A data plane outage never slows a
+request; at most `TelemetryOutboxMaxEvents` events wait (older ones are dropped and
+counted; after the setting is lowered, within seconds).
 
 When the data plane answers 429 the next attempt waits for its `Retry-After` (at most
 five minutes); on 5xx or when it cannot be reached, attempts back off exponentially (at
