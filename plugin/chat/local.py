@@ -17,24 +17,28 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from plugin.chat import ServerFacts
 from plugin.model import new_id
-from plugin.store import Database
+from plugin.store import Database, driver
 from plugin.store.tables import chat_channel_members, chat_channels, chat_posts, chat_users, plugin_kv
 
 LOCAL_SERVER_VERSION = "local"
 DIAGNOSTIC_ID_KEY = "diagnostic_id"
 
-# Built once: constructing a statement costs more than executing a cached one.
-_IS_MEMBER = sa.select(chat_channel_members.c.user_id).where(
+# The statements of every create and of permission checks, on the driver's cursor
+# (see plugin.store.driver).
+_IS_MEMBER = driver.Statement(sa.select(chat_channel_members.c.user_id).where(
     chat_channel_members.c.channel_id == sa.bindparam("channel_id"),
-    chat_channel_members.c.user_id == sa.bindparam("user_id"))
-_USERNAME = sa.select(chat_users.c.username).where(chat_users.c.id == sa.bindparam("user_id"))
-_INSERT_MEMBER = sa.insert(chat_channel_members)
-# inline(): no RETURNING of the generated seq, which nobody reads (and a pipelined write cannot)
-_INSERT_POST = sa.insert(chat_posts).inline()
+    chat_channel_members.c.user_id == sa.bindparam("user_id")))
+_USERNAME = driver.Statement(sa.select(chat_users.c.username).where(chat_users.c.id == sa.bindparam("user_id")))
+_INSERT_MEMBER = driver.Statement(sa.insert(chat_channel_members), ["channel_id", "user_id"])
+# No seq: the database numbers posts, and nobody reads the number back.
+_INSERT_POST = driver.Statement(sa.insert(chat_posts), ["id", "channel_id", "user_id", "message", "create_at"])
+_CHANNEL_KEYS = ["id", "team_id", "name", "display_name", "type", "create_at"]
 _INSERT_CHANNEL = {
     # A taken (team, name) inserts nothing instead of raising: see create_channel.
-    "sqlite": sqlite_insert(chat_channels).on_conflict_do_nothing().returning(chat_channels.c.id),
-    "postgresql": postgresql_insert(chat_channels).on_conflict_do_nothing().returning(chat_channels.c.id),
+    "sqlite": driver.Statement(sqlite_insert(chat_channels).on_conflict_do_nothing()
+                               .returning(chat_channels.c.id), _CHANNEL_KEYS),
+    "postgresql": driver.Statement(postgresql_insert(chat_channels).on_conflict_do_nothing()
+                                   .returning(chat_channels.c.id), _CHANNEL_KEYS),
 }
 # Remembered "is a member" answers: the local host never removes a member, so a
 # yes stays true. Bounded: past this many the set is emptied and refilled.
@@ -80,7 +84,7 @@ class LocalChatHost:
         if key in self._members:
             return True
         with self.db.read_engine.connect() as connection:
-            row = connection.execute(_IS_MEMBER, {"channel_id": channel_id, "user_id": user_id}).first()
+            row = driver.fetch_one(connection, _IS_MEMBER, {"channel_id": channel_id, "user_id": user_id})
         if row is None:
             return False
         if len(self._members) >= MEMBERSHIP_CACHE_SIZE:
@@ -119,10 +123,11 @@ class LocalChatHost:
         insert = _INSERT_CHANNEL[connection.dialect.name]
         for _ in range(8):
             # The name's uniqueness is learnt from this answer: it cannot wait for the commit.
-            if connection.execute(insert, values).first() is not None:
+            if driver.execute(connection, insert, values, begin=True).fetchall():
                 members = [{"channel_id": channel_id, "user_id": user_id} for user_id in dict.fromkeys(member_ids)]
                 if members:
-                    write_at_commit(lambda connection: connection.execute(_INSERT_MEMBER, members))
+                    write_at_commit(lambda connection: driver.execute(connection, _INSERT_MEMBER, members,
+                                                                      many=True, begin=True))
                 return channel_id
             # Incident names repeat; channel names must not: add a short suffix.
             values["name"] = f"{slug[:57]}-{secrets.token_hex(3)}"
@@ -143,10 +148,10 @@ class LocalChatHost:
         values = {"id": post_id, "channel_id": channel_id, "user_id": "", "message": message,
                   "create_at": self.clock()}
         if uow is not None:
-            uow.write_at_commit(lambda connection: connection.execute(_INSERT_POST, values))
+            uow.write_at_commit(lambda connection: driver.execute(connection, _INSERT_POST, values, begin=True))
         else:
             with self.db.write_engine.begin() as connection:
-                connection.execute(_INSERT_POST, values)
+                driver.execute(connection, _INSERT_POST, values)
         return post_id
 
     def mention(self, user_id: str) -> str:
@@ -158,7 +163,8 @@ class LocalChatHost:
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         with self.db.read_engine.connect() as connection:
-            username = connection.execute(_USERNAME, {"user_id": user_id}).scalar_one_or_none()
+            row = driver.fetch_one(connection, _USERNAME, {"user_id": user_id})
+            username = None if row is None else row.username
         self._remember_username(user_id, username)
         return username
 

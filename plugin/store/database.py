@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from plugin.store import driver
 from plugin.store.incidents import SqlIncidentRepository
 from plugin.store.playbooks import SqlPlaybookRepository
 from plugin.store.saved_settings import SqlSavedSettings
@@ -118,7 +119,7 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
                 turn["writer_turn"] = True
             # Writers take the write lock at BEGIN: a deferred transaction that reads and
             # then writes could fail with SQLITE_BUSY instead of waiting its turn.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            driver.execute_sql(connection, "BEGIN IMMEDIATE")
     # Readers emit no BEGIN: with pysqlite's own transaction handling off, each
     # statement runs in its own implicit transaction, as reads do on PostgreSQL.
 
@@ -139,7 +140,7 @@ def _begin_writes(engine: sa.Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
         if connection.get_execution_options().get(_WRITES):
-            connection.exec_driver_sql("BEGIN")
+            driver.execute_sql(connection, "BEGIN")
 
 
 def _ping_after_idle(engine: sa.Engine) -> None:
@@ -237,7 +238,7 @@ class SqlUnitOfWork:
         # No begin() here: SQLAlchemy begins the transaction at the first statement.
         self.connection = engine.connect()
         self.incidents = SqlIncidentRepository(self.connection, lock_rows=self.db.dialect != "sqlite",
-                                               write_at_commit=self.write_at_commit)
+                                               write_at_commit=self.write_at_commit, writes=self.write)
         self.playbooks = SqlPlaybookRepository(self.connection)
         self.saved_settings = SqlSavedSettings(self.connection)
         return self

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from plugin.errors import ConcurrentUpdate
 from plugin.model import Incident, IncidentFilter, checklists_from_json, checklists_to_json
+from plugin.store import driver
 from plugin.store.tables import incidents
 
 SORT_COLUMNS = {
@@ -19,14 +20,15 @@ SORT_COLUMNS = {
 }
 
 
-# Built once: constructing a statement costs more than executing a cached one.
-_GET = sa.select(incidents).where(incidents.c.id == sa.bindparam("incident_id"))
-_GET_FOR_UPDATE = _GET.with_for_update()
-_GET_BY_CHANNEL = sa.select(incidents).where(incidents.c.channel_id == sa.bindparam("channel_id"))
-_INSERT = sa.insert(incidents)
+# The statements every request runs, on the driver's cursor (see plugin.store.driver).
+_GET = driver.Statement(sa.select(incidents).where(incidents.c.id == sa.bindparam("incident_id")))
+_GET_FOR_UPDATE = driver.Statement(_GET.statement.with_for_update())
+_GET_BY_CHANNEL = driver.Statement(sa.select(incidents).where(incidents.c.channel_id == sa.bindparam("channel_id")))
+_COLUMNS = [column.key for column in incidents.c]
+_INSERT = driver.Statement(sa.insert(incidents), _COLUMNS)
 # The row's new values, where it still has the version the change was made from.
-_SAVE = (sa.update(incidents)
-         .where(incidents.c.id == sa.bindparam("old_id"), incidents.c.version == sa.bindparam("old_version")))
+_SAVE = driver.Statement(sa.update(incidents).where(incidents.c.id == sa.bindparam("old_id"),
+                                                    incidents.c.version == sa.bindparam("old_version")), _COLUMNS)
 
 
 def _row_values(incident: Incident) -> dict[str, Any]:
@@ -40,7 +42,7 @@ def _row_values(incident: Incident) -> dict[str, Any]:
     }
 
 
-def _from_row(row: sa.Row[Any]) -> Incident:
+def _from_row(row: Any) -> Incident:
     return Incident(
         id=row.id, name=row.name, description=row.description, is_active=row.is_active,
         commander_user_id=row.commander_user_id, team_id=row.team_id, channel_id=row.channel_id,
@@ -58,9 +60,12 @@ class SqlIncidentRepository:
     """Reads and writes incidents within the unit of work's transaction."""
 
     def __init__(self, connection: sa.Connection, *, lock_rows: bool,
-                 write_at_commit: Callable[[Callable[[sa.Connection], Any]], None] | None = None):
+                 write_at_commit: Callable[[Callable[[sa.Connection], Any]], None] | None = None,
+                 writes: bool = True):
         self.connection = connection
         self.lock_rows = lock_rows
+        # A writing unit of work's statements run in its transaction, begun at the first.
+        self.writes = writes
         self.write_at_commit = write_at_commit or (lambda step: step(connection))
         # Rows this transaction read FOR UPDATE: nobody else can change them before commit.
         self._locked: set[str] = set()
@@ -68,20 +73,20 @@ class SqlIncidentRepository:
     def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
         """The incident, locked against other writers until commit when for_update."""
         query = _GET_FOR_UPDATE if for_update and self.lock_rows else _GET
-        row = self.connection.execute(query, {"incident_id": incident_id}).first()
+        row = driver.fetch_one(self.connection, query, {"incident_id": incident_id}, begin=self.writes)
         if row and query is _GET_FOR_UPDATE:
             self._locked.add(incident_id)
         return _from_row(row) if row else None
 
     def get_by_channel(self, channel_id: str) -> Incident | None:
         """The incident whose channel this is."""
-        row = self.connection.execute(_GET_BY_CHANNEL, {"channel_id": channel_id}).first()
+        row = driver.fetch_one(self.connection, _GET_BY_CHANNEL, {"channel_id": channel_id}, begin=self.writes)
         return _from_row(row) if row else None
 
     def add(self, incident: Incident) -> None:
         """Insert a new incident (its id is new: nothing to check before the commit)."""
         values = _row_values(incident)
-        self.write_at_commit(lambda connection: connection.execute(_INSERT, values))
+        self.write_at_commit(lambda connection: driver.execute(connection, _INSERT, values, begin=True))
 
     def save(self, incident: Incident) -> None:
         """Write a changed incident; raise ConcurrentUpdate if its version moved on."""
@@ -90,8 +95,8 @@ class SqlIncidentRepository:
         if incident.id in self._locked:
             # Read FOR UPDATE in this transaction: the version cannot have moved, and
             # the write can wait for the commit.
-            self.write_at_commit(lambda connection: connection.execute(_SAVE, values))
-        elif self.connection.execute(_SAVE, values).rowcount != 1:
+            self.write_at_commit(lambda connection: driver.execute(connection, _SAVE, values, begin=True))
+        elif driver.execute(self.connection, _SAVE, values, begin=True).rowcount != 1:
             raise ConcurrentUpdate("The incident was changed by someone else at the same time; try again.")
         incident.version += 1
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from plugin.store import Database
+from plugin.store import Database, driver
 from plugin.store.tables import plugin_kv, telemetry_audit, telemetry_counters, telemetry_leases, telemetry_outbox
 
 SENT = "sent"
@@ -116,23 +116,6 @@ def _uncovered(now: int) -> Any:
                               telemetry_outbox.c.seq.between(leases.c.first_seq, leases.c.last_seq))
 
 
-def _driver_execute(connection: sa.Connection, steps: Any) -> Any:
-    """Run steps(cursor) on the driver connection under connection's transaction; errors as SQLAlchemy's."""
-    dbapi = connection.dialect.loaded_dbapi
-    raw = connection.connection.dbapi_connection
-    cursor = raw.cursor()
-    try:
-        return steps(cursor)
-    except dbapi.Error as exc:
-        gone = connection.dialect.is_disconnect(exc, raw, cursor)
-        if gone:
-            connection.invalidate(exc)
-        raise sa.exc.DBAPIError.instance("telemetry outbox record", None, exc, dbapi.Error,
-                                         connection_invalidated=gone) from exc
-    finally:
-        cursor.close()
-
-
 class Outbox:
     """SQL operations on the outbox of one database."""
 
@@ -162,17 +145,12 @@ class Outbox:
                 self._next_sweep = time.monotonic() + self.sweep_every
                 statement = _POSTGRES_RECORD_SWEEP
             parameters = (message_id, event, document, recorded_at, max_events)
-            uow.write_at_commit(lambda connection: _driver_execute(
-                connection, lambda cursor: cursor.execute(statement, parameters)))
+            uow.write_at_commit(lambda connection: driver.execute_sql(connection, statement, parameters))
             return message_id
 
-        def steps(cursor: Any) -> int:
-            cursor.execute(_SQLITE_INSERT, (message_id, event, document, recorded_at))
-            cursor.execute(_SQLITE_BOUND, (cursor.lastrowid - max_events + 1,))
-            return cursor.rowcount
-
         def write(connection: sa.Connection) -> None:
-            dropped = _driver_execute(connection, steps)
+            inserted = driver.execute_sql(connection, _SQLITE_INSERT, (message_id, event, document, recorded_at))
+            dropped = driver.execute_sql(connection, _SQLITE_BOUND, (inserted.lastrowid - max_events + 1,)).rowcount
             if dropped:
                 bump_counter(connection, "dropped", dropped)
 

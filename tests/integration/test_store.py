@@ -6,9 +6,10 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from plugin.model import IncidentFilter
-from plugin.store import migrate
-from plugin.store.incidents import SqlIncidentRepository
+from plugin.errors import ConcurrentUpdate
+from plugin.model import Checklist, ChecklistItem, Incident, IncidentFilter, new_id
+from plugin.store import driver, migrate
+from plugin.store.incidents import _INSERT, SqlIncidentRepository, _row_values
 from plugin.store.migrate import current_revision
 from plugin.store.tables import plugin_kv
 from tests.conftest import TEAM
@@ -149,3 +150,71 @@ def test_a_write_is_invisible_until_commit_and_reads_leave_no_transaction_open(d
         uow.connection.execute(sa.select(plugin_kv.c.key)).all()
         if db.dialect == "postgresql":
             assert uow.connection.exec_driver_sql("SELECT now() = statement_timestamp()").scalar_one() is True
+
+
+def _incident(**changes):
+    values = dict(id=new_id(), name="db down", description="é ✓", team_id=TEAM, commander_user_id="a" * 26,
+                  channel_id=new_id(), create_at=1, public=True, active_stage=0,
+                  checklists=[Checklist(new_id(), "Triage", [ChecklistItem(id=new_id(), title="page", command="/x")])])
+    return Incident(**{**values, **changes})
+
+
+def test_incidents_round_trip_through_the_driver_path_with_their_types(db):
+    incident = _incident()
+    with db.unit_of_work() as uow:
+        uow.incidents.add(incident)
+        uow.commit()
+    with db.unit_of_work(write=False) as uow:
+        by_id = uow.incidents.get(incident.id)
+        by_channel = uow.incidents.get_by_channel(incident.channel_id)
+        assert uow.incidents.get("z" * 26) is None
+    assert by_id == by_channel == incident
+    assert by_id.public is True and by_id.is_active is True  # booleans, not SQLite's 1
+    assert by_id.checklists[0].items[0].command == "/x"
+
+
+def test_driver_errors_are_sqlalchemys_and_leave_the_pooled_connection_usable(db):
+    incident = _incident()
+    with db.unit_of_work() as uow:
+        uow.incidents.add(incident)
+        uow.commit()
+    for _ in range(3):
+        with pytest.raises(sa.exc.IntegrityError if db.dialect == "sqlite" else sa.exc.DBAPIError):
+            with db.unit_of_work() as uow:
+                uow.incidents.add(_incident(id=incident.id))
+                uow.commit()
+        # A direct statement (not one waiting for the commit) fails as IntegrityError on both.
+        with pytest.raises(sa.exc.IntegrityError):
+            with db.unit_of_work() as uow:
+                uow.incidents.get(incident.id, for_update=True)
+                moved = uow.incidents.get(incident.id)
+                moved.id = "y" * 26
+                moved.channel_id = incident.channel_id
+                driver.execute(uow.connection, _INSERT, _row_values(moved), begin=True)
+    with db.unit_of_work() as uow:
+        stored = uow.incidents.get(incident.id, for_update=True)
+        stored.name = "renamed"
+        uow.incidents.save(stored)
+        uow.commit()
+    with db.unit_of_work(write=False) as uow:
+        assert uow.incidents.get(incident.id).name == "renamed"
+
+
+def test_a_stale_save_through_the_driver_path_is_refused(db):
+    incident = _incident()
+    with db.unit_of_work() as uow:
+        uow.incidents.add(incident)
+        uow.commit()
+    stale = _incident(**{**incident.__dict__, "name": "stale"})
+    with db.unit_of_work() as uow:
+        fresh = uow.incidents.get(incident.id)
+        fresh.name = "fresh"
+        uow.incidents.save(fresh)
+        uow.commit()
+    with pytest.raises(ConcurrentUpdate):
+        with db.unit_of_work() as uow:
+            uow.incidents.save(stale)  # read outside this transaction, at version 0
+            uow.commit()
+    with db.unit_of_work(write=False) as uow:
+        assert uow.incidents.get(incident.id).name == "fresh"
+
