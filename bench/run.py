@@ -304,7 +304,14 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def median_ratio(numerators: list[float], denominators: list[float]) -> float:
-    """The median over rounds of one round's ratio: a round disturbed by anything else on the machine does not decide it."""
+    """The median over rounds of one round's ratio: a round disturbed by anything else on the machine does not decide it.
+
+    With one more denominator than numerators, each round's numerator was measured
+    between two denominators, and is divided by their mean (the machine's speed
+    drifts within seconds, so the measurements on both sides describe it best).
+    """
+    if len(denominators) == len(numerators) + 1:
+        denominators = [(a + b) / 2 for a, b in zip(denominators, denominators[1:])]
     return round(statistics.median(n / d for n, d in zip(numerators, denominators)), 3)
 
 
@@ -333,6 +340,10 @@ def efficiency(port: int, args: argparse.Namespace, kind: str, results: dict[str
             totals[name].merge_sequential(part)
             rates[name].append(part.rps)
             print(f"[{kind}] round {round_ + 1} {name}: {part.rps:.0f} req/s", flush=True)
+    # A last /healthz: every round's fetch and create now lie between two of them.
+    part = measure(port, endpoints["healthz"], args, warm_up=False)
+    totals["healthz"].merge_sequential(part)
+    rates["healthz"].append(part.rps)
     for name, total in totals.items():
         results["endpoints"][name] = {**summary(total), "round_rps": [round(rate, 1) for rate in rates[name]]}
     results["ratios"]["fetch_vs_healthz"] = median_ratio(rates["fetch"], rates["healthz"])
@@ -516,8 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and write bench/results/<db>.json."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
-    parser.add_argument("--seconds", type=float, default=2.0, help="duration of each measurement")
-    parser.add_argument("--rounds", type=int, default=5,
+    parser.add_argument("--seconds", type=float, default=1.5, help="duration of each measurement")
+    parser.add_argument("--rounds", type=int, default=9,
                         help="rounds of healthz/fetch/create: short alternating slices share the machine's drift")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
