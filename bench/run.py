@@ -488,6 +488,21 @@ def profile(url: str, workdir: Path, kind: str) -> str:
 
 
 # ----- report ------------------------------------------------------------------------------
+def cpu_times() -> list[int]:
+    """The machine's CPU time counters (/proc/stat: user nice system idle iowait irq softirq steal), or []."""
+    try:
+        return [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return []
+
+
+def steal_percent(before: list[int], after: list[int]) -> float | None:
+    """Of the CPU time that passed between two readings, the percentage the hypervisor gave to others."""
+    if len(before) < 8 or len(after) < 8 or sum(after) <= sum(before):
+        return None
+    return round(100 * (after[7] - before[7]) / (sum(after) - sum(before)), 1)
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     memory = ""
@@ -503,7 +518,8 @@ def machine() -> dict[str, Any]:
 
 def table(kind: str, results: dict[str, Any]) -> str:
     """The printed summary of one database's run."""
-    lines = [f"\n{kind}: {results.get('database', '')}",
+    steal = results.get("machine", {}).get("steal_percent")
+    lines = [f"\n{kind}: {results.get('database', '')}" + ("" if steal is None else f" (CPU time stolen: {steal}%)"),
              f"{'figure':<32}{'value':>10}  {'target':<8}{'ok':>4}"]
     for name, value in results["ratios"].items():
         op, target = TARGETS[name]
@@ -549,10 +565,11 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     failed = False
     for kind in kinds:
-        started = time.perf_counter()
+        started, counters = time.perf_counter(), cpu_times()
         with load_pool(args.processes) as args.pool:
             results = bench_database(kind, args)
-        results["machine"] = machine()
+        # Time stolen by other guests of a virtual machine's host slows rounds at random.
+        results["machine"] = {**machine(), "steal_percent": steal_percent(counters, cpu_times())}
         results["settings"] = {"seconds": args.seconds, "rounds": args.rounds, "concurrency": args.concurrency,
                                "load_processes": args.processes, "server_workers": args.workers,
                                "server_threads": 4}
