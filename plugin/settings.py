@@ -7,7 +7,7 @@ setting ``SomeKey`` may be given as ``INCIDENT_SOME_KEY``. Invalid values raise
 
 Settings that are not admin-facing (where files live) are read here too:
 ``INCIDENT_DATA_DIR`` (default ``./data``) holds the SQLite file of the default
-database URL.
+database URL and the lock file by which one worker process sends telemetry.
 """
 from __future__ import annotations
 
