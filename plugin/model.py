@@ -97,6 +97,17 @@ class Checklist:
         return sum(1 for item in self.items if item.state is not ItemState.CLOSED)
 
 
+@dataclass(frozen=True)
+class UnchangedIncident:
+    """An incident still at a version the caller already has: what deciding who may see it needs."""
+
+    id: str
+    version: int
+    channel_id: str
+    team_id: str
+    public: bool
+
+
 @dataclass
 class Incident:
     """An incident and its rules; ``version`` counts committed changes (optimistic lock)."""

@@ -38,6 +38,7 @@ from plugin.model import (
     ItemState,
     Playbook,
     PlaybookFilter,
+    UnchangedIncident,
     new_id,
     slugify,
 )
@@ -52,6 +53,7 @@ class IncidentRepository(Protocol):
     """Persistence of incidents within one unit of work."""
 
     def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None: ...
+    def get_unless(self, incident_id: str, known_version: int) -> Incident | UnchangedIncident | None: ...
     def get_by_channel(self, channel_id: str) -> Incident | None: ...
     def add(self, incident: Incident) -> None: ...
     def save(self, incident: Incident) -> None: ...
@@ -128,7 +130,7 @@ class IncidentService:
         self.clock = clock
 
     # ----- permissions -------------------------------------------------------------
-    def can_view(self, user_id: str, incident: Incident) -> bool:
+    def can_view(self, user_id: str, incident: Incident | UnchangedIncident) -> bool:
         """System admin, channel member, or a team member for a public incident."""
         return (self.host.is_system_admin(user_id)
                 or self.host.is_channel_member(incident.channel_id, user_id)
@@ -139,9 +141,22 @@ class IncidentService:
         return self.host.is_system_admin(user_id) or self.host.is_channel_member(incident.channel_id, user_id)
 
     # ----- reads ---------------------------------------------------------------------
-    def get_incident(self, user_id: str, incident_id: str) -> Incident:
-        """The incident, if the user may view it."""
-        incident = self._read(incident_id)
+    def get_incident(self, user_id: str, incident_id: str, *,
+                     unless_version: int | None = None) -> Incident | UnchangedIncident:
+        """The incident, if the user may view it.
+
+        With unless_version (the version of a copy the caller keeps), an incident
+        still at that version comes back as UnchangedIncident, read without its
+        stages and tasks; who may see it is decided on the current row either way.
+        """
+        if unless_version is None:
+            incident: Incident | UnchangedIncident = self._read(incident_id)
+        else:
+            with self.uow_factory(write=False) as uow:
+                found = uow.incidents.get_unless(incident_id, unless_version)
+            if found is None:
+                raise NotFound(f"Incident {incident_id} does not exist.")
+            incident = found
         if not self.can_view(user_id, incident):
             raise PermissionDenied("You do not have permission to view this incident.")
         return incident

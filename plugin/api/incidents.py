@@ -1,9 +1,11 @@
 """Incident routes: load with a schema, call one service method, dump with a schema."""
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
-from flask import g, url_for
+from flask import current_app, g, request, url_for
 
 from plugin.api import Blueprint, authenticate, page_of, path_id
 from plugin.api.schemas import (
@@ -19,10 +21,48 @@ from plugin.api.schemas import (
     ReorderSchema,
     StageSchema,
 )
-from plugin.model import IncidentFilter, ItemState
+import plugin
+from plugin.model import Incident, IncidentFilter, ItemState
 from plugin.service import NewChecklist, NewIncident, NewItem
 
 ITEM = "/<incident_id>/checklists/<int:checklist>/items/<int:item>"
+# Encoded incidents kept per process, by id, with the version they show.
+REPRESENTATIONS_KEPT = 4096
+
+
+class Representations:
+    """The JSON of recently fetched incidents, each valid for exactly one version.
+
+    A fetch still reads the incident's row (its version, and what deciding who may
+    see it needs) but, while the version is the one kept here, not its stages and
+    tasks, and nothing is rebuilt, dumped or encoded. Every change to an incident
+    raises its version, so a kept body is never shown for another version. The
+    version also makes the ETag: clients send it back in If-None-Match and get 304.
+    """
+
+    def __init__(self, size: int = REPRESENTATIONS_KEPT):
+        self.size = size
+        self._bodies: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, incident_id: str) -> tuple[int, bytes] | None:
+        with self._lock:
+            found = self._bodies.get(incident_id)
+            if found is not None:
+                self._bodies.move_to_end(incident_id)
+            return found
+
+    def put(self, incident_id: str, version: int, body: bytes) -> None:
+        with self._lock:
+            self._bodies[incident_id] = (version, body)
+            self._bodies.move_to_end(incident_id)
+            while len(self._bodies) > self.size:
+                self._bodies.popitem(last=False)
+
+
+def etag(version: int) -> str:
+    """The entity tag of an incident's representation: this server's version and the incident's."""
+    return f"{plugin.__version__}.{version}"
 
 
 def create_blueprint(components: Any) -> Blueprint:
@@ -30,6 +70,8 @@ def create_blueprint(components: Any) -> Blueprint:
     blp = Blueprint("incidents", __name__, url_prefix="/api/v0/incidents",
                     description="Incidents, their stages and tasks.")
     service = components.service
+    representations = Representations()
+    schema = IncidentSchema()
 
     @blp.before_request
     def _authenticate() -> None:
@@ -56,9 +98,24 @@ def create_blueprint(components: Any) -> Blueprint:
 
     @blp.route("/<incident_id>", methods=["GET"])
     @blp.response(200, IncidentSchema)
+    @blp.alt_response(304, description="Not Modified: the incident is still at the version of If-None-Match.")
     def get(incident_id: str) -> Any:
-        """One incident."""
-        return service.get_incident(g.user_id, path_id(incident_id, "incident"))
+        """One incident (with an ETag; If-None-Match answers 304 while it is unchanged)."""
+        incident_id = path_id(incident_id, "incident")
+        kept = representations.get(incident_id)
+        found = service.get_incident(g.user_id, incident_id, unless_version=None if kept is None else kept[0])
+        if isinstance(found, Incident):
+            kept = (found.version, current_app.json.response(schema.dump(found)).get_data())
+            representations.put(incident_id, *kept)
+        assert kept is not None
+        version, body = kept
+        tag = etag(version)
+        if request.if_none_match.contains(tag):
+            response = current_app.response_class(status=304)
+        else:
+            response = current_app.response_class(body, mimetype="application/json")
+        response.set_etag(tag)
+        return response
 
     @blp.route("/channel/<channel_id>", methods=["GET"])
     @blp.response(200, IncidentSchema)

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from plugin.errors import ConcurrentUpdate
-from plugin.model import Incident, IncidentFilter, checklists_from_json, checklists_to_json
+from plugin.model import Incident, IncidentFilter, UnchangedIncident, checklists_from_json, checklists_to_json
 from plugin.store import driver
 from plugin.store.tables import incidents
 
@@ -23,6 +23,13 @@ SORT_COLUMNS = {
 # The statements every request runs, on the driver's cursor (see plugin.store.driver).
 _GET = driver.Statement(sa.select(incidents).where(incidents.c.id == sa.bindparam("incident_id")))
 _GET_FOR_UPDATE = driver.Statement(_GET.statement.with_for_update())
+# The row without its stages and tasks when it is still at the version the caller
+# knows (the caller has its representation): no JSON to send, decode or rebuild.
+_GET_UNLESS = driver.Statement(
+    sa.select(*[column for column in incidents.c if column.key != "checklists"],
+              sa.case((incidents.c.version == sa.bindparam("known_version"), sa.null()),
+                      else_=incidents.c.checklists).label("checklists"))
+    .where(incidents.c.id == sa.bindparam("incident_id")))
 _GET_BY_CHANNEL = driver.Statement(sa.select(incidents).where(incidents.c.channel_id == sa.bindparam("channel_id")))
 _COLUMNS = [column.key for column in incidents.c]
 _INSERT = driver.Statement(sa.insert(incidents), _COLUMNS)
@@ -77,6 +84,16 @@ class SqlIncidentRepository:
         if row and query is _GET_FOR_UPDATE:
             self._locked.add(incident_id)
         return _from_row(row) if row else None
+
+    def get_unless(self, incident_id: str, known_version: int) -> Incident | UnchangedIncident | None:
+        """The incident, or UnchangedIncident when it is still at known_version (None: no such incident)."""
+        row = driver.fetch_one(self.connection, _GET_UNLESS, {"incident_id": incident_id,
+                                                              "known_version": known_version}, begin=self.writes)
+        if row is None:
+            return None
+        if row.checklists is None:
+            return UnchangedIncident(row.id, row.version, row.channel_id, row.team_id, row.public)
+        return _from_row(row)
 
     def get_by_channel(self, channel_id: str) -> Incident | None:
         """The incident whose channel this is."""

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from plugin.errors import ConcurrentUpdate
-from plugin.model import Checklist, ChecklistItem, Incident, IncidentFilter, new_id
+from plugin.model import Checklist, ChecklistItem, Incident, IncidentFilter, UnchangedIncident, new_id
 from plugin.store import driver, migrate
 from plugin.store.incidents import _INSERT, SqlIncidentRepository, _row_values
 from plugin.store.migrate import current_revision
@@ -159,11 +159,16 @@ def _incident(**changes):
     return Incident(**{**values, **changes})
 
 
-def test_incidents_round_trip_through_the_driver_path_with_their_types(db):
+def _stored(db) -> Incident:
     incident = _incident()
     with db.unit_of_work() as uow:
         uow.incidents.add(incident)
         uow.commit()
+    return incident
+
+
+def test_incidents_round_trip_through_the_driver_path_with_their_types(db):
+    incident = _stored(db)
     with db.unit_of_work(write=False) as uow:
         by_id = uow.incidents.get(incident.id)
         by_channel = uow.incidents.get_by_channel(incident.channel_id)
@@ -174,10 +179,7 @@ def test_incidents_round_trip_through_the_driver_path_with_their_types(db):
 
 
 def test_driver_errors_are_sqlalchemys_and_leave_the_pooled_connection_usable(db):
-    incident = _incident()
-    with db.unit_of_work() as uow:
-        uow.incidents.add(incident)
-        uow.commit()
+    incident = _stored(db)
     for _ in range(3):
         with pytest.raises(sa.exc.IntegrityError if db.dialect == "sqlite" else sa.exc.DBAPIError):
             with db.unit_of_work() as uow:
@@ -201,10 +203,7 @@ def test_driver_errors_are_sqlalchemys_and_leave_the_pooled_connection_usable(db
 
 
 def test_a_stale_save_through_the_driver_path_is_refused(db):
-    incident = _incident()
-    with db.unit_of_work() as uow:
-        uow.incidents.add(incident)
-        uow.commit()
+    incident = _stored(db)
     stale = _incident(**{**incident.__dict__, "name": "stale"})
     with db.unit_of_work() as uow:
         fresh = uow.incidents.get(incident.id)
@@ -218,3 +217,13 @@ def test_a_stale_save_through_the_driver_path_is_refused(db):
     with db.unit_of_work(write=False) as uow:
         assert uow.incidents.get(incident.id).name == "fresh"
 
+
+
+def test_get_unless_reads_the_stages_only_when_the_version_moved(db):
+    incident = _stored(db)
+    with db.unit_of_work(write=False) as uow:
+        same = uow.incidents.get_unless(incident.id, 0)
+        moved = uow.incidents.get_unless(incident.id, 7)
+        missing = uow.incidents.get_unless("z" * 26, 0)
+    assert same == UnchangedIncident(incident.id, 0, incident.channel_id, TEAM, True)
+    assert moved == incident and missing is None
