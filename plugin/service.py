@@ -25,7 +25,7 @@ from collections.abc import Callable
 from functools import partial
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from plugin.chat import ChatHost
 from plugin.errors import BadInput, ConcurrentUpdate, NotFound, PermissionDenied
@@ -47,6 +47,7 @@ from plugin.telemetry import NoopTelemetry, Telemetry
 log = logging.getLogger(__name__)
 
 RETRIES = 5
+Found = TypeVar("Found")
 
 
 class IncidentRepository(Protocol):
@@ -149,14 +150,9 @@ class IncidentService:
         still at that version comes back as UnchangedIncident, read without its
         stages and tasks; who may see it is decided on the current row either way.
         """
-        if unless_version is None:
-            incident: Incident | UnchangedIncident = self._read(incident_id)
-        else:
-            with self.uow_factory(write=False) as uow:
-                found = uow.incidents.get_unless(incident_id, unless_version)
-            if found is None:
-                raise NotFound(f"Incident {incident_id} does not exist.")
-            incident = found
+        incident: Incident | UnchangedIncident = (
+            self._read(incident_id) if unless_version is None
+            else self._existing(incident_id, lambda incidents: incidents.get_unless(incident_id, unless_version)))
         if not self.can_view(user_id, incident):
             raise PermissionDenied("You do not have permission to view this incident.")
         return incident
@@ -337,11 +333,15 @@ class IncidentService:
 
     # ----- machinery -----------------------------------------------------------------
     def _read(self, incident_id: str) -> Incident:
+        return self._existing(incident_id, lambda incidents: incidents.get(incident_id))
+
+    def _existing(self, incident_id: str, read: Callable[[IncidentRepository], Found | None]) -> Found:
+        """What read finds in a reading unit of work, or NotFound."""
         with self.uow_factory(write=False) as uow:
-            incident = uow.incidents.get(incident_id)
-        if incident is None:
+            found = read(uow.incidents)
+        if found is None:
             raise NotFound(f"Incident {incident_id} does not exist.")
-        return incident
+        return found
 
     def _read_for_edit(self, user_id: str, incident_id: str) -> Incident:
         incident = self._read(incident_id)

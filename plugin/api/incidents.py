@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app, g, request, url_for
 
+import plugin
 from plugin.api import Blueprint, authenticate, page_of, path_id
 from plugin.api.schemas import (
     AssigneeSchema,
@@ -21,7 +22,6 @@ from plugin.api.schemas import (
     ReorderSchema,
     StageSchema,
 )
-import plugin
 from plugin.model import Incident, IncidentFilter, ItemState
 from plugin.service import NewChecklist, NewIncident, NewItem
 
