@@ -161,46 +161,54 @@ class Turn:
 
     Without a path every process holds it. A file that cannot be opened or locked
     (a read-only directory, a file system without locks) also lets every process
-    send: leases still keep them from sending an event twice.
+    send: leases still keep them from sending an event twice. The file is opened
+    once per process; a process that waits for the turn only retries the lock.
     """
 
     def __init__(self, path: str | Path | None):
         self.path = None if path is None else str(path)
         self._fd: int | None = None
         self._pid = 0
+        self._held = False
 
     def take(self) -> bool:
         """True when this process holds the turn (taking it if it is free)."""
         if self.path is None:
             return True
-        if self._fd is not None and self._pid == os.getpid():
+        if self._pid != os.getpid():
+            # A descriptor inherited over fork shares the parent's lock: close this copy
+            # (kept open, it would hold the lock after the parent exits) and open our own.
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd, self._held, self._pid = None, False, os.getpid()
+        if self._held:
             return True
-        self._fd = None  # a descriptor inherited over fork is the parent's lock, not ours
+        if self._fd is None:
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                return self._everyone_sends(f"cannot open {self.path} ({exc})")
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            log.warning("telemetry: cannot open %s (%s); every process will send", self.path, exc)
-            self.path = None
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
             return False
         except OSError as exc:
-            os.close(fd)
-            log.warning("telemetry: cannot lock %s (%s); every process will send", self.path, exc)
-            self.path = None
-            return True
-        self._fd, self._pid = fd, os.getpid()
+            return self._everyone_sends(f"cannot lock {self.path} ({exc})")
+        self._held = True
         return True
 
     def give_back(self) -> None:
         """Let another process take the turn."""
-        fd, self._fd = self._fd, None
+        fd, self._fd, self._held = self._fd, None, False
         if fd is not None and self._pid == os.getpid():
             os.close(fd)
+
+    def _everyone_sends(self, why: str) -> bool:
+        log.warning("telemetry: %s; every process will send", why)
+        self.give_back()
+        self.path = None
+        return True
 
 
 class Dispatcher:
