@@ -6,10 +6,9 @@ the tests all get the same answers.
 """
 from __future__ import annotations
 
-import base64
 import enum
+import os
 import re
-import secrets
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,9 @@ ID_LENGTH = 26
 ID_PATTERN = re.compile(r"[a-z0-9]{26}")
 # Mattermost's id alphabet (base32 without easily confused characters).
 _ID_ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769"
-_TO_ID_ALPHABET = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ID_ALPHABET.encode())
+# Each random byte names one character by its low five bits: 256 is a multiple of 32,
+# so every character of the alphabet is equally likely.
+_BYTE_TO_ID_CHAR = bytes(_ID_ALPHABET[b % 32].encode()[0] for b in range(256))
 
 NAME_MAX = 64
 DESCRIPTION_MAX = 4096
@@ -32,8 +33,14 @@ DEFAULT_CHECKLIST_TITLE = "Checklist"
 
 
 def new_id() -> str:
-    """Return a fresh 26-character id in Mattermost's format: 128 random bits in its base32 alphabet."""
-    return base64.b32encode(secrets.token_bytes(16))[:26].translate(_TO_ID_ALPHABET).decode()
+    """Return a fresh 26-character id in Mattermost's format (its base32 alphabet), 130 random bits.
+
+    Mattermost encodes 128 random bits; 26 independent random characters carry 130
+    and look the same to every check of an id (26 characters of the alphabet). One
+    byte per character, mapped by a table, costs a tenth of ``base64.b32encode``,
+    which is pure Python and ran about ten times in every create.
+    """
+    return os.urandom(ID_LENGTH).translate(_BYTE_TO_ID_CHAR).decode()
 
 
 def text_problem(text: str) -> str | None:

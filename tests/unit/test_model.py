@@ -1,6 +1,8 @@
 """The incident rules, without Flask or a database."""
 from __future__ import annotations
 
+import collections
+
 import pytest
 
 from plugin.errors import BadInput, InvalidState, NotFound
@@ -17,6 +19,13 @@ def make_incident(stages: int = 2, items: int = 3) -> Incident:
 def test_new_ids_are_mattermost_shaped_and_unique():
     ids = {new_id() for _ in range(2000)}
     assert len(ids) == 2000 and all(is_id(i) for i in ids)
+
+
+def test_new_ids_use_every_character_of_mattermosts_alphabet_alike():
+    counts = collections.Counter("".join(new_id() for _ in range(4000)))  # 104,000 characters
+    assert set(counts) == set("ybndrfg8ejkmcpqxot1uwisza345h769")
+    # 3,250 expected per character; a biased mapping (say, bytes mod 26) would be far off.
+    assert all(2_900 < count < 3_600 for count in counts.values())
 
 
 @pytest.mark.parametrize("value", ["", "A" * 26, "a" * 25, "a" * 27, "a" * 25 + "-", "a" * 26 + "\n", 26, None])
