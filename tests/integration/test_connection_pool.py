@@ -1,6 +1,7 @@
 """Pooled connections: a connection cut while idle is replaced; SQLite writers queue and all commit."""
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
@@ -72,3 +73,38 @@ def test_a_sqlite_writer_whose_connection_is_invalidated_still_gives_back_its_tu
     with db.read_engine.connect() as connection:
         keys = set(connection.exec_driver_sql("SELECT key FROM plugin_kv").scalars())
     assert keys == {"next"}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_log_is_checkpointed_after_every_nth_write_and_not_inside_a_commit(database_url: str, monkeypatch):
+    monkeypatch.setattr(database_module, "CHECKPOINT_EVERY", 5)
+    db = Database(database_url)
+    path = sa.make_url(database_url).database
+    table = sa.table("plugin_kv", sa.column("key"), sa.column("value"))
+
+    def in_database_file() -> int:
+        # immutable=1 reads the database file alone, without the write-ahead log.
+        reader = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        try:
+            return reader.execute("SELECT count(*) FROM plugin_kv").fetchone()[0]
+        finally:
+            reader.close()
+
+    try:
+        raw = db.write_engine.raw_connection()  # no transaction: not a write
+        try:
+            # SQLite's own checkpoint inside COMMIT is off on the write connections.
+            assert raw.cursor().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        finally:
+            raw.close()
+        for n in range(4):
+            with db.write_engine.begin() as connection:
+                connection.execute(sa.insert(table).values(key=f"k{n}", value="x"))
+        assert in_database_file() == 0  # four writes: all still in the log
+        with db.write_engine.begin() as connection:
+            connection.execute(sa.insert(table).values(key="k4", value="x"))
+        assert in_database_file() == 5  # the fifth write's turn ended with a checkpoint
+        with db.read_engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM plugin_kv").scalar_one() == 5
+    finally:
+        db.dispose()
