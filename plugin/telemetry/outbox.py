@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from plugin.store import Database, driver
 from plugin.store.tables import plugin_kv, telemetry_audit, telemetry_counters, telemetry_leases, telemetry_outbox
@@ -53,21 +55,38 @@ class OutboxEvent:
     recorded_at: int
 
 
-def _upsert(connection: sa.Connection, table: sa.Table, key_column: str, values: dict[str, Any],
-            update: dict[str, Any]) -> None:
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table).values(**values)
-    connection.execute(statement.on_conflict_do_update(index_elements=[key_column], set_=update))
+def _upserts(table: sa.Table, key: str, update: dict[str, Any]) -> dict[str, driver.Statement]:
+    """An insert-or-update of one row of table by its key, compiled once per dialect."""
+    def build(insert: Any) -> driver.Statement:
+        statement = insert(table)
+        return driver.Statement(statement.on_conflict_do_update(
+            index_elements=[key], set_={name: value(statement.excluded) for name, value in update.items()}),
+            [column.key for column in table.columns])
+    return {"sqlite": build(sqlite_insert), "postgresql": build(postgresql_insert)}
+
+
+# Writes of the dispatcher's transactions, which on SQLite hold every writer up:
+# prepared once rather than built and compiled by SQLAlchemy per batch.
+_BUMP_COUNTER = _upserts(telemetry_counters, "name",
+                         {"value": lambda excluded: telemetry_counters.c.value + excluded.value})
+_PUT_KV = _upserts(plugin_kv, "key", {"value": lambda excluded: excluded.value})
+# The events a batch is done with, in one parameter (an IN list of 500 values is
+# rendered, sent and parsed anew for every batch).
+_DELETE_DONE = {
+    "sqlite": "DELETE FROM telemetry_outbox WHERE seq IN (SELECT value FROM json_each(?)) RETURNING seq",
+    "postgresql": "DELETE FROM telemetry_outbox WHERE seq = ANY(%s) RETURNING seq",
+}
 
 
 def bump_counter(connection: sa.Connection, name: str, by: int) -> None:
-    """Add by to a counter, creating it at by."""
+    """Add by to a counter, creating it at by (inside the connection's transaction)."""
     if by:
-        _upsert(connection, telemetry_counters, "name", {"name": name, "value": by},
-                {"value": telemetry_counters.c.value + by})
+        driver.execute(connection, _BUMP_COUNTER[connection.dialect.name], {"name": name, "value": by})
+
+
+def put_kv(connection: sa.Connection, key: str, value: str) -> None:
+    """Set one plugin_kv value (inside the connection's transaction)."""
+    driver.execute(connection, _PUT_KV[connection.dialect.name], {"key": key, "value": value})
 
 
 _COLUMNS = "message_id, event, properties, recorded_at"
@@ -107,6 +126,17 @@ SWEEP_EVERY_SECONDS = 10.0
 
 # Claims of one PostgreSQL database take turns on this transaction-scoped advisory lock.
 _CLAIM_LOCK = 0x1C1D_0757
+# Every audit row of a state but its newest.
+_PRUNE_OLDER = driver.Statement(sa.delete(telemetry_audit).where(
+    telemetry_audit.c.state == sa.bindparam("state"),
+    telemetry_audit.c.seq < sa.select(sa.func.max(telemetry_audit.c.seq))
+    .where(telemetry_audit.c.state == sa.bindparam("state")).scalar_subquery()))
+# The contents of a claimed range, read after the claim has committed (JSON decoded).
+_CLAIMED = driver.Statement(
+    sa.select(telemetry_outbox.c.seq, telemetry_outbox.c.message_id, telemetry_outbox.c.event,
+              telemetry_outbox.c.properties, telemetry_outbox.c.recorded_at)
+    .where(telemetry_outbox.c.seq.between(sa.bindparam("first"), sa.bindparam("last")))
+    .order_by(telemetry_outbox.c.seq))
 
 
 def _uncovered(now: int) -> Any:
@@ -114,6 +144,29 @@ def _uncovered(now: int) -> Any:
     leases = telemetry_leases
     return ~sa.exists().where(leases.c.until >= now,
                               telemetry_outbox.c.seq.between(leases.c.first_seq, leases.c.last_seq))
+
+
+@dataclass(frozen=True)
+class _Done:
+    """Events done in one state (sent or rejected), in order, with their audit document prepared."""
+
+    state: str
+    events: list[tuple[int, dict[str, Any]]]
+    newest: list[dict[str, Any]]
+    document: str
+
+    @classmethod
+    def of(cls, state: str, events: list[tuple[int, dict[str, Any]]]) -> "_Done":
+        ordered = sorted(events, key=lambda pair: pair[0])
+        newest = [message for _, message in ordered[-KEEP_SENT:]]
+        return cls(state, ordered, newest, json.dumps(newest) if newest else "[]")
+
+    def audit(self, gone: set[int]) -> tuple[int, str]:
+        """How many messages the audit keeps and their JSON, for the events that were still waiting."""
+        if len(gone) == len(self.events):  # the usual case: every event was still there
+            return len(self.newest), self.document
+        newest = [message for seq, message in self.events if seq in gone][-KEEP_SENT:]
+        return len(newest), json.dumps(newest)
 
 
 class Outbox:
@@ -159,7 +212,16 @@ class Outbox:
 
     # ----- the dispatcher -------------------------------------------------------------
     def claim(self, limit: int, lease_ms: int, *, look_first: bool = True) -> tuple[str, list[OutboxEvent]]:
-        """Lease up to limit waiting events nobody else holds; return the lease token and the events."""
+        """Lease up to limit waiting events nobody else holds; return the lease token and the events.
+
+        On SQLite a claim holds the write lock, which every writer of every process
+        waits for: only the choice of events and the lease are made under it, and the
+        events' contents are read after the commit. The lease keeps them ours
+        meanwhile; an event deleted in between (sent by a dispatcher whose lease had
+        expired, dropped by the bound, purged when telemetry was switched off) is
+        simply not returned. On PostgreSQL a claim holds up no request (claims take
+        turns on an advisory lock of their own), so the events are read with it.
+        """
         token = secrets.token_hex(16)
         now = self.clock()
         table, leases = telemetry_outbox, telemetry_leases
@@ -168,17 +230,24 @@ class Outbox:
             with self.db.read_engine.connect() as connection:
                 if connection.execute(sa.select(table.c.seq).where(_uncovered(now)).limit(1)).first() is None:
                     return token, []
+        postgres = self.db.dialect == "postgresql"
+        columns = _CLAIMED.statement.selected_columns if postgres else [table.c.seq]
         with self.db.write_engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
+            if postgres:
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_CLAIM_LOCK)))
             connection.execute(sa.delete(leases).where(leases.c.until < now))
-            rows = connection.execute(
-                sa.select(table.c.seq, table.c.message_id, table.c.event, table.c.properties, table.c.recorded_at)
-                .where(_uncovered(now)).order_by(table.c.seq).limit(limit)).all()
+            rows = connection.execute(sa.select(*columns).where(_uncovered(now))
+                                      .order_by(table.c.seq).limit(limit)).all()
             if rows:
                 # One row for the whole batch: the events themselves are not written.
                 connection.execute(sa.insert(leases).values(token=token, first_seq=rows[0].seq,
                                                             last_seq=rows[-1].seq, until=now + lease_ms))
+        if not postgres and rows:
+            claimed = {row.seq for row in rows}
+            with self.db.read_engine.connect() as connection:
+                found = driver.execute(connection, _CLAIMED, {"first": rows[0].seq, "last": rows[-1].seq}).fetchall()
+            # The range may hold events the claim did not take (another lease's): not ours to send.
+            rows = [row for row in _CLAIMED.rows(found) if row.seq in claimed]
         return token, [OutboxEvent(row.seq, row.message_id, row.event, dict(row.properties), row.recorded_at)
                        for row in rows]
 
@@ -186,11 +255,13 @@ class Outbox:
                rejected: list[tuple[int, dict[str, Any]]] = ()) -> int:
         """Remove what was delivered and what was refused, and end the lease, in one transaction.
 
-        The lease's other events are free again at once, for the next attempt.
+        The lease's other events are free again at once, for the next attempt. The
+        audit's documents are built before the transaction, outside the write lock.
         """
+        done = [_Done.of(SENT, sent), _Done.of(REJECTED, list(rejected))]
         with self.db.write_engine.begin() as connection:
-            marked = self._done(connection, SENT, sent)
-            self._done(connection, REJECTED, list(rejected))
+            marked = self._done(connection, done[0])
+            self._done(connection, done[1])
             self._release(connection, token)
         return marked
 
@@ -198,31 +269,37 @@ class Outbox:
         """Record events as delivered, keeping the newest messages exactly as sent; return how many still waited."""
         if not sent:
             return 0
+        done = _Done.of(SENT, sent)
         with self.db.write_engine.begin() as connection:
-            return self._done(connection, SENT, sent)
+            return self._done(connection, done)
 
-    def _done(self, connection: sa.Connection, state: str, events: list[tuple[int, dict[str, Any]]]) -> int:
+    def _done(self, connection: sa.Connection, done: "_Done") -> int:
         """Delete these events from the outbox, count them under state and keep the newest messages for audit.
 
         Only events still in the outbox count: one whose lease expired mid-send may
         have been delivered and removed by another dispatcher already (the data plane
         de-duplicates the second copy by its messageId).
         """
-        if not events:
+        if not done.events:
             return 0
-        table = telemetry_outbox
-        gone = set(connection.execute(sa.delete(table).where(table.c.seq.in_([seq for seq, _ in events]))
-                                      .returning(table.c.seq)).scalars())
+        seqs = [seq for seq, _ in done.events]
+        dialect = connection.dialect.name
+        gone = {row[0] for row in driver.execute_sql(
+            connection, _DELETE_DONE[dialect], (json.dumps(seqs) if dialect == "sqlite" else seqs,)).fetchall()}
         if not gone:
             return 0
         now = self.clock()
-        newest = [message for seq, message in sorted(events, key=lambda pair: pair[0]) if seq in gone][-KEEP_SENT:]
-        connection.execute(sa.insert(telemetry_audit).values(state=state, at=now, count=len(newest),
-                                                             messages=json.dumps(newest)))
-        bump_counter(connection, state, len(gone))
-        if state == SENT:
-            _upsert(connection, plugin_kv, "key", {"key": LAST_SUCCESS_KEY, "value": str(now)}, {"value": str(now)})
-        self._prune_audit(connection, state)
+        count, document = done.audit(gone)
+        connection.execute(sa.insert(telemetry_audit).values(state=done.state, at=now, count=count,
+                                                             messages=document))
+        bump_counter(connection, done.state, len(gone))
+        if done.state == SENT:
+            put_kv(connection, LAST_SUCCESS_KEY, str(now))
+        if count >= KEEP_SENT:
+            # The usual case: this batch's row alone holds the newest messages.
+            driver.execute(connection, _PRUNE_OLDER, {"state": done.state})
+        else:
+            self._prune_audit(connection, done.state)
         return len(gone)
 
     @staticmethod
@@ -250,7 +327,7 @@ class Outbox:
         """Remember the last delivery error (shown to admins)."""
         value = json.dumps({"at": self.clock(), "error": message[:300]})
         with self.db.write_engine.begin() as connection:
-            _upsert(connection, plugin_kv, "key", {"key": LAST_ERROR_KEY, "value": value}, {"value": value})
+            put_kv(connection, LAST_ERROR_KEY, value)
 
     def purge_pending(self) -> int:
         """Delete every event not yet sent; return how many."""

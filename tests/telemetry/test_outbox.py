@@ -1,6 +1,7 @@
 """The outbox's claims: a leased event is never handed to a second claimer until its lease expires."""
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from plugin.store.tables import telemetry_audit
@@ -41,6 +42,36 @@ def test_claims_split_pending_events_between_claimers_without_overlap(db):
     taken = [outbox.claim(4, lease_ms=5_000)[1] for outbox in outboxes]
     ids = [e.message_id for batch in taken for e in batch]
     assert [len(batch) for batch in taken] == [4, 4, 2] and len(set(ids)) == 10
+
+
+def test_a_claim_whose_range_spans_another_live_lease_returns_only_its_own_events(db):
+    clock = Clock()
+    first, second, third = (Outbox(db, clock) for _ in range(3))
+    _record(db, first, 10)
+    token, _ = first.claim(3, lease_ms=5_000)  # events 0-2
+    _, held = second.claim(3, lease_ms=5_000)  # events 3-5, leased until later
+    first.release(token)
+    _, mine = third.claim(10, lease_ms=5_000)
+    # The claim's range runs from event 0 to 9 and holds the second claimer's three.
+    assert [e.properties["n"] for e in mine] == [0, 1, 2, 6, 7, 8, 9]
+    assert not {e.message_id for e in mine} & {e.message_id for e in held}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL reads them with the claim
+def test_a_claimed_event_deleted_before_its_contents_are_read_is_not_returned(db, monkeypatch):
+    outbox = Outbox(db, Clock())
+    _record(db, outbox, 4)
+    real_read = outbox.db.read_engine.connect
+
+    def purge_then_read():
+        # Between the claim's commit and the read of what it took, telemetry is switched off.
+        monkeypatch.setattr(outbox.db.read_engine, "connect", real_read)
+        assert outbox.purge_pending() == 4
+        return real_read()
+
+    monkeypatch.setattr(outbox.db.read_engine, "connect", purge_then_read)
+    _, events = outbox.claim(10, lease_ms=5_000, look_first=False)
+    assert events == [] and outbox.pending_count() == 0
 
 
 def test_a_released_claim_can_be_taken_at_once_and_a_marked_event_never_again(db):
@@ -96,6 +127,23 @@ def test_delivered_events_leave_the_outbox_and_the_audit_keeps_the_newest_messag
     # Batches of 60: the newest four hold the newest 200 messages; older batches are gone.
     with db.read_engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(telemetry_audit)).scalar_one() == 4
+
+
+def test_a_batch_holding_the_newest_messages_alone_replaces_the_older_audit_rows_of_its_state(db):
+    outbox = Outbox(db, Clock())
+    _record(db, outbox, KEEP_SENT + 60, max_events=1_000)
+    token, poison = outbox.claim(10, lease_ms=5_000)
+    outbox.finish(token, [], [(e.seq, {"messageId": e.message_id}) for e in poison])  # refused: kept apart
+    token, first = outbox.claim(50, lease_ms=5_000)
+    outbox.finish(token, [(e.seq, {"messageId": e.message_id}) for e in first])
+    token, big = outbox.claim(KEEP_SENT, lease_ms=5_000)
+    outbox.finish(token, [(e.seq, {"messageId": e.message_id}) for e in big])
+    assert outbox.recent_sent(KEEP_SENT + 50) == [{"messageId": e.message_id} for e in reversed(big)]
+    assert outbox.recent_sent(20, REJECTED) == [{"messageId": e.message_id} for e in reversed(poison)]
+    with db.read_engine.connect() as connection:
+        rows = connection.execute(sa.select(telemetry_audit.c.state, telemetry_audit.c.count)
+                                  .order_by(telemetry_audit.c.seq)).all()
+    assert [tuple(row) for row in rows] == [(REJECTED, 10), ("sent", KEEP_SENT)]
 
 
 def test_an_event_already_removed_by_another_dispatcher_is_not_counted_twice(db):
