@@ -126,11 +126,15 @@ SWEEP_EVERY_SECONDS = 10.0
 
 # Claims of one PostgreSQL database take turns on this transaction-scoped advisory lock.
 _CLAIM_LOCK = 0x1C1D_0757
-# Every audit row of a state but its newest.
-_PRUNE_OLDER = driver.Statement(sa.delete(telemetry_audit).where(
+# The audit rows of a state that hold none of its newest KEEP_SENT messages: those
+# whose newer rows (of the same state) already hold that many.
+_NEWER_MESSAGES = (sa.func.sum(telemetry_audit.c.count).over(order_by=telemetry_audit.c.seq.desc(), rows=(None, 0))
+                   - telemetry_audit.c.count).label("newer")
+_RANKED_AUDIT = (sa.select(telemetry_audit.c.seq, _NEWER_MESSAGES)
+                 .where(telemetry_audit.c.state == sa.bindparam("state")).subquery())
+_PRUNE_AUDIT = driver.Statement(sa.delete(telemetry_audit).where(
     telemetry_audit.c.state == sa.bindparam("state"),
-    telemetry_audit.c.seq < sa.select(sa.func.max(telemetry_audit.c.seq))
-    .where(telemetry_audit.c.state == sa.bindparam("state")).scalar_subquery()))
+    telemetry_audit.c.seq.in_(sa.select(_RANKED_AUDIT.c.seq).where(_RANKED_AUDIT.c.newer >= sa.bindparam("keep")))))
 # The contents of a claimed range, read after the claim has committed (JSON decoded).
 _CLAIMED = driver.Statement(
     sa.select(telemetry_outbox.c.seq, telemetry_outbox.c.message_id, telemetry_outbox.c.event,
@@ -152,19 +156,19 @@ class _Done:
 
     state: str
     events: list[tuple[int, dict[str, Any]]]
-    newest: list[dict[str, Any]]
-    document: str
+    kept: int  # how many of the newest messages the audit keeps
+    document: str  # their JSON
 
     @classmethod
     def of(cls, state: str, events: list[tuple[int, dict[str, Any]]]) -> "_Done":
         ordered = sorted(events, key=lambda pair: pair[0])
         newest = [message for _, message in ordered[-KEEP_SENT:]]
-        return cls(state, ordered, newest, json.dumps(newest) if newest else "[]")
+        return cls(state, ordered, len(newest), json.dumps(newest))
 
     def audit(self, gone: set[int]) -> tuple[int, str]:
         """How many messages the audit keeps and their JSON, for the events that were still waiting."""
         if len(gone) == len(self.events):  # the usual case: every event was still there
-            return len(self.newest), self.document
+            return self.kept, self.document
         newest = [message for seq, message in self.events if seq in gone][-KEEP_SENT:]
         return len(newest), json.dumps(newest)
 
@@ -295,24 +299,8 @@ class Outbox:
         bump_counter(connection, done.state, len(gone))
         if done.state == SENT:
             put_kv(connection, LAST_SUCCESS_KEY, str(now))
-        if count >= KEEP_SENT:
-            # The usual case: this batch's row alone holds the newest messages.
-            driver.execute(connection, _PRUNE_OLDER, {"state": done.state})
-        else:
-            self._prune_audit(connection, done.state)
+        driver.execute(connection, _PRUNE_AUDIT, {"state": done.state, "keep": KEEP_SENT})
         return len(gone)
-
-    @staticmethod
-    def _prune_audit(connection: sa.Connection, state: str) -> None:
-        """Delete the audit rows of state that hold none of its newest KEEP_SENT messages."""
-        audit = telemetry_audit
-        held = 0
-        for seq, count in connection.execute(sa.select(audit.c.seq, audit.c.count).where(audit.c.state == state)
-                                             .order_by(audit.c.seq.desc()).limit(KEEP_SENT + 1)):
-            if held >= KEEP_SENT:
-                connection.execute(sa.delete(audit).where(audit.c.state == state, audit.c.seq <= seq))
-                return
-            held += count
 
     def release(self, token: str) -> None:
         """End a lease, so that its events can be taken by the next claim."""
