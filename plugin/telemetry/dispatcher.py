@@ -5,12 +5,19 @@ thread dies in a forked worker, its ``flush()`` can wait forever on a dead data
 plane, and queued events vanish at exit. Why not ``Client(sync_mode=True)``: it
 posts one HTTP request per event, a few hundred events a second at best. Here the
 outbox is the queue and the SDK does the rest: its ``Client`` (with ``send=False``:
-no thread, no queue, no request) builds each message exactly as it would send it
-(the outbox id as ``messageId``, the diagnostic id as ``userId``, no
-``anonymousId``, ``context.ip`` 0.0.0.0), and its ``request.post`` sends each
-claimed batch as one gzipped ``/v1/batch`` request, bounded by a timeout and never
-retried inside the SDK. Events are marked delivered only when the data plane
-answered 200.
+no thread, no queue, no request) defines each message (the outbox id as
+``messageId``, the diagnostic id as ``userId``, no ``anonymousId``, ``context.ip``
+0.0.0.0), and its ``request.post`` sends each claimed batch as one gzipped
+``/v1/batch`` request, bounded by a timeout and never retried inside the SDK.
+Events are marked delivered only when the data plane answered 200.
+
+A message whose properties are all strings, whole numbers and booleans (what the
+catalogue lets in) is built by ``RudderSender.message`` itself, in the SDK's own
+shape and with its library constants: ``Client.track`` copies and type-checks every
+value and serializes every message once more to check a 4 MB limit that a
+catalogued event (under 1 KB) cannot reach, which was nearly half of the sending
+thread's CPU. tests/telemetry/test_sender.py checks, for every catalogued event,
+that both build the same message; anything else goes through ``Client.track``.
 
 Faults: a 429 waits for its ``Retry-After`` (bounded); 5xx, other statuses and
 connection errors back off exponentially with jitter; a 400 (or 413) refuses the
@@ -56,6 +63,8 @@ RETRY_AFTER_MAX = 300.0
 # 413 too: catalogued events are under 1 KB, so a batch of 500 is far below the gateway's
 # ~4,000 KB limit, and should one ever exceed it, halving it until it fits is the cure.
 REFUSED = frozenset({400, 413})
+# Property values a message is built from directly; anything else goes through the SDK's clean().
+_PLAIN = frozenset({str, int, bool})
 _ATEXIT_REGISTERED = False
 
 
@@ -112,7 +121,8 @@ class RudderSender:
         # Imported here, not at module import: the SDK loads .env files when imported,
         # and a host given explicitly below means a .env can never redirect events.
         from rudderstack.analytics import request
-        from rudderstack.analytics.client import Client
+        from rudderstack.analytics.client import CHANNEL, Client
+        from rudderstack.analytics.version import VERSION
 
         self.destination = destination
         self.timeout = timeout
@@ -123,13 +133,24 @@ class RudderSender:
         # send=False: the client only builds and checks messages; sync_mode: it starts no thread.
         self.client = Client(destination.write_key, host=destination.data_plane_url, send=False, sync_mode=True,
                              gzip=True, timeout=timeout, max_queue_size=1)
+        self._version, self._channel = VERSION, CHANNEL
 
     def message(self, event: OutboxEvent) -> dict[str, Any]:
         """The message for an event, exactly as the SDK would send it (raises when the SDK refuses it)."""
+        properties = event.properties
+        user_id = properties.get("diagnosticID")
+        timestamp = datetime.fromtimestamp(event.recorded_at / 1000, tz=timezone.utc)
+        if type(user_id) is str and type(event.event) is str and type(event.message_id) is str and all(  # noqa: E721
+                type(value) in _PLAIN for value in properties.values()):
+            # What Client.track makes of these values, in its key order (see the module's docstring).
+            library = {"name": "analytics-python", "version": self._version}
+            return {"integrations": {"All": True}, "anonymousId": None, "properties": dict(properties),
+                    "timestamp": timestamp.isoformat(), "context": {"ip": "0.0.0.0", "library": library},
+                    "userId": user_id, "type": "track", "event": event.event, "messageId": event.message_id,
+                    "channel": self._channel}
         _ok, message = self.client.track(
-            user_id=event.properties["diagnosticID"], event=event.event, properties=dict(event.properties),
-            context={"ip": "0.0.0.0"}, anonymous_id=None, message_id=event.message_id,
-            timestamp=datetime.fromtimestamp(event.recorded_at / 1000, tz=timezone.utc))
+            user_id=user_id, event=event.event, properties=dict(properties), context={"ip": "0.0.0.0"},
+            anonymous_id=None, message_id=event.message_id, timestamp=timestamp)
         return message
 
     def send_batch(self, messages: list[dict[str, Any]]) -> None:
