@@ -1,9 +1,7 @@
 """Engines and units of work for SQLite (default) and PostgreSQL."""
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import re
 import threading
 import time
@@ -15,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from plugin.lockfile import LockFile
 from plugin.store import driver
 from plugin.store.incidents import SqlIncidentRepository
 from plugin.store.playbooks import SqlPlaybookRepository
@@ -41,11 +40,9 @@ class _WriterQueue:
     WAIT_SECONDS = 30.0
 
     def __init__(self, database_path: str):
-        self._path = database_path + ".writer-lock"
+        self._file = LockFile(database_path + ".writer-lock")
         self._lock = threading.RLock()
         self._local = threading.local()
-        self._fd: int | None = None
-        self._pid = 0
 
     def acquire(self) -> None:
         """Wait for this thread's turn (re-entrant), then for this process's turn."""
@@ -58,7 +55,7 @@ class _WriterQueue:
                 return
             self._local.held = True
             try:
-                fcntl.flock(self._file(), fcntl.LOCK_EX)
+                self._file.lock()
             except BaseException:
                 self._lock.release()
                 self._local.held = False
@@ -74,16 +71,9 @@ class _WriterQueue:
         if depth == 1 and self._local.held:
             self._local.held = False
             try:
-                fcntl.flock(self._file(), fcntl.LOCK_UN)
+                self._file.unlock()
             finally:
                 self._lock.release()
-
-    def _file(self) -> int:
-        # A process forked with the file open must not share its lock: open one per process.
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._pid = os.getpid()
-        return self._fd
 
 
 class _Checkpoints:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import atexit
 import email.utils
-import fcntl
 import logging
 import os
 import random
@@ -50,6 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from plugin.lockfile import LockFile
 from plugin.telemetry.outbox import Outbox, OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -183,52 +183,39 @@ class Turn:
     Without a path every process holds it. A file that cannot be opened or locked
     (a read-only directory, a file system without locks) also lets every process
     send: leases still keep them from sending an event twice. The file is opened
-    once per process; a process that waits for the turn only retries the lock.
+    once per process (``LockFile``); a process that waits for the turn only retries
+    the lock, and a forked child never holds its parent's turn.
     """
 
     def __init__(self, path: str | Path | None):
         self.path = None if path is None else str(path)
-        self._fd: int | None = None
-        self._pid = 0
-        self._held = False
+        self._file = None if path is None else LockFile(path)
+        self._held_by = 0  # the pid of the process that holds the turn through this object
 
     def take(self) -> bool:
         """True when this process holds the turn (taking it if it is free)."""
-        if self.path is None:
+        if self._file is None:
             return True
-        if self._pid != os.getpid():
-            # A descriptor inherited over fork shares the parent's lock: close this copy
-            # (kept open, it would hold the lock after the parent exits) and open our own.
-            if self._fd is not None:
-                os.close(self._fd)
-            self._fd, self._held, self._pid = None, False, os.getpid()
-        if self._held:
+        if self._held_by == os.getpid():
             return True
-        if self._fd is None:
-            try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError as exc:
-                return self._everyone_sends(f"cannot open {self.path} ({exc})")
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
+            if not self._file.try_lock():
+                return False
         except OSError as exc:
             return self._everyone_sends(f"cannot lock {self.path} ({exc})")
-        self._held = True
+        self._held_by = os.getpid()
         return True
 
     def give_back(self) -> None:
         """Let another process take the turn."""
-        fd, self._fd, self._held = self._fd, None, False
-        if fd is not None and self._pid == os.getpid():
-            os.close(fd)
+        self._held_by = 0
+        if self._file is not None:
+            self._file.close()
 
     def _everyone_sends(self, why: str) -> bool:
         log.warning("telemetry: %s; every process will send", why)
         self.give_back()
-        self.path = None
+        self.path = self._file = None
         return True
 
 
