@@ -37,6 +37,9 @@ class Statement:
         self.statement = statement
         self.keys = list(keys) if keys is not None else None
         self._compiled: dict[str, tuple[str, list[str] | None, set[str]]] = {}
+        # Values SQLAlchemy compiled in as parameters of their own (SQLite's OFFSET 0 after a
+        # bound LIMIT, say), added to every call's values.
+        self._fixed: dict[str, dict[str, Any]] = {}
         columns = list(getattr(statement, "selected_columns", None) or [])
         self.row = namedtuple("Row", [column.key for column in columns]) if columns else None  # type: ignore[misc]
         self._decoders = [(index, decode) for index, column in enumerate(columns)
@@ -49,12 +52,17 @@ class Statement:
             compiled = self.statement.compile(dialect=dialect, column_keys=self.keys)
             order = list(compiled.positiontup) if compiled.positional else None
             encoded = {name for name, bind in compiled.binds.items() if isinstance(bind.type, sa.JSON)}
+            self._fixed[dialect.name] = {name: bind.value for name, bind in compiled.binds.items()
+                                         if not bind.required and bind.value is not None}
             found = self._compiled[dialect.name] = (compiled.string, order, encoded)
         return found
 
     def parameters(self, dialect: sa.Dialect, values: dict[str, Any]) -> Any:
         """values as the driver takes them for this dialect."""
         _sql, order, encoded = self.prepared(dialect)
+        fixed = self._fixed[dialect.name]
+        if fixed:
+            values = {**fixed, **values}
         if encoded:
             values = {key: json.dumps(value) if key in encoded else value for key, value in values.items()}
         return values if order is None else tuple(values[name] for name in order)

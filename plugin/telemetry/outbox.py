@@ -143,11 +143,21 @@ _CLAIMED = driver.Statement(
     .order_by(telemetry_outbox.c.seq))
 
 
-def _uncovered(now: int) -> Any:
+def _uncovered(now: Any) -> Any:
     """Outbox rows no live lease covers."""
     leases = telemetry_leases
     return ~sa.exists().where(leases.c.until >= now,
                               telemetry_outbox.c.seq.between(leases.c.first_seq, leases.c.last_seq))
+
+
+def _choose(columns: Any) -> driver.Statement:
+    return driver.Statement(sa.select(*columns).where(_uncovered(sa.bindparam("now")))
+                            .order_by(telemetry_outbox.c.seq).limit(sa.bindparam("limit")))
+
+
+# The events a claim takes: the oldest no live lease covers. PostgreSQL reads their
+# contents with the claim; SQLite only their numbers (see ``Outbox.claim``).
+_CHOOSE = {"postgresql": _choose(_CLAIMED.statement.selected_columns), "sqlite": _choose([telemetry_outbox.c.seq])}
 
 
 @dataclass(frozen=True)
@@ -235,13 +245,12 @@ class Outbox:
                 if connection.execute(sa.select(table.c.seq).where(_uncovered(now)).limit(1)).first() is None:
                     return token, []
         postgres = self.db.dialect == "postgresql"
-        columns = _CLAIMED.statement.selected_columns if postgres else [table.c.seq]
+        choose = _CHOOSE[self.db.dialect]
         with self.db.write_engine.begin() as connection:
             if postgres:
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_CLAIM_LOCK)))
             connection.execute(sa.delete(leases).where(leases.c.until < now))
-            rows = connection.execute(sa.select(*columns).where(_uncovered(now))
-                                      .order_by(table.c.seq).limit(limit)).all()
+            rows = choose.rows(driver.execute(connection, choose, {"now": now, "limit": limit}).fetchall())
             if rows:
                 # One row for the whole batch: the events themselves are not written.
                 connection.execute(sa.insert(leases).values(token=token, first_seq=rows[0].seq,

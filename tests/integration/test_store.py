@@ -227,3 +227,14 @@ def test_get_unless_reads_the_stages_only_when_the_version_moved(db):
         missing = uow.incidents.get_unless("z" * 26, 0)
     assert same == UnchangedIncident(incident.id, 0, incident.channel_id, TEAM, True)
     assert moved == incident and missing is None
+
+
+def test_a_driver_statement_with_a_bound_limit_runs_on_every_dialect(db):
+    # SQLite renders a bound LIMIT with an OFFSET of its own, compiled in as a parameter.
+    statement = driver.Statement(sa.select(plugin_kv.c.key).where(plugin_kv.c.key.like("limit-%"))
+                                 .order_by(plugin_kv.c.key).limit(sa.bindparam("n")))
+    with db.write_engine.begin() as connection:
+        connection.execute(sa.insert(plugin_kv), [{"key": f"limit-{n}", "value": ""} for n in range(3)])
+    with db.read_engine.connect() as connection:
+        keys = [row[0] for row in driver.execute(connection, statement, {"n": 2}).fetchall()]
+    assert keys == ["limit-0", "limit-1"]
