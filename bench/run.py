@@ -252,6 +252,83 @@ def api(port: int, method: str, path: str, body: Any = None) -> Any:
         return json.loads(response.read())
 
 
+# ----- CPU time per request ----------------------------------------------------------------
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time a process has used so far (/proc/<pid>/stat), or None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def processes_in(folder: Path) -> list[int]:
+    """The processes working in folder: a server started by :func:`server` and its workers."""
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "cwd") == str(folder):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class CpuMeter:
+    """CPU time per request of a server's processes and of its PostgreSQL backends (Linux's /proc).
+
+    The load generator's share is not counted. On SQLite the database works inside
+    the server's processes, so its share is part of the server's.
+    """
+
+    def __init__(self, workdir: Path, database_url: str):
+        self.workdir = workdir
+        self.database = None
+        if not database_url.startswith("sqlite"):
+            self.database = sa.engine.make_url(normalise_url(database_url)).database
+        # The backends are listed from the admin database, so this connection is not among them.
+        self._admin = None if self.database is None else sa.create_engine(normalise_url(PG_ADMIN_URL), pool_size=1)
+        self.spent: dict[str, list[float]] = {}  # name: [server seconds, database seconds, requests]
+
+    def close(self) -> None:
+        """Close the connection that lists the backends."""
+        if self._admin is not None:
+            self._admin.dispose()
+
+    def _backends(self) -> list[int]:
+        if self._admin is None:
+            return []
+        with self._admin.connect() as connection:
+            return [row[0] for row in connection.execute(
+                sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :name"), {"name": self.database})]
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
+        """CPU seconds so far of each server process and each database backend."""
+        groups = {"server": processes_in(self.workdir), "database": self._backends()}
+        return {group: {pid: cpu for pid in pids if (cpu := process_cpu_seconds(pid)) is not None}
+                for group, pids in groups.items()}
+
+    def add(self, name: str, before: dict[str, dict[int, float]], after: dict[str, dict[int, float]],
+            requests: int) -> None:
+        """Count what was spent between two snapshots on requests of name (a backend that is new counts whole)."""
+        totals = self.spent.setdefault(name, [0.0, 0.0, 0])
+        for index, group in enumerate(("server", "database")):
+            totals[index] += sum(cpu - before[group].get(pid, 0.0) for pid, cpu in after[group].items())
+        totals[2] += requests
+
+    def per_request(self, name: str) -> dict[str, float | None]:
+        """Milliseconds of CPU per request of name: the server's and the database's (None on SQLite)."""
+        server, database, requests = self.spent.get(name, (0.0, 0.0, 0))
+        if not requests:
+            return {"server_cpu_ms": None, "database_cpu_ms": None}
+        return {"server_cpu_ms": round(server / requests * 1000, 3),
+                "database_cpu_ms": None if self.database is None else round(database / requests * 1000, 3)}
+
+
 # ----- measurements ------------------------------------------------------------------------
 def summary(result: LoadResult) -> dict[str, Any]:
     """The figures kept for one endpoint."""
@@ -259,11 +336,16 @@ def summary(result: LoadResult) -> dict[str, Any]:
             "p99_ms": round(result.percentile(0.99), 2), "statuses": {str(k): v for k, v in result.statuses.items()}}
 
 
+def warm(port: int, requests: list[bytes], args: argparse.Namespace) -> None:
+    """Load briefly and forget the result (pools, caches and prepared statements fill up)."""
+    run_load(port, requests, concurrency=args.concurrency, seconds=min(1.0, args.seconds),
+             processes=args.processes, pool=args.pool)
+
+
 def measure(port: int, requests: list[bytes], args: argparse.Namespace, *, warm_up: bool = True) -> LoadResult:
     """Warm up briefly, then load for the configured duration."""
     if warm_up:
-        run_load(port, requests, concurrency=args.concurrency, seconds=min(1.0, args.seconds),
-                 processes=args.processes, pool=args.pool)
+        warm(port, requests, args)
     return run_load(port, requests, concurrency=args.concurrency, seconds=args.seconds, processes=args.processes,
                     pool=args.pool)
 
@@ -281,7 +363,11 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 print(f"[{kind}] server on 127.0.0.1:{port} ({args.workers} workers), {results['database']}",
                       flush=True)
                 if "efficiency" in args.sections:
-                    efficiency(port, args, kind, results)
+                    meter = CpuMeter(workdir, url)
+                    try:
+                        efficiency(port, args, kind, results, meter)
+                    finally:
+                        meter.close()
                 if "slash" in args.sections:
                     results["slash"] = slash(port, args, kind)
                     results["ratios"]["slash_info_p99_ms"] = results["slash"]["info"]["p99_ms"]
@@ -315,8 +401,13 @@ def median_ratio(numerators: list[float], denominators: list[float]) -> float:
     return round(statistics.median(n / d for n, d in zip(numerators, denominators)), 3)
 
 
-def efficiency(port: int, args: argparse.Namespace, kind: str, results: dict[str, Any]) -> None:
-    """healthz, fetch one incident, create one incident; in rounds so drift hits all alike."""
+def efficiency(port: int, args: argparse.Namespace, kind: str, results: dict[str, Any], meter: CpuMeter) -> None:
+    """healthz, fetch one incident, create one incident; in rounds so drift hits all alike.
+
+    Each endpoint's CPU time per request (server, database) is measured too: the
+    ratios are ratios of CPU costs on this CPU-bound machine, and these say where
+    each cost lies.
+    """
     user = {"Mattermost-User-ID": USER}
     ids = [api(port, "POST", "/api/v0/incidents", {
         "name": f"fetch {n}", "team_id": HOT_TEAM, "commander_user_id": USER, "checklists": TWO_STAGES,
@@ -336,16 +427,23 @@ def efficiency(port: int, args: argparse.Namespace, kind: str, results: dict[str
     rates: dict[str, list[float]] = {name: [] for name in endpoints}
     for round_ in range(args.rounds):
         for name, requests in endpoints.items():
-            part = measure(port, requests, args, warm_up=round_ == 0)
+            if round_ == 0:
+                warm(port, requests, args)
+            before = meter.snapshot()
+            part = measure(port, requests, args, warm_up=False)
+            meter.add(name, before, meter.snapshot(), part.requests)
             totals[name].merge_sequential(part)
             rates[name].append(part.rps)
             print(f"[{kind}] round {round_ + 1} {name}: {part.rps:.0f} req/s", flush=True)
     # A last /healthz: every round's fetch and create now lie between two of them.
+    before = meter.snapshot()
     part = measure(port, endpoints["healthz"], args, warm_up=False)
+    meter.add("healthz", before, meter.snapshot(), part.requests)
     totals["healthz"].merge_sequential(part)
     rates["healthz"].append(part.rps)
     for name, total in totals.items():
-        results["endpoints"][name] = {**summary(total), "round_rps": [round(rate, 1) for rate in rates[name]]}
+        results["endpoints"][name] = {**summary(total), **meter.per_request(name),
+                                      "round_rps": [round(rate, 1) for rate in rates[name]]}
     results["ratios"]["fetch_vs_healthz"] = median_ratio(rates["fetch"], rates["healthz"])
     results["ratios"]["create_vs_healthz"] = median_ratio(rates["create"], rates["healthz"])
 
@@ -525,9 +623,11 @@ def table(kind: str, results: dict[str, Any]) -> str:
         op, target = TARGETS[name]
         ok = {">=": value >= target, "<=": value <= target, "<": value < target}[op]
         lines.append(f"{name:<32}{value:>10.3f}  {op}{target:<6}{'yes' if ok else 'NO':>4}")
-    lines.append(f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    lines.append(f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}  CPU ms per request: server, database")
     for name, figures in results["endpoints"].items():
-        lines.append(f"{name:<32}{figures['rps']:>10.0f}{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}")
+        cpu = "  ".join("-" if figures.get(key) is None else f"{figures[key]:.3f}"
+                        for key in ("server_cpu_ms", "database_cpu_ms"))
+        lines.append(f"{name:<32}{figures['rps']:>10.0f}{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}  {cpu}")
     for name, figures in [*(("slash " + k, v) for k, v in results.get("slash", {}).items()),
                           *(("telemetry " + k, v) for k, v in results.get("telemetry", {}).items()
                             if isinstance(v, dict))]:
