@@ -30,6 +30,12 @@ _IS_MEMBER = driver.Statement(sa.select(chat_channel_members.c.user_id).where(
     chat_channel_members.c.user_id == sa.bindparam("user_id")))
 _USERNAME = driver.Statement(sa.select(chat_users.c.username).where(chat_users.c.id == sa.bindparam("user_id")))
 _INSERT_MEMBER = driver.Statement(sa.insert(chat_channel_members), ["channel_id", "user_id"])
+# A channel's first members in one statement: one execution instead of one per member
+# (a create adds the starter and the commander). More than this many go one by one.
+_MEMBERS_IN_ONE = 8
+_INSERT_MEMBERS = {count: driver.Statement(sa.insert(chat_channel_members).values(
+    [{"channel_id": sa.bindparam("channel_id"), "user_id": sa.bindparam(f"user_{n}")} for n in range(count)]))
+    for count in range(1, _MEMBERS_IN_ONE + 1)}
 # No seq: the database numbers posts, and nobody reads the number back.
 _INSERT_POST = driver.Statement(sa.insert(chat_posts), ["id", "channel_id", "user_id", "message", "create_at"])
 _CHANNEL_KEYS = ["id", "team_id", "name", "display_name", "type", "create_at"]
@@ -52,6 +58,16 @@ USERNAME_CACHE_SIZE = 100_000
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _insert_members(connection: sa.Connection, channel_id: str, users: list[str]) -> None:
+    """Make users members of the channel, in the connection's transaction."""
+    if len(users) <= _MEMBERS_IN_ONE:
+        values = {"channel_id": channel_id, **{f"user_{n}": user for n, user in enumerate(users)}}
+        driver.execute(connection, _INSERT_MEMBERS[len(users)], values, begin=True)
+    else:
+        driver.execute(connection, _INSERT_MEMBER, [{"channel_id": channel_id, "user_id": user} for user in users],
+                       many=True, begin=True)
 
 
 class LocalChatHost:
@@ -124,10 +140,9 @@ class LocalChatHost:
         for _ in range(8):
             # The name's uniqueness is learnt from this answer: it cannot wait for the commit.
             if driver.execute(connection, insert, values, begin=True).fetchall():
-                members = [{"channel_id": channel_id, "user_id": user_id} for user_id in dict.fromkeys(member_ids)]
-                if members:
-                    write_at_commit(lambda connection: driver.execute(connection, _INSERT_MEMBER, members,
-                                                                      many=True, begin=True))
+                users = list(dict.fromkeys(member_ids))
+                if users:
+                    write_at_commit(lambda connection: _insert_members(connection, channel_id, users))
                 return channel_id
             # Incident names repeat; channel names must not: add a short suffix.
             values["name"] = f"{slug[:57]}-{secrets.token_hex(3)}"

@@ -114,8 +114,10 @@ def execute_sql(connection: sa.Connection, sql: str, parameters: Any = None, *, 
     and a connection the driver reports lost is invalidated, as SQLAlchemy does.
     """
     dialect = connection.dialect
-    raw = cursor(connection)
+    raw = None
     try:
+        # Inside the try: a connection the driver already knows is closed refuses a cursor.
+        raw = cursor(connection)
         if many:
             raw.executemany(sql, parameters)
         elif parameters is None:

@@ -11,20 +11,42 @@ import plugin.store.database as database_module
 from plugin.store import Database
 
 
+def _terminate(db: Database, pid: int) -> None:
+    """Cut a PostgreSQL backend, as a database restart or a network cut would."""
+    killer = sa.create_engine(db.url)
+    with killer.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        assert connection.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar_one() is True
+    killer.dispose()
+
+
 @pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
 def test_an_idle_postgresql_connection_cut_by_the_server_is_replaced_before_use(db: Database, monkeypatch):
     assert db.dialect == "postgresql"
     with db.read_engine.connect() as connection:
         old_pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-    killer = sa.create_engine(db.url)
-    with killer.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        assert connection.exec_driver_sql(f"SELECT pg_terminate_backend({old_pid})").scalar_one() is True
-    killer.dispose()
+    _terminate(db, old_pid)
     # Every checked-in connection counts as idle: the checkout pings, finds it dead, replaces it.
     monkeypatch.setattr(database_module, "PING_AFTER_IDLE_SECONDS", 0.0)
     with db.read_engine.connect() as connection:
         new_pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
     assert new_pid != old_pid
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_a_write_whose_connection_was_cut_unnoticed_fails_cleanly_and_the_next_write_works(db: Database,
+                                                                                          monkeypatch):
+    # No ping at checkout: the write's BEGIN is the first to meet the dead connection.
+    monkeypatch.setattr(database_module, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    with db.write_engine.begin() as connection:
+        old_pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    _terminate(db, old_pid)
+    with pytest.raises(sa.exc.OperationalError) as refused:
+        with db.write_engine.begin() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    assert refused.value.connection_invalidated
+    with db.write_engine.begin() as connection:
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != old_pid
+        assert connection.exec_driver_sql("SELECT now() = statement_timestamp()").scalar_one() is False
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

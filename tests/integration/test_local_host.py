@@ -160,3 +160,15 @@ def test_a_user_first_named_by_another_process_is_mentioned_by_name_once_the_ans
     assert host.mention(BOB) == "@bob"
     host.note_user(BOB, "bobby")  # this process: at once
     assert host.mention(BOB) == "@bobby"
+
+
+@pytest.mark.parametrize("count", [1, 3, 8, 9, 12])
+def test_a_channel_gets_every_member_it_is_created_with_once(components, count):
+    # Up to eight go in one statement, more one by one; repeated ids count once.
+    users = [f"member{n:02d}".ljust(26, "0") for n in range(count)]
+    channel = components.host.create_channel(TEAM, f"room-{count}", "Room", public=False,
+                                             member_ids=[*users, users[0]])
+    with components.db.read_engine.connect() as connection:
+        stored = connection.execute(sa.select(chat_channel_members.c.user_id)
+                                    .where(chat_channel_members.c.channel_id == channel)).scalars().all()
+    assert sorted(stored) == users
