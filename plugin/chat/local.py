@@ -29,9 +29,8 @@ _IS_MEMBER = driver.Statement(sa.select(chat_channel_members.c.user_id).where(
     chat_channel_members.c.channel_id == sa.bindparam("channel_id"),
     chat_channel_members.c.user_id == sa.bindparam("user_id")))
 _USERNAME = driver.Statement(sa.select(chat_users.c.username).where(chat_users.c.id == sa.bindparam("user_id")))
-_INSERT_MEMBER = driver.Statement(sa.insert(chat_channel_members), ["channel_id", "user_id"])
-# A channel's first members in one statement: one execution instead of one per member
-# (a create adds the starter and the commander). More than this many go one by one.
+# A channel's members, up to this many in one statement: one execution instead of one
+# per member (a create adds the starter and the commander); more go in several.
 _MEMBERS_IN_ONE = 8
 _INSERT_MEMBERS = {count: driver.Statement(sa.insert(chat_channel_members).values(
     [{"channel_id": sa.bindparam("channel_id"), "user_id": sa.bindparam(f"user_{n}")} for n in range(count)]))
@@ -62,12 +61,10 @@ def _now_ms() -> int:
 
 def _insert_members(connection: sa.Connection, channel_id: str, users: list[str]) -> None:
     """Make users members of the channel, in the connection's transaction."""
-    if len(users) <= _MEMBERS_IN_ONE:
-        values = {"channel_id": channel_id, **{f"user_{n}": user for n, user in enumerate(users)}}
-        driver.execute(connection, _INSERT_MEMBERS[len(users)], values, begin=True)
-    else:
-        driver.execute(connection, _INSERT_MEMBER, [{"channel_id": channel_id, "user_id": user} for user in users],
-                       many=True, begin=True)
+    for start in range(0, len(users), _MEMBERS_IN_ONE):
+        some = users[start:start + _MEMBERS_IN_ONE]
+        values = {"channel_id": channel_id, **{f"user_{n}": user for n, user in enumerate(some)}}
+        driver.execute(connection, _INSERT_MEMBERS[len(some)], values, begin=True)
 
 
 class LocalChatHost:

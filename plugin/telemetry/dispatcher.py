@@ -188,7 +188,6 @@ class Turn:
     """
 
     def __init__(self, path: str | Path | None):
-        self.path = None if path is None else str(path)
         self._file = None if path is None else LockFile(path)
         self._held_by = 0  # the pid of the process that holds the turn through this object
 
@@ -202,7 +201,7 @@ class Turn:
             if not self._file.try_lock():
                 return False
         except OSError as exc:
-            return self._everyone_sends(f"cannot lock {self.path} ({exc})")
+            return self._everyone_sends(f"cannot lock {self._file.path} ({exc})")
         self._held_by = os.getpid()
         return True
 
@@ -215,7 +214,7 @@ class Turn:
     def _everyone_sends(self, why: str) -> bool:
         log.warning("telemetry: %s; every process will send", why)
         self.give_back()
-        self.path = self._file = None
+        self._file = None
         return True
 
 

@@ -164,7 +164,7 @@ def test_a_user_first_named_by_another_process_is_mentioned_by_name_once_the_ans
 
 @pytest.mark.parametrize("count", [1, 3, 8, 9, 12])
 def test_a_channel_gets_every_member_it_is_created_with_once(components, count):
-    # Up to eight go in one statement, more one by one; repeated ids count once.
+    # Up to eight go in one statement, more in several; repeated ids count once.
     users = [f"member{n:02d}".ljust(26, "0") for n in range(count)]
     channel = components.host.create_channel(TEAM, f"room-{count}", "Room", public=False,
                                              member_ids=[*users, users[0]])
