@@ -209,9 +209,9 @@ class IncidentService:
                                  public=public, purpose=new.description[:250], member_ids=members)
         if self.host.shares_database:
             with self.uow_factory() as uow:
-                # The row, the event and the post are built before the first statement
-                # (the channel's insert, which must answer whether its name is free): on
-                # SQLite the write lock is held from there to the commit only.
+                # Every write here waits for the commit (write_at_commit): on SQLite the
+                # write lock is held for the commit only, on PostgreSQL the create is
+                # one statement; a channel name already taken is retried there.
                 incident.channel_id = new_id()
                 self._add(uow, incident, user_id)
                 self.host.post(incident.channel_id, announcement, uow=uow)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from plugin.app import create_app
 from plugin.settings import Settings, load_settings
-from plugin.store import Database, migrate, normalise_url
+from plugin.store import Database, driver, migrate, normalise_url
 from plugin.store.tables import metadata
 
 PG_URL = os.environ.get("INCIDENT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -133,3 +133,17 @@ def app(settings: Settings):
 @pytest.fixture
 def components(app):
     return app.extensions["incident"]
+
+
+@pytest.fixture
+def driver_statements(monkeypatch):
+    """The SQL of every statement run on the driver's cursor (each still runs)."""
+    seen: list[str] = []
+    run = driver.execute_sql
+
+    def recording(connection, sql, *args, **kwargs):
+        seen.append(sql)
+        return run(connection, sql, *args, **kwargs)
+
+    monkeypatch.setattr(driver, "execute_sql", recording)
+    return seen

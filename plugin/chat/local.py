@@ -12,8 +12,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from plugin.chat import ServerFacts
 from plugin.model import new_id
@@ -35,16 +33,13 @@ _MEMBERS_IN_ONE = 8
 _INSERT_MEMBERS = {count: driver.Statement(sa.insert(chat_channel_members).values(
     [{"channel_id": sa.bindparam("channel_id"), "user_id": sa.bindparam(f"user_{n}")} for n in range(count)]))
     for count in range(1, _MEMBERS_IN_ONE + 1)}
-# No seq: the database numbers posts, and nobody reads the number back.
-_INSERT_POST = driver.Statement(sa.insert(chat_posts), ["id", "channel_id", "user_id", "message", "create_at"])
-_CHANNEL_KEYS = ["id", "team_id", "name", "display_name", "type", "create_at"]
-_INSERT_CHANNEL = {
-    # A taken (team, name) inserts nothing instead of raising: see create_channel.
-    "sqlite": driver.Statement(sqlite_insert(chat_channels).on_conflict_do_nothing()
-                               .returning(chat_channels.c.id), _CHANNEL_KEYS),
-    "postgresql": driver.Statement(postgresql_insert(chat_channels).on_conflict_do_nothing()
-                                   .returning(chat_channels.c.id), _CHANNEL_KEYS),
-}
+# No seq: the database numbers posts, and nobody reads the number back (inline: no RETURNING).
+_INSERT_POST = driver.Statement(sa.insert(chat_posts).inline(), ["id", "channel_id", "user_id", "message", "create_at"])
+_INSERT_CHANNEL = driver.Statement(sa.insert(chat_channels), ["id", "team_id", "name", "display_name", "type",
+                                                               "create_at"])
+# A channel's name is unique in its team: a name taken is retried with a suffix.
+_CHANNEL_NAME = next(constraint for constraint in chat_channels.constraints
+                     if constraint.name == "uq_chat_channels_team_name")
 # Remembered "is a member" answers: the local host never removes a member, so a
 # yes stays true. Bounded: past this many the set is emptied and refilled.
 MEMBERSHIP_CACHE_SIZE = 100_000
@@ -59,12 +54,26 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _insert_members(connection: sa.Connection, channel_id: str, users: list[str]) -> None:
-    """Make users members of the channel, in the connection's transaction."""
+def _member_writes(dialect: sa.Dialect, channel_id: str, users: list[str]) -> list[driver.Write]:
+    """The writes that make users members of the channel."""
+    writes = []
     for start in range(0, len(users), _MEMBERS_IN_ONE):
         some = users[start:start + _MEMBERS_IN_ONE]
         values = {"channel_id": channel_id, **{f"user_{n}": user for n, user in enumerate(some)}}
-        driver.execute(connection, _INSERT_MEMBERS[len(some)], values, begin=True)
+        writes.append(_INSERT_MEMBERS[len(some)].write(dialect, values))
+    return writes
+
+
+def _channel_write(dialect: sa.Dialect, values: dict[str, Any], slug: str) -> driver.Write:
+    """The channel's insert; when its name is taken in the team, the same with a short suffix added."""
+
+    def renamed(error: sa.exc.IntegrityError) -> driver.Write | None:
+        if not driver.violates(error, _CHANNEL_NAME):
+            return None
+        # Incident names repeat; channel names must not.
+        return _channel_write(dialect, {**values, "name": f"{slug[:57]}-{secrets.token_hex(3)}"}, slug)
+
+    return _INSERT_CHANNEL.write(dialect, values, retry=renamed)
 
 
 class LocalChatHost:
@@ -119,31 +128,25 @@ class LocalChatHost:
                        channel_id: str | None = None) -> str:
         """Insert the channel and its memberships in one transaction (the caller's, when given).
 
-        A taken name is retried with a short suffix. ``ON CONFLICT DO NOTHING`` finds
-        it without an error, which on PostgreSQL would abort the caller's transaction.
+        Both are written at the commit (``write_at_commit``): on PostgreSQL a
+        create is then one statement. A name taken in the team fails that insert;
+        the unit of work retries it with a short suffix added to the name (see
+        ``driver.run``).
         """
-        if uow is not None:
-            return self._create_channel(uow.connection, uow.write_at_commit, team_id, slug, display_name, public,
-                                        member_ids, channel_id or new_id())
-        with self.db.write_engine.begin() as connection:
-            return self._create_channel(connection, lambda step: step(connection), team_id, slug, display_name,
-                                        public, member_ids, channel_id or new_id())
-
-    def _create_channel(self, connection: sa.Connection, write_at_commit: Any, team_id: str, slug: str,
-                        display_name: str, public: bool, member_ids: Sequence[str], channel_id: str) -> str:
+        channel_id = channel_id or new_id()
+        if uow is None:
+            with self.db.unit_of_work() as own:
+                self.create_channel(team_id, slug, display_name, public=public, purpose=purpose,
+                                    member_ids=member_ids, uow=own, channel_id=channel_id)
+                own.commit()
+            return channel_id
+        dialect = uow.connection.dialect
         values = {"id": channel_id, "team_id": team_id, "name": slug, "display_name": display_name[:64],
                   "type": "O" if public else "P", "create_at": self.clock()}
-        insert = _INSERT_CHANNEL[connection.dialect.name]
-        for _ in range(8):
-            # The name's uniqueness is learnt from this answer: it cannot wait for the commit.
-            if driver.execute(connection, insert, values, begin=True).fetchall():
-                users = list(dict.fromkeys(member_ids))
-                if users:
-                    write_at_commit(lambda connection: _insert_members(connection, channel_id, users))
-                return channel_id
-            # Incident names repeat; channel names must not: add a short suffix.
-            values["name"] = f"{slug[:57]}-{secrets.token_hex(3)}"
-        raise RuntimeError("could not find a free channel name")
+        uow.write_at_commit(_channel_write(dialect, values, slug))
+        for write in _member_writes(dialect, channel_id, list(dict.fromkeys(member_ids))):
+            uow.write_at_commit(write)
+        return channel_id
 
     def add_channel_member(self, channel_id: str, user_id: str) -> None:
         """Insert the membership unless it exists."""
@@ -160,7 +163,7 @@ class LocalChatHost:
         values = {"id": post_id, "channel_id": channel_id, "user_id": "", "message": message,
                   "create_at": self.clock()}
         if uow is not None:
-            uow.write_at_commit(lambda connection: driver.execute(connection, _INSERT_POST, values, begin=True))
+            uow.write_at_commit(_INSERT_POST.write(uow.connection.dialect, values))
         else:
             with self.db.write_engine.begin() as connection:
                 driver.execute(connection, _INSERT_POST, values)

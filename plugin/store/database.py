@@ -272,19 +272,21 @@ class SqlUnitOfWork:
     The transaction begins with its first statement (on SQLite, that is where a
     writer waits for the database's write lock), so work done before it, such as
     building rows and events, is done outside the lock. Writes whose results
-    nobody reads (inserting a post, an outbox event, saving a row locked earlier
-    in the transaction) go through :meth:`write_at_commit` and run at commit: on
-    PostgreSQL they travel with the COMMIT in one pipeline (a create costs two
-    round trips instead of six); on SQLite they make the lock's turn start late
-    and end soon.
+    nobody reads (a new incident, its channel and members, a post, an outbox
+    event, saving a row locked earlier in the transaction) go through
+    :meth:`write_at_commit` and run at commit. On PostgreSQL they are joined into
+    one statement (``driver.compose``); when no statement ran before it, that one
+    statement is the whole transaction and runs in autocommit, without BEGIN and
+    COMMIT: a create on the local host is one statement, one round trip. On SQLite
+    they run one after another, so the lock's turn starts late and ends soon.
     """
 
     def __init__(self, db: Database, *, write: bool):
         self.db = db
         self.write = write
         self.connection: sa.Connection | None = None
-        self._at_commit: list[Callable[[sa.Connection], Any]] = []
-        self._pipeline = write and db.dialect == "postgresql"
+        self._at_commit: list[driver.Write | Callable[[sa.Connection], Any]] = []
+        self._joins = write and db.dialect == "postgresql"
 
     def __enter__(self) -> "SqlUnitOfWork":
         engine = self.db.write_engine if self.write else self.db.read_engine
@@ -296,16 +298,27 @@ class SqlUnitOfWork:
         self.saved_settings = SqlSavedSettings(self.connection)
         return self
 
-    def write_at_commit(self, step: Callable[[sa.Connection], Any]) -> None:
-        """Run step(connection), a write whose result is not read, at commit.
+    def write_at_commit(self, step: driver.Write | Callable[[sa.Connection], Any]) -> None:
+        """Run step, a ``driver.Write`` or a callable given the connection (its result unused), at commit.
 
         Steps run in the order given, after every statement executed directly in
         this transaction; an error in one surfaces from :meth:`commit`, which then
-        rolls the whole transaction back.
+        rolls the whole transaction back. Only Writes are joined into one statement
+        on PostgreSQL. In a reading unit of work, step runs at once.
         """
         assert self.connection is not None
         if self.write:
             self._at_commit.append(step)
+        else:
+            self._run(step)
+
+    def _run(self, step: driver.Write | Callable[[sa.Connection], Any]) -> None:
+        assert self.connection is not None
+        if isinstance(step, driver.Write):
+            # A failed statement leaves nothing behind in autocommit and on SQLite;
+            # in a PostgreSQL transaction it ends the transaction, so it is not retried.
+            may_retry = self.db.dialect == "sqlite" or not self.connection.in_transaction()
+            driver.run(self.connection, step, may_retry=may_retry)
         else:
             step(self.connection)
 
@@ -313,39 +326,21 @@ class SqlUnitOfWork:
         """Run the writes waiting for the commit, then make the transaction's changes permanent."""
         assert self.connection is not None
         steps, self._at_commit = self._at_commit, []
+        if len(steps) > 1 and self._joins and all(isinstance(step, driver.Write) for step in steps):
+            joined = driver.compose(steps)  # type: ignore[arg-type]
+            if joined is not None:
+                steps = [joined]
         if steps and not self.connection.in_transaction():
+            if self._joins and len(steps) == 1 and isinstance(steps[0], driver.Write):
+                # Nothing ran before it: one statement in autocommit is atomic on its own.
+                self._run(steps[0])
+                return
             # Steps may write on the driver's cursor, which SQLAlchemy does not see:
             # begin here so that they run inside the transaction (and its write lock).
             self.connection.begin()
-        if not steps or not self._pipeline:
-            for step in steps:
-                step(self.connection)
-            self.connection.commit()
-            return
-        raw = self.connection.connection.dbapi_connection
-        dbapi = self.connection.dialect.loaded_dbapi
-        try:
-            # Statements in a pipeline are sent without waiting for their answers; the
-            # COMMIT waits for all of them: one round trip.
-            with raw.pipeline():
-                for step in steps:
-                    step(self.connection)
-                self.connection.commit()
-        except BaseException as exc:
-            # A failed pipeline swallows the rollback sent inside it: roll back again
-            # outside it, so the pooled connection is not left in an aborted transaction.
-            self._discard_after_pipeline(raw, dbapi)
-            if isinstance(exc, dbapi.Error):  # raised by the pipeline itself, not through a statement
-                raise sa.exc.DBAPIError.instance("COMMIT", None, exc, dbapi.Error) from exc
-            raise
-
-    def _discard_after_pipeline(self, raw: Any, dbapi: Any) -> None:
-        assert self.connection is not None
-        try:
-            raw.rollback()
-            self.connection.rollback()
-        except dbapi.Error as exc:
-            self.connection.invalidate(exc)
+        for step in steps:
+            self._run(step)
+        self.connection.commit()
 
     def rollback(self) -> None:
         """Discard the transaction's changes (and the writes still waiting for the commit)."""

@@ -9,12 +9,16 @@ per dialect, and run on the DBAPI cursor of the unit of work's connection, insid
 its transaction. What SQLAlchemy's types would do is done here for the types these
 statements use: JSON is encoded on the way in and decoded on the way out, SQLite's
 0/1 become booleans. Errors are raised as SQLAlchemy's, as if it had run them.
+Parameters are positional on both databases (PostgreSQL's ``%(name)s`` become
+``%s``), so that writes can be joined into one statement (:class:`Write`).
 """
 from __future__ import annotations
 
 import json
+import re
 from collections import namedtuple
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +32,22 @@ def _decoder(column_type: sa.types.TypeEngine) -> Callable[[Any], Any] | None:
     if isinstance(column_type, sa.Boolean):
         return lambda value: value if value is None else bool(value)
     return None
+
+
+_NAMED = re.compile(r"%%|%\((\w+)\)s")
+
+
+def _positional(sql: str) -> tuple[str, list[str]]:
+    """pyformat SQL (``%(name)s``) as format SQL (``%s``) and the names in the order they come."""
+    order: list[str] = []
+
+    def swap(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            return "%%"  # a literal percent sign stays escaped
+        order.append(match.group(1))
+        return "%s"
+
+    return _NAMED.sub(swap, sql), order
 
 
 class Statement:
@@ -45,27 +65,35 @@ class Statement:
         self._decoders = [(index, decode) for index, column in enumerate(columns)
                           if (decode := _decoder(column.type)) is not None]
 
-    def prepared(self, dialect: sa.Dialect) -> tuple[str, list[str] | None, set[str]]:
-        """The SQL text, the parameter order (None: named parameters) and the JSON parameters."""
+    def prepared(self, dialect: sa.Dialect) -> tuple[str, list[str], set[str]]:
+        """The SQL text with positional parameters, their names in order and the JSON parameters."""
         found = self._compiled.get(dialect.name)
         if found is None:
             compiled = self.statement.compile(dialect=dialect, column_keys=self.keys)
-            order = list(compiled.positiontup) if compiled.positional else None
+            if compiled.positional:
+                text, order = compiled.string, list(compiled.positiontup)
+            else:
+                text, order = _positional(compiled.string)
             encoded = {name for name, bind in compiled.binds.items() if isinstance(bind.type, sa.JSON)}
             self._fixed[dialect.name] = {name: bind.value for name, bind in compiled.binds.items()
                                          if not bind.required and bind.value is not None}
-            found = self._compiled[dialect.name] = (compiled.string, order, encoded)
+            found = self._compiled[dialect.name] = (text, order, encoded)
         return found
 
-    def parameters(self, dialect: sa.Dialect, values: dict[str, Any]) -> Any:
-        """values as the driver takes them for this dialect."""
+    def parameters(self, dialect: sa.Dialect, values: dict[str, Any]) -> tuple[Any, ...]:
+        """values as the driver takes them for this dialect: a tuple in the statement's order."""
         _sql, order, encoded = self.prepared(dialect)
         fixed = self._fixed[dialect.name]
         if fixed:
             values = {**fixed, **values}
         if encoded:
             values = {key: json.dumps(value) if key in encoded else value for key, value in values.items()}
-        return values if order is None else tuple(values[name] for name in order)
+        return tuple(values[name] for name in order)
+
+    def write(self, dialect: sa.Dialect, values: dict[str, Any],
+              retry: Callable[[sa.exc.IntegrityError], Write | None] | None = None) -> Write:
+        """This statement with values as a :class:`Write` (for a unit of work's commit)."""
+        return Write(self.prepared(dialect)[0], self.parameters(dialect, values), retry=retry)
 
     def rows(self, raw: list[tuple[Any, ...]]) -> list[Any]:
         """Result tuples as named rows, with JSON decoded and booleans as bool."""
@@ -142,3 +170,95 @@ def fetch_one(connection: sa.Connection, statement: Statement, values: dict[str,
     """
     found = execute(connection, statement, values, begin=begin).fetchall()
     return statement.rows(found[:1])[0] if found else None
+
+
+@dataclass(frozen=True)
+class Write:
+    """A write whose result nobody reads: SQL for one dialect's driver, positional parameters.
+
+    ``sql`` is one statement. On PostgreSQL it may first need data-modifying
+    statements of its own (``ctes``: a name and SQL each, run as ``WITH name AS
+    (...)``); the parameters then come in the order the text holds them, the ctes'
+    first. A unit of work on PostgreSQL joins its writes into one statement
+    (:func:`compose`). ``retry``, when given, is asked about an IntegrityError of the
+    write: a Write it returns is tried instead (another name for a channel whose name
+    was taken, say); None gives up and the error stands.
+    """
+
+    sql: str
+    parameters: tuple[Any, ...]
+    ctes: tuple[tuple[str, str], ...] = ()
+    retry: Callable[[sa.exc.IntegrityError], "Write | None"] | None = None
+
+    @property
+    def text(self) -> str:
+        """The whole statement."""
+        if not self.ctes:
+            return self.sql
+        return "WITH " + ", ".join(f"{name} AS ({sql})" for name, sql in self.ctes) + " " + self.sql
+
+
+def compose(writes: Sequence[Write]) -> Write | None:
+    """PostgreSQL: writes joined into one statement, or None when their ctes' names clash.
+
+    Every write but the last becomes a data-modifying statement of a WITH (named
+    ``write_<n>``), the last is the main statement; PostgreSQL runs each exactly
+    once, to completion, as one atomic statement. They all see the snapshot the
+    statement started from and none sees another's rows, and a row may not be
+    changed twice in one statement: only writes that do not depend on each other
+    may be joined (new rows, an update of a row no other write touches), which is
+    what a unit of work defers. The joined write retries when one of its writes
+    would (see :class:`Write`), with that write replaced.
+    """
+    ctes: list[tuple[str, str]] = []
+    parameters: list[Any] = []
+    for index, write in enumerate(writes):
+        ctes.extend(write.ctes)
+        if index < len(writes) - 1:
+            ctes.append((f"write_{index}", write.sql))
+        parameters.extend(write.parameters)
+    if len({name for name, _sql in ctes}) != len(ctes):
+        return None
+
+    def retry(error: sa.exc.IntegrityError) -> Write | None:
+        for index, write in enumerate(writes):
+            replacement = write.retry(error) if write.retry is not None else None
+            if replacement is not None:
+                return compose([*writes[:index], replacement, *writes[index + 1:]])
+        return None
+
+    return Write(writes[-1].sql, tuple(parameters), tuple(ctes),
+                 retry if any(write.retry is not None for write in writes) else None)
+
+
+RETRIES = 8
+
+
+def run(connection: sa.Connection, write: Write, *, may_retry: bool) -> Any:
+    """Execute write on the connection's cursor; when may_retry, as its ``retry`` says (at most RETRIES times).
+
+    Only where a failed statement leaves nothing behind may it be retried: a
+    statement in autocommit, or on SQLite (a failed statement is undone alone). In a
+    PostgreSQL transaction an error ends the transaction, so the error stands.
+    """
+    attempt = 1
+    while True:
+        try:
+            return execute_sql(connection, write.text, write.parameters)
+        except sa.exc.IntegrityError as error:
+            if not may_retry or write.retry is None or attempt >= RETRIES:
+                raise
+            replacement = write.retry(error)
+            if replacement is None:
+                raise
+            write, attempt = replacement, attempt + 1
+
+
+def violates(error: sa.exc.IntegrityError, constraint: sa.UniqueConstraint) -> bool:
+    """True when error is a violation of this unique constraint (by name on PostgreSQL, by columns on SQLite)."""
+    name = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+    if name is not None:
+        return name == constraint.name
+    # SQLite: "UNIQUE constraint failed: table.a, table.b"
+    table = constraint.table.name
+    return str(error.orig).endswith(", ".join(f"{table}.{column.name}" for column in constraint.columns))

@@ -67,13 +67,12 @@ class SqlIncidentRepository:
     """Reads and writes incidents within the unit of work's transaction."""
 
     def __init__(self, connection: sa.Connection, *, lock_rows: bool,
-                 write_at_commit: Callable[[Callable[[sa.Connection], Any]], None] | None = None,
-                 writes: bool = True):
+                 write_at_commit: Callable[[driver.Write], None], writes: bool = True):
         self.connection = connection
         self.lock_rows = lock_rows
         # A writing unit of work's statements run in its transaction, begun at the first.
         self.writes = writes
-        self.write_at_commit = write_at_commit or (lambda step: step(connection))
+        self.write_at_commit = write_at_commit
         # Rows this transaction read FOR UPDATE: nobody else can change them before commit.
         self._locked: set[str] = set()
 
@@ -102,8 +101,7 @@ class SqlIncidentRepository:
 
     def add(self, incident: Incident) -> None:
         """Insert a new incident (its id is new: nothing to check before the commit)."""
-        values = _row_values(incident)
-        self.write_at_commit(lambda connection: driver.execute(connection, _INSERT, values, begin=True))
+        self.write_at_commit(_INSERT.write(self.connection.dialect, _row_values(incident)))
 
     def save(self, incident: Incident) -> None:
         """Write a changed incident; raise ConcurrentUpdate if its version moved on."""
@@ -112,7 +110,7 @@ class SqlIncidentRepository:
         if incident.id in self._locked:
             # Read FOR UPDATE in this transaction: the version cannot have moved, and
             # the write can wait for the commit.
-            self.write_at_commit(lambda connection: driver.execute(connection, _SAVE, values, begin=True))
+            self.write_at_commit(_SAVE.write(self.connection.dialect, values))
         elif driver.execute(self.connection, _SAVE, values, begin=True).rowcount != 1:
             raise ConcurrentUpdate("The incident was changed by someone else at the same time; try again.")
         incident.version += 1

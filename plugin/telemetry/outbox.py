@@ -99,28 +99,28 @@ _SQLITE_INSERT = f"INSERT INTO telemetry_outbox ({_COLUMNS}) VALUES (?, ?, ?, ?)
 _SQLITE_BOUND = "DELETE FROM telemetry_outbox WHERE seq < ?"
 
 
-def _postgres_record(bound: str) -> str:
-    """One statement for the insert, the drop of events past the bound and its count (data-modifying CTEs).
+def _postgres_record(bound: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The insert, the drop of events past the bound and its count, as data-modifying statements.
 
-    It needs no answer, so it travels with the COMMIT (``write_at_commit``). The
-    DELETE cannot see the row being inserted, which is never older than itself.
+    They form one ``driver.Write`` (ctes and main statement) that needs no answer, so
+    it runs at commit, joined with the mutation's other writes (``write_at_commit``).
+    The DELETE cannot see the row being inserted, which is never older than itself.
     """
-    return (f"WITH new AS (INSERT INTO telemetry_outbox ({_COLUMNS}) "
-            "VALUES (%s, %s, %s::json, %s) RETURNING seq), "
-            f"gone AS (DELETE FROM telemetry_outbox WHERE {bound} RETURNING 1) "
-            "INSERT INTO telemetry_counters (name, value) SELECT 'dropped', count(*) FROM gone HAVING count(*) > 0 "
-            "ON CONFLICT (name) DO UPDATE SET value = telemetry_counters.value + EXCLUDED.value")
+    return ((("outbox_new", f"INSERT INTO telemetry_outbox ({_COLUMNS}) VALUES (%s, %s, %s::json, %s) RETURNING seq"),
+             ("outbox_gone", f"DELETE FROM telemetry_outbox WHERE {bound} RETURNING 1")),
+            "INSERT INTO telemetry_counters (name, value) SELECT 'dropped', count(*) FROM outbox_gone "
+            "HAVING count(*) > 0 ON CONFLICT (name) DO UPDATE SET value = telemetry_counters.value + EXCLUDED.value")
 
 
 # PostgreSQL, usually: drop the one event exactly max_events inserts older, by primary
 # key. A range (``seq < new - max_events + 1``) is planned as a scan of the whole
 # table, dead rows of delivered events included, in every mutation: a tenth of a
 # create's database time with the data plane up, more with a full outbox.
-_POSTGRES_RECORD = _postgres_record("seq = (SELECT seq FROM new) - %s")
+_POSTGRES_RECORD = _postgres_record("seq = (SELECT seq FROM outbox_new) - %s")
 # Now and then the range, for what the point misses: the event behind a sequence
 # number that a rolled-back transaction used, and older events after the bound was
 # lowered.
-_POSTGRES_RECORD_SWEEP = _postgres_record("seq < (SELECT seq FROM new) - %s + 1")
+_POSTGRES_RECORD_SWEEP = _postgres_record("seq < (SELECT seq FROM outbox_new) - %s + 1")
 SWEEP_EVERY_SECONDS = 10.0
 
 
@@ -207,12 +207,11 @@ class Outbox:
         message_id = str(uuid.uuid4())
         document = json.dumps(properties)
         if uow.connection.dialect.name == "postgresql":
-            statement = _POSTGRES_RECORD
+            ctes, sql = _POSTGRES_RECORD
             if time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + self.sweep_every
-                statement = _POSTGRES_RECORD_SWEEP
-            parameters = (message_id, event, document, recorded_at, max_events)
-            uow.write_at_commit(lambda connection: driver.execute_sql(connection, statement, parameters))
+                ctes, sql = _POSTGRES_RECORD_SWEEP
+            uow.write_at_commit(driver.Write(sql, (message_id, event, document, recorded_at, max_events), ctes))
             return message_id
 
         def write(connection: sa.Connection) -> None:

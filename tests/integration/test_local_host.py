@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from plugin.service import NewChecklist, NewIncident
+from plugin.store import driver
 from plugin.store.tables import chat_channel_members, chat_channels, chat_posts, incidents, telemetry_outbox
 from tests.conftest import ALICE, BOB, TEAM
 
@@ -41,11 +42,18 @@ def write_transactions(components):
     sa.event.remove(components.db.write_engine, "begin", count)
 
 
-def test_creating_an_incident_writes_everything_in_one_transaction(components, write_transactions):
+def test_creating_an_incident_writes_everything_in_one_transaction(components, write_transactions,
+                                                                   driver_statements):
     assert components.host.shares_database
     before = _counts(components.db)
     incident = components.service.create_incident(ALICE, _new())
-    assert len(write_transactions) == 1
+    if components.db.dialect == "postgresql":
+        # One statement in autocommit, atomic on its own: no BEGIN, no COMMIT.
+        assert len(write_transactions) == 0
+        writes = [sql for sql in driver_statements if not sql.startswith("SELECT")]  # usernames are read
+        assert len(writes) == 1 and writes[0].startswith("WITH "), writes
+    else:
+        assert len(write_transactions) == 1
     after = _counts(components.db)
     assert {name: after[name] - before[name] for name in after} == {
         "incidents": 1, "chat_channels": 1, "chat_channel_members": 2, "chat_posts": 1,
@@ -85,15 +93,39 @@ def test_a_stage_change_and_its_post_roll_back_together(components, monkeypatch,
     assert components.service.get_incident(ALICE, incident.id).active_stage == 1
 
 
-def test_a_taken_channel_name_gets_a_suffix_inside_the_transaction(components):
-    # On PostgreSQL a unique violation would abort the whole transaction; the
-    # second incident of the same name must still be created, in its own channel.
+def test_a_taken_channel_name_gets_a_suffix_and_everything_else_is_written_once(components):
+    # The taken name fails the create's statement (PostgreSQL) or the channel's insert
+    # (SQLite); it is retried with a suffix, and nothing of the failed try remains.
     first = components.service.create_incident(ALICE, _new("same name"))
+    before = _counts(components.db)
     second = components.service.create_incident(ALICE, _new("same name"))
-    names = [components.host.channel(i.channel_id)["name"] for i in (first, second)]
+    third = components.service.create_incident(ALICE, _new("same name"))
+    names = [components.host.channel(i.channel_id)["name"] for i in (first, second, third)]
     assert names[0] == "same-name"
-    assert names[1].startswith("same-name-") and len(names[1]) == len("same-name-") + 6
-    assert components.host.posts(second.channel_id)
+    for name in names[1:]:
+        assert name.startswith("same-name-") and len(name) == len("same-name-") + 6
+    assert len(set(names)) == 3
+    after = _counts(components.db)
+    assert {name: after[name] - before[name] for name in after} == {
+        "incidents": 2, "chat_channels": 2, "chat_channel_members": 4, "chat_posts": 2,
+        "telemetry_outbox": 0 if not components.telemetry.switches().enabled else 2}
+    assert components.host.posts(second.channel_id) and components.host.posts(third.channel_id)
+
+
+def test_a_create_that_fails_in_its_statement_writes_nothing(components):
+    # Not a taken name: an incident whose channel id exists already (the channel's
+    # primary key) is refused as a whole; the statement's other writes are undone too.
+    first = components.service.create_incident(ALICE, _new("first"))
+    before = _counts(components.db)
+    with pytest.raises(sa.exc.IntegrityError):
+        with components.db.unit_of_work() as uow:
+            components.host.post(first.channel_id, "never", uow=uow)
+            components.host.create_channel(TEAM, "other", "Other", public=True, member_ids=[ALICE, BOB],
+                                           uow=uow, channel_id=first.channel_id)
+            uow.commit()
+    assert _counts(components.db) == before
+    assert components.host.posts(first.channel_id) == [
+        f"This incident was started by @{ALICE}; the commander is @{BOB}."]
 
 
 def test_membership_is_remembered_only_once_it_is_true(components):

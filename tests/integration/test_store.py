@@ -11,7 +11,7 @@ from plugin.model import Checklist, ChecklistItem, Incident, IncidentFilter, Unc
 from plugin.store import driver, migrate
 from plugin.store.incidents import _INSERT, SqlIncidentRepository, _row_values
 from plugin.store.migrate import current_revision
-from plugin.store.tables import plugin_kv
+from plugin.store.tables import chat_channels, plugin_kv
 from tests.conftest import TEAM
 
 
@@ -238,3 +238,126 @@ def test_a_driver_statement_with_a_bound_limit_runs_on_every_dialect(db):
     with db.read_engine.connect() as connection:
         keys = [row[0] for row in driver.execute(connection, statement, {"n": 2}).fetchall()]
     assert keys == ["limit-0", "limit-1"]
+
+
+_PUT = driver.Statement(sa.insert(plugin_kv), ["key", "value"])
+
+
+def _put(db, key: str, retry=None) -> driver.Write:
+    return _PUT.write(db.write_engine.dialect, {"key": key, "value": "v"}, retry=retry)
+
+
+def test_writes_at_commit_are_one_statement_on_postgresql_and_all_or_nothing(db, driver_statements):
+    with db.unit_of_work() as uow:
+        for key in ("a", "b", "c"):
+            uow.write_at_commit(_put(db, key))
+        uow.commit()
+    assert _kv_keys(db) == ["a", "b", "c"]
+    # PostgreSQL: one statement in autocommit (no BEGIN, no COMMIT); SQLite: one each, after BEGIN IMMEDIATE.
+    if db.dialect == "postgresql":
+        assert len(driver_statements) == 1 and driver_statements[0].startswith("WITH write_0 AS (INSERT INTO plugin_kv")
+    else:
+        assert driver_statements[0] == "BEGIN IMMEDIATE" and len(driver_statements) == 4
+    for _ in range(3):  # each failure leaves a usable connection behind
+        with pytest.raises(sa.exc.IntegrityError):
+            with db.unit_of_work() as uow:
+                for key in ("d", "b", "e"):
+                    uow.write_at_commit(_put(db, key))
+                uow.commit()
+        assert _kv_keys(db) == ["a", "b", "c"]
+
+
+def test_a_write_is_retried_as_its_retry_says_and_the_others_are_written_once(db):
+    with db.unit_of_work() as uow:
+        uow.write_at_commit(_put(db, "taken"))
+        uow.commit()
+    asked: list[str] = []
+
+    def elsewhere(error: sa.exc.IntegrityError) -> driver.Write | None:
+        asked.append(type(error).__name__)
+        return _put(db, f"free-{len(asked)}", retry=elsewhere) if len(asked) < 3 else None
+
+    with db.unit_of_work() as uow:
+        uow.write_at_commit(_put(db, "before"))
+        uow.write_at_commit(_put(db, "taken", retry=elsewhere))
+        uow.write_at_commit(_put(db, "after"))
+        uow.commit()
+    assert asked == ["IntegrityError"]
+    assert _kv_keys(db) == ["after", "before", "free-1", "taken"]
+    # A retry that keeps answering with a taken key is tried a bounded number of times.
+    tries: list[int] = []
+
+    def again(_error: sa.exc.IntegrityError) -> driver.Write:
+        tries.append(1)
+        return _put(db, "taken", retry=again)
+
+    with pytest.raises(sa.exc.IntegrityError):
+        with db.unit_of_work() as uow:
+            uow.write_at_commit(_put(db, "never"))
+            uow.write_at_commit(_put(db, "taken", retry=again))
+            uow.commit()
+    assert len(tries) == driver.RETRIES - 1
+    assert _kv_keys(db) == ["after", "before", "free-1", "taken"]
+
+
+def test_in_a_postgresql_transaction_a_failed_write_is_not_retried(db):
+    # After a direct statement the writes run inside the transaction; on PostgreSQL an
+    # error ends it, so the error stands. SQLite undoes the failed statement alone.
+    with db.unit_of_work() as uow:
+        uow.write_at_commit(_put(db, "taken"))
+        uow.commit()
+
+    def elsewhere(_error):
+        return _put(db, "free")
+
+    def attempt():
+        with db.unit_of_work() as uow:
+            uow.incidents.get("z" * 26, for_update=True)  # begins the transaction
+            uow.write_at_commit(_put(db, "other"))
+            uow.write_at_commit(_put(db, "taken", retry=elsewhere))
+            uow.commit()
+
+    if db.dialect == "postgresql":
+        with pytest.raises(sa.exc.IntegrityError):
+            attempt()
+        assert _kv_keys(db) == ["taken"]
+    else:
+        attempt()
+        assert _kv_keys(db) == ["free", "other", "taken"]
+
+
+def test_writes_whose_names_clash_are_not_joined_but_still_commit_together(db):
+    # Two events in one unit of work: their statements name their parts alike, so
+    # PostgreSQL cannot join them into one statement; they run one after the other.
+    from plugin.store.tables import telemetry_outbox
+    from plugin.telemetry.outbox import Outbox
+
+    outbox = Outbox(db, lambda: 1)
+    with db.unit_of_work() as uow:
+        outbox.record(uow, "incident", {"action": "end"}, 1, 100)
+        outbox.record(uow, "incident", {"action": "restart"}, 2, 100)
+        if db.dialect == "postgresql":
+            assert driver.compose(uow._at_commit) is None
+        uow.commit()
+    with db.read_engine.connect() as connection:
+        recorded = connection.execute(sa.select(telemetry_outbox.c.recorded_at).order_by("seq")).scalars().all()
+    assert recorded == [1, 2]
+
+
+def test_named_parameters_become_positional_in_order_with_literal_percents_kept():
+    assert driver._positional("a = %(x)s AND b LIKE 'p%%' AND c = %(y)s OR d = %(x)s") == (
+        "a = %s AND b LIKE 'p%%' AND c = %s OR d = %s", ["x", "y", "x"])
+
+
+def test_a_unique_violation_is_told_apart_from_others(db, components):
+    # The local host's channel name rule, on each database's own error.
+    from plugin.chat.local import _CHANNEL_NAME
+
+    first = components.host.create_channel(TEAM, "room", "Room", public=True)
+    errors = []
+    for values in ({"id": "n" * 26, "name": "room"}, {"id": first, "name": "another"}):
+        with db.write_engine.begin() as connection, pytest.raises(sa.exc.IntegrityError) as raised:
+            connection.execute(sa.insert(chat_channels).values(team_id=TEAM, display_name="R", type="O",
+                                                               create_at=1, **values))
+        errors.append(raised.value)
+    assert [driver.violates(error, _CHANNEL_NAME) for error in errors] == [True, False]
