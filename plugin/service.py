@@ -247,21 +247,26 @@ class IncidentService:
         return playbook
 
     # ----- incident changes ----------------------------------------------------------
-    def end_incident(self, user_id: str, incident_id: str) -> Incident:
+    # A change may be given ``seen``: the incident as the caller read it earlier in
+    # the same request (the slash command reads it to answer). Its channel, which
+    # never changes, decides who may change it, so it is not read a second time;
+    # the change itself is made to the row read under the lock.
+    def end_incident(self, user_id: str, incident_id: str, *, seen: Incident | None = None) -> Incident:
         """End an active incident."""
         actor = self.host.mention(user_id)
         return self._mutate(user_id, incident_id, lambda i: i.end(self.clock()) or True, "incident", "end",
-                            announce=lambda _: f"This incident was ended by {actor}.")[0]
+                            seen=seen, announce=lambda _: f"This incident was ended by {actor}.")[0]
 
-    def restart_incident(self, user_id: str, incident_id: str) -> Incident:
+    def restart_incident(self, user_id: str, incident_id: str, *, seen: Incident | None = None) -> Incident:
         """Make an ended incident active again."""
         actor = self.host.mention(user_id)
         return self._mutate(user_id, incident_id, lambda i: i.restart() or True, "incident", "restart",
-                            announce=lambda _: f"This incident was restarted by {actor}.")[0]
+                            seen=seen, announce=lambda _: f"This incident was restarted by {actor}.")[0]
 
-    def change_commander(self, user_id: str, incident_id: str, commander_id: str) -> Incident:
+    def change_commander(self, user_id: str, incident_id: str, commander_id: str, *,
+                         seen: Incident | None = None) -> Incident:
         """Hand the incident to another channel member."""
-        incident = self._read_for_edit(user_id, incident_id)
+        incident = self._read_for_edit(user_id, incident_id, seen)
         if commander_id != incident.commander_user_id and not self.host.is_channel_member(
                 incident.channel_id, commander_id):
             raise BadInput("The new commander must be a member of the incident channel; add them first.",
@@ -277,7 +282,8 @@ class IncidentService:
                             announce=lambda _: f"{self.host.mention(user_id)} changed the incident commander "
                             f"from {self.host.mention(previous['id'])} to {self.host.mention(commander_id)}.")[0]
 
-    def set_active_stage(self, user_id: str, incident_id: str, stage: int) -> Incident:
+    def set_active_stage(self, user_id: str, incident_id: str, stage: int, *,
+                         seen: Incident | None = None) -> Incident:
         """Move the incident to another stage."""
         before: dict[str, str] = {}
 
@@ -286,7 +292,7 @@ class IncidentService:
             return incident.set_active_stage(stage)
 
         actor = self.host.mention(user_id)
-        return self._mutate(user_id, incident_id, apply, "incident", "change_stage",
+        return self._mutate(user_id, incident_id, apply, "incident", "change_stage", seen=seen,
                             announce=lambda incident: f"{actor} changed the active stage from "
                             f"**{before['title']}** to **{incident.active_stage_title}**.")[0]
 
@@ -313,7 +319,7 @@ class IncidentService:
                             "tasks", "move_task")[0]
 
     def set_item_state(self, user_id: str, incident_id: str, checklist: int, index: int,
-                       state: ItemState) -> Incident:
+                       state: ItemState, *, seen: Incident | None = None) -> Incident:
         """Open, start or close a task."""
         extra: dict[str, Any] = {}
 
@@ -323,7 +329,7 @@ class IncidentService:
                          WasAssignee=bool(item.assignee_id) and user_id == item.assignee_id)
             return incident.set_item_state(checklist, index, state, self.clock())
 
-        return self._mutate(user_id, incident_id, apply, "tasks", "modify_task_state", extra=extra)[0]
+        return self._mutate(user_id, incident_id, apply, "tasks", "modify_task_state", extra=extra, seen=seen)[0]
 
     def set_item_assignee(self, user_id: str, incident_id: str, checklist: int, index: int,
                           assignee_id: str) -> Incident:
@@ -343,8 +349,9 @@ class IncidentService:
             raise NotFound(f"Incident {incident_id} does not exist.")
         return found
 
-    def _read_for_edit(self, user_id: str, incident_id: str) -> Incident:
-        incident = self._read(incident_id)
+    def _read_for_edit(self, user_id: str, incident_id: str, seen: Incident | None = None) -> Incident:
+        """The incident (seen, when given and it is this one), if the user may change it."""
+        incident = seen if seen is not None and seen.id == incident_id else self._read(incident_id)
         if not self.can_edit(user_id, incident):
             if self.can_view(user_id, incident):
                 raise PermissionDenied("Only members of the incident channel and system admins may change "
@@ -353,14 +360,15 @@ class IncidentService:
         return incident
 
     def _mutate(self, user_id: str, incident_id: str, apply: Callable[[Incident], bool], event: str,
-                action: str, *, extra: dict[str, Any] | None = None, checked: bool = False,
-                announce: Callable[[Incident], str] | None = None) -> tuple[Incident, bool]:
-        """Apply a change under the row lock; record its event; post what announce says; commit.
+                action: str, *, extra: dict[str, Any] | None = None, seen: Incident | None = None,
+                checked: bool = False, announce: Callable[[Incident], str] | None = None) -> tuple[Incident, bool]:
+        """Check the user may change it (on seen, if given; not again when checked); apply a
+        change under the row lock; record its event; post what announce says; commit.
 
         Returns (incident, changed). Nothing is posted when nothing changed.
         """
         if not checked:
-            self._read_for_edit(user_id, incident_id)
+            self._read_for_edit(user_id, incident_id, seen)
         in_transaction = announce is not None and self.host.shares_database
         for attempt in range(RETRIES):
             try:

@@ -126,11 +126,13 @@ class CommandRunner:
                      f"({kind} channel); you are the commander.")
 
     def _end(self, command: p.End, caller: Caller) -> dict[str, Any]:
-        incident = self.service.end_incident(caller.user_id, self._here(caller).id)
+        here = self._here(caller)
+        incident = self.service.end_incident(caller.user_id, here.id, seen=here)
         return reply(f"Incident **{incident.name}** ended. `/incident restart` reopens it.")
 
     def _restart(self, command: p.Restart, caller: Caller) -> dict[str, Any]:
-        incident = self.service.restart_incident(caller.user_id, self._here(caller).id)
+        here = self._here(caller)
+        incident = self.service.restart_incident(caller.user_id, here.id, seen=here)
         return reply(f"Incident **{incident.name}** is active again.")
 
     def _stage(self, command: p.Stage, caller: Caller) -> dict[str, Any]:
@@ -160,7 +162,7 @@ class CommandRunner:
                              f"numbered 1 to {count}.")
         if target == current:
             return reply(f"Stage {target + 1} (**{incident.active_stage_title}**) is already the active stage.")
-        incident = self.service.set_active_stage(caller.user_id, incident.id, target)
+        incident = self.service.set_active_stage(caller.user_id, incident.id, target, seen=incident)
         return reply(f"The active stage is now {target + 1} of {count}: **{incident.active_stage_title}**.")
 
     def _check(self, command: p.Check, caller: Caller) -> dict[str, Any]:
@@ -176,7 +178,8 @@ class CommandRunner:
                          f"{f', numbered 1 to {len(stage.items)}' if stage.items else ''}.")
         item = stage.items[command.task - 1]
         new_state = ItemState.OPEN if item.state is ItemState.CLOSED else ItemState.CLOSED
-        self.service.set_item_state(caller.user_id, incident.id, command.stage - 1, command.task - 1, new_state)
+        self.service.set_item_state(caller.user_id, incident.id, command.stage - 1, command.task - 1, new_state,
+                                    seen=incident)
         done = "done" if new_state is ItemState.CLOSED else "open again"
         return reply(f"Task {command.stage}.{command.task} (**{item.title}**) is {done}.")
 
@@ -193,7 +196,7 @@ class CommandRunner:
         if not self.host.is_channel_member(incident.channel_id, user_id):
             return reply(f"@{command.username} is not a member of this channel; add them first, "
                          "then hand over the command.")
-        self.service.change_commander(caller.user_id, incident.id, user_id)
+        self.service.change_commander(caller.user_id, incident.id, user_id, seen=incident)
         return reply(f"@{command.username} is now the commander of **{incident.name}**.")
 
     def _announce(self, command: p.Announce, caller: Caller) -> dict[str, Any]:

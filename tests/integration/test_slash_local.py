@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from plugin.model import IncidentFilter
+from plugin.errors import PermissionDenied
+from plugin.model import IncidentFilter, ItemState
 from plugin.service import NewChecklist, NewIncident, NewItem
 from tests.conftest import ADMIN, ALICE, BOB, CAROL, TEAM, uid
 from tests.fakes.mattermost import send_slash_command
@@ -115,3 +116,63 @@ def test_an_unexpected_failure_becomes_an_ephemeral_apology(local_backend, monke
     monkeypatch.setattr(local_backend.components.host, "channel_name", broken)
     reply = run(local_backend, "list")
     assert reply["response_type"] == "ephemeral" and reply["text"].startswith("Sorry, something went wrong")
+
+
+@pytest.fixture
+def units_of_work(local_backend):
+    """(write, ...) of every unit of work the service opens."""
+    service = local_backend.components.service
+    opened: list[bool] = []
+    factory = service.uow_factory
+
+    def counting(*, write: bool = True):
+        opened.append(write)
+        return factory(write=write)
+
+    service.uow_factory = counting
+    yield opened
+    service.uow_factory = factory
+
+
+@pytest.mark.parametrize("text", ["stage next --force", "check 1 1", "end", "commander @bob"])
+def test_a_change_by_slash_command_reads_the_incident_once_then_changes_it(local_backend, units_of_work, text):
+    host = local_backend.components.host
+    run(local_backend, "help", user=BOB)  # the local host learns @bob
+    incident = local_backend.components.service.create_incident(ALICE, NewIncident("once", TEAM, ALICE, checklists=[
+        NewChecklist("Triage", [NewItem("page")]), NewChecklist("Fix")]))
+    host.add_channel_member(incident.channel_id, BOB)
+    units_of_work.clear()
+    before = incidents(local_backend)[0]
+    reply = run(local_backend, text, channel=incident.channel_id)["text"]
+    after = incidents(local_backend)[0]
+    # The read that answers the command also decides who may change it: one read, one write.
+    assert units_of_work[:2] == [False, True], reply
+    assert after.version == before.version + 1
+
+
+def test_an_incident_the_caller_read_does_not_let_a_non_member_change_it(local_backend):
+    service = local_backend.components.service
+    incident = service.create_incident(ALICE, NewIncident("guarded", TEAM, ALICE, public=True, checklists=[
+        NewChecklist("Triage"), NewChecklist("Fix")]))
+    seen = service.get_incident(BOB, incident.id)  # BOB may see it (public) but is not in its channel
+    with pytest.raises(PermissionDenied):
+        service.set_active_stage(BOB, incident.id, 1, seen=seen)
+    with pytest.raises(PermissionDenied):
+        service.end_incident(BOB, incident.id, seen=seen)
+    assert incidents(local_backend)[0].version == incident.version
+    assert incidents(local_backend)[0].active_stage == 0 and incidents(local_backend)[0].is_active
+
+
+def test_a_change_given_an_older_read_is_made_to_the_current_incident(local_backend):
+    service = local_backend.components.service
+    incident = service.create_incident(ALICE, NewIncident("moving", TEAM, ALICE, checklists=[
+        NewChecklist("Triage", [NewItem("page")]), NewChecklist("Fix")]))
+    seen = service.get_incident(ALICE, incident.id)
+    service.add_item(ALICE, incident.id, 0, NewItem("status page"))  # after seen was read
+    service.set_active_stage(ALICE, incident.id, 1, seen=seen)
+    service.set_item_state(ALICE, incident.id, 0, 1, ItemState.CLOSED, seen=seen)
+    now = incidents(local_backend)[0]
+    assert now.active_stage == 1
+    assert [item.title for item in now.checklists[0].items] == ["page", "status page"]
+    assert now.checklists[0].items[1].state is ItemState.CLOSED
+    assert now.version == incident.version + 3
