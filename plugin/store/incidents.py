@@ -75,6 +75,10 @@ class SqlIncidentRepository:
         self.write_at_commit = write_at_commit
         # Rows this transaction read FOR UPDATE: nobody else can change them before commit.
         self._locked: set[str] = set()
+        # Locked rows whose save waits for the commit. On PostgreSQL the waiting writes are
+        # joined into one statement, where a second save of the row would see the row as
+        # it was before the first and change nothing: one save per row and transaction.
+        self._saving: set[str] = set()
 
     def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
         """The incident, locked against other writers until commit when for_update."""
@@ -110,6 +114,10 @@ class SqlIncidentRepository:
         if incident.id in self._locked:
             # Read FOR UPDATE in this transaction: the version cannot have moved, and
             # the write can wait for the commit.
+            if incident.id in self._saving:
+                raise RuntimeError(f"incident {incident.id} is already saved in this transaction: "
+                                   "make every change first, then save it once")
+            self._saving.add(incident.id)
             self.write_at_commit(_SAVE.write(self.connection.dialect, values))
         elif driver.execute(self.connection, _SAVE, values, begin=True).rowcount != 1:
             raise ConcurrentUpdate("The incident was changed by someone else at the same time; try again.")

@@ -218,6 +218,29 @@ def test_a_stale_save_through_the_driver_path_is_refused(db):
         assert uow.incidents.get(incident.id).name == "fresh"
 
 
+def test_a_locked_incident_is_saved_once_per_transaction(db):
+    incident = _stored(db)
+    with db.unit_of_work() as uow:
+        locked = uow.incidents.get(incident.id, for_update=True)
+        locked.name = "first"
+        uow.incidents.save(locked)
+        locked.name = "second"
+        if db.dialect == "postgresql":
+            # Its save waits for the commit, joined with the others into one statement,
+            # where a second save would change nothing: refused instead of lost.
+            with pytest.raises(RuntimeError, match="already saved in this transaction"):
+                uow.incidents.save(locked)
+        else:
+            # SQLite locks the database, not rows: each save runs at once, checked by version.
+            uow.incidents.save(locked)
+            uow.commit()
+    with db.unit_of_work(write=False) as uow:
+        stored = uow.incidents.get(incident.id)
+    if db.dialect == "postgresql":
+        assert (stored.name, stored.version) == (incident.name, incident.version)
+    else:
+        assert (stored.name, stored.version) == ("second", incident.version + 2)
+
 
 def test_get_unless_reads_the_stages_only_when_the_version_moved(db):
     incident = _stored(db)
