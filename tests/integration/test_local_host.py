@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 
 from plugin.service import NewChecklist, NewIncident
-from plugin.store import driver
 from plugin.store.tables import chat_channel_members, chat_channels, chat_posts, incidents, telemetry_outbox
 from tests.conftest import ALICE, BOB, TEAM
 
