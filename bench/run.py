@@ -202,6 +202,7 @@ class DataPlane:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as a real data plane; see CountingDataPlane in bench/delivery.py
 
             def do_POST(self) -> None:  # noqa: N802 - the http.server hook name
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
