@@ -4,7 +4,9 @@
 
 For each database this starts ``incident-plugin serve`` (gunicorn, the worker count
 for two cores) on a free loopback port against a fresh database (a temporary SQLite
-file, or a PostgreSQL database it creates and drops on 127.0.0.1:5432), drives it
+file, or a PostgreSQL database it creates and drops on 127.0.0.1:5432) with
+telemetry on and a loopback data plane up (a create writes its outbox event, which
+the server sends, as the issue's definition of a create has it), drives it
 from separate load processes (8 keep-alive connections, fixed duration), prints a
 table and writes ``bench/results/<db>.json``. See bench/README.md.
 """
@@ -234,6 +236,12 @@ class DataPlane:
         self.httpd.server_close()
 
 
+def telemetry_on(data_plane_url: str) -> dict[str, str]:
+    """A server's environment with telemetry on, sending to data_plane_url."""
+    return {"INCIDENT_ENABLE_TELEMETRY": "true", "INCIDENT_SERVER_DIAGNOSTICS_ENABLED": "true",
+            "INCIDENT_RUDDER_WRITE_KEY": "benchwritekey", "INCIDENT_RUDDER_DATA_PLANE_URL": data_plane_url}
+
+
 def slash_request(channel_id: str, text: str) -> bytes:
     """One /incident command as Mattermost sends it: a form body and `Authorization: Token`."""
     form = urllib.parse.urlencode({
@@ -357,7 +365,10 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"endpoints": {}, "scale": {}, "ratios": {}}
     try:
         if {"efficiency", "slash"} & args.sections:
-            with fresh_database(kind, workdir) as url, server(url, workdir, args.workers) as port:
+            # Telemetry on, its data plane up: each create (and each slash change) writes
+            # its outbox event and the server's dispatcher sends it, as in production.
+            with DataPlane() as plane, fresh_database(kind, workdir) as url, \
+                    server(url, workdir, args.workers, telemetry_on(plane.url)) as port:
                 engine = sa.create_engine(normalise_url(url))
                 results["database"] = db_version(engine)
                 engine.dispose()
@@ -375,6 +386,7 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     results["ratios"]["slash_stage_next_p99_ms"] = results["slash"]["stage_next"]["p99_ms"]
                 if args.profile:
                     results["profile"] = profile(url, workdir, kind)
+                results["data_plane_requests_received"] = plane.requests
         if "telemetry" in args.sections:
             results["telemetry"] = telemetry_overhead(kind, args, workdir)
             results["ratios"]["telemetry_throughput_on_vs_off"] = results["telemetry"]["throughput_on_vs_off"]
@@ -490,11 +502,8 @@ def telemetry_overhead(kind: str, args: argparse.Namespace, workdir: Path) -> di
         "checklists": TWO_STAGES}).encode()) for _ in range(20_000)]
     with ExitStack() as stack:
         plane = stack.enter_context(DataPlane())
-        on = {"INCIDENT_ENABLE_TELEMETRY": "true", "INCIDENT_SERVER_DIAGNOSTICS_ENABLED": "true",
-              "INCIDENT_RUDDER_WRITE_KEY": "benchwritekey"}
-        configs = {"off": {"INCIDENT_ENABLE_TELEMETRY": "false"},
-                   "up": {**on, "INCIDENT_RUDDER_DATA_PLANE_URL": plane.url},
-                   "down": {**on, "INCIDENT_RUDDER_DATA_PLANE_URL": f"http://127.0.0.1:{free_port()}"}}
+        configs = {"off": {"INCIDENT_ENABLE_TELEMETRY": "false"}, "up": telemetry_on(plane.url),
+                   "down": telemetry_on(f"http://127.0.0.1:{free_port()}")}
         ports = {}
         for name, extra in configs.items():
             folder = workdir / f"telemetry-{name}"
@@ -673,7 +682,9 @@ def main(argv: list[str] | None = None) -> int:
         results["machine"] = {**machine(), "steal_percent": steal_percent(counters, cpu_times())}
         results["settings"] = {"seconds": args.seconds, "rounds": args.rounds, "concurrency": args.concurrency,
                                "load_processes": args.processes, "server_workers": args.workers,
-                               "server_threads": 4}
+                               "server_threads": 4,
+                               # efficiency and slash: telemetry on, loopback data plane up
+                               "telemetry_during_efficiency_and_slash": "on"}
         results["wall_seconds"] = round(time.perf_counter() - started, 1)
         results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         (RESULTS / f"{kind}{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
