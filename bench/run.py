@@ -459,6 +459,9 @@ def efficiency(port: int, args: argparse.Namespace, kind: str, results: dict[str
                                       "round_rps": [round(rate, 1) for rate in rates[name]]}
     results["ratios"]["fetch_vs_healthz"] = median_ratio(rates["fetch"], rates["healthz"])
     results["ratios"]["create_vs_healthz"] = median_ratio(rates["create"], rates["healthz"])
+    # The same from all rounds' requests together: where it is far from the median, the rounds disagreed.
+    results["ratios_of_totals"] = {f"{name}_vs_healthz": round(totals[name].rps / totals["healthz"].rps, 3)
+                                   for name in ("fetch", "create")}
 
 
 def slash(port: int, args: argparse.Namespace, kind: str) -> dict[str, Any]:
@@ -527,6 +530,7 @@ def telemetry_overhead(kind: str, args: argparse.Namespace, workdir: Path) -> di
                            for name, total in totals.items()}
     out["data_plane_requests_received"] = received
     out["throughput_on_vs_off"] = median_ratio(rates["up"], rates["off"])
+    out["throughput_on_vs_off_of_totals"] = round(totals["up"].rps / totals["off"].rps, 3)
     out["p99_down_vs_up"] = round(totals["down"].percentile(0.99) / totals["up"].percentile(0.99), 3)
     return out
 
