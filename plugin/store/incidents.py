@@ -36,6 +36,11 @@ _INSERT = driver.Statement(sa.insert(incidents), _COLUMNS)
 # The row's new values, where it still has the version the change was made from.
 _SAVE = driver.Statement(sa.update(incidents).where(incidents.c.id == sa.bindparam("old_id"),
                                                     incidents.c.version == sa.bindparam("old_version")), _COLUMNS)
+# The same without the stages and tasks, for a change that left them as they were read
+# (a stage moved, a commander changed, an end or a restart): the document is neither
+# serialized nor written again. On PostgreSQL a document of more than about 2 kB lives
+# compressed out of line, and writing it anew cost as much as the rest of the change.
+_SAVE_HEAD = driver.Statement(_SAVE.statement, [column for column in _COLUMNS if column != "checklists"])
 
 
 def _row_values(incident: Incident) -> dict[str, Any]:
@@ -79,14 +84,19 @@ class SqlIncidentRepository:
         # joined into one statement, where a second save of the row would see the row as
         # it was before the first and change nothing: one save per row and transaction.
         self._saving: set[str] = set()
+        # The stages and tasks of each incident as this unit of work last read or wrote them.
+        self._documents: dict[str, Any] = {}
 
     def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
         """The incident, locked against other writers until commit when for_update."""
         query = _GET_FOR_UPDATE if for_update and self.lock_rows else _GET
         row = driver.fetch_one(self.connection, query, {"incident_id": incident_id}, begin=self.writes)
-        if row and query is _GET_FOR_UPDATE:
+        if row is None:
+            return None
+        if query is _GET_FOR_UPDATE:
             self._locked.add(incident_id)
-        return _from_row(row) if row else None
+        self._documents[incident_id] = row.checklists
+        return _from_row(row)
 
     def get_unless(self, incident_id: str, known_version: int) -> Incident | UnchangedIncident | None:
         """The incident, or UnchangedIncident when it is still at known_version (None: no such incident)."""
@@ -111,6 +121,8 @@ class SqlIncidentRepository:
         """Write a changed incident; raise ConcurrentUpdate if its version moved on."""
         values = _row_values(incident)
         values.update(version=incident.version + 1, old_id=incident.id, old_version=incident.version)
+        unchanged = self._documents.get(incident.id) == values["checklists"]
+        statement = _SAVE_HEAD if unchanged else _SAVE
         if incident.id in self._locked:
             # Read FOR UPDATE in this transaction: the version cannot have moved, and
             # the write can wait for the commit.
@@ -118,9 +130,10 @@ class SqlIncidentRepository:
                 raise RuntimeError(f"incident {incident.id} is already saved in this transaction: "
                                    "make every change first, then save it once")
             self._saving.add(incident.id)
-            self.write_at_commit(_SAVE.write(self.connection.dialect, values))
-        elif driver.execute(self.connection, _SAVE, values, begin=True).rowcount != 1:
+            self.write_at_commit(statement.write(self.connection.dialect, values))
+        elif driver.execute(self.connection, statement, values, begin=True).rowcount != 1:
             raise ConcurrentUpdate("The incident was changed by someone else at the same time; try again.")
+        self._documents[incident.id] = values["checklists"]
         incident.version += 1
 
     def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]:

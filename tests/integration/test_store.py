@@ -242,6 +242,40 @@ def test_a_locked_incident_is_saved_once_per_transaction(db):
         assert (stored.name, stored.version) == ("second", incident.version + 2)
 
 
+def test_a_change_that_leaves_the_stages_as_read_does_not_write_them_again(db, driver_statements):
+    incident = _incident(checklists=[Checklist(new_id(), "Triage", [ChecklistItem(id=new_id(), title="page")]),
+                                     Checklist(new_id(), "Resolve", [])])
+    with db.unit_of_work() as uow:
+        uow.incidents.add(incident)
+        uow.commit()
+
+    def change(apply) -> str:
+        driver_statements.clear()
+        with db.unit_of_work() as uow:
+            locked = uow.incidents.get(incident.id, for_update=True)
+            apply(locked)
+            uow.incidents.save(locked)
+            uow.commit()
+        return next(sql for sql in driver_statements if "UPDATE incidents" in sql)
+
+    assert "checklists" not in change(lambda i: i.set_active_stage(1))  # the document stays as it is
+    assert "checklists" in change(lambda i: i.edit_item(0, 0, title="page the on-call"))
+    driver_statements.clear()
+    with db.unit_of_work() as uow:  # read without the lock, each save runs at once: the same holds
+        unlocked = uow.incidents.get(incident.id)
+        unlocked.end(5)
+        uow.incidents.save(unlocked)
+        unlocked.checklists[1].title = "Fix"
+        uow.incidents.save(unlocked)
+        uow.commit()
+    ended, renamed = [sql for sql in driver_statements if "UPDATE incidents" in sql]
+    assert "checklists" not in ended and "checklists" in renamed
+    with db.unit_of_work(write=False) as uow:
+        stored = uow.incidents.get(incident.id)
+    assert (stored.active_stage, stored.is_active, stored.checklists[0].items[0].title) == (1, False, "page the on-call")
+    assert stored.checklists[1].title == "Fix" and stored.version == incident.version + 4
+
+
 def test_get_unless_reads_the_stages_only_when_the_version_moved(db):
     incident = _stored(db)
     with db.unit_of_work(write=False) as uow:
