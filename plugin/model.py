@@ -105,14 +105,19 @@ class Checklist:
 
 
 @dataclass(frozen=True)
-class UnchangedIncident:
-    """An incident still at a version the caller already has: what deciding who may see it needs."""
+class IncidentHead:
+    """An incident's row without its stages and tasks: what deciding who may see or change it needs.
+
+    Read where the caller holds the rest already (a fetch of an incident still at the
+    version it has kept) or needs none of it (the permission check before a change).
+    """
 
     id: str
     version: int
     channel_id: str
     team_id: str
     public: bool
+    commander_user_id: str
 
 
 @dataclass

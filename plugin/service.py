@@ -35,10 +35,10 @@ from plugin.model import (
     ChecklistItem,
     Incident,
     IncidentFilter,
+    IncidentHead,
     ItemState,
     Playbook,
     PlaybookFilter,
-    UnchangedIncident,
     new_id,
     slugify,
 )
@@ -54,7 +54,8 @@ class IncidentRepository(Protocol):
     """Persistence of incidents within one unit of work."""
 
     def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None: ...
-    def get_unless(self, incident_id: str, known_version: int) -> Incident | UnchangedIncident | None: ...
+    def get_head(self, incident_id: str) -> IncidentHead | None: ...
+    def get_unless(self, incident_id: str, known_version: int) -> Incident | IncidentHead | None: ...
     def get_by_channel(self, channel_id: str) -> Incident | None: ...
     def add(self, incident: Incident) -> None: ...
     def save(self, incident: Incident) -> None: ...
@@ -131,26 +132,26 @@ class IncidentService:
         self.clock = clock
 
     # ----- permissions -------------------------------------------------------------
-    def can_view(self, user_id: str, incident: Incident | UnchangedIncident) -> bool:
+    def can_view(self, user_id: str, incident: Incident | IncidentHead) -> bool:
         """System admin, channel member, or a team member for a public incident."""
         return (self.host.is_system_admin(user_id)
                 or self.host.is_channel_member(incident.channel_id, user_id)
                 or (incident.public and self.host.is_team_member(incident.team_id, user_id)))
 
-    def can_edit(self, user_id: str, incident: Incident) -> bool:
+    def can_edit(self, user_id: str, incident: Incident | IncidentHead) -> bool:
         """System admin or member of the incident channel."""
         return self.host.is_system_admin(user_id) or self.host.is_channel_member(incident.channel_id, user_id)
 
     # ----- reads ---------------------------------------------------------------------
     def get_incident(self, user_id: str, incident_id: str, *,
-                     unless_version: int | None = None) -> Incident | UnchangedIncident:
+                     unless_version: int | None = None) -> Incident | IncidentHead:
         """The incident, if the user may view it.
 
         With unless_version (the version of a copy the caller keeps), an incident
-        still at that version comes back as UnchangedIncident, read without its
+        still at that version comes back as its IncidentHead, read without its
         stages and tasks; who may see it is decided on the current row either way.
         """
-        incident: Incident | UnchangedIncident = (
+        incident: Incident | IncidentHead = (
             self._read(incident_id) if unless_version is None
             else self._existing(incident_id, lambda incidents: incidents.get_unless(incident_id, unless_version)))
         if not self.can_view(user_id, incident):
@@ -349,9 +350,14 @@ class IncidentService:
             raise NotFound(f"Incident {incident_id} does not exist.")
         return found
 
-    def _read_for_edit(self, user_id: str, incident_id: str, seen: Incident | None = None) -> Incident:
-        """The incident (seen, when given and it is this one), if the user may change it."""
-        incident = seen if seen is not None and seen.id == incident_id else self._read(incident_id)
+    def _read_for_edit(self, user_id: str, incident_id: str, seen: Incident | None = None) -> Incident | IncidentHead:
+        """The incident (seen, when given and it is this one, else its head), if the user may change it.
+
+        Only the head is read: the change itself reads the whole incident under its lock.
+        """
+        incident: Incident | IncidentHead = (
+            seen if seen is not None and seen.id == incident_id
+            else self._existing(incident_id, lambda incidents: incidents.get_head(incident_id)))
         if not self.can_edit(user_id, incident):
             if self.can_view(user_id, incident):
                 raise PermissionDenied("Only members of the incident channel and system admins may change "

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from plugin.errors import ConcurrentUpdate
-from plugin.model import Incident, IncidentFilter, UnchangedIncident, checklists_from_json, checklists_to_json
+from plugin.model import Incident, IncidentFilter, IncidentHead, checklists_from_json, checklists_to_json
 from plugin.store import driver
 from plugin.store.tables import incidents
 
@@ -30,6 +30,10 @@ _GET_UNLESS = driver.Statement(
               sa.case((incidents.c.version == sa.bindparam("known_version"), sa.null()),
                       else_=incidents.c.checklists).label("checklists"))
     .where(incidents.c.id == sa.bindparam("incident_id")))
+# Just the head (see IncidentHead): who may change it is decided on this.
+_GET_HEAD = driver.Statement(sa.select(incidents.c.id, incidents.c.version, incidents.c.channel_id,
+                                       incidents.c.team_id, incidents.c.public, incidents.c.commander_user_id)
+                             .where(incidents.c.id == sa.bindparam("incident_id")))
 _GET_BY_CHANNEL = driver.Statement(sa.select(incidents).where(incidents.c.channel_id == sa.bindparam("channel_id")))
 _COLUMNS = [column.key for column in incidents.c]
 _INSERT = driver.Statement(sa.insert(incidents), _COLUMNS)
@@ -98,14 +102,19 @@ class SqlIncidentRepository:
         self._documents[incident_id] = row.checklists
         return _from_row(row)
 
-    def get_unless(self, incident_id: str, known_version: int) -> Incident | UnchangedIncident | None:
-        """The incident, or UnchangedIncident when it is still at known_version (None: no such incident)."""
+    def get_head(self, incident_id: str) -> IncidentHead | None:
+        """The incident's head, without its stages and tasks (None: no such incident)."""
+        row = driver.fetch_one(self.connection, _GET_HEAD, {"incident_id": incident_id}, begin=self.writes)
+        return IncidentHead(*row) if row else None
+
+    def get_unless(self, incident_id: str, known_version: int) -> Incident | IncidentHead | None:
+        """The incident, or only its head when it is still at known_version (None: no such incident)."""
         row = driver.fetch_one(self.connection, _GET_UNLESS, {"incident_id": incident_id,
                                                               "known_version": known_version}, begin=self.writes)
         if row is None:
             return None
         if row.checklists is None:
-            return UnchangedIncident(row.id, row.version, row.channel_id, row.team_id, row.public)
+            return IncidentHead(row.id, row.version, row.channel_id, row.team_id, row.public, row.commander_user_id)
         return _from_row(row)
 
     def get_by_channel(self, channel_id: str) -> Incident | None:

@@ -105,6 +105,18 @@ def test_change_commander_to_a_channel_member(client, components):
         f"@{ALICE} changed the incident commander from @{ALICE} to @{BOB}.")
 
 
+def test_a_change_decides_who_may_make_it_on_the_head_and_reads_the_stages_once(client, driver_statements):
+    incident = start(client, checklists=TWO_STAGES)
+    driver_statements.clear()
+    moved = client.patch(f"/api/v0/incidents/{incident['id']}", json={"active_stage": 1}, headers=as_user(ALICE))
+    assert moved.status_code == 200 and moved.json["active_stage"] == 1
+    reads = [sql for sql in driver_statements if sql.startswith("SELECT") and "FROM incidents" in sql]
+    assert len(reads) == 2 and "checklists" not in reads[0] and "checklists" in reads[1]
+    refused = client.patch(f"/api/v0/incidents/{incident['id']}", json={"active_stage": 0}, headers=as_user(CAROL))
+    assert refused.status_code == 403
+    assert client.get(f"/api/v0/incidents/{incident['id']}", headers=as_user(ALICE)).json["active_stage"] == 1
+
+
 def test_new_commander_must_be_in_the_channel(client):
     incident = start(client)
     response = client.post(f"/api/v0/incidents/{incident['id']}/commander", json={"commander_id": CAROL},

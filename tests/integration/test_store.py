@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from plugin.errors import ConcurrentUpdate
-from plugin.model import Checklist, ChecklistItem, Incident, IncidentFilter, UnchangedIncident, new_id
+from plugin.model import Checklist, ChecklistItem, Incident, IncidentFilter, IncidentHead, new_id
 from plugin.store import driver, migrate
 from plugin.store.incidents import _INSERT, SqlIncidentRepository, _row_values
 from plugin.store.migrate import current_revision
@@ -272,7 +272,8 @@ def test_a_change_that_leaves_the_stages_as_read_does_not_write_them_again(db, d
     assert "checklists" not in ended and "checklists" in renamed
     with db.unit_of_work(write=False) as uow:
         stored = uow.incidents.get(incident.id)
-    assert (stored.active_stage, stored.is_active, stored.checklists[0].items[0].title) == (1, False, "page the on-call")
+    assert (stored.active_stage, stored.is_active) == (1, False)
+    assert stored.checklists[0].items[0].title == "page the on-call"
     assert stored.checklists[1].title == "Fix" and stored.version == incident.version + 4
 
 
@@ -282,8 +283,18 @@ def test_get_unless_reads_the_stages_only_when_the_version_moved(db):
         same = uow.incidents.get_unless(incident.id, 0)
         moved = uow.incidents.get_unless(incident.id, 7)
         missing = uow.incidents.get_unless("z" * 26, 0)
-    assert same == UnchangedIncident(incident.id, 0, incident.channel_id, TEAM, True)
+    assert same == IncidentHead(incident.id, 0, incident.channel_id, TEAM, True, incident.commander_user_id)
     assert moved == incident and missing is None
+
+
+def test_get_head_reads_the_row_without_its_stages(db, driver_statements):
+    incident = _stored(db)
+    driver_statements.clear()
+    with db.unit_of_work(write=False) as uow:
+        head = uow.incidents.get_head(incident.id)
+        missing = uow.incidents.get_head("z" * 26)
+    assert head == IncidentHead(incident.id, 0, incident.channel_id, TEAM, True, incident.commander_user_id)
+    assert missing is None and not any("checklists" in sql for sql in driver_statements)
 
 
 def test_a_driver_statement_with_a_bound_limit_runs_on_every_dialect(db):
