@@ -58,6 +58,10 @@ def _row_values(incident: Incident) -> dict[str, Any]:
     }
 
 
+def _head(row: Any) -> IncidentHead:
+    return IncidentHead(row.id, row.version, row.channel_id, row.team_id, row.public, row.commander_user_id)
+
+
 def _from_row(row: Any) -> Incident:
     return Incident(
         id=row.id, name=row.name, description=row.description, is_active=row.is_active,
@@ -105,7 +109,7 @@ class SqlIncidentRepository:
     def get_head(self, incident_id: str) -> IncidentHead | None:
         """The incident's head, without its stages and tasks (None: no such incident)."""
         row = driver.fetch_one(self.connection, _GET_HEAD, {"incident_id": incident_id}, begin=self.writes)
-        return IncidentHead(*row) if row else None
+        return _head(row) if row else None
 
     def get_unless(self, incident_id: str, known_version: int) -> Incident | IncidentHead | None:
         """The incident, or only its head when it is still at known_version (None: no such incident)."""
@@ -114,7 +118,7 @@ class SqlIncidentRepository:
         if row is None:
             return None
         if row.checklists is None:
-            return IncidentHead(row.id, row.version, row.channel_id, row.team_id, row.public, row.commander_user_id)
+            return _head(row)
         return _from_row(row)
 
     def get_by_channel(self, channel_id: str) -> Incident | None:
