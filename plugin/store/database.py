@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from psycopg import pq
 from sqlalchemy import event
 
+from plugin.errors import ConcurrentUpdate
 from plugin.lockfile import LockFile
 from plugin.store import driver
 from plugin.store.incidents import SqlIncidentRepository
@@ -161,6 +162,7 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
 
 
 PING_AFTER_IDLE_SECONDS = 2.0
+_MOVED_ON = "The incident was changed by someone else at the same time; try again."
 _WRITES = "incident_writes"
 
 
@@ -255,9 +257,9 @@ class Database:
             self.write_engine = base.execution_options(**{_WRITES: True})
         self.dialect = self.write_engine.dialect.name
 
-    def unit_of_work(self, *, write: bool = True) -> "SqlUnitOfWork":
-        """A new unit of work (a transaction) on this database."""
-        return SqlUnitOfWork(self, write=write)
+    def unit_of_work(self, *, write: bool = True, optimistic: bool = False) -> "SqlUnitOfWork":
+        """A new unit of work (a transaction) on this database (optimistic: see SqlUnitOfWork)."""
+        return SqlUnitOfWork(self, write=write, optimistic=optimistic)
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -279,21 +281,37 @@ class SqlUnitOfWork:
     statement is the whole transaction and runs in autocommit, without BEGIN and
     COMMIT: a create on the local host is one statement, one round trip. On SQLite
     they run one after another, so the lock's turn starts late and ends soon.
+
+    An optimistic unit of work (asked for with ``optimistic``; granted on PostgreSQL
+    only, see :attr:`optimistic`) changes an incident without locking it: the
+    incident is read in autocommit, and its save becomes the commit's guard
+    (:meth:`guard_at_commit`), an update of the row at the version read. The
+    commit joins the guard and the other writes into one statement in which the
+    others happen only if the guard found its row: a change is then two round trips
+    (the read and that statement) instead of five (BEGIN, a locked read, the writes,
+    COMMIT, after the read that decided who may make it). When the row has moved
+    on, nothing is written and the commit raises ConcurrentUpdate; the caller
+    retries with a locked read. On SQLite the database's write lock already makes
+    every change wait its turn, so nothing is gained there and a unit of work is
+    never optimistic.
     """
 
-    def __init__(self, db: Database, *, write: bool):
+    def __init__(self, db: Database, *, write: bool, optimistic: bool = False):
         self.db = db
         self.write = write
         self.connection: sa.Connection | None = None
         self._at_commit: list[driver.Write | Callable[[sa.Connection], Any]] = []
+        self._guard: driver.Write | None = None
         self._joins = write and db.dialect == "postgresql"
+        self.optimistic = optimistic and self._joins
 
     def __enter__(self) -> "SqlUnitOfWork":
         engine = self.db.write_engine if self.write else self.db.read_engine
         # No begin() here: SQLAlchemy begins the transaction at the first statement.
         self.connection = engine.connect()
         self.incidents = SqlIncidentRepository(self.connection, lock_rows=self.db.dialect != "sqlite",
-                                               write_at_commit=self.write_at_commit, writes=self.write)
+                                               write_at_commit=self.write_at_commit, writes=self.write,
+                                               guard_at_commit=self.guard_at_commit if self.optimistic else None)
         self.playbooks = SqlPlaybookRepository(self.connection)
         self.saved_settings = SqlSavedSettings(self.connection)
         return self
@@ -312,6 +330,17 @@ class SqlUnitOfWork:
         else:
             self._run(step)
 
+    def guard_at_commit(self, guard: driver.Write) -> None:
+        """Make the commit's writes depend on guard, an UPDATE ... RETURNING that must change one row.
+
+        At commit the guard runs first; when it changes no row, nothing of this unit
+        of work is written and :meth:`commit` raises ConcurrentUpdate. One guard per
+        unit of work.
+        """
+        if self._guard is not None:
+            raise RuntimeError("a unit of work has at most one guard: change one incident per unit of work")
+        self._guard = guard
+
     def _run(self, step: driver.Write | Callable[[sa.Connection], Any]) -> None:
         assert self.connection is not None
         if isinstance(step, driver.Write):
@@ -326,6 +355,10 @@ class SqlUnitOfWork:
         """Run the writes waiting for the commit, then make the transaction's changes permanent."""
         assert self.connection is not None
         steps, self._at_commit = self._at_commit, []
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            self._commit_guarded(guard, steps)
+            return
         if len(steps) > 1 and self._joins and all(isinstance(step, driver.Write) for step in steps):
             joined = driver.compose(steps)  # type: ignore[arg-type]
             if joined is not None:
@@ -342,9 +375,30 @@ class SqlUnitOfWork:
             self._run(step)
         self.connection.commit()
 
+    def _commit_guarded(self, guard: driver.Write, steps: list[driver.Write | Callable[[sa.Connection], Any]]) -> None:
+        """Commit with a guard: one statement when nothing ran before, else in a transaction."""
+        assert self.connection is not None
+        if not self.connection.in_transaction() and all(isinstance(step, driver.Write) for step in steps):
+            joined = driver.compose(steps, guard)  # type: ignore[arg-type]
+            if joined is not None:
+                changed = driver.execute_sql(self.connection, joined.text, joined.parameters).fetchone()[0]
+                if changed != 1:
+                    raise ConcurrentUpdate(_MOVED_ON)
+                return
+        # In a transaction the guard takes the row's lock when it finds the row; the rest follows.
+        if not self.connection.in_transaction():
+            self.connection.begin()
+        if len(driver.execute_sql(self.connection, guard.text, guard.parameters).fetchall()) != 1:
+            self.connection.rollback()
+            raise ConcurrentUpdate(_MOVED_ON)
+        for step in steps:
+            self._run(step)
+        self.connection.commit()
+
     def rollback(self) -> None:
         """Discard the transaction's changes (and the writes still waiting for the commit)."""
         self._at_commit.clear()
+        self._guard = None
         if self.connection is not None and self.connection.in_transaction():
             self.connection.rollback()
 

@@ -64,6 +64,7 @@ class Statement:
         self.row = namedtuple("Row", [column.key for column in columns]) if columns else None  # type: ignore[misc]
         self._decoders = [(index, decode) for index, column in enumerate(columns)
                           if (decode := _decoder(column.type)) is not None]
+        self._guarded: dict[str, Statement] = {}
 
     def prepared(self, dialect: sa.Dialect) -> tuple[str, list[str], set[str]]:
         """The SQL text with positional parameters, their names in order and the JSON parameters."""
@@ -92,8 +93,32 @@ class Statement:
 
     def write(self, dialect: sa.Dialect, values: dict[str, Any],
               retry: Callable[[sa.exc.IntegrityError], Write | None] | None = None) -> Write:
-        """This statement with values as a :class:`Write` (for a unit of work's commit)."""
-        return Write(self.prepared(dialect)[0], self.parameters(dialect, values), retry=retry)
+        """This statement with values as a :class:`Write` (for a unit of work's commit).
+
+        The insert of one row of named columns also comes with its guarded form
+        (see :meth:`guarded`), built only when asked for.
+        """
+        guarded = None
+        if self.keys is not None and isinstance(self.statement, sa.Insert) and retry is None:
+            def guarded(guard: str) -> Write:
+                return self.guarded(guard).write(dialect, values)
+        return Write(self.prepared(dialect)[0], self.parameters(dialect, values), retry=retry, guarded=guarded)
+
+    def guarded(self, guard: str) -> Statement:
+        """This insert of one row, made only when the statement named guard (a WITH of the
+        same statement) returned a row: ``INSERT ... SELECT <values> WHERE EXISTS (SELECT 1 FROM guard)``.
+
+        Each value is cast to its column's type, as a VALUES list would have it (a bare
+        parameter in a SELECT list would be taken as text).
+        """
+        found = self._guarded.get(guard)
+        if found is None:
+            assert self.keys is not None and isinstance(self.statement, sa.Insert)
+            table = self.statement.table
+            select = sa.select(*[sa.cast(sa.bindparam(key), table.c[key].type) for key in self.keys]).where(
+                sa.exists(sa.select(sa.literal_column("1")).select_from(sa.table(guard))))
+            found = self._guarded[guard] = Statement(sa.insert(table).from_select(self.keys, select))
+        return found
 
     def rows(self, raw: list[tuple[Any, ...]]) -> list[Any]:
         """Result tuples as named rows, with JSON decoded and booleans as bool."""
@@ -182,13 +207,16 @@ class Write:
     first. A unit of work on PostgreSQL joins its writes into one statement
     (:func:`compose`). ``retry``, when given, is asked about an IntegrityError of the
     write: a Write it returns is tried instead (another name for a channel whose name
-    was taken, say); None gives up and the error stands.
+    was taken, say); None gives up and the error stands. ``guarded``, when given,
+    makes the same write as a part of a joined statement that happens only when the
+    part it names (the guard: an update that must find its row) returned a row.
     """
 
     sql: str
     parameters: tuple[Any, ...]
     ctes: tuple[tuple[str, str], ...] = ()
     retry: Callable[[sa.exc.IntegrityError], "Write | None"] | None = None
+    guarded: Callable[[str], "Write"] | None = None
 
     @property
     def text(self) -> str:
@@ -198,7 +226,10 @@ class Write:
         return "WITH " + ", ".join(f"{name} AS ({sql})" for name, sql in self.ctes) + " " + self.sql
 
 
-def compose(writes: Sequence[Write]) -> Write | None:
+GUARD = "guard"
+
+
+def compose(writes: Sequence[Write], guard: Write | None = None) -> Write | None:
     """PostgreSQL: writes joined into one statement, or None when their ctes' names clash.
 
     Every write but the last becomes a data-modifying statement of a WITH (named
@@ -209,7 +240,15 @@ def compose(writes: Sequence[Write]) -> Write | None:
     may be joined (new rows, an update of a row no other write touches), which is
     what a unit of work defers. The joined write retries when one of its writes
     would (see :class:`Write`), with that write replaced.
+
+    With a guard (an UPDATE ... RETURNING that must find its row: the save of an
+    incident read without a lock, at the version it was read), the guard comes first
+    (as ``GUARD``), every write in its guarded form, and the statement answers how
+    many rows the guard changed (``SELECT count(*)``): none means that nothing was
+    written. None when a write has no guarded form or may be retried.
     """
+    if guard is not None:
+        return _guarded_compose(writes, guard)
     ctes: list[tuple[str, str]] = []
     parameters: list[Any] = []
     for index, write in enumerate(writes):
@@ -229,6 +268,21 @@ def compose(writes: Sequence[Write]) -> Write | None:
 
     return Write(writes[-1].sql, tuple(parameters), tuple(ctes),
                  retry if any(write.retry is not None for write in writes) else None)
+
+
+def _guarded_compose(writes: Sequence[Write], guard: Write) -> Write | None:
+    if any(write.guarded is None or write.retry is not None for write in writes) or guard.retry is not None:
+        return None
+    ctes: list[tuple[str, str]] = [*guard.ctes, (GUARD, guard.sql)]
+    parameters: list[Any] = list(guard.parameters)
+    for index, write in enumerate(writes):
+        made = write.guarded(GUARD)  # type: ignore[misc]
+        ctes.extend(made.ctes)
+        ctes.append((f"write_{index}", made.sql))
+        parameters.extend(made.parameters)
+    if len({name for name, _sql in ctes}) != len(ctes):
+        return None
+    return Write(f"SELECT count(*) FROM {GUARD}", tuple(parameters), tuple(ctes))
 
 
 RETRIES = 8

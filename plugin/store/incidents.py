@@ -45,6 +45,9 @@ _SAVE = driver.Statement(sa.update(incidents).where(incidents.c.id == sa.bindpar
 # serialized nor written again. On PostgreSQL a document of more than about 2 kB lives
 # compressed out of line, and writing it anew cost as much as the rest of the change.
 _SAVE_HEAD = driver.Statement(_SAVE.statement, [column for column in _COLUMNS if column != "checklists"])
+# Both as the guard of an optimistic unit of work: the row they changed, if any.
+_GUARDS = {_SAVE: driver.Statement(_SAVE.statement.returning(incidents.c.id), _SAVE.keys),
+           _SAVE_HEAD: driver.Statement(_SAVE.statement.returning(incidents.c.id), _SAVE_HEAD.keys)}
 
 
 def _row_values(incident: Incident) -> dict[str, Any]:
@@ -80,14 +83,20 @@ class SqlIncidentRepository:
     """Reads and writes incidents within the unit of work's transaction."""
 
     def __init__(self, connection: sa.Connection, *, lock_rows: bool,
-                 write_at_commit: Callable[[driver.Write], None], writes: bool = True):
+                 write_at_commit: Callable[[driver.Write], None], writes: bool = True,
+                 guard_at_commit: Callable[[driver.Write], None] | None = None):
         self.connection = connection
         self.lock_rows = lock_rows
         # A writing unit of work's statements run in its transaction, begun at the first.
         self.writes = writes
         self.write_at_commit = write_at_commit
+        # Given in an optimistic unit of work: a read for a change takes no lock, and the
+        # save becomes the commit's guard (see SqlUnitOfWork).
+        self.guard_at_commit = guard_at_commit
         # Rows this transaction read FOR UPDATE: nobody else can change them before commit.
         self._locked: set[str] = set()
+        # Rows read for a change without a lock, saved only at the version read.
+        self._unlocked: set[str] = set()
         # Locked rows whose save waits for the commit. On PostgreSQL the waiting writes are
         # joined into one statement, where a second save of the row would see the row as
         # it was before the first and change nothing: one save per row and transaction.
@@ -96,12 +105,20 @@ class SqlIncidentRepository:
         self._documents: dict[str, Any] = {}
 
     def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
-        """The incident, locked against other writers until commit when for_update."""
-        query = _GET_FOR_UPDATE if for_update and self.lock_rows else _GET
-        row = driver.fetch_one(self.connection, query, {"incident_id": incident_id}, begin=self.writes)
+        """The incident, locked against other writers until commit when for_update.
+
+        In an optimistic unit of work, for_update reads it without a transaction or a
+        lock; its save is then made at commit only if it is still at this version.
+        """
+        optimistic = for_update and self.guard_at_commit is not None
+        query = _GET_FOR_UPDATE if for_update and self.lock_rows and not optimistic else _GET
+        row = driver.fetch_one(self.connection, query, {"incident_id": incident_id},
+                               begin=self.writes and not optimistic)
         if row is None:
             return None
-        if query is _GET_FOR_UPDATE:
+        if optimistic:
+            self._unlocked.add(incident_id)
+        elif query is _GET_FOR_UPDATE:
             self._locked.add(incident_id)
         self._documents[incident_id] = row.checklists
         return _from_row(row)
@@ -136,14 +153,20 @@ class SqlIncidentRepository:
         values.update(version=incident.version + 1, old_id=incident.id, old_version=incident.version)
         unchanged = self._documents.get(incident.id) == values["checklists"]
         statement = _SAVE_HEAD if unchanged else _SAVE
-        if incident.id in self._locked:
-            # Read FOR UPDATE in this transaction: the version cannot have moved, and
-            # the write can wait for the commit.
+        if incident.id in self._unlocked or incident.id in self._locked:
             if incident.id in self._saving:
                 raise RuntimeError(f"incident {incident.id} is already saved in this transaction: "
                                    "make every change first, then save it once")
             self._saving.add(incident.id)
-            self.write_at_commit(statement.write(self.connection.dialect, values))
+            if incident.id in self._unlocked:
+                # Read without a lock: the commit writes anything only if the row is still
+                # at the version read (else it raises ConcurrentUpdate).
+                assert self.guard_at_commit is not None
+                self.guard_at_commit(_GUARDS[statement].write(self.connection.dialect, values))
+            else:
+                # Read FOR UPDATE in this transaction: the version cannot have moved, and
+                # the write can wait for the commit.
+                self.write_at_commit(statement.write(self.connection.dialect, values))
         elif driver.execute(self.connection, statement, values, begin=True).rowcount != 1:
             raise ConcurrentUpdate("The incident was changed by someone else at the same time; try again.")
         self._documents[incident.id] = values["checklists"]

@@ -99,14 +99,25 @@ _SQLITE_INSERT = f"INSERT INTO telemetry_outbox ({_COLUMNS}) VALUES (?, ?, ?, ?)
 _SQLITE_BOUND = "DELETE FROM telemetry_outbox WHERE seq < ?"
 
 
-def _postgres_record(bound: str) -> tuple[tuple[tuple[str, str], ...], str]:
+_POSTGRES_INSERT = f"INSERT INTO telemetry_outbox ({_COLUMNS}) VALUES (%s, %s, %s::json, %s) RETURNING seq"
+
+
+def _postgres_guarded_insert(guard: str) -> str:
+    """The event's insert, made only when the statement named guard returned a row."""
+    return (f"INSERT INTO telemetry_outbox ({_COLUMNS}) SELECT %s::varchar, %s::varchar, %s::json, %s::bigint "
+            f"WHERE EXISTS (SELECT 1 FROM {guard}) RETURNING seq")
+
+
+def _postgres_record(bound: str, insert: str = _POSTGRES_INSERT) -> tuple[tuple[tuple[str, str], ...], str]:
     """The insert, the drop of events past the bound and its count, as data-modifying statements.
 
     They form one ``driver.Write`` (ctes and main statement) that needs no answer, so
     it runs at commit, joined with the mutation's other writes (``write_at_commit``).
-    The DELETE cannot see the row being inserted, which is never older than itself.
+    The DELETE cannot see the row being inserted, which is never older than itself;
+    when nothing was inserted (a guarded insert whose guard found no row) the bound
+    is NULL and nothing is dropped or counted.
     """
-    return ((("outbox_new", f"INSERT INTO telemetry_outbox ({_COLUMNS}) VALUES (%s, %s, %s::json, %s) RETURNING seq"),
+    return ((("outbox_new", insert),
              ("outbox_gone", f"DELETE FROM telemetry_outbox WHERE {bound} RETURNING 1")),
             "INSERT INTO telemetry_counters (name, value) SELECT 'dropped', count(*) FROM outbox_gone "
             "HAVING count(*) > 0 ON CONFLICT (name) DO UPDATE SET value = telemetry_counters.value + EXCLUDED.value")
@@ -116,11 +127,12 @@ def _postgres_record(bound: str) -> tuple[tuple[tuple[str, str], ...], str]:
 # key. A range (``seq < new - max_events + 1``) is planned as a scan of the whole
 # table, dead rows of delivered events included, in every mutation: a tenth of a
 # create's database time with the data plane up, more with a full outbox.
-_POSTGRES_RECORD = _postgres_record("seq = (SELECT seq FROM outbox_new) - %s")
+_POINT_BOUND = "seq = (SELECT seq FROM outbox_new) - %s"
 # Now and then the range, for what the point misses: the event behind a sequence
 # number that a rolled-back transaction used, and older events after the bound was
 # lowered.
-_POSTGRES_RECORD_SWEEP = _postgres_record("seq < (SELECT seq FROM outbox_new) - %s + 1")
+_RANGE_BOUND = "seq < (SELECT seq FROM outbox_new) - %s + 1"
+_POSTGRES_RECORD = {bound: _postgres_record(bound) for bound in (_POINT_BOUND, _RANGE_BOUND)}
 SWEEP_EVERY_SECONDS = 10.0
 
 
@@ -207,11 +219,18 @@ class Outbox:
         message_id = str(uuid.uuid4())
         document = json.dumps(properties)
         if uow.connection.dialect.name == "postgresql":
-            ctes, sql = _POSTGRES_RECORD
+            bound = _POINT_BOUND
             if time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + self.sweep_every
-                ctes, sql = _POSTGRES_RECORD_SWEEP
-            uow.write_at_commit(driver.Write(sql, (message_id, event, document, recorded_at, max_events), ctes))
+                bound = _RANGE_BOUND
+            ctes, sql = _POSTGRES_RECORD[bound]
+            parameters = (message_id, event, document, recorded_at, max_events)
+
+            def guarded(guard: str) -> driver.Write:
+                guarded_ctes, guarded_sql = _postgres_record(bound, _postgres_guarded_insert(guard))
+                return driver.Write(guarded_sql, parameters, guarded_ctes)
+
+            uow.write_at_commit(driver.Write(sql, parameters, ctes, guarded=guarded))
             return message_id
 
         def write(connection: sa.Connection) -> None:

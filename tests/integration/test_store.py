@@ -12,6 +12,7 @@ from plugin.store import driver, migrate
 from plugin.store.incidents import _INSERT, SqlIncidentRepository, _row_values
 from plugin.store.migrate import current_revision
 from plugin.store.tables import chat_channels, plugin_kv
+from plugin.telemetry.outbox import Outbox
 from tests.conftest import TEAM
 
 
@@ -429,3 +430,75 @@ def test_a_unique_violation_is_told_apart_from_others(db, components):
                                                                create_at=1, **values))
         errors.append(raised.value)
     assert [driver.violates(error, _CHANNEL_NAME) for error in errors] == [True, False]
+
+
+def _change_elsewhere(db, incident_id: str, name: str) -> None:
+    with db.unit_of_work() as uow:
+        other = uow.incidents.get(incident_id, for_update=True)
+        other.name = name
+        uow.incidents.save(other)
+        uow.commit()
+
+
+def _stored_state(db, incident_id: str) -> tuple[str, int, list[str], int]:
+    with db.unit_of_work(write=False) as uow:
+        stored = uow.incidents.get(incident_id)
+    return stored.name, stored.version, _kv_keys(db), Outbox(db).pending_count()
+
+
+def test_an_optimistic_change_writes_nothing_when_the_incident_moved_on_since_its_read(db, driver_statements):
+    incident = _stored(db)
+    outbox = Outbox(db)
+    with db.unit_of_work(optimistic=True) as uow:
+        # SQLite's write lock already serialises every change: never optimistic there.
+        assert uow.optimistic == (db.dialect == "postgresql")
+    if db.dialect == "sqlite":
+        return
+    with pytest.raises(ConcurrentUpdate):
+        with db.unit_of_work(optimistic=True) as uow:
+            mine = uow.incidents.get(incident.id, for_update=True)
+            _change_elsewhere(db, incident.id, "theirs")  # after the read, before the commit
+            mine.name = "mine"
+            uow.incidents.save(mine)
+            uow.write_at_commit(_put(db, "post of mine"))
+            outbox.record(uow, "incident", {"incidentID": incident.id}, 1, 100)
+            uow.commit()
+    # Nothing of the failed change: the row as the other left it, no post, no event.
+    assert _stored_state(db, incident.id) == ("theirs", 1, [], 0)
+    driver_statements.clear()
+    with db.unit_of_work(optimistic=True) as uow:
+        mine = uow.incidents.get(incident.id, for_update=True)
+        mine.name = "mine"
+        uow.incidents.save(mine)
+        uow.write_at_commit(_put(db, "post of mine"))
+        outbox.record(uow, "incident", {"incidentID": incident.id}, 1, 100)
+        uow.commit()
+    # The read and one statement: the row at the version read, then the rest only if it was.
+    assert len(driver_statements) == 2 and "FOR UPDATE" not in driver_statements[0]
+    assert driver_statements[1].startswith("WITH guard AS (UPDATE incidents")
+    assert _stored_state(db, incident.id) == ("mine", 2, ["post of mine"], 1)
+
+
+def test_an_optimistic_change_that_cannot_be_one_statement_is_still_made_only_at_the_version_read(db):
+    # A write given as a callable cannot be joined: the guard then runs first in a transaction.
+    incident = _stored(db)
+
+    def put_by_hand(key: str):
+        return lambda connection: connection.execute(sa.insert(plugin_kv).values(key=key, value="v"))
+
+    # (On SQLite the read already holds the write lock: no other writer can come between.)
+    cases = [(True, ("theirs", 1, [], 0))] if db.dialect == "postgresql" else []
+    for moved, expected in [*cases, (False, ("mine", incident.version + 1 + len(cases), ["by hand"], 0))]:
+        with db.unit_of_work(optimistic=True) as uow:
+            mine = uow.incidents.get(incident.id, for_update=True)
+            if moved:
+                _change_elsewhere(db, incident.id, "theirs")
+            mine.name = "mine"
+            uow.incidents.save(mine)
+            uow.write_at_commit(put_by_hand("by hand"))
+            if moved:
+                with pytest.raises(ConcurrentUpdate):
+                    uow.commit()
+            else:
+                uow.commit()
+        assert _stored_state(db, incident.id) == expected
