@@ -73,10 +73,16 @@ class PlaybookRepository(Protocol):
 
 
 class UnitOfWork(AbstractContextManager, Protocol):
-    """One transaction: rolls back unless ``commit`` is called."""
+    """One transaction: rolls back unless ``commit`` is called.
+
+    Asked for with ``optimistic=True`` and granted (``optimistic`` is then true), a
+    read ``for_update`` takes no lock, and commit raises ConcurrentUpdate, having
+    written nothing, when the incident saved has moved on since that read.
+    """
 
     incidents: IncidentRepository
     playbooks: PlaybookRepository
+    optimistic: bool
 
     def commit(self) -> None: ...
 
@@ -358,30 +364,49 @@ class IncidentService:
         incident: Incident | IncidentHead = (
             seen if seen is not None and seen.id == incident_id
             else self._existing(incident_id, lambda incidents: incidents.get_head(incident_id)))
+        self._check_edit(user_id, incident)
+        return incident
+
+    def _check_edit(self, user_id: str, incident: Incident | IncidentHead) -> None:
+        """PermissionDenied, saying why, unless the user may change the incident."""
         if not self.can_edit(user_id, incident):
             if self.can_view(user_id, incident):
                 raise PermissionDenied("Only members of the incident channel and system admins may change "
                                        "this incident; join the channel first.")
             raise PermissionDenied("You do not have permission to change this incident.")
-        return incident
 
     def _mutate(self, user_id: str, incident_id: str, apply: Callable[[Incident], bool], event: str,
                 action: str, *, extra: dict[str, Any] | None = None, seen: Incident | None = None,
                 checked: bool = False, announce: Callable[[Incident], str] | None = None) -> tuple[Incident, bool]:
         """Check the user may change it (on seen, if given; not again when checked); apply a
-        change under the row lock; record its event; post what announce says; commit.
+        change to the incident as read for it; record its event; post what announce says; commit.
 
         Returns (incident, changed). Nothing is posted when nothing changed.
+
+        The first attempt asks for an optimistic unit of work (PostgreSQL grants it):
+        the incident is read without a lock, and who may change it is decided on that
+        read, and the commit writes only if nobody changed the incident in between.
+        Otherwise, and for every retry after a concurrent change, who may change it
+        is decided first (on seen, or on the head) and the incident is read under its
+        row lock: a permission check may ask the chat server, and no lock is held
+        while it does.
         """
-        if not checked:
-            self._read_for_edit(user_id, incident_id, seen)
+        if not checked and seen is not None and seen.id == incident_id:
+            self._check_edit(user_id, seen)
+            checked = True
         in_transaction = announce is not None and self.host.shares_database
         for attempt in range(RETRIES):
             try:
-                with self.uow_factory() as uow:
+                with self.uow_factory(optimistic=attempt == 0) as uow:
+                    if not checked and not uow.optimistic:
+                        self._read_for_edit(user_id, incident_id)  # nothing is locked yet
+                        checked = True
                     incident = uow.incidents.get(incident_id, for_update=True)
                     if incident is None:
                         raise NotFound(f"Incident {incident_id} does not exist.")
+                    if not checked:
+                        self._check_edit(user_id, incident)  # read without a lock
+                        checked = True
                     if not apply(incident):
                         return incident, False
                     uow.incidents.save(incident)

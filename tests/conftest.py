@@ -147,3 +147,19 @@ def driver_statements(monkeypatch):
 
     monkeypatch.setattr(driver, "execute_sql", recording)
     return seen
+
+
+@pytest.fixture
+def postgresql_begins(monkeypatch):
+    """How many transactions the writing units of work began on PostgreSQL (each still begins)."""
+    from plugin.store import database
+
+    begins: list[int] = []
+    begin = database.begin_postgresql
+
+    def counting(connection):
+        begins.append(1)
+        return begin(connection)
+
+    monkeypatch.setattr(database, "begin_postgresql", counting)
+    return begins

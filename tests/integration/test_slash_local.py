@@ -125,9 +125,9 @@ def units_of_work(local_backend):
     opened: list[bool] = []
     factory = service.uow_factory
 
-    def counting(*, write: bool = True):
+    def counting(*, write: bool = True, **options):
         opened.append(write)
-        return factory(write=write)
+        return factory(write=write, **options)
 
     service.uow_factory = counting
     yield opened

@@ -1,9 +1,11 @@
 """Concurrent mutations on the same incidents lose nothing, on SQLite (a file) and PostgreSQL.
 
 Eight threads each apply random mutations to three shared incidents through the
-service. A recording telemetry fake notes, inside each committing transaction,
+service. A recording telemetry fake notes, for each committed unit of work,
 the incident's new version, the mutation that produced it and a snapshot of the
-result. Because every mutation holds the incident's lock, the accepted
+result. Because every mutation either holds the incident's lock or writes only
+if the incident is still at the version it read (PostgreSQL's first attempt;
+otherwise it is retried under the lock), the accepted
 mutations of one incident form the sequence of versions 1..N: replaying them
 serially on the starting state must give each snapshot in turn and the stored
 final state. Refused mutations (a task index that no longer exists) and no-ops
@@ -38,24 +40,39 @@ FIXED_NOW = 1_700_000_000_000
 
 
 class RecordingTelemetry:
-    """Telemetry fake: one record per accepted mutation, taken inside its transaction."""
+    """Telemetry fake: one record per accepted mutation, taken inside its unit of work.
+
+    Like the outbox, whose event is written in the mutation's transaction, it keeps
+    a record only once that unit of work has committed: a change whose commit
+    failed (a concurrent change came first: the service retries it) leaves nothing.
+    """
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
         self.current = threading.local()
         self._lock = threading.Lock()
 
-    def _record(self, action: str, incident: Incident) -> None:
-        with self._lock:
-            self.records.append({"id": incident.id, "version": incident.version, "action": action,
-                                 "mutation": self.current.mutation, "after": copy.deepcopy(incident)})
+    def _record(self, uow: Any, action: str, incident: Incident) -> None:
+        entry = {"id": incident.id, "version": incident.version, "action": action,
+                 "mutation": self.current.mutation, "after": copy.deepcopy(incident)}
+        if not hasattr(uow, "recorded"):
+            uow.recorded = []
+            commit = uow.commit
+
+            def commit_then_keep() -> None:
+                commit()
+                with self._lock:
+                    self.records.extend(uow.recorded)
+
+            uow.commit = commit_then_keep
+        uow.recorded.append(entry)
 
     def track_incident(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
         if action != "create":
-            self._record(action, incident)
+            self._record(uow, action, incident)
 
     def track_task(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
-        self._record(action, incident)
+        self._record(uow, action, incident)
 
     def track_playbook(self, uow: Any, action: str, playbook: Any, user_id: str) -> None:
         return None

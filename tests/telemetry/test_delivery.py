@@ -1,12 +1,16 @@
 """Events reach a loopback data plane through the real SDK: exactly, once, and only while switched on."""
 from __future__ import annotations
 
+import logging
+import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
+from plugin.service import NewChecklist, NewIncident
 from plugin.store.tables import telemetry_outbox
-from tests.conftest import ADMIN, ALICE, BOB, TEAM, as_user
+from tests.conftest import ADMIN, ALICE, BOB, CAROL, TEAM, as_user
 from tests.telemetry.conftest import WRITE_KEY, make_app
 from tests.telemetry.dataplane import DataPlane, wait_until
 from tests.telemetry.lifecycle import drive_every_mutation
@@ -315,3 +319,33 @@ def test_one_process_of_a_server_sends_and_another_takes_over_when_it_stops(tele
         for components in (one, two):
             components.telemetry.stop(2.0)
             components.db.dispose()
+
+
+def test_racing_changes_of_one_incident_send_one_event_and_one_post_per_committed_change(tcomponents, dataplane,
+                                                                                        caplog):
+    # On PostgreSQL a change is first tried without a lock: a try that lost the race to
+    # another change must leave neither its event nor its post behind.
+    service = tcomponents.service
+    incident = service.create_incident(ALICE, NewIncident("race", TEAM, ALICE, checklists=[
+        NewChecklist(f"stage {n}") for n in range(4)]))
+    for user in (BOB, CAROL):
+        tcomponents.host.add_channel_member(incident.channel_id, user)
+
+    def work(worker: int) -> None:
+        rng = random.Random(worker)
+        for _ in range(15):
+            service.set_active_stage((ALICE, BOB, CAROL)[worker % 3], incident.id, rng.randrange(4))
+
+    with caplog.at_level(logging.INFO, logger="plugin.service"), ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(8)))
+    changes = service.get_incident(ALICE, incident.id).version  # each committed change, once
+    assert 0 < changes <= 8 * 15
+    stage_events = lambda: [m for m in dataplane.delivered() if m["properties"]["Action"] == "change_stage"]  # noqa: E731
+    wait_until(lambda: len(stage_events()) >= changes)
+    tcomponents.telemetry.stop(2.0)
+    assert len({m["messageId"] for m in stage_events()}) == len(stage_events()) == changes
+    posts = [post for post in tcomponents.host.posts(incident.channel_id) if "changed the active stage" in post]
+    assert len(posts) == changes
+    retried = [r for r in caplog.records if "changed concurrently" in r.getMessage()]
+    if tcomponents.db.dialect == "postgresql":
+        assert retried, "eight threads on one incident: some optimistic tries must have lost the race"

@@ -46,6 +46,8 @@ class FakeIncidents:
 class FakeUnitOfWork:
     """Commits are immediate in memory; enough for the runner's questions."""
 
+    optimistic = False
+
     def __init__(self, incidents: FakeIncidents):
         self.incidents = incidents
 
@@ -134,7 +136,7 @@ class Clock:
 @pytest.fixture
 def setup() -> tuple[CommandRunner, FakeChatHost, IncidentService, Clock]:
     host, store, clock = FakeChatHost(), FakeIncidents(), Clock()
-    service = IncidentService(lambda write=True: FakeUnitOfWork(store), host, clock=clock)
+    service = IncidentService(lambda write=True, optimistic=False: FakeUnitOfWork(store), host, clock=clock)
     return CommandRunner(service, host, clock=clock), host, service, clock
 
 
