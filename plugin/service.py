@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from plugin.chat import ChatHost
-from plugin.errors import BadInput, ConcurrentUpdate, NotFound, PermissionDenied
+from plugin.errors import BadInput, ConcurrentUpdate, DomainError, NotFound, PermissionDenied
 from plugin.model import (
     DEFAULT_CHECKLIST_TITLE,
     Checklist,
@@ -55,6 +55,7 @@ class IncidentRepository(Protocol):
 
     def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None: ...
     def get_head(self, incident_id: str) -> IncidentHead | None: ...
+    def adopt(self, incident: Incident) -> Incident: ...
     def get_unless(self, incident_id: str, known_version: int) -> Incident | IncidentHead | None: ...
     def get_by_channel(self, channel_id: str) -> Incident | None: ...
     def add(self, incident: Incident) -> None: ...
@@ -285,7 +286,7 @@ class IncidentService:
             return incident.change_commander(commander_id)
 
         # Names are looked up only for a real change, from the commander the change replaced.
-        return self._mutate(user_id, incident_id, apply, "incident", "change_commander", checked=True,
+        return self._mutate(user_id, incident_id, apply, "incident", "change_commander", checked=True, seen=seen,
                             announce=lambda _: f"{self.host.mention(user_id)} changed the incident commander "
                             f"from {self.host.mention(previous['id'])} to {self.host.mention(commander_id)}.")[0]
 
@@ -384,8 +385,11 @@ class IncidentService:
         Returns (incident, changed). Nothing is posted when nothing changed.
 
         The first attempt asks for an optimistic unit of work (PostgreSQL grants it):
-        the incident is read without a lock, and who may change it is decided on that
-        read, and the commit writes only if nobody changed the incident in between.
+        the incident is read without a lock (or seen, a read of this request, is taken
+        as that read), who may change it is decided on that read, and the commit
+        writes only if nobody changed the incident in between. A change that seen
+        refuses or makes no difference to is decided again on a fresh read, since
+        seen may be older than the incident.
         Otherwise, and for every retry after a concurrent change, who may change it
         is decided first (on seen, or on the head) and the incident is read under its
         row lock: a permission check may ask the chat server, and no lock is held
@@ -401,13 +405,24 @@ class IncidentService:
                     if not checked and not uow.optimistic:
                         self._read_for_edit(user_id, incident_id)  # nothing is locked yet
                         checked = True
-                    incident = uow.incidents.get(incident_id, for_update=True)
+                    adopted = uow.optimistic and seen is not None and seen.id == incident_id
+                    incident = (uow.incidents.adopt(seen) if adopted  # type: ignore[arg-type]
+                                else uow.incidents.get(incident_id, for_update=True))
                     if incident is None:
                         raise NotFound(f"Incident {incident_id} does not exist.")
                     if not checked:
                         self._check_edit(user_id, incident)  # read without a lock
                         checked = True
-                    if not apply(incident):
+                    try:
+                        changed = apply(incident)
+                    except DomainError:
+                        if not adopted:
+                            raise
+                        changed = False
+                    if not changed:
+                        if adopted:
+                            # seen may be older than the incident: refuse or skip only on a fresh read.
+                            continue
                         return incident, False
                     uow.incidents.save(incident)
                     track = self.telemetry.track_incident if event == "incident" else self.telemetry.track_task

@@ -1,6 +1,7 @@
 """The incident repository: incidents as rows, their stages and tasks as JSON."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -122,6 +123,20 @@ class SqlIncidentRepository:
             self._locked.add(incident_id)
         self._documents[incident_id] = row.checklists
         return _from_row(row)
+
+    def adopt(self, incident: Incident) -> Incident:
+        """In an optimistic unit of work: a copy of incident, read earlier in the same request,
+        to change and save as if read here (saved only if still at its version).
+
+        Spares the read of a change whose caller has just read the incident (a slash
+        command reads it to answer): the change is then one statement.
+        """
+        if self.guard_at_commit is None:
+            raise RuntimeError("only an optimistic unit of work may adopt an incident read elsewhere")
+        document = checklists_to_json(incident.checklists)
+        self._documents[incident.id] = document
+        self._unlocked.add(incident.id)
+        return dataclasses.replace(incident, checklists=checklists_from_json(document))
 
     def get_head(self, incident_id: str) -> IncidentHead | None:
         """The incident's head, without its stages and tasks (None: no such incident)."""

@@ -135,7 +135,8 @@ def units_of_work(local_backend):
 
 
 @pytest.mark.parametrize("text", ["stage next --force", "check 1 1", "end", "commander @bob"])
-def test_a_change_by_slash_command_reads_the_incident_once_then_changes_it(local_backend, units_of_work, text):
+def test_a_change_by_slash_command_reads_the_incident_once_then_changes_it(local_backend, units_of_work, text,
+                                                                         driver_statements):
     host = local_backend.components.host
     run(local_backend, "help", user=BOB)  # the local host learns @bob
     incident = local_backend.components.service.create_incident(ALICE, NewIncident("once", TEAM, ALICE, checklists=[
@@ -143,11 +144,22 @@ def test_a_change_by_slash_command_reads_the_incident_once_then_changes_it(local
     host.add_channel_member(incident.channel_id, BOB)
     units_of_work.clear()
     before = incidents(local_backend)[0]
+    driver_statements.clear()
     reply = run(local_backend, text, channel=incident.channel_id)["text"]
+    statements = list(driver_statements)
     after = incidents(local_backend)[0]
     # The read that answers the command also decides who may change it: one read, one write.
     assert units_of_work[:2] == [False, True], reply
     assert after.version == before.version + 1
+    reads = [sql for sql in statements if sql.startswith("SELECT") and "FROM incidents" in sql]
+    if local_backend.components.db.dialect == "postgresql":
+        # That read is also the one the change is made to: two statements in all.
+        assert len(reads) == 1 and "channel_id" in reads[0].split("WHERE")[1], statements
+        writes = [sql for sql in statements if not sql.startswith("SELECT")]
+        assert len(writes) == 1 and writes[0].startswith("WITH guard AS (UPDATE incidents"), statements
+    else:
+        # SQLite reads it again under the database's write lock, which makes the change.
+        assert len(reads) == 2 and "FOR UPDATE" not in reads[1], statements
 
 
 def test_an_incident_the_caller_read_does_not_let_a_non_member_change_it(local_backend):
@@ -176,3 +188,18 @@ def test_a_change_given_an_older_read_is_made_to_the_current_incident(local_back
     assert [item.title for item in now.checklists[0].items] == ["page", "status page"]
     assert now.checklists[0].items[1].state is ItemState.CLOSED
     assert now.version == incident.version + 3
+    # The caller's read is left as it was, whichever read the changes were made to.
+    assert (seen.active_stage, seen.version, len(seen.checklists[0].items)) == (0, incident.version, 1)
+
+
+def test_a_change_that_an_older_read_finds_already_made_is_decided_on_the_current_incident(local_backend):
+    service = local_backend.components.service
+    incident = service.create_incident(ALICE, NewIncident("back", TEAM, ALICE, checklists=[
+        NewChecklist("Triage"), NewChecklist("Fix")]))
+    service.set_active_stage(ALICE, incident.id, 1)
+    seen = service.get_incident(ALICE, incident.id)  # at Fix
+    service.set_active_stage(ALICE, incident.id, 0)  # back to Triage after seen was read
+    service.set_active_stage(ALICE, incident.id, 1, seen=seen)  # seen says: nothing to do
+    now = incidents(local_backend)[0]
+    assert (now.active_stage, now.version) == (1, incident.version + 3)
+    assert local_backend.components.host.posts(incident.channel_id)[-1].endswith("from **Triage** to **Fix**.")
