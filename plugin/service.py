@@ -60,7 +60,8 @@ class IncidentRepository(Protocol):
     def get_by_channel(self, channel_id: str) -> Incident | None: ...
     def add(self, incident: Incident) -> None: ...
     def save(self, incident: Incident) -> None: ...
-    def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]: ...
+    def list(self, query: IncidentFilter, known: Callable[[str, int], bool] | None = None
+             ) -> tuple[int, list[Incident | IncidentHead]]: ...
 
 
 class PlaybookRepository(Protocol):
@@ -173,8 +174,13 @@ class IncidentService:
             raise NotFound(f"No incident found for channel {channel_id}.")
         return incident
 
-    def list_incidents(self, user_id: str, query: IncidentFilter) -> tuple[int, list[Incident]]:
-        """A page of the incidents the user may view, and the total that match."""
+    def list_incidents(self, user_id: str, query: IncidentFilter, known: Callable[[str, int], bool] | None = None
+                       ) -> tuple[int, list[Incident | IncidentHead]]:
+        """A page of the incidents the user may view, and the total that match.
+
+        An incident for which known(id, version) is true comes as its IncidentHead (the
+        caller keeps its representation at that version); without known, all are whole.
+        """
         if not self.host.is_system_admin(user_id):
             if not query.team_id:
                 raise BadInput("team_id is required: only system admins may list incidents across teams.",
@@ -184,7 +190,7 @@ class IncidentService:
         if query.member_id:
             query.member_channel_ids = self.host.user_channel_ids(query.member_id, query.team_id or None)
         with self.uow_factory(write=False) as uow:
-            return uow.incidents.list(query)
+            return uow.incidents.list(query, known)
 
     # ----- create --------------------------------------------------------------------
     def create_incident(self, user_id: str, new: NewIncident) -> Incident:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -66,12 +67,13 @@ def _head(row: Any) -> IncidentHead:
     return IncidentHead(row.id, row.version, row.channel_id, row.team_id, row.public, row.commander_user_id)
 
 
-def _from_row(row: Any) -> Incident:
+def _from_row(row: Any, document: Any = None) -> Incident:
+    """The incident of a row (document: its stages and tasks decoded, when the row has them as text)."""
     return Incident(
         id=row.id, name=row.name, description=row.description, is_active=row.is_active,
         commander_user_id=row.commander_user_id, team_id=row.team_id, channel_id=row.channel_id,
         post_id=row.post_id, public=row.public, create_at=row.create_at, end_at=row.end_at,
-        active_stage=row.active_stage, checklists=checklists_from_json(row.checklists),
+        active_stage=row.active_stage, checklists=checklists_from_json(row.checklists if document is None else document),
         version=row.version, playbook_id=row.playbook_id,
     )
 
@@ -187,11 +189,23 @@ class SqlIncidentRepository:
         self._documents[incident.id] = values["checklists"]
         incident.version += 1
 
-    def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]:
-        """One page of incidents matching the filter, and how many match in all."""
+    def list(self, query: IncidentFilter, known: Callable[[str, int], bool] | None = None
+             ) -> tuple[int, list[Incident | IncidentHead]]:
+        """One page of incidents matching the filter, and how many match in all.
+
+        An incident for which known(id, version) is true (the caller keeps its
+        representation at that version) comes as its IncidentHead: its stages and
+        tasks arrive as text and are not decoded.
+        """
         count, page = self.list_statements(query)
         total = self.connection.execute(count).scalar_one()
-        return total, [_from_row(row) for row in self.connection.execute(page).all()]
+        if known is None:
+            return total, [_from_row(row) for row in self.connection.execute(page).all()]
+        raw = page.with_only_columns(*[column for column in page.selected_columns if column.key != "checklists"],
+                                     sa.cast(incidents.c.checklists, sa.Text).label("checklists"),
+                                     maintain_column_froms=True)
+        return total, [_head(row) if known(row.id, row.version) else _from_row(row, json.loads(row.checklists))
+                       for row in self.connection.execute(raw).all()]
 
     @staticmethod
     def list_statements(query: IncidentFilter) -> tuple[sa.Select[Any], sa.Select[Any]]:

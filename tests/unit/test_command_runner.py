@@ -35,7 +35,7 @@ class FakeIncidents:
     def save(self, incident: Incident) -> None:
         self.rows[incident.id] = copy.deepcopy(incident)
 
-    def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]:
+    def list(self, query: IncidentFilter, known: Any = None) -> tuple[int, list[Incident]]:
         found = [i for i in self.rows.values() if query.status != "active" or i.is_active]
         if query.member_channel_ids is not None:
             found = [i for i in found if i.channel_id in query.member_channel_ids]
