@@ -115,7 +115,8 @@ def create_blueprint(components: Any) -> Blueprint:
         envelope = {key: value for key, value in page_of([], total, query.page, query.per_page).items()
                     if key != "items"}
         head = current_app.json.dumps(envelope).encode()
-        body = b"".join([head[:-1], b',"items":[', b",".join(body.rstrip(b"\n") for body in bodies), b"]}\n"])
+        items_json = b",".join(item.rstrip(b"\n") for item in bodies)
+        body = b"".join([head[:-1], b',"items":[', items_json, b"]}\n"])
         return current_app.response_class(body, mimetype="application/json")
 
     @blp.route("/<incident_id>", methods=["GET"])

@@ -95,11 +95,12 @@ class Statement:
               retry: Callable[[sa.exc.IntegrityError], Write | None] | None = None) -> Write:
         """This statement with values as a :class:`Write` (for a unit of work's commit).
 
-        The insert of one row of named columns also comes with its guarded form
-        (see :meth:`guarded`), built only when asked for.
+        On PostgreSQL the insert of one row of named columns also comes with its
+        guarded form (see :meth:`guarded`), built only when asked for.
         """
         guarded = None
-        if self.keys is not None and isinstance(self.statement, sa.Insert) and retry is None:
+        if (dialect.name == "postgresql" and self.keys is not None and isinstance(self.statement, sa.Insert)
+                and retry is None):
             def guarded(guard: str) -> Write:
                 return self.guarded(guard).write(dialect, values)
         return Write(self.prepared(dialect)[0], self.parameters(dialect, values), retry=retry, guarded=guarded)
