@@ -58,8 +58,12 @@ events not yet sent are deleted.
 
 ## Delivery and audit
 
-Events are written to an outbox table in the same database transaction as the change,
-then sent in the background with the outbox id as RudderStack `messageId`, so a retry
+Events are written to an outbox table in the same database transaction as the change
+(on PostgreSQL, in the very statement that writes the change, and only if that
+statement's update found the incident still at the version the change was made
+from: a change that lost a race to another records nothing and is made again), so
+every committed change has exactly one event and a change that was not committed
+has none. They are then sent in the background with the outbox id as RudderStack `messageId`, so a retry
 after an outage or a crash is de-duplicated by the data plane. Waiting events go out in
 batches of up to 500, each one gzipped `POST /v1/batch` request, and leave the outbox
 only when the data plane answered 200. One worker process of a server sends at a
