@@ -390,8 +390,8 @@ class IncidentService:
 
         Returns (incident, changed). Nothing is posted when nothing changed.
 
-        The first attempt asks for an optimistic unit of work (PostgreSQL grants it):
-        the incident is read without a lock (or seen, a read of this request, is taken
+        The first attempt asks for an optimistic unit of work: the incident is read
+        without a lock (or seen, a read of this request, is taken
         as that read), who may change it is decided on that read, and the commit
         writes only if nobody changed the incident in between. A change that seen
         refuses or makes no difference to is decided again on a fresh read, since

@@ -282,18 +282,18 @@ class SqlUnitOfWork:
     COMMIT: a create on the local host is one statement, one round trip. On SQLite
     they run one after another, so the lock's turn starts late and ends soon.
 
-    An optimistic unit of work (asked for with ``optimistic``; granted on PostgreSQL
-    only, see :attr:`optimistic`) changes an incident without locking it: the
-    incident is read in autocommit, and its save becomes the commit's guard
-    (:meth:`guard_at_commit`), an update of the row at the version read. The
-    commit joins the guard and the other writes into one statement in which the
-    others happen only if the guard found its row: a change is then two round trips
-    (the read and that statement) instead of five (BEGIN, a locked read, the writes,
-    COMMIT, after the read that decided who may make it). When the row has moved
-    on, nothing is written and the commit raises ConcurrentUpdate; the caller
-    retries with a locked read. On SQLite the database's write lock already makes
-    every change wait its turn, so nothing is gained there and a unit of work is
-    never optimistic.
+    An optimistic unit of work (a writing one asked for with ``optimistic``) changes
+    an incident without locking it: the incident is read in autocommit, and its save
+    becomes the commit's guard (:meth:`guard_at_commit`), an update of the row at the
+    version read. On PostgreSQL the commit joins the guard and the other writes into
+    one statement in which the others happen only if the guard found its row: a
+    change is then two round trips (the read and that statement) instead of five
+    (BEGIN, a locked read, the writes, COMMIT, after the read that decided who may
+    make it). On SQLite the commit takes the database's write lock, runs the guard
+    and then the other writes: the read, and everything the change computes from
+    it, happen before the lock, which every writer of every process waits for, is
+    taken. When the row has moved on, nothing is written and the commit raises
+    ConcurrentUpdate; the caller retries with a locked read.
     """
 
     def __init__(self, db: Database, *, write: bool, optimistic: bool = False):
@@ -303,7 +303,7 @@ class SqlUnitOfWork:
         self._at_commit: list[driver.Write | Callable[[sa.Connection], Any]] = []
         self._guard: driver.Write | None = None
         self._joins = write and db.dialect == "postgresql"
-        self.optimistic = optimistic and self._joins
+        self.optimistic = optimistic and write
 
     def __enter__(self) -> "SqlUnitOfWork":
         engine = self.db.write_engine if self.write else self.db.read_engine
@@ -376,19 +376,21 @@ class SqlUnitOfWork:
         self.connection.commit()
 
     def _commit_guarded(self, guard: driver.Write, steps: list[driver.Write | Callable[[sa.Connection], Any]]) -> None:
-        """Commit with a guard: one statement when nothing ran before, else in a transaction."""
+        """Commit with a guard: on PostgreSQL one statement when nothing ran before, else in a transaction."""
         assert self.connection is not None
-        if not self.connection.in_transaction() and all(isinstance(step, driver.Write) for step in steps):
+        if (self._joins and not self.connection.in_transaction()
+                and all(isinstance(step, driver.Write) for step in steps)):
             joined = driver.compose(steps, guard)  # type: ignore[arg-type]
             if joined is not None:
                 changed = driver.execute_sql(self.connection, joined.text, joined.parameters).fetchone()[0]
                 if changed != 1:
                     raise ConcurrentUpdate(_MOVED_ON)
                 return
-        # In a transaction the guard takes the row's lock when it finds the row; the rest follows.
+        # In a transaction (on SQLite: holding the write lock, taken here) the guard takes
+        # the row when it finds it at the version read; the rest follows.
         if not self.connection.in_transaction():
             self.connection.begin()
-        if len(driver.execute_sql(self.connection, guard.text, guard.parameters).fetchall()) != 1:
+        if driver.execute_sql(self.connection, guard.text, guard.parameters).rowcount != 1:
             self.connection.rollback()
             raise ConcurrentUpdate(_MOVED_ON)
         for step in steps:

@@ -131,7 +131,7 @@ class SqlIncidentRepository:
         to change and save as if read here (saved only if still at its version).
 
         Spares the read of a change whose caller has just read the incident (a slash
-        command reads it to answer): the change is then one statement.
+        command reads it to answer): on PostgreSQL the change is then one statement.
         """
         if self.guard_at_commit is None:
             raise RuntimeError("only an optimistic unit of work may adopt an incident read elsewhere")
@@ -178,8 +178,11 @@ class SqlIncidentRepository:
             if incident.id in self._unlocked:
                 # Read without a lock: the commit writes anything only if the row is still
                 # at the version read (else it raises ConcurrentUpdate).
+                # (PostgreSQL joins the guard into one statement, which needs its RETURNING;
+                # SQLite runs it alone and counts the rows it changed.)
                 assert self.guard_at_commit is not None
-                self.guard_at_commit(_GUARDS[statement].write(self.connection.dialect, values))
+                guard = _GUARDS[statement] if self.connection.dialect.name == "postgresql" else statement
+                self.guard_at_commit(guard.write(self.connection.dialect, values))
             else:
                 # Read FOR UPDATE in this transaction: the version cannot have moved, and
                 # the write can wait for the commit.

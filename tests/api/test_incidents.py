@@ -113,13 +113,16 @@ def test_a_change_decides_who_may_make_it_on_the_head_and_reads_the_stages_once(
     assert moved.status_code == 200 and moved.json["active_stage"] == 1
     reads = [sql for sql in driver_statements if sql.startswith("SELECT") and "FROM incidents" in sql]
     writes = [sql for sql in driver_statements if not sql.startswith("SELECT")]
+    # Optimistic: one read without a lock decides and is changed, then the row is written
+    # only at the version read, with the event and the post.
+    assert len(reads) == 1 and "checklists" in reads[0] and "FOR UPDATE" not in reads[0]
     if components.db.dialect == "sqlite":
-        # The head decides, then the whole incident is read under the database's write lock.
-        assert len(reads) == 2 and "checklists" not in reads[0] and "checklists" in reads[1]
+        # The read comes before the database's write lock is taken; the row first under it.
+        assert driver_statements.index(reads[0]) < driver_statements.index("BEGIN IMMEDIATE")
+        assert writes[0] == "BEGIN IMMEDIATE" and writes[1].startswith("UPDATE incidents")
+        assert "version" in writes[1].split("WHERE")[1] and any("INSERT INTO chat_posts" in sql for sql in writes)
     else:
-        # Optimistic: one read without a lock decides and is changed; one statement writes
-        # the row at the version read, the event and the post; no transaction is begun.
-        assert len(reads) == 1 and "checklists" in reads[0] and "FOR UPDATE" not in reads[0]
+        # One statement, no transaction begun.
         assert len(writes) == 1 and writes[0].startswith("WITH guard AS (UPDATE incidents")
         assert "INSERT INTO chat_posts" in writes[0] and not postgresql_begins
     refused = client.patch(f"/api/v0/incidents/{incident['id']}", json={"active_stage": 0}, headers=as_user(CAROL))

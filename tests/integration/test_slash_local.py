@@ -151,15 +151,18 @@ def test_a_change_by_slash_command_reads_the_incident_once_then_changes_it(local
     # The read that answers the command also decides who may change it: one read, one write.
     assert units_of_work[:2] == [False, True], reply
     assert after.version == before.version + 1
+    # That read is also the one the change is made to.
     reads = [sql for sql in statements if sql.startswith("SELECT") and "FROM incidents" in sql]
+    assert len(reads) == 1 and "channel_id" in reads[0].split("WHERE")[1], statements
+    writes = [sql for sql in statements if not sql.startswith("SELECT")]
     if local_backend.components.db.dialect == "postgresql":
-        # That read is also the one the change is made to: two statements in all.
-        assert len(reads) == 1 and "channel_id" in reads[0].split("WHERE")[1], statements
-        writes = [sql for sql in statements if not sql.startswith("SELECT")]
+        # Two statements in all.
         assert len(writes) == 1 and writes[0].startswith("WITH guard AS (UPDATE incidents"), statements
     else:
-        # SQLite reads it again under the database's write lock, which makes the change.
-        assert len(reads) == 2 and "FOR UPDATE" not in reads[1], statements
+        # Under the write lock (taken after that read), first the row at the version read.
+        change = len(statements) - 1 - statements[::-1].index("BEGIN IMMEDIATE")
+        assert statements.index(reads[0]) < change, statements
+        assert statements[change + 1].startswith("UPDATE incidents"), statements
 
 
 def test_an_incident_the_caller_read_does_not_let_a_non_member_change_it(local_backend):

@@ -449,11 +449,8 @@ def _stored_state(db, incident_id: str) -> tuple[str, int, list[str], int]:
 def test_an_optimistic_change_writes_nothing_when_the_incident_moved_on_since_its_read(db, driver_statements):
     incident = _stored(db)
     outbox = Outbox(db)
-    with db.unit_of_work(optimistic=True) as uow:
-        # SQLite's write lock already serialises every change: never optimistic there.
-        assert uow.optimistic == (db.dialect == "postgresql")
-    if db.dialect == "sqlite":
-        return
+    with db.unit_of_work(optimistic=True, write=False) as uow:
+        assert not uow.optimistic  # only a writing unit of work changes incidents
     with pytest.raises(ConcurrentUpdate):
         with db.unit_of_work(optimistic=True) as uow:
             mine = uow.incidents.get(incident.id, for_update=True)
@@ -473,9 +470,14 @@ def test_an_optimistic_change_writes_nothing_when_the_incident_moved_on_since_it
         uow.write_at_commit(_put(db, "post of mine"))
         outbox.record(uow, "incident", {"incidentID": incident.id}, 1, 100)
         uow.commit()
-    # The read and one statement: the row at the version read, then the rest only if it was.
-    assert len(driver_statements) == 2 and "FOR UPDATE" not in driver_statements[0]
-    assert driver_statements[1].startswith("WITH guard AS (UPDATE incidents")
+    assert "FOR UPDATE" not in driver_statements[0]
+    if db.dialect == "postgresql":
+        # The read and one statement: the row at the version read, then the rest only if it was.
+        assert len(driver_statements) == 2 and driver_statements[1].startswith("WITH guard AS (UPDATE incidents")
+    else:
+        # The read, then under the write lock the row at the version read, then the rest.
+        assert driver_statements[1:3] == ["BEGIN IMMEDIATE", driver_statements[2]]
+        assert driver_statements[2].startswith("UPDATE incidents")
     assert _stored_state(db, incident.id) == ("mine", 2, ["post of mine"], 1)
 
 
@@ -486,9 +488,7 @@ def test_an_optimistic_change_that_cannot_be_one_statement_is_still_made_only_at
     def put_by_hand(key: str):
         return lambda connection: connection.execute(sa.insert(plugin_kv).values(key=key, value="v"))
 
-    # (On SQLite the read already holds the write lock: no other writer can come between.)
-    cases = [(True, ("theirs", 1, [], 0))] if db.dialect == "postgresql" else []
-    for moved, expected in [*cases, (False, ("mine", incident.version + 1 + len(cases), ["by hand"], 0))]:
+    for moved, expected in ((True, ("theirs", 1, [], 0)), (False, ("mine", 2, ["by hand"], 0))):
         with db.unit_of_work(optimistic=True) as uow:
             mine = uow.incidents.get(incident.id, for_update=True)
             if moved:

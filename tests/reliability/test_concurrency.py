@@ -4,7 +4,7 @@ Eight threads each apply random mutations to three shared incidents through the
 service. A recording telemetry fake notes, for each committed unit of work,
 the incident's new version, the mutation that produced it and a snapshot of the
 result. Because every mutation either holds the incident's lock or writes only
-if the incident is still at the version it read (PostgreSQL's first attempt;
+if the incident is still at the version it read (the first, optimistic attempt;
 otherwise it is retried under the lock), the accepted
 mutations of one incident form the sequence of versions 1..N: replaying them
 serially on the starting state must give each snapshot in turn and the stored
