@@ -59,3 +59,7 @@ class HostUnavailable(DomainError):
 
 class ConcurrentUpdate(InvalidState):
     """Another writer committed a change to the same incident first (retried by the service)."""
+
+    def __init__(self, message: str = "The incident was changed by someone else at the same time; try again.",
+                 details: dict[str, Any] | None = None):
+        super().__init__(message, details)

@@ -391,15 +391,14 @@ class IncidentService:
         Returns (incident, changed). Nothing is posted when nothing changed.
 
         The first attempt asks for an optimistic unit of work: the incident is read
-        without a lock (or seen, a read of this request, is taken
-        as that read), who may change it is decided on that read, and the commit
-        writes only if nobody changed the incident in between. A change that seen
-        refuses or makes no difference to is decided again on a fresh read, since
-        seen may be older than the incident.
-        Otherwise, and for every retry after a concurrent change, who may change it
-        is decided first (on seen, or on the head) and the incident is read under its
-        row lock: a permission check may ask the chat server, and no lock is held
-        while it does.
+        without a lock (or seen, a read of this request, is taken as that read), who
+        may change it is decided on that read, and the commit writes only if nobody
+        changed the incident in between. A change that seen refuses or makes no
+        difference to is decided again on a fresh read, since seen may be older than
+        the incident. Every retry (after a concurrent change, or such a second look)
+        reads the incident under its lock. Where a unit of work is not optimistic, who
+        may change it is decided first, on seen or on the head: a permission check may
+        ask the chat server, and no lock is held while it does.
         """
         if not checked and seen is not None and seen.id == incident_id:
             self._check_edit(user_id, seen)

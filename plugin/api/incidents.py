@@ -112,8 +112,8 @@ def create_blueprint(components: Any) -> Blueprint:
 
         total, items = service.list_incidents(g.user_id, query, known)
         bodies = [representation(item) if isinstance(item, Incident) else kept[item.id] for item in items]
-        envelope = {key: value for key, value in page_of([], total, query.page, query.per_page).items()
-                    if key != "items"}
+        envelope = page_of([], total, query.page, query.per_page)
+        del envelope["items"]  # spliced in below, as the kept JSON
         head = current_app.json.dumps(envelope).encode()
         items_json = b",".join(item.rstrip(b"\n") for item in bodies)
         body = b"".join([head[:-1], b',"items":[', items_json, b"]}\n"])

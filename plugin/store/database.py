@@ -162,7 +162,6 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
 
 
 PING_AFTER_IDLE_SECONDS = 2.0
-_MOVED_ON = "The incident was changed by someone else at the same time; try again."
 _WRITES = "incident_writes"
 
 
@@ -384,7 +383,7 @@ class SqlUnitOfWork:
             if joined is not None:
                 changed = driver.execute_sql(self.connection, joined.text, joined.parameters).fetchone()[0]
                 if changed != 1:
-                    raise ConcurrentUpdate(_MOVED_ON)
+                    raise ConcurrentUpdate()
                 return
         # In a transaction (on SQLite: holding the write lock, taken here) the guard takes
         # the row when it finds it at the version read; the rest follows.
@@ -392,7 +391,7 @@ class SqlUnitOfWork:
             self.connection.begin()
         if driver.execute_sql(self.connection, guard.text, guard.parameters).rowcount != 1:
             self.connection.rollback()
-            raise ConcurrentUpdate(_MOVED_ON)
+            raise ConcurrentUpdate()
         for step in steps:
             self._run(step)
         self.connection.commit()

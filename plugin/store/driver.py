@@ -248,10 +248,15 @@ def compose(writes: Sequence[Write], guard: Write | None = None) -> Write | None
     many rows the guard changed (``SELECT count(*)``): none means that nothing was
     written. None when a write has no guarded form or may be retried.
     """
-    if guard is not None:
-        return _guarded_compose(writes, guard)
     ctes: list[tuple[str, str]] = []
     parameters: list[Any] = []
+    if guard is not None:
+        if guard.retry is not None or any(write.guarded is None or write.retry is not None for write in writes):
+            return None
+        ctes.extend([*guard.ctes, (GUARD, guard.sql)])
+        parameters.extend(guard.parameters)
+        writes = [*(write.guarded(GUARD) for write in writes),  # type: ignore[misc]
+                  Write(f"SELECT count(*) FROM {GUARD}", ())]
     for index, write in enumerate(writes):
         ctes.extend(write.ctes)
         if index < len(writes) - 1:
@@ -269,21 +274,6 @@ def compose(writes: Sequence[Write], guard: Write | None = None) -> Write | None
 
     return Write(writes[-1].sql, tuple(parameters), tuple(ctes),
                  retry if any(write.retry is not None for write in writes) else None)
-
-
-def _guarded_compose(writes: Sequence[Write], guard: Write) -> Write | None:
-    if any(write.guarded is None or write.retry is not None for write in writes) or guard.retry is not None:
-        return None
-    ctes: list[tuple[str, str]] = [*guard.ctes, (GUARD, guard.sql)]
-    parameters: list[Any] = list(guard.parameters)
-    for index, write in enumerate(writes):
-        made = write.guarded(GUARD)  # type: ignore[misc]
-        ctes.extend(made.ctes)
-        ctes.append((f"write_{index}", made.sql))
-        parameters.extend(made.parameters)
-    if len({name for name, _sql in ctes}) != len(ctes):
-        return None
-    return Write(f"SELECT count(*) FROM {GUARD}", tuple(parameters), tuple(ctes))
 
 
 RETRIES = 8

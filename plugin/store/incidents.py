@@ -188,7 +188,7 @@ class SqlIncidentRepository:
                 # the write can wait for the commit.
                 self.write_at_commit(statement.write(self.connection.dialect, values))
         elif driver.execute(self.connection, statement, values, begin=True).rowcount != 1:
-            raise ConcurrentUpdate("The incident was changed by someone else at the same time; try again.")
+            raise ConcurrentUpdate()
         self._documents[incident.id] = values["checklists"]
         incident.version += 1
 

@@ -16,6 +16,7 @@ in ``telemetry_audit``: one row per batch with its newest messages.
 """
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import time
@@ -99,24 +100,21 @@ _SQLITE_INSERT = f"INSERT INTO telemetry_outbox ({_COLUMNS}) VALUES (?, ?, ?, ?)
 _SQLITE_BOUND = "DELETE FROM telemetry_outbox WHERE seq < ?"
 
 
-_POSTGRES_INSERT = f"INSERT INTO telemetry_outbox ({_COLUMNS}) VALUES (%s, %s, %s::json, %s) RETURNING seq"
-
-
-def _postgres_guarded_insert(guard: str) -> str:
-    """The event's insert, made only when the statement named guard returned a row."""
-    return (f"INSERT INTO telemetry_outbox ({_COLUMNS}) SELECT %s::varchar, %s::varchar, %s::json, %s::bigint "
-            f"WHERE EXISTS (SELECT 1 FROM {guard}) RETURNING seq")
-
-
-def _postgres_record(bound: str, insert: str = _POSTGRES_INSERT) -> tuple[tuple[tuple[str, str], ...], str]:
+@functools.lru_cache(maxsize=None)
+def _postgres_record(bound: str, guard: str | None = None) -> tuple[tuple[tuple[str, str], ...], str]:
     """The insert, the drop of events past the bound and its count, as data-modifying statements.
 
     They form one ``driver.Write`` (ctes and main statement) that needs no answer, so
     it runs at commit, joined with the mutation's other writes (``write_at_commit``).
-    The DELETE cannot see the row being inserted, which is never older than itself;
-    when nothing was inserted (a guarded insert whose guard found no row) the bound
-    is NULL and nothing is dropped or counted.
+    The DELETE cannot see the row being inserted, which is never older than itself.
+    With guard (the name of a statement of the same WITH), the event is inserted only
+    when that statement returned a row; when it did not, the bound is NULL and nothing
+    is dropped or counted. Built once per bound and guard.
     """
+    insert = (f"INSERT INTO telemetry_outbox ({_COLUMNS}) VALUES (%s, %s, %s::json, %s) RETURNING seq"
+              if guard is None else
+              f"INSERT INTO telemetry_outbox ({_COLUMNS}) SELECT %s::varchar, %s::varchar, %s::json, %s::bigint "
+              f"WHERE EXISTS (SELECT 1 FROM {guard}) RETURNING seq")
     return ((("outbox_new", insert),
              ("outbox_gone", f"DELETE FROM telemetry_outbox WHERE {bound} RETURNING 1")),
             "INSERT INTO telemetry_counters (name, value) SELECT 'dropped', count(*) FROM outbox_gone "
@@ -132,7 +130,6 @@ _POINT_BOUND = "seq = (SELECT seq FROM outbox_new) - %s"
 # number that a rolled-back transaction used, and older events after the bound was
 # lowered.
 _RANGE_BOUND = "seq < (SELECT seq FROM outbox_new) - %s + 1"
-_POSTGRES_RECORD = {bound: _postgres_record(bound) for bound in (_POINT_BOUND, _RANGE_BOUND)}
 SWEEP_EVERY_SECONDS = 10.0
 
 
@@ -223,11 +220,11 @@ class Outbox:
             if time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + self.sweep_every
                 bound = _RANGE_BOUND
-            ctes, sql = _POSTGRES_RECORD[bound]
+            ctes, sql = _postgres_record(bound)
             parameters = (message_id, event, document, recorded_at, max_events)
 
             def guarded(guard: str) -> driver.Write:
-                guarded_ctes, guarded_sql = _postgres_record(bound, _postgres_guarded_insert(guard))
+                guarded_ctes, guarded_sql = _postgres_record(bound, guard)
                 return driver.Write(guarded_sql, parameters, guarded_ctes)
 
             uow.write_at_commit(driver.Write(sql, parameters, ctes, guarded=guarded))
