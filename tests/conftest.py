@@ -8,6 +8,7 @@ so parallel runs never meet. Without PostgreSQL those cases are skipped, unless
 """
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import shutil
@@ -133,6 +134,14 @@ def app(settings: Settings):
 @pytest.fixture
 def components(app):
     return app.extensions["incident"]
+
+
+@pytest.fixture
+def ticking_clock(components):
+    """The service's clock advances a millisecond per call: incidents started one after
+    another are never a tie for "newest" (a fast host starts several within one millisecond)."""
+    ticks = itertools.count(1_700_000_000_000)
+    components.service.clock = lambda: next(ticks)
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 """The incident API end to end over Flask's test client, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from tests.api.helpers import TWO_STAGES, start
@@ -261,11 +259,7 @@ def test_host_secret_is_required_when_configured(settings):
 
 
 # ----- listing ----------------------------------------------------------------------------
-def test_list_filters_sorts_and_pages(client, components):
-    # A millisecond apart each: started within one millisecond, "newest first" is a tie
-    # (broken by id, which is random).
-    ticks = itertools.count(1_700_000_000_000)
-    components.service.clock = lambda: next(ticks)
+def test_list_filters_sorts_and_pages(client, ticking_clock):
     first = start(client, name="alpha")
     second = start(client, name="beta")
     third = start(client, name="gamma", commander_user_id=ALICE)
