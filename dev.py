@@ -7,6 +7,8 @@ from pyproject.toml and constraints.txt, so a fresh machine needs only Python 3.
   python3 dev.py serve [incident-plugin serve options]   start the server (SQLite, local host)
   python3 dev.py test  [pytest options]                  run the whole test suite (webapp tests under
                                                          node too, when no pytest options are given)
+  python3 dev.py postgres                                install (when missing) and start a local PostgreSQL
+                                                         with the role the tests use; ``test`` does it too
   python3 dev.py run   COMMAND ...                       run any command inside the environment
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -47,6 +50,59 @@ def ensure_venv() -> None:
     STAMP.write_text(fingerprint)
 
 
+# The role and database the tests and the bench use when INCIDENT_TEST_POSTGRES_URL is not set.
+PG_ROLE = "incident"
+PG_URL = f"postgresql+psycopg://{PG_ROLE}:{PG_ROLE}@127.0.0.1:5432/postgres"
+
+
+def _pg_ready() -> bool:
+    pg_isready = shutil.which("pg_isready")
+    return bool(pg_isready) and subprocess.run(
+        [pg_isready, "-q", "-h", "127.0.0.1", "-p", "5432"], check=False).returncode == 0
+
+
+def ensure_postgres() -> None:
+    """Install PostgreSQL from the system's packages when missing, start its cluster, and
+    create the ``incident`` role (password login, CREATEDB) that the tests connect as.
+
+    Needs root and Debian's tools (apt-get, pg_ctlcluster); elsewhere it says what to do.
+    """
+    if "INCIDENT_TEST_POSTGRES_URL" in os.environ:
+        return
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if not shutil.which("pg_ctlcluster"):
+        if not (root and shutil.which("apt-get")):
+            print("PostgreSQL is not installed; install it (Debian: apt-get install -y postgresql) "
+                  "or set INCIDENT_TEST_POSTGRES_URL", file=sys.stderr)
+            return
+        print("installing PostgreSQL (apt-get install -y postgresql)", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+    if not root:
+        if not _pg_ready():
+            print("PostgreSQL is not running on 127.0.0.1:5432; start it (pg_ctlcluster VERSION main start)",
+                  file=sys.stderr)
+        return
+    if not _pg_ready():
+        for version in sorted(os.listdir("/etc/postgresql"), reverse=True):
+            print(f"starting PostgreSQL {version}", file=sys.stderr)
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False)
+            break
+        for _ in range(30):
+            if _pg_ready():
+                break
+            time.sleep(1)
+        else:
+            sys.exit("PostgreSQL did not start on 127.0.0.1:5432 (see /var/log/postgresql/)")
+    # Peer authentication as the postgres system user; idempotent.
+    sql = (f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PG_ROLE}') THEN "
+           f"CREATE ROLE {PG_ROLE} LOGIN CREATEDB PASSWORD '{PG_ROLE}'; END IF; END$$;")
+    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                   check=True, cwd="/")
+
+
 def run_webapp_tests() -> None:
     """The webapp stub's tests, under Node's built-in runner (no npm packages needed)."""
     node = shutil.which("node")
@@ -59,14 +115,21 @@ def run_webapp_tests() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"serve", "test", "run"}:
+    if not argv or argv[0] not in {"serve", "test", "run", "postgres"}:
         print(__doc__, file=sys.stderr)
+        return 2
+    if argv[0] == "postgres":
+        ensure_postgres()
+        return 0
+    if argv[0] == "run" and len(argv) == 1:
+        print("usage: python3 dev.py run COMMAND [ARGS...]", file=sys.stderr)
         return 2
     ensure_venv()
     command, rest = argv[0], argv[1:]
     if command == "serve":
         args = [str(BIN / "incident-plugin"), "serve", *rest]
     elif command == "test":
+        ensure_postgres()
         if not rest:
             run_webapp_tests()
         args = [str(BIN / "python"), "-m", "pytest", *rest]

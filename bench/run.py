@@ -44,7 +44,7 @@ from plugin.store import normalise_url  # noqa: E402
 from plugin.store.incidents import checklists_to_json  # noqa: E402
 from plugin.store.tables import chat_channel_members, chat_channels, incidents  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("INCIDENT_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get("INCIDENT_BENCH_POSTGRES_URL", "postgresql+psycopg://incident:incident@127.0.0.1:5432/postgres")
 RESULTS = ROOT / "bench" / "results"
 WORKERS_FOR_TWO_CORES = 2 * 2 + 1
 SECTIONS = ("efficiency", "slash", "telemetry", "scale")

@@ -24,7 +24,7 @@ from plugin.settings import Settings, load_settings
 from plugin.store import Database, driver, migrate, normalise_url
 from plugin.store.tables import metadata
 
-PG_URL = os.environ.get("INCIDENT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get("INCIDENT_TEST_POSTGRES_URL", "postgresql+psycopg://incident:incident@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("INCIDENT_REQUIRE_POSTGRES", "") in {"1", "true", "yes"}
 
 
