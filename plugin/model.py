@@ -197,6 +197,34 @@ class Incident:
         self.active_stage = index
         return True
 
+    def next_stage(self, *, force: bool = False) -> bool:
+        """Move from the active stage to the one after it; True (a move that cannot be made raises).
+
+        Refused (InvalidState) from the last stage and, unless forced, while the
+        active stage has open tasks.
+        """
+        if not self.checklists:
+            raise InvalidState("This incident has no stages.", {"checklist_count": 0})
+        if self.active_stage >= len(self.checklists) - 1:
+            raise InvalidState(f"**{self.active_stage_title}** is the last stage.",
+                               {"active_stage": self.active_stage, "last_stage": True})
+        open_tasks = self.checklists[self.active_stage].open_item_count if self.active_stage >= 0 else 0
+        if open_tasks and not force:
+            raise InvalidState(f"Stage **{self.active_stage_title}** still has {open_tasks} open task(s).",
+                               {"active_stage": self.active_stage, "open_tasks": open_tasks})
+        self.active_stage += 1
+        return True
+
+    def previous_stage(self) -> bool:
+        """Move from the active stage to the one before it; True (refused with InvalidState at the first)."""
+        if not self.checklists:
+            raise InvalidState("This incident has no stages.", {"checklist_count": 0})
+        if self.active_stage <= 0:
+            raise InvalidState(f"**{self.active_stage_title}** is already the first stage.",
+                               {"active_stage": self.active_stage, "first_stage": True})
+        self.active_stage -= 1
+        return True
+
     def add_item(self, checklist: int, item: ChecklistItem) -> None:
         """Append a task to a stage."""
         self.checklist(checklist).items.append(item)
@@ -240,6 +268,11 @@ class Incident:
         item.state = state
         item.state_modified = now
         return True
+
+    def toggle_item_state(self, checklist: int, index: int, now: int) -> bool:
+        """Open a closed task, or close one that is not; True (it always changes)."""
+        closed = self.checklist(checklist).item(index).state is ItemState.CLOSED
+        return self.set_item_state(checklist, index, ItemState.OPEN if closed else ItemState.CLOSED, now)
 
     def set_item_assignee(self, checklist: int, index: int, assignee_id: str) -> bool:
         """Assign (or, with an empty id, unassign) a task; False when unchanged."""

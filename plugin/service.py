@@ -120,6 +120,18 @@ class NewIncident:
     playbook_id: str = ""
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a change request did: the incident as the change left it, and whether it changed anything.
+
+    Unchanged (``changed`` false) means the incident, as read for the change, already
+    was as asked: nothing was written, posted or recorded.
+    """
+
+    incident: Incident
+    changed: bool
+
+
 def now_ms() -> int:
     """Milliseconds since the epoch."""
     return int(time.time() * 1000)
@@ -263,23 +275,25 @@ class IncidentService:
     # ----- incident changes ----------------------------------------------------------
     # A change may be given ``seen``: the incident as the caller read it earlier in
     # the same request (the slash command reads it to answer). Its channel, which
-    # never changes, decides who may change it, so it is not read a second time;
-    # the change itself is made to the row read under the lock.
-    def end_incident(self, user_id: str, incident_id: str, *, seen: Incident | None = None) -> Incident:
+    # never changes, decides who may change it, so it is not read a second time.
+    # What the change does is decided on the row read for it, again on every retry,
+    # never on seen: a command relative to the current state ("next stage", "toggle
+    # this task") moves from where the incident is when the change is made.
+    def end_incident(self, user_id: str, incident_id: str, *, seen: Incident | None = None) -> Outcome:
         """End an active incident."""
         actor = self.host.mention(user_id)
         return self._mutate(user_id, incident_id, lambda i: i.end(self.clock()) or True, "incident", "end",
-                            seen=seen, announce=lambda _: f"This incident was ended by {actor}.")[0]
+                            seen=seen, announce=lambda _: f"This incident was ended by {actor}.")
 
-    def restart_incident(self, user_id: str, incident_id: str, *, seen: Incident | None = None) -> Incident:
+    def restart_incident(self, user_id: str, incident_id: str, *, seen: Incident | None = None) -> Outcome:
         """Make an ended incident active again."""
         actor = self.host.mention(user_id)
         return self._mutate(user_id, incident_id, lambda i: i.restart() or True, "incident", "restart",
-                            seen=seen, announce=lambda _: f"This incident was restarted by {actor}.")[0]
+                            seen=seen, announce=lambda _: f"This incident was restarted by {actor}.")
 
     def change_commander(self, user_id: str, incident_id: str, commander_id: str, *,
-                         seen: Incident | None = None) -> Incident:
-        """Hand the incident to another channel member."""
+                         seen: Incident | None = None) -> Outcome:
+        """Hand the incident to another channel member (unchanged when they already command it)."""
         incident = self._read_for_edit(user_id, incident_id, seen)
         if commander_id != incident.commander_user_id and not self.host.is_channel_member(
                 incident.channel_id, commander_id):
@@ -294,62 +308,90 @@ class IncidentService:
         # Names are looked up only for a real change, from the commander the change replaced.
         return self._mutate(user_id, incident_id, apply, "incident", "change_commander", checked=True, seen=seen,
                             announce=lambda _: f"{self.host.mention(user_id)} changed the incident commander "
-                            f"from {self.host.mention(previous['id'])} to {self.host.mention(commander_id)}.")[0]
+                            f"from {self.host.mention(previous['id'])} to {self.host.mention(commander_id)}.")
 
     def set_active_stage(self, user_id: str, incident_id: str, stage: int, *,
-                         seen: Incident | None = None) -> Incident:
-        """Move the incident to another stage."""
+                         seen: Incident | None = None) -> Outcome:
+        """Move the incident to the stage at this index (unchanged when it is already there)."""
+        return self._change_stage(user_id, incident_id, lambda i: i.set_active_stage(stage), seen)
+
+    def next_stage(self, user_id: str, incident_id: str, *, force: bool = False,
+                   seen: Incident | None = None) -> Outcome:
+        """Move the incident one stage on from where it is (see Incident.next_stage for refusals)."""
+        return self._change_stage(user_id, incident_id, lambda i: i.next_stage(force=force), seen)
+
+    def previous_stage(self, user_id: str, incident_id: str, *, seen: Incident | None = None) -> Outcome:
+        """Move the incident one stage back from where it is (refused at the first stage)."""
+        return self._change_stage(user_id, incident_id, Incident.previous_stage, seen)
+
+    def _change_stage(self, user_id: str, incident_id: str, move: Callable[[Incident], bool],
+                      seen: Incident | None) -> Outcome:
+        """Make a stage move and post from which stage to which, both as found by the change."""
         before: dict[str, str] = {}
 
         def apply(incident: Incident) -> bool:
             before["title"] = incident.active_stage_title
-            return incident.set_active_stage(stage)
+            return move(incident)
 
         actor = self.host.mention(user_id)
         return self._mutate(user_id, incident_id, apply, "incident", "change_stage", seen=seen,
                             announce=lambda incident: f"{actor} changed the active stage from "
-                            f"**{before['title']}** to **{incident.active_stage_title}**.")[0]
+                            f"**{before['title']}** to **{incident.active_stage_title}**.")
 
     # ----- task changes --------------------------------------------------------------
-    def add_item(self, user_id: str, incident_id: str, checklist: int, item: NewItem) -> Incident:
+    def add_item(self, user_id: str, incident_id: str, checklist: int, item: NewItem) -> Outcome:
         """Append a task to a stage."""
         return self._mutate(user_id, incident_id, lambda i: i.add_item(checklist, _new_item(item)) or True,
-                            "tasks", "add_task")[0]
+                            "tasks", "add_task")
 
     def edit_item(self, user_id: str, incident_id: str, checklist: int, index: int, *, title: str | None = None,
-                  description: str | None = None, command: str | None = None) -> Incident:
+                  description: str | None = None, command: str | None = None) -> Outcome:
         """Change a task's title, description or command."""
         return self._mutate(user_id, incident_id, lambda i: i.edit_item(
-            checklist, index, title=title, description=description, command=command), "tasks", "rename_task")[0]
+            checklist, index, title=title, description=description, command=command), "tasks", "rename_task")
 
-    def remove_item(self, user_id: str, incident_id: str, checklist: int, index: int) -> Incident:
+    def remove_item(self, user_id: str, incident_id: str, checklist: int, index: int) -> Outcome:
         """Delete a task."""
         return self._mutate(user_id, incident_id, lambda i: bool(i.remove_item(checklist, index)),
-                            "tasks", "remove_task")[0]
+                            "tasks", "remove_task")
 
-    def move_item(self, user_id: str, incident_id: str, checklist: int, item_num: int, new_location: int) -> Incident:
+    def move_item(self, user_id: str, incident_id: str, checklist: int, item_num: int, new_location: int) -> Outcome:
         """Move a task to another position in its stage."""
         return self._mutate(user_id, incident_id, lambda i: i.move_item(checklist, item_num, new_location),
-                            "tasks", "move_task")[0]
+                            "tasks", "move_task")
 
     def set_item_state(self, user_id: str, incident_id: str, checklist: int, index: int,
-                       state: ItemState, *, seen: Incident | None = None) -> Incident:
-        """Open, start or close a task."""
+                       state: ItemState, *, seen: Incident | None = None) -> Outcome:
+        """Open, start or close a task (unchanged when it already has that state)."""
+        return self._change_item_state(user_id, incident_id, checklist, index, seen,
+                                       lambda i, now: i.set_item_state(checklist, index, state, now))
+
+    def toggle_item_state(self, user_id: str, incident_id: str, checklist: int, index: int, *,
+                          seen: Incident | None = None) -> Outcome:
+        """Open the task if it is closed, else close it, as it is when the change is made."""
+        return self._change_item_state(user_id, incident_id, checklist, index, seen,
+                                       lambda i, now: i.toggle_item_state(checklist, index, now))
+
+    def _change_item_state(self, user_id: str, incident_id: str, checklist: int, index: int,
+                           seen: Incident | None, change: Callable[[Incident, int], bool]) -> Outcome:
+        """Change a task's state; its event tells the state the change left and the user's role."""
         extra: dict[str, Any] = {}
 
         def apply(incident: Incident) -> bool:
             item = incident.checklist(checklist).item(index)
-            extra.update(NewState=state.value, WasCommander=user_id == incident.commander_user_id,
+            if not change(incident, self.clock()):
+                return False
+            extra.update(NewState=item.state.value, WasCommander=user_id == incident.commander_user_id,
                          WasAssignee=bool(item.assignee_id) and user_id == item.assignee_id)
-            return incident.set_item_state(checklist, index, state, self.clock())
+            return True
 
-        return self._mutate(user_id, incident_id, apply, "tasks", "modify_task_state", extra=extra, seen=seen)[0]
+        return self._mutate(user_id, incident_id, apply, "tasks", "modify_task_state", extra=extra, seen=seen)
 
     def set_item_assignee(self, user_id: str, incident_id: str, checklist: int, index: int,
-                          assignee_id: str) -> Incident:
+                          assignee_id: str) -> Outcome:
         """Assign a task to a user, or unassign it with an empty id."""
         return self._mutate(user_id, incident_id, lambda i: i.set_item_assignee(checklist, index, assignee_id),
-                            "tasks", "set_assignee_for_task")[0]
+                            "tasks", "set_assignee_for_task")
 
     # ----- machinery -----------------------------------------------------------------
     def _read(self, incident_id: str) -> Incident:
@@ -384,11 +426,12 @@ class IncidentService:
 
     def _mutate(self, user_id: str, incident_id: str, apply: Callable[[Incident], bool], event: str,
                 action: str, *, extra: dict[str, Any] | None = None, seen: Incident | None = None,
-                checked: bool = False, announce: Callable[[Incident], str] | None = None) -> tuple[Incident, bool]:
+                checked: bool = False, announce: Callable[[Incident], str] | None = None) -> Outcome:
         """Check the user may change it (on seen, if given; not again when checked); apply a
         change to the incident as read for it; record its event; post what announce says; commit.
 
-        Returns (incident, changed). Nothing is posted when nothing changed.
+        apply decides what to change from the incident it is given, and is called again
+        on every attempt with that attempt's read. Nothing is posted when nothing changed.
 
         The first attempt asks for an optimistic unit of work: the incident is read
         without a lock (or seen, a read of this request, is taken as that read), who
@@ -428,7 +471,7 @@ class IncidentService:
                         if adopted:
                             # seen may be older than the incident: refuse or skip only on a fresh read.
                             continue
-                        return incident, False
+                        return Outcome(incident, False)
                     uow.incidents.save(incident)
                     track = self.telemetry.track_incident if event == "incident" else self.telemetry.track_task
                     track(uow, action, incident, user_id, **(extra or {}))
@@ -442,7 +485,7 @@ class IncidentService:
                 log.info("incident %s changed concurrently; retrying %s", incident_id, action)
         if announce is not None and not in_transaction:
             self._post(incident, announce(incident))
-        return incident, True
+        return Outcome(incident, True)
 
     def _post(self, incident: Incident, message: str) -> None:
         """Post after the commit (remote hosts): best effort."""

@@ -149,47 +149,47 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.response(200, IncidentSchema)
     def end(incident_id: str) -> Any:
         """End an active incident."""
-        return service.end_incident(g.user_id, path_id(incident_id, "incident"))
+        return service.end_incident(g.user_id, path_id(incident_id, "incident")).incident
 
     @blp.route("/<incident_id>/restart", methods=["PUT"])
     @blp.response(200, IncidentSchema)
     def restart(incident_id: str) -> Any:
         """Restart an ended incident."""
-        return service.restart_incident(g.user_id, path_id(incident_id, "incident"))
+        return service.restart_incident(g.user_id, path_id(incident_id, "incident")).incident
 
     @blp.route("/<incident_id>/commander", methods=["POST"])
     @blp.arguments(CommanderSchema)
     @blp.response(200, IncidentSchema)
     def commander(body: dict[str, Any], incident_id: str) -> Any:
         """Change the commander (who must be a member of the incident channel)."""
-        return service.change_commander(g.user_id, path_id(incident_id, "incident"), body["commander_id"])
+        return service.change_commander(g.user_id, path_id(incident_id, "incident"), body["commander_id"]).incident
 
     @blp.route("/<incident_id>", methods=["PATCH"])
     @blp.arguments(StageSchema)
     @blp.response(200, IncidentSchema)
     def patch(body: dict[str, Any], incident_id: str) -> Any:
         """Change the active stage."""
-        return service.set_active_stage(g.user_id, path_id(incident_id, "incident"), body["active_stage"])
+        return service.set_active_stage(g.user_id, path_id(incident_id, "incident"), body["active_stage"]).incident
 
     @blp.route("/<incident_id>/checklists/<int:checklist>/items", methods=["POST"])
     @blp.arguments(NewItemSchema)
     @blp.response(200, IncidentSchema)
     def add_item(body: dict[str, Any], incident_id: str, checklist: int) -> Any:
         """Add a task at the end of a stage."""
-        return service.add_item(g.user_id, path_id(incident_id, "incident"), checklist, NewItem(**body))
+        return service.add_item(g.user_id, path_id(incident_id, "incident"), checklist, NewItem(**body)).incident
 
     @blp.route(ITEM, methods=["PUT"])
     @blp.arguments(EditItemSchema)
     @blp.response(200, IncidentSchema)
     def edit_item(body: dict[str, Any], incident_id: str, checklist: int, item: int) -> Any:
         """Rename a task or change its description or command."""
-        return service.edit_item(g.user_id, path_id(incident_id, "incident"), checklist, item, **body)
+        return service.edit_item(g.user_id, path_id(incident_id, "incident"), checklist, item, **body).incident
 
     @blp.route(ITEM, methods=["DELETE"])
     @blp.response(200, IncidentSchema)
     def remove_item(incident_id: str, checklist: int, item: int) -> Any:
         """Remove a task."""
-        return service.remove_item(g.user_id, path_id(incident_id, "incident"), checklist, item)
+        return service.remove_item(g.user_id, path_id(incident_id, "incident"), checklist, item).incident
 
     @blp.route("/<incident_id>/checklists/<int:checklist>/reorder", methods=["PUT"])
     @blp.arguments(ReorderSchema)
@@ -197,7 +197,7 @@ def create_blueprint(components: Any) -> Blueprint:
     def reorder(body: dict[str, Any], incident_id: str, checklist: int) -> Any:
         """Move a task to another position in its stage."""
         return service.move_item(g.user_id, path_id(incident_id, "incident"), checklist, body["item_num"],
-                                 body["new_location"])
+                                 body["new_location"]).incident
 
     @blp.route(ITEM + "/state", methods=["PUT"])
     @blp.arguments(ItemStateSchema)
@@ -205,7 +205,7 @@ def create_blueprint(components: Any) -> Blueprint:
     def item_state(body: dict[str, Any], incident_id: str, checklist: int, item: int) -> Any:
         """Set a task's state: open, in_progress or closed."""
         return service.set_item_state(g.user_id, path_id(incident_id, "incident"), checklist, item,
-                                      ItemState(body["new_state"]))
+                                      ItemState(body["new_state"])).incident
 
     @blp.route(ITEM + "/assignee", methods=["PUT"])
     @blp.arguments(AssigneeSchema)
@@ -213,6 +213,6 @@ def create_blueprint(components: Any) -> Blueprint:
     def item_assignee(body: dict[str, Any], incident_id: str, checklist: int, item: int) -> Any:
         """Assign a task (an empty assignee_id unassigns it)."""
         return service.set_item_assignee(g.user_id, path_id(incident_id, "incident"), checklist, item,
-                                         body["assignee_id"])
+                                         body["assignee_id"]).incident
 
     return blp

@@ -20,7 +20,7 @@ from typing import Any
 
 from plugin.chat import ChatHost
 from plugin.command import parser as p
-from plugin.errors import DomainError, NotFound
+from plugin.errors import DomainError, InvalidState, NotFound
 from plugin.model import NAME_MAX, DESCRIPTION_MAX, Incident, IncidentFilter, ItemState
 from plugin.service import IncidentService, NewIncident
 
@@ -42,6 +42,12 @@ HELP_TEXT = """\
 * `/incident help` - this text.
 
 Stages and tasks are numbered from 1, as `info` shows them."""
+
+# What to do about a refused `stage next` or `stage prev`, by the detail the refusal carries.
+_STAGE_HINTS = {
+    "last_stage": " When the work is done, end the incident with `/incident end`.",
+    "open_tasks": " Close them with `/incident check`, or move on anyway with `/incident stage next --force`.",
+}
 
 
 @dataclass(frozen=True)
@@ -127,77 +133,73 @@ class CommandRunner:
 
     def _end(self, command: p.End, caller: Caller) -> dict[str, Any]:
         here = self._here(caller)
-        incident = self.service.end_incident(caller.user_id, here.id, seen=here)
+        incident = self.service.end_incident(caller.user_id, here.id, seen=here).incident
         return reply(f"Incident **{incident.name}** ended. `/incident restart` reopens it.")
 
     def _restart(self, command: p.Restart, caller: Caller) -> dict[str, Any]:
         here = self._here(caller)
-        incident = self.service.restart_incident(caller.user_id, here.id, seen=here)
+        incident = self.service.restart_incident(caller.user_id, here.id, seen=here).incident
         return reply(f"Incident **{incident.name}** is active again.")
 
+    # Each change below is decided by the service on the incident as the change finds
+    # it, which may differ from the read here; replies describe the outcome.
     def _stage(self, command: p.Stage, caller: Caller) -> dict[str, Any]:
-        incident = self._here(caller)
-        count = len(incident.checklists)
+        here = self._here(caller)
+        count = len(here.checklists)  # stages are never added or removed
         if count == 0:
             return reply("This incident has no stages.")
-        current = incident.active_stage
-        if command.target == "next":
-            if current >= count - 1:
-                return reply(f"**{incident.active_stage_title}** is the last stage. When the work is done, "
-                             "end the incident with `/incident end`.")
-            open_tasks = incident.checklists[current].open_item_count if current >= 0 else 0
-            if open_tasks and not command.force:
-                return reply(f"Stage **{incident.active_stage_title}** still has {open_tasks} open task(s). "
-                             "Close them with `/incident check`, or move on anyway with "
-                             "`/incident stage next --force`.")
-            target = current + 1
-        elif command.target == "prev":
-            if current <= 0:
-                return reply(f"**{incident.active_stage_title}** is already the first stage.")
-            target = current - 1
+        if command.target in ("next", "prev"):
+            try:
+                if command.target == "next":
+                    outcome = self.service.next_stage(caller.user_id, here.id, force=command.force, seen=here)
+                else:
+                    outcome = self.service.previous_stage(caller.user_id, here.id, seen=here)
+            except InvalidState as refused:
+                return reply(refused.message + "".join(hint for key, hint in _STAGE_HINTS.items()
+                                                       if key in refused.details))
         else:
             target = int(command.target) - 1
             if target >= count:
                 return reply(f"There is no stage {command.target}: this incident has {count} stage(s), "
                              f"numbered 1 to {count}.")
-        if target == current:
-            return reply(f"Stage {target + 1} (**{incident.active_stage_title}**) is already the active stage.")
-        incident = self.service.set_active_stage(caller.user_id, incident.id, target, seen=incident)
-        return reply(f"The active stage is now {target + 1} of {count}: **{incident.active_stage_title}**.")
+            outcome = self.service.set_active_stage(caller.user_id, here.id, target, seen=here)
+            if not outcome.changed:
+                return reply(f"Stage {target + 1} (**{outcome.incident.active_stage_title}**) is already the "
+                             "active stage.")
+        incident = outcome.incident
+        return reply(f"The active stage is now {incident.active_stage + 1} of {count}: "
+                     f"**{incident.active_stage_title}**.")
 
     def _check(self, command: p.Check, caller: Caller) -> dict[str, Any]:
-        incident = self._here(caller)
-        count = len(incident.checklists)
+        here = self._here(caller)
+        count = len(here.checklists)
         if command.stage > count:
             return reply(f"There is no stage {command.stage}: this incident has {count} stage(s)"
                          f"{f', numbered 1 to {count}' if count else ''}.")
-        stage = incident.checklists[command.stage - 1]
+        stage = here.checklists[command.stage - 1]
         if command.task > len(stage.items):
             return reply(f"There is no task {command.task} in stage {command.stage} (**{stage.title}**): "
                          f"it has {len(stage.items)} task(s)"
                          f"{f', numbered 1 to {len(stage.items)}' if stage.items else ''}.")
-        item = stage.items[command.task - 1]
-        new_state = ItemState.OPEN if item.state is ItemState.CLOSED else ItemState.CLOSED
-        self.service.set_item_state(caller.user_id, incident.id, command.stage - 1, command.task - 1, new_state,
-                                    seen=incident)
-        done = "done" if new_state is ItemState.CLOSED else "open again"
+        incident = self.service.toggle_item_state(caller.user_id, here.id, command.stage - 1, command.task - 1,
+                                                  seen=here).incident
+        item = incident.checklists[command.stage - 1].items[command.task - 1]
+        done = "done" if item.state is ItemState.CLOSED else "open again"
         return reply(f"Task {command.stage}.{command.task} (**{item.title}**) is {done}.")
 
     def _commander(self, command: p.Commander, caller: Caller) -> dict[str, Any]:
-        incident = self._here(caller)
+        here = self._here(caller)
         if not command.username:
-            return reply(f"The commander of **{incident.name}** is "
-                         f"{self.host.mention(incident.commander_user_id)}.")
+            return reply(f"The commander of **{here.name}** is {self.host.mention(here.commander_user_id)}.")
         user_id = self.host.find_user_by_username(command.username)
         if user_id is None:
             return reply(f"There is no user @{command.username}. Check the spelling of the username.")
-        if user_id == incident.commander_user_id:
-            return reply(f"@{command.username} is already the commander.")
-        if not self.host.is_channel_member(incident.channel_id, user_id):
+        if user_id != here.commander_user_id and not self.host.is_channel_member(here.channel_id, user_id):
             return reply(f"@{command.username} is not a member of this channel; add them first, "
                          "then hand over the command.")
-        self.service.change_commander(caller.user_id, incident.id, user_id, seen=incident)
-        return reply(f"@{command.username} is now the commander of **{incident.name}**.")
+        if not self.service.change_commander(caller.user_id, here.id, user_id, seen=here).changed:
+            return reply(f"@{command.username} is already the commander.")
+        return reply(f"@{command.username} is now the commander of **{here.name}**.")
 
     def _announce(self, command: p.Announce, caller: Caller) -> dict[str, Any]:
         incident = self._here(caller)

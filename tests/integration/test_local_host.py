@@ -78,7 +78,7 @@ def test_a_stage_change_and_its_post_roll_back_together(components, monkeypatch,
     incident = components.service.create_incident(ALICE, _new())
     write_transactions.clear()
     driver_statements.clear()
-    moved = components.service.set_active_stage(ALICE, incident.id, 1)
+    moved = components.service.set_active_stage(ALICE, incident.id, 1).incident
     if components.db.dialect == "postgresql":
         # Optimistic: the row at the version read, its event and its post in one statement.
         writes = [sql for sql in driver_statements if not sql.startswith("SELECT")]

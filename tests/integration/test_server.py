@@ -31,11 +31,11 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def serve(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
-    """Run the server on port 0 until the block ends; yield its base URL."""
+def serve(tmp_path: Path, env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
+    """Run the server (of so many worker processes) on port 0 until the block ends; yield its base URL."""
     log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1"],
+        process = subprocess.Popen([CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--workers", str(workers)],
                                    env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
         try:
             deadline = time.monotonic() + STARTUP_SECONDS

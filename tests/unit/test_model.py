@@ -74,6 +74,52 @@ def test_an_incident_without_stages_explains_why_it_has_no_stage_to_change():
     assert incident.active_stage_title == ""
 
 
+def test_next_stage_moves_one_on_from_the_active_stage_and_stops_at_the_last():
+    incident = make_incident(stages=3, items=0)
+    assert incident.next_stage() is True and incident.active_stage == 1
+    assert incident.next_stage() is True and incident.active_stage == 2
+    with pytest.raises(InvalidState, match=r"\*\*Stage 2\*\* is the last stage") as refused:
+        incident.next_stage(force=True)
+    assert refused.value.details["last_stage"] is True and incident.active_stage == 2
+
+
+def test_next_stage_leaves_a_stage_with_open_tasks_only_when_forced():
+    incident = make_incident(stages=2, items=2)
+    incident.set_item_state(0, 0, ItemState.CLOSED, now=1)
+    with pytest.raises(InvalidState, match=r"\*\*Stage 0\*\* still has 1 open task\(s\)") as refused:
+        incident.next_stage()
+    assert refused.value.details["open_tasks"] == 1 and incident.active_stage == 0
+    assert incident.next_stage(force=True) is True and incident.active_stage == 1
+
+
+def test_previous_stage_moves_one_back_and_stops_at_the_first():
+    incident = make_incident(stages=3)
+    incident.set_active_stage(2)
+    assert incident.previous_stage() is True and incident.active_stage == 1
+    assert incident.previous_stage() is True and incident.active_stage == 0
+    with pytest.raises(InvalidState, match=r"\*\*Stage 0\*\* is already the first stage"):
+        incident.previous_stage()
+    assert incident.active_stage == 0
+
+
+@pytest.mark.parametrize("move", [Incident.next_stage, Incident.previous_stage], ids=["next", "previous"])
+def test_an_incident_without_stages_has_no_stage_to_move_to(move):
+    incident = make_incident(stages=0)
+    with pytest.raises(InvalidState, match="no stages"):
+        move(incident)
+    assert incident.active_stage == -1
+
+
+@pytest.mark.parametrize("start", list(ItemState), ids=[state.value for state in ItemState])
+def test_toggle_opens_a_closed_task_and_closes_any_other(start):
+    incident = make_incident()
+    incident.set_item_state(1, 2, start, now=5)
+    assert incident.toggle_item_state(1, 2, now=9) is True
+    item = incident.checklists[1].items[2]
+    assert item.state is (ItemState.OPEN if start is ItemState.CLOSED else ItemState.CLOSED)
+    assert item.state_modified == 9
+
+
 def test_move_item_reorders_within_the_stage():
     incident = make_incident()
     assert incident.move_item(0, 2, 0) is True
