@@ -310,6 +310,29 @@ class IncidentService:
                             announce=lambda incident: f"{actor} changed the active stage from "
                             f"**{before['title']}** to **{incident.active_stage_title}**.")[0]
 
+    def add_members(self, user_id: str, incident_id: str, member_ids: list[str], *,
+                    seen: Incident | None = None) -> tuple[list[str], list[str]]:
+        """Add people to the incident channel; returns (added, already members).
+
+        Channel members and system admins may add others. Membership lives in the chat
+        host, so the event is recorded after the host has added them.
+        """
+        incident = self._read_for_edit(user_id, incident_id, seen)
+        wanted = list(dict.fromkeys(member_ids))
+        already = [member for member in wanted if self.host.is_channel_member(incident.channel_id, member)]
+        added = [member for member in wanted if member not in already]
+        if not added:
+            return [], already
+        for member in added:
+            self.host.add_channel_member(incident.channel_id, member)
+        current = self._read(incident_id)
+        with self.uow_factory() as uow:
+            self.telemetry.track_incident(uow, "add_members", current, user_id, NumMembersAdded=len(added))
+            uow.commit()
+        names = ", ".join(self.host.mention(member) for member in added)
+        self._post(current, f"{self.host.mention(user_id)} added {names} to the incident.")
+        return added, already
+
     # ----- task changes --------------------------------------------------------------
     def add_item(self, user_id: str, incident_id: str, checklist: int, item: NewItem) -> Incident:
         """Append a task to a stage."""

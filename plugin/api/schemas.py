@@ -118,6 +118,15 @@ class CommanderSchema(StrictSchema):
     commander_id = Id(required=True)
 
 
+class AddMembersSchema(StrictSchema):
+    user_ids = fields.List(Id(), required=True, validate=validate.Length(min=1, max=50))
+
+
+class MembersAddedSchema(Schema):
+    added = fields.List(fields.String())
+    already_members = fields.List(fields.String())
+
+
 class StageSchema(StrictSchema):
     active_stage = fields.Integer(required=True, strict=True)
 

@@ -12,7 +12,8 @@ CASES = [
     # (id, method, path suffix ('' = collection, '/x' = under the incident), body or raw, status)
     ("malformed json", "post", None, ("{name: ", JSON), 400),
     ("json array body", "post", None, ([1, 2], None), 400),
-    ("not json at all", "post", None, ("name=x", "application/x-www-form-urlencoded"), 400),
+    ("not json at all", "post", None, ("name=x", "application/x-www-form-urlencoded"), 415),
+    ("json without its content type", "post", None, ("{\"name\": \"x\"}", "text/plain"), 415),
     ("wrong type for name", "post", None, ({"name": 5, "team_id": TEAM, "commander_user_id": ALICE}, None), 400),
     ("wrong type for public", "post", None,
      ({"name": "x", "team_id": TEAM, "commander_user_id": ALICE, "public": "maybe"}, None), 400),
