@@ -92,7 +92,7 @@ class Checklist:
         """Return the task at index, or raise NotFound naming the valid range."""
         if not 0 <= index < len(self.items):
             raise NotFound(
-                f"Task {index} does not exist in stage '{self.id}': "
+                f"Task {index} does not exist in stage \"{self.title}\": "
                 f"it has {len(self.items)} task(s), numbered from 0.",
                 {"item": index, "item_count": len(self.items)},
             )
@@ -165,7 +165,7 @@ class Incident:
     def end(self, now: int) -> None:
         """End an active incident."""
         if not self.is_active:
-            raise InvalidState("This incident has already been closed.")
+            raise InvalidState("This incident has already ended: only an active incident can be ended.")
         self.is_active = False
         self.end_at = now
 

@@ -85,7 +85,7 @@ def test_ending_an_ended_incident_is_a_409_that_changes_nothing(client):
     first = client.put(f"{path}/end", headers=as_user(ALICE)).json
     again = client.put(f"{path}/end", headers=as_user(ALICE))
     assert again.status_code == 409
-    assert again.json == {"error": "This incident has already been closed.", "details": {}}
+    assert again.json == {"error": "This incident has already ended: only an active incident can be ended.", "details": {}}
     assert client.get(path, headers=as_user(ALICE)).json["end_at"] == first["end_at"]
 
 

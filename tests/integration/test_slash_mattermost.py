@@ -68,7 +68,7 @@ def test_a_whole_incident_runs_through_slash_commands_and_bot_posts(world):
 
     assert "ended" in world.run("end", channel=room, user=world.bob)["text"]
     assert fake.posts_in(room)[-1] == "This incident was ended by @bob."
-    assert world.run("end", channel=room)["text"] == "This incident has already been closed."
+    assert world.run("end", channel=room)["text"] == "This incident has already ended: only an active incident can be ended."
     assert "active again" in world.run("restart", channel=room)["text"]
     assert fake.posts_in(room)[-1] == "This incident was restarted by @alice."
     assert len(world.incidents()) == 1 and world.incidents()[0].is_active

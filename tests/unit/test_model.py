@@ -37,7 +37,7 @@ def test_end_sets_end_time_and_a_second_end_is_refused():
     incident = make_incident()
     incident.end(now=42)
     assert not incident.is_active and incident.end_at == 42
-    with pytest.raises(InvalidState, match="already been closed"):
+    with pytest.raises(InvalidState, match="already ended"):
         incident.end(now=43)
     assert incident.end_at == 42
 
