@@ -186,7 +186,8 @@ class Incident:
     def set_active_stage(self, index: int) -> bool:
         """Move to the stage at index; False when it is already active."""
         if not 0 <= index < len(self.checklists):
-            raise BadInput(
+            # The stages an incident has are its current state: a conflict, not malformed input.
+            raise InvalidState(
                 f"active_stage {index} does not exist: use a stage number from 0 to "
                 f"{len(self.checklists) - 1}." if self.checklists else
                 "This incident has no stages, so it has no active stage to change.",
@@ -223,7 +224,7 @@ class Incident:
         stage = self.checklist(checklist)
         stage.item(item_num)
         if not 0 <= new_location < len(stage.items):
-            raise BadInput(
+            raise InvalidState(
                 f"new_location {new_location} is out of range: use 0 to {len(stage.items) - 1}.",
                 {"new_location": new_location, "item_count": len(stage.items)},
             )

@@ -128,7 +128,7 @@ class MembersAddedSchema(Schema):
 
 
 class StageSchema(StrictSchema):
-    active_stage = fields.Integer(required=True, strict=True)
+    active_stage = fields.Integer(required=True, strict=True, validate=validate.Range(0))
 
 
 class EditItemSchema(StrictSchema):

@@ -62,14 +62,14 @@ def test_same_commander_and_same_stage_are_no_ops():
 @pytest.mark.parametrize("stage", [-1, 2, 99])
 def test_stage_must_exist(stage):
     incident = make_incident()
-    with pytest.raises(BadInput, match="does not exist"):
+    with pytest.raises(InvalidState, match="does not exist"):
         incident.set_active_stage(stage)
     assert incident.active_stage == 0
 
 
 def test_an_incident_without_stages_explains_why_it_has_no_stage_to_change():
     incident = make_incident(stages=0)
-    with pytest.raises(BadInput, match="no stages"):
+    with pytest.raises(InvalidState, match="no stages"):
         incident.set_active_stage(0)
     assert incident.active_stage_title == ""
 
@@ -79,7 +79,7 @@ def test_move_item_reorders_within_the_stage():
     assert incident.move_item(0, 2, 0) is True
     assert [i.title for i in incident.checklists[0].items] == ["task 0.2", "task 0.0", "task 0.1"]
     assert incident.move_item(0, 1, 1) is False
-    with pytest.raises(BadInput):
+    with pytest.raises(InvalidState):
         incident.move_item(0, 0, 3)
 
 
