@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin.errors import BadInput, InvalidState, NotFound
+from plugin.errors import InvalidState, NotFound
 
 ID_LENGTH = 26
 # Matched with fullmatch: "$" would also accept a trailing newline.

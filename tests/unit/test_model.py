@@ -5,7 +5,7 @@ import collections
 
 import pytest
 
-from plugin.errors import BadInput, InvalidState, NotFound
+from plugin.errors import InvalidState, NotFound
 from plugin.model import Checklist, ChecklistItem, Incident, ItemState, is_id, new_id, slugify
 
 
