@@ -231,6 +231,17 @@ def init_app(app: Flask, components: Any) -> Api:
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
         return error_response(500, "Internal error; the server logged the details.")
 
+    # Registered first, so the routes refer to these components with their body rules.
+    for schema in _schemas_with_body_rules():
+        api.spec.components.schema(schema.__name__.removesuffix("Schema"), dict(schema.body_rules), schema=schema)
     for module in (incidents, playbooks, settings, telemetry):
         api.register_blueprint(module.create_blueprint(components))
     return api
+
+
+def _schemas_with_body_rules() -> list[type]:
+    """Request schemas that declare rules over the whole body."""
+    from plugin.api import schemas
+
+    return [value for value in vars(schemas).values()
+            if isinstance(value, type) and value.__module__ == schemas.__name__ and getattr(value, "body_rules", None)]
