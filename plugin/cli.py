@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from plugin.settings import Settings, SettingsError, load_settings
@@ -131,62 +132,60 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
-def _local_components(args: argparse.Namespace) -> Any:
-    """The app's parts on the configured database, migrated; this process sends no telemetry."""
-    from plugin.app import build_components
+def _on_console(args: argparse.Namespace, action: Callable[[Any], None], team_id: str | None = None) -> int:
+    """Run action on a Console of the local chat host over the configured database (migrated).
 
-    return build_components(_settings(args), send_telemetry=False)
+    This process sends no telemetry: its events wait in the outbox for a server. A refusal
+    prints its message and exits with 2.
+    """
+    from plugin.app import build_components
+    from plugin.command.console import DEFAULT_TEAM, Console
+    from plugin.errors import DomainError
+
+    components = build_components(_settings(args), send_telemetry=False)
+    try:
+        action(Console(components, team_id or DEFAULT_TEAM))
+    except DomainError as exc:
+        print(f"incident-plugin: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        components.db.dispose()
+    return 0
 
 
 def cmd_users(args: argparse.Namespace) -> int:
     """Add a user to the local chat host (optionally as a system admin), or list them."""
-    from plugin.command.console import Console
-    from plugin.errors import DomainError
 
-    components = _local_components(args)
-    try:
-        console = Console(components)
-        if args.action == "add":
-            user_id = console.user(args.username)
-            if args.admin:
-                admins = sorted(components.settings.current.admin_user_ids | {user_id})
-                components.settings_admin.apply({"AdminUserIds": ",".join(admins)}, origin="command line")
-            print(f"{args.username.lstrip('@').lower()} {user_id}{' (system admin)' if args.admin else ''}")
-            return 0
-        admins = components.settings.current.admin_user_ids
+    def add(console: Any) -> None:
+        user_id = console.user(args.username)
+        if args.admin:
+            admins = sorted(console.components.settings.current.admin_user_ids | {user_id})
+            console.components.settings_admin.apply({"AdminUserIds": ",".join(admins)}, origin="command line")
+        print(f"{args.username.lstrip('@').lower()} {user_id}{' (system admin)' if args.admin else ''}")
+
+    def show(console: Any) -> None:
+        admins = console.components.settings.current.admin_user_ids
         for username, user_id in console.host.users():
             print(f"{username} {user_id}{' (system admin)' if user_id in admins else ''}")
-    except DomainError as exc:
-        print(f"incident-plugin: {exc.message}", file=sys.stderr)
-        return 2
-    finally:
-        components.db.dispose()
-    return 0
+
+    return _on_console(args, add if args.action == "add" else show)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
     """Type /incident commands as a user of the local chat host (one command, or lines from stdin)."""
-    from plugin.command.console import Console
-    from plugin.errors import DomainError
 
-    components = _local_components(args)
-    try:
-        console = Console(components, args.team)
+    def chat(console: Any) -> None:
         where = console.where(args.user, args.channel)
         if args.line:
             console.run(where, " ".join(args.line))
-        else:
-            interactive = sys.stdin.isatty()
-            if interactive:
-                print("Type /incident commands (`/incident help`); `:user NAME` and `:channel NAME` change who "
-                      "types and where; Ctrl-D ends.")
-            console.session(where, _lines(console, where) if interactive else sys.stdin, echo=not interactive)
-    except DomainError as exc:
-        print(f"incident-plugin: {exc.message}", file=sys.stderr)
-        return 2
-    finally:
-        components.db.dispose()
-    return 0
+            return
+        interactive = sys.stdin.isatty()
+        if interactive:
+            print("Type /incident commands (`/incident help`); `:user NAME` and `:channel NAME` change who "
+                  "types and where; Ctrl-D ends.")
+        console.session(where, _lines(console, where) if interactive else sys.stdin, echo=not interactive)
+
+    return _on_console(args, chat, args.team)
 
 
 def _lines(console: Any, where: Any) -> Any:
