@@ -41,12 +41,13 @@ class Components:
 
 def build_components(settings: Settings, *, host: ChatHost | None = None,
                      telemetry: Telemetry | None = None, migrate_db: bool = True,
-                     telemetry_options: dict[str, Any] | None = None) -> Components:
+                     telemetry_options: dict[str, Any] | None = None, send_telemetry: bool = True) -> Components:
     """Wire the store, chat host, telemetry and service for these settings.
 
     Call it after fork (each gunicorn worker does): it starts this process's
-    telemetry dispatcher when telemetry is on. ``telemetry_options`` tunes the
-    dispatcher (poll interval, backoff) for tests.
+    telemetry dispatcher when telemetry is on, unless ``send_telemetry`` is false
+    (a short-lived command: its events wait in the outbox for a server to send).
+    ``telemetry_options`` tunes the dispatcher (poll interval, backoff) for tests.
     """
     live = LiveSettings(settings)
     db = Database(settings.database_url)
@@ -70,7 +71,8 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
         turn_file = settings.data_dir / f"telemetry-{hashlib.sha256(db.url.encode()).hexdigest()[:12]}.lock"
         telemetry = OutboxTelemetry(db, live, host,
                                     dispatcher_options={"turn_file": turn_file, **(telemetry_options or {})})
-        telemetry.start()
+        if send_telemetry:
+            telemetry.start()
     service = IncidentService(db.unit_of_work, host, telemetry)
     playbooks = PlaybookService(db.unit_of_work, host, telemetry)
     return Components(live, db, host, telemetry, service, playbooks, settings_admin)

@@ -1,4 +1,4 @@
-"""The console entry point: ``incident-plugin serve|migrate|settings|bundle|telemetry docs``."""
+"""The console entry point: ``incident-plugin serve|migrate|settings|users|chat|bundle|telemetry docs``."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from plugin.settings import Settings, SettingsError, load_settings
@@ -115,7 +116,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
         admin.load()
         if args.action == "set":
             try:
-                admin.apply({args.key: args.value})
+                admin.apply({args.key: args.value}, origin="command line")
             except DomainError as exc:
                 print(f"incident-plugin: {exc.message}", file=sys.stderr)
                 return 2
@@ -129,6 +130,71 @@ def cmd_settings(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     return 0
+
+
+def _on_console(args: argparse.Namespace, action: Callable[[Any], None], team_id: str | None = None) -> int:
+    """Run action on a Console of the local chat host over the configured database (migrated).
+
+    This process sends no telemetry: its events wait in the outbox for a server. A refusal
+    prints its message and exits with 2.
+    """
+    from plugin.app import build_components
+    from plugin.command.console import DEFAULT_TEAM, Console
+    from plugin.errors import DomainError
+
+    components = build_components(_settings(args), send_telemetry=False)
+    try:
+        action(Console(components, team_id or DEFAULT_TEAM))
+    except DomainError as exc:
+        print(f"incident-plugin: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        components.db.dispose()
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Add a user to the local chat host (optionally as a system admin), or list them."""
+
+    def add(console: Any) -> None:
+        user_id = console.user(args.username)
+        if args.admin:
+            admins = sorted(console.components.settings.current.admin_user_ids | {user_id})
+            console.components.settings_admin.apply({"AdminUserIds": ",".join(admins)}, origin="command line")
+        print(f"{args.username.lstrip('@').lower()} {user_id}{' (system admin)' if args.admin else ''}")
+
+    def show(console: Any) -> None:
+        admins = console.components.settings.current.admin_user_ids
+        for username, user_id in console.host.users():
+            print(f"{username} {user_id}{' (system admin)' if user_id in admins else ''}")
+
+    return _on_console(args, add if args.action == "add" else show)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Type /incident commands as a user of the local chat host (one command, or lines from stdin)."""
+
+    def chat(console: Any) -> None:
+        where = console.where(args.user, args.channel)
+        if args.line:
+            console.run(where, " ".join(args.line))
+            return
+        interactive = sys.stdin.isatty()
+        if interactive:
+            print("Type /incident commands (`/incident help`); `:user NAME` and `:channel NAME` change who "
+                  "types and where; Ctrl-D ends.")
+        console.session(where, _lines(console, where) if interactive else sys.stdin, echo=not interactive)
+
+    return _on_console(args, chat, args.team)
+
+
+def _lines(console: Any, where: Any) -> Any:
+    """Lines typed at a prompt until end of input."""
+    while True:
+        try:
+            yield input(console.prompt(where))
+        except EOFError:
+            return
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -176,11 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="JSON file of settings (between plugin.json defaults and INCIDENT_* variables)")
     parser = argparse.ArgumentParser(prog="incident-plugin", description=__doc__, parents=[common])
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP server", parents=[common])
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=9065)
-    serve.add_argument("--workers", type=int, default=default_workers())
-    serve.add_argument("--threads", type=int, default=4)
+    serve = commands.add_parser("serve", help="run the HTTP server", parents=[common],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on; beyond loopback only with HostSecret set")
+    serve.add_argument("--port", type=int, default=9065, help="TCP port to listen on")
+    serve.add_argument("--workers", type=int, default=default_workers(),
+                       help="worker processes (2 x cores + 1, at most 9)")
+    serve.add_argument("--threads", type=int, default=4, help="request threads per worker")
     serve.set_defaults(func=cmd_serve)
     mig = commands.add_parser("migrate", help="apply database migrations", parents=[common])
     mig.set_defaults(func=cmd_migrate)
@@ -188,10 +257,29 @@ def build_parser() -> argparse.ArgumentParser:
                                    parents=[common])
     actions = settings.add_subparsers(dest="action", required=True)
     actions.add_parser("show", help="every setting, its value (secrets masked) and source", parents=[common])
-    setter = actions.add_parser("set", help="save KEY=VALUE (checked like at start-up)", parents=[common])
-    setter.add_argument("key")
-    setter.add_argument("value")
+    setter = actions.add_parser("set", help="save one setting: set KEY VALUE (checked like at start-up)",
+                                parents=[common])
+    setter.add_argument("key", help="the setting's key, e.g. MaxBodyBytes")
+    setter.add_argument("value", help="its new value, e.g. 1048576")
     settings.set_defaults(func=cmd_settings)
+    users = commands.add_parser("users", help="the local chat host's users: add one, or list them",
+                                parents=[common])
+    user_actions = users.add_subparsers(dest="action", required=True)
+    adder = user_actions.add_parser("add", help="add a user (prints its id)", parents=[common])
+    adder.add_argument("username", help="e.g. bob")
+    adder.add_argument("--admin", action="store_true", help="also make the user a system admin (AdminUserIds)")
+    user_actions.add_parser("list", help="every user with its id", parents=[common])
+    users.set_defaults(func=cmd_users)
+    chat = commands.add_parser(
+        "chat", help="type /incident commands as a local user", parents=[common],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run /incident commands against the local chat host as USER in CHANNEL: the command "
+                    "given, or every line read from stdin. A username not seen before is created.")
+    chat.add_argument("--user", default="alice", help="who types (a username)")
+    chat.add_argument("--channel", default="town-square", help="where, by channel name (~name) or id")
+    chat.add_argument("--team", default="team0000000000000000000000", help="the team's id")
+    chat.add_argument("line", nargs="*", help="one command, e.g. /incident start db is down")
+    chat.set_defaults(func=cmd_chat)
     bundle = commands.add_parser("bundle", help="write dist/<id>-<version>.tar.gz", parents=[common])
     bundle.add_argument("--output", default="dist", help="folder to write the bundle to (default: dist)")
     bundle.set_defaults(func=cmd_bundle)
@@ -206,9 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    # A server logs what it does; the other commands print their result, and only problems besides.
+    logging.basicConfig(level=logging.INFO if args.command == "serve" else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Alembic reports every migration step at INFO; only its problems matter here.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     return int(args.func(args) or 0)
 
 

@@ -27,6 +27,12 @@ class BadInput(DomainError):
     status = 400
 
 
+class UnsupportedMediaType(DomainError):
+    """A request body in a format the endpoint does not read (it reads JSON)."""
+
+    status = 415
+
+
 class Unauthorized(DomainError):
     """The caller did not say who they are (no or malformed user id, wrong host secret)."""
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin.errors import BadInput, InvalidState, NotFound
+from plugin.errors import InvalidState, NotFound
 
 ID_LENGTH = 26
 # Matched with fullmatch: "$" would also accept a trailing newline.
@@ -92,7 +92,7 @@ class Checklist:
         """Return the task at index, or raise NotFound naming the valid range."""
         if not 0 <= index < len(self.items):
             raise NotFound(
-                f"Task {index} does not exist in stage '{self.id}': "
+                f"Task {index} does not exist in stage \"{self.title}\": "
                 f"it has {len(self.items)} task(s), numbered from 0.",
                 {"item": index, "item_count": len(self.items)},
             )
@@ -165,7 +165,7 @@ class Incident:
     def end(self, now: int) -> None:
         """End an active incident."""
         if not self.is_active:
-            raise InvalidState("This incident has already been closed.")
+            raise InvalidState("This incident has already ended: only an active incident can be ended.")
         self.is_active = False
         self.end_at = now
 
@@ -186,7 +186,8 @@ class Incident:
     def set_active_stage(self, index: int) -> bool:
         """Move to the stage at index; False when it is already active."""
         if not 0 <= index < len(self.checklists):
-            raise BadInput(
+            # The stages an incident has are its current state: a conflict, not malformed input.
+            raise InvalidState(
                 f"active_stage {index} does not exist: use a stage number from 0 to "
                 f"{len(self.checklists) - 1}." if self.checklists else
                 "This incident has no stages, so it has no active stage to change.",
@@ -251,7 +252,7 @@ class Incident:
         stage = self.checklist(checklist)
         stage.item(item_num)
         if not 0 <= new_location < len(stage.items):
-            raise BadInput(
+            raise InvalidState(
                 f"new_location {new_location} is out of range: use 0 to {len(stage.items) - 1}.",
                 {"new_location": new_location, "item_count": len(stage.items)},
             )

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from plugin.chat import ChatHost
-from plugin.errors import BadInput, ConcurrentUpdate, DomainError, NotFound, PermissionDenied
+from plugin.errors import BadInput, ConcurrentUpdate, DomainError, InvalidState, NotFound, PermissionDenied
 from plugin.model import (
     DEFAULT_CHECKLIST_TITLE,
     Checklist,
@@ -195,8 +195,8 @@ class IncidentService:
         """
         if not self.host.is_system_admin(user_id):
             if not query.team_id:
-                raise BadInput("team_id is required: only system admins may list incidents across teams.",
-                               {"team_id": "required"})
+                raise PermissionDenied("Only system admins may list incidents across teams: give team_id.",
+                                       {"team_id": "required"})
             query.visible_channel_ids = self.host.user_channel_ids(user_id, query.team_id)
             query.include_public = self.host.is_team_member(query.team_id, user_id)
         if query.member_id:
@@ -265,10 +265,10 @@ class IncidentService:
         with self.uow_factory(write=False) as uow:
             playbook = uow.playbooks.get(new.playbook_id)
         if playbook is None or not (playbook.is_member(user_id) or self.host.is_system_admin(user_id)):
-            raise BadInput(f"Playbook {new.playbook_id} does not exist or you are not one of its members.",
+            raise NotFound(f"Playbook {new.playbook_id} does not exist or you are not one of its members.",
                            {"playbook_id": new.playbook_id})
         if playbook.team_id != new.team_id:
-            raise BadInput("The playbook belongs to another team: start the incident in the playbook's team.",
+            raise InvalidState("The playbook belongs to another team: start the incident in the playbook's team.",
                            {"playbook_id": new.playbook_id, "team_id": new.team_id})
         return playbook
 
@@ -297,7 +297,8 @@ class IncidentService:
         incident = self._read_for_edit(user_id, incident_id, seen)
         if commander_id != incident.commander_user_id and not self.host.is_channel_member(
                 incident.channel_id, commander_id):
-            raise BadInput("The new commander must be a member of the incident channel; add them first.",
+            raise InvalidState("The new commander must be a member of the incident channel; add them first "
+                               "(`/incident add`, or POST .../members).",
                            {"commander_id": commander_id})
         previous: dict[str, str] = {}
 
@@ -337,6 +338,29 @@ class IncidentService:
         return self._mutate(user_id, incident_id, apply, "incident", "change_stage", seen=seen,
                             announce=lambda incident: f"{actor} changed the active stage from "
                             f"**{before['title']}** to **{incident.active_stage_title}**.")
+
+    def add_members(self, user_id: str, incident_id: str, member_ids: list[str], *,
+                    seen: Incident | None = None) -> tuple[list[str], list[str]]:
+        """Add people to the incident channel; returns (added, already members).
+
+        Channel members and system admins may add others. Membership lives in the chat
+        host, so the event is recorded after the host has added them.
+        """
+        incident = self._read_for_edit(user_id, incident_id, seen)
+        wanted = list(dict.fromkeys(member_ids))
+        already = [member for member in wanted if self.host.is_channel_member(incident.channel_id, member)]
+        added = [member for member in wanted if member not in already]
+        if not added:
+            return [], already
+        for member in added:
+            self.host.add_channel_member(incident.channel_id, member)
+        current = self._read(incident_id)
+        with self.uow_factory() as uow:
+            self.telemetry.track_incident(uow, "add_members", current, user_id, NumMembersAdded=len(added))
+            uow.commit()
+        names = ", ".join(self.host.mention(member) for member in added)
+        self._post(current, f"{self.host.mention(user_id)} added {names} to the incident.")
+        return added, already
 
     # ----- task changes --------------------------------------------------------------
     def add_item(self, user_id: str, incident_id: str, checklist: int, item: NewItem) -> Outcome:

@@ -77,8 +77,9 @@ class SettingsAdmin:
         self.apply(changes, user_id)
         return self.describe()
 
-    def apply(self, changes: Mapping[str, Any], user_id: str = SHELL_USER) -> Settings:
-        """Validate, save and put in force; all or nothing. ``user_id`` is empty for the shell."""
+    def apply(self, changes: Mapping[str, Any], user_id: str = SHELL_USER, origin: str = "request") -> Settings:
+        """Validate, save and put in force; all or nothing. ``user_id`` is empty for the shell;
+        ``origin`` names where the values came from in error messages."""
         if not changes:
             raise BadInput("Give at least one setting to change, as a JSON object of key: value.")
         current = self.live.current
@@ -99,7 +100,7 @@ class SettingsAdmin:
             if spec.secret and value == MASK:
                 continue  # the masked value sent back: keep the secret as it is
             try:
-                accepted[key] = validate_value(spec, value, "request")
+                accepted[key] = validate_value(spec, value, origin)
             except SettingsError as exc:
                 errors[key] = str(exc)
         if errors:
@@ -143,4 +144,8 @@ class SettingsAdmin:
 
     def _require_admin(self, user_id: str) -> None:
         if self.host is None or not self.host.is_system_admin(user_id):
-            raise PermissionDenied("Only system admins may read or change the plugin's settings.")
+            raise PermissionDenied(
+                "Only system admins may read or change the plugin's settings. On Mattermost they are the "
+                "server's system admins; on the local chat host they are the user ids in the AdminUserIds "
+                "setting: set the first one from a shell on the server with `incident-plugin settings set "
+                "AdminUserIds <user id>` (or INCIDENT_ADMIN_USER_IDS), then use the API as that user.")

@@ -15,7 +15,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from plugin.api.schemas import ErrorSchema
-from plugin.errors import BadInput, DomainError, Unauthorized
+from plugin.errors import BadInput, DomainError, Unauthorized, UnsupportedMediaType
 from plugin.model import ID_PATTERN, is_id
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Parser(FlaskParser):
 # Error answers every operation may give, documented so clients (and fuzzers) know them.
 COMMON_ERRORS = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
                  502: "BAD_GATEWAY"}
-WRITE_ERRORS = {409: "CONFLICT", 413: "REQUEST_ENTITY_TOO_LARGE"}
+WRITE_ERRORS = {409: "CONFLICT", 413: "REQUEST_ENTITY_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
 _PATH_ID = re.compile(r"<(?:[^:<>]+:)?([a-z_]+_id)>")
 
 
@@ -57,6 +57,7 @@ class Blueprint(SmorestBlueprint):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._prepare_doc_cbks.insert(0, self._prepare_error_doc)
+        self.before_request(require_json_body)
 
     def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
         """As flask-smorest's, with one schema instance per route made here, once.
@@ -84,6 +85,15 @@ class Blueprint(SmorestBlueprint):
             if status not in responses and str(status) not in responses:
                 responses[status] = [name]
         return doc
+
+
+def require_json_body() -> None:
+    """A request that carries a body must say it is JSON; anything else is a 415 naming the header."""
+    has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if has_body and not request.is_json:
+        raise UnsupportedMediaType(
+            f"The body must be JSON, sent with the header Content-Type: application/json "
+            f"(this request said {request.mimetype or 'nothing'}).", {"content_type": request.mimetype or ""})
 
 
 def _flatten(messages: Any, prefix: str = "") -> list[str]:
@@ -146,8 +156,9 @@ class Api(SmorestApi):
             return error_response(404, f"No such endpoint: {request.method} {request.path}. "
                                        "See /api/v0/openapi.json for the API.")
         if error.code == 405:
+            allowed = sorted(error.valid_methods or [])  # type: ignore[attr-defined]
             return error_response(405, f"{request.method} is not allowed on {request.path}.",
-                                  {"allowed": sorted(error.valid_methods or [])})  # type: ignore[attr-defined]
+                                  {"allowed": allowed}, {"Allow": ", ".join(allowed)})
         if error.code and error.code >= 500:
             log.error("server error on %s %s", request.method, request.path, exc_info=error)
             return error_response(error.code, "Internal error; the server logged the details.")
@@ -220,6 +231,17 @@ def init_app(app: Flask, components: Any) -> Api:
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
         return error_response(500, "Internal error; the server logged the details.")
 
+    # Registered first, so the routes refer to these components with their body rules.
+    for schema in _schemas_with_body_rules():
+        api.spec.components.schema(schema.__name__.removesuffix("Schema"), dict(schema.body_rules), schema=schema)
     for module in (incidents, playbooks, settings, telemetry):
         api.register_blueprint(module.create_blueprint(components))
     return api
+
+
+def _schemas_with_body_rules() -> list[type]:
+    """Request schemas that declare rules over the whole body."""
+    from plugin.api import schemas
+
+    return [value for value in vars(schemas).values()
+            if isinstance(value, type) and value.__module__ == schemas.__name__ and getattr(value, "body_rules", None)]

@@ -10,6 +10,7 @@ from flask import current_app, g, request, url_for
 import plugin
 from plugin.api import Blueprint, authenticate, page_of, path_id
 from plugin.api.schemas import (
+    AddMembersSchema,
     AssigneeSchema,
     CommanderSchema,
     CreateIncidentSchema,
@@ -18,6 +19,7 @@ from plugin.api.schemas import (
     IncidentSchema,
     ItemStateSchema,
     ListQuerySchema,
+    MembersAddedSchema,
     NewItemSchema,
     ReorderSchema,
     StageSchema,
@@ -163,6 +165,14 @@ def create_blueprint(components: Any) -> Blueprint:
     def commander(body: dict[str, Any], incident_id: str) -> Any:
         """Change the commander (who must be a member of the incident channel)."""
         return service.change_commander(g.user_id, path_id(incident_id, "incident"), body["commander_id"]).incident
+
+    @blp.route("/<incident_id>/members", methods=["POST"])
+    @blp.arguments(AddMembersSchema)
+    @blp.response(200, MembersAddedSchema)
+    def add_members(body: dict[str, Any], incident_id: str) -> Any:
+        """Add people to the incident channel (channel members and system admins may)."""
+        added, already = service.add_members(g.user_id, path_id(incident_id, "incident"), body["user_ids"])
+        return {"added": added, "already_members": already}
 
     @blp.route("/<incident_id>", methods=["PATCH"])
     @blp.arguments(StageSchema)

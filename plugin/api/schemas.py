@@ -17,6 +17,13 @@ MAX_ITEMS_PER_STAGE = 200
 class Text(fields.String):
     """A string that both databases can store: no NUL characters, no lone surrogates."""
 
+    def __init__(self, **kwargs: Any):
+        # The document states the NUL rule as a pattern; lone surrogates cannot be written
+        # as a portable pattern, so the description names them.
+        metadata = {"pattern": "^[^\\u0000]*$", "description": "Text without NUL characters or lone surrogates.",
+                    **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         problem = model.text_problem(text)
@@ -26,7 +33,14 @@ class Text(fields.String):
 
 
 class Trimmed(Text):
-    """Text with surrounding whitespace removed."""
+    """Text with surrounding whitespace removed; when a length of at least 1 is required, not blank."""
+
+    def __init__(self, **kwargs: Any):
+        validators = kwargs.get("validate")
+        validators = validators if isinstance(validators, list) else [validators]
+        if any(isinstance(v, validate.Length) and (v.min or 0) >= 1 for v in validators):
+            kwargs["metadata"] = {"pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$", **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         return super()._deserialize(value, attr, data, **kwargs).strip()
@@ -55,7 +69,13 @@ def OptionalId(**kwargs: Any) -> fields.String:  # noqa: N802
 
 
 class StrictSchema(Schema):
-    """Unknown fields are an error, so a typo never passes silently."""
+    """Unknown fields are an error, so a typo never passes silently.
+
+    ``body_rules`` holds JSON Schema keywords for rules over the whole body that the
+    schema checks in code (``validates_schema``), so the published document states them.
+    """
+
+    body_rules: dict[str, Any] = {}
 
     class Meta:
         unknown = RAISE
@@ -88,6 +108,15 @@ class CreateIncidentSchema(StrictSchema):
     playbook_id = OptionalId(load_default="", metadata={
         "description": "Start from this playbook's stages and tasks (not together with checklists)."})
 
+    body_rules = {"not": {"required": ["playbook_id", "checklists"]}}
+
+    @pre_load
+    def refuse_two_sources_of_stages(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict) and "playbook_id" in data and "checklists" in data:
+            raise ValidationError("Give either playbook_id or checklists, not both: an incident started from a "
+                                  "playbook gets the playbook's stages and tasks.", "checklists")
+        return data
+
     @pre_load
     def refuse_server_fields(self, data: Any, **_: Any) -> Any:
         if isinstance(data, dict):
@@ -118,11 +147,21 @@ class CommanderSchema(StrictSchema):
     commander_id = Id(required=True)
 
 
+class AddMembersSchema(StrictSchema):
+    user_ids = fields.List(Id(), required=True, validate=validate.Length(min=1, max=50))
+
+
+class MembersAddedSchema(Schema):
+    added = fields.List(fields.String())
+    already_members = fields.List(fields.String())
+
+
 class StageSchema(StrictSchema):
-    active_stage = fields.Integer(required=True, strict=True)
+    active_stage = fields.Integer(required=True, strict=True, validate=validate.Range(0))
 
 
 class EditItemSchema(StrictSchema):
+    body_rules = {"minProperties": 1}
     title = Trimmed(validate=validate.Length(1, model.TITLE_MAX))
     description = Text(validate=validate.Length(0, model.DESCRIPTION_MAX))
     command = Trimmed(validate=validate.Length(0, model.COMMAND_MAX))
@@ -289,6 +328,8 @@ class SettingsSchema(Schema):
 
 class SettingsChangeSchema(Schema):
     """A JSON object of setting keys to new values (checked by the settings code, not here)."""
+
+    body_rules = {"minProperties": 1}
 
     class Meta:
         unknown = INCLUDE

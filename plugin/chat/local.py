@@ -266,7 +266,13 @@ class LocalChatHost:
             self._usernames.pop(other, None)  # the name moved to this user
         self._remember_username(user_id, username)
 
-    # Local-host extras (not part of the port): reading what was posted.
+    # Local-host extras (not part of the port): its users and what was posted.
+    def users(self) -> list[tuple[str, str]]:
+        """Every (username, id), by username."""
+        with self.db.read_engine.connect() as connection:
+            return [(row.username, row.id) for row in connection.execute(
+                sa.select(chat_users.c.username, chat_users.c.id).order_by(chat_users.c.username))]
+
     def channel(self, channel_id: str) -> dict | None:
         """The channel's row as a dict, or None."""
         with self.db.read_engine.connect() as connection:

@@ -73,6 +73,13 @@ class Commander:
 
 
 @dataclass(frozen=True)
+class Add:
+    """``add @username [@username ...]``: add people to the incident channel."""
+
+    usernames: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Announce:
     """``announce ~channel [~channel ...]``: channel names without the tilde."""
 
@@ -89,7 +96,7 @@ class Info:
     """``info``: a summary of the incident of this channel."""
 
 
-Command = Help | Usage | Start | End | Restart | Stage | Check | Commander | Announce | List | Info
+Command = Help | Usage | Start | End | Restart | Stage | Check | Commander | Add | Announce | List | Info
 
 _OPEN_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201e": "\u201c"}
 
@@ -206,6 +213,13 @@ def _commander(args: list[str]) -> Command:
     return Commander(username)
 
 
+def _add(args: list[str]) -> Command:
+    names = tuple(dict.fromkeys(word.lstrip("@").strip() for word in args if word.lstrip("@").strip()))
+    if not names:
+        return Usage("add needs at least one @username, e.g. `/incident add @bob`.")
+    return Add(names)
+
+
 def _announce(args: list[str]) -> Command:
     names = tuple(dict.fromkeys(word.lstrip("~") for word in args if word.lstrip("~")))
     if not names:
@@ -235,6 +249,8 @@ def parse(text: str) -> Command:
         return _check(args)
     if verb == "commander":
         return _commander(args)
+    if verb == "add":
+        return _add(args)
     if verb == "announce":
         return _announce(args)
     simple = {"end": End, "restart": Restart, "list": List, "info": Info}

@@ -36,6 +36,7 @@ HELP_TEXT = """\
 * `/incident stage next|prev|<n>` - move to the next, previous or n-th stage (add `--force` to leave a stage with open tasks).
 * `/incident check <stage#> <task#>` - tick a task, or open it again.
 * `/incident commander [@username]` - show the commander, or hand over to a member of this channel.
+* `/incident add @username [@username ...]` - add people to this incident's channel.
 * `/incident announce ~channel [~channel ...]` - tell other channels about this incident.
 * `/incident list` - your active incidents in this team (newest 10).
 * `/incident info` - name, duration, commander, stage and task progress.
@@ -200,6 +201,23 @@ class CommandRunner:
         if not self.service.change_commander(caller.user_id, here.id, user_id, seen=here).changed:
             return reply(f"@{command.username} is already the commander.")
         return reply(f"@{command.username} is now the commander of **{here.name}**.")
+
+    def _add(self, command: p.Add, caller: Caller) -> dict[str, Any]:
+        incident = self._here(caller)
+        found = {name: self.host.find_user_by_username(name) for name in command.usernames}
+        unknown = [f"@{name}" for name, user_id in found.items() if user_id is None]
+        if unknown:
+            return reply(f"There is no user {', '.join(unknown)}; nobody was added. Check the spelling "
+                         "of the username.")
+        names = {user_id: name for name, user_id in found.items()}
+        added, already = self.service.add_members(caller.user_id, incident.id, list(names), seen=incident)
+        lines = []
+        if added:
+            lines.append(f"Added {', '.join('@' + names[user_id] for user_id in added)} to this incident's "
+                         "channel.")
+        if already:
+            lines.append(f"Already in the channel: {', '.join('@' + names[user_id] for user_id in already)}.")
+        return reply("\n".join(lines))
 
     def _announce(self, command: p.Announce, caller: Caller) -> dict[str, Any]:
         incident = self._here(caller)

@@ -150,6 +150,8 @@ EVENTS: dict[str, Event] = {
         Action("restart", "An ended incident was restarted."),
         Action("change_commander", "The commander changed."),
         Action("change_stage", "The active stage changed."),
+        Action("add_members", "People were added to the incident channel.",
+               (Prop("NumMembersAdded", INT, "How many people were added."),)),
     ), INCIDENT_METADATA, "plugin/service.py"),
     "tasks": Event("tasks", (
         Action("add_task", "A task was added."),

@@ -85,7 +85,7 @@ def test_ending_an_ended_incident_is_a_409_that_changes_nothing(client):
     first = client.put(f"{path}/end", headers=as_user(ALICE)).json
     again = client.put(f"{path}/end", headers=as_user(ALICE))
     assert again.status_code == 409
-    assert again.json == {"error": "This incident has already been closed.", "details": {}}
+    assert again.json == {"error": "This incident has already ended: only an active incident can be ended.", "details": {}}
     assert client.get(path, headers=as_user(ALICE)).json["end_at"] == first["end_at"]
 
 
@@ -134,7 +134,7 @@ def test_new_commander_must_be_in_the_channel(client):
     incident = start(client)
     response = client.post(f"/api/v0/incidents/{incident['id']}/commander", json={"commander_id": CAROL},
                            headers=as_user(ALICE))
-    assert response.status_code == 400 and "member of the incident channel" in response.json["error"]
+    assert response.status_code == 409 and "member of the incident channel" in response.json["error"]
     assert client.get(f"/api/v0/incidents/{incident['id']}", headers=as_user(ALICE)).json[
         "commander_user_id"] == ALICE
 
@@ -152,12 +152,19 @@ def test_changing_to_the_same_value_is_a_no_op_without_a_post(client, components
     assert len(components.host.posts(incident["channel_id"])) == 1
 
 
-@pytest.mark.parametrize("stage", [-1, 2, 10**12])
-def test_a_stage_that_does_not_exist_is_a_400(client, stage):
+@pytest.mark.parametrize("stage", [2, 10**12])
+def test_a_stage_past_the_incidents_last_is_a_409(client, stage):
     incident = start(client, checklists=TWO_STAGES)
     response = client.patch(f"/api/v0/incidents/{incident['id']}", json={"active_stage": stage},
                             headers=as_user(ALICE))
-    assert response.status_code == 400 and "does not exist" in response.json["error"]
+    assert response.status_code == 409 and "does not exist" in response.json["error"]
+
+
+def test_a_negative_stage_is_a_400_for_its_shape(client):
+    incident = start(client, checklists=TWO_STAGES)
+    response = client.patch(f"/api/v0/incidents/{incident['id']}", json={"active_stage": -1},
+                            headers=as_user(ALICE))
+    assert response.status_code == 400 and "active_stage" in response.json["error"]
 
 
 def test_task_add_edit_move_state_assign_remove(client):
@@ -201,11 +208,11 @@ def test_task_indexes_out_of_range_are_404_and_change_nothing(client, method, su
     assert client.get(f"/api/v0/incidents/{incident['id']}", headers=as_user(ALICE)).json == incident
 
 
-def test_reorder_to_a_location_out_of_range_is_a_400(client):
+def test_reorder_past_the_stages_last_task_is_a_409(client):
     incident = start(client, checklists=TWO_STAGES)
     response = client.put(f"/api/v0/incidents/{incident['id']}/checklists/0/reorder",
                           json={"item_num": 0, "new_location": 2}, headers=as_user(ALICE))
-    assert response.status_code == 400 and "new_location" in response.json["error"]
+    assert response.status_code == 409 and "new_location" in response.json["error"]
 
 
 # ----- who may do what --------------------------------------------------------------------
@@ -327,7 +334,8 @@ def test_a_listed_incident_whose_json_is_kept_is_neither_decoded_nor_dumped_agai
 def test_listing_without_team_is_for_admins_only(client):
     start(client)
     start(client, team_id=OTHER_TEAM)
-    assert client.get("/api/v0/incidents", headers=as_user(ALICE)).status_code == 400
+    response = client.get("/api/v0/incidents", headers=as_user(ALICE))
+    assert response.status_code == 403 and "give team_id" in response.json["error"]
     assert client.get("/api/v0/incidents", headers=as_user(ADMIN)).json["total_count"] == 2
 
 

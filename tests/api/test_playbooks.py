@@ -238,8 +238,8 @@ def test_incident_with_both_playbook_and_checklists_is_400_and_creates_nothing(c
     assert client.get(f"/api/v0/incidents?team_id={TEAM}", headers=as_user(ADMIN)).json["total_count"] == 0
 
 
-@pytest.mark.parametrize("case", ["unknown playbook", "not a member", "other team"])
-def test_incident_from_a_playbook_the_user_may_not_use_is_400_and_creates_nothing(client, case):
+@pytest.mark.parametrize("case, status", [("unknown playbook", 404), ("not a member", 404), ("other team", 409)])
+def test_incident_from_a_playbook_the_user_may_not_use_is_refused_and_creates_nothing(client, case, status):
     playbook_id = uid("missing")
     user, team = ALICE, TEAM
     if case == "not a member":
@@ -248,7 +248,7 @@ def test_incident_from_a_playbook_the_user_may_not_use_is_400_and_creates_nothin
         playbook_id, team = make_playbook(client)["id"], OTHER_TEAM
     response = client.post("/api/v0/incidents", headers=as_user(user), json={
         "name": "x", "team_id": team, "commander_user_id": user, "playbook_id": playbook_id})
-    assert response.status_code == 400 and response.json["details"]["playbook_id"] == playbook_id
+    assert response.status_code == status and response.json["details"]["playbook_id"] == playbook_id
     assert client.get("/api/v0/incidents", headers=as_user(ADMIN)).json["total_count"] == 0
 
 

@@ -206,3 +206,28 @@ def test_a_change_that_an_older_read_finds_already_made_is_decided_on_the_curren
     now = incidents(local_backend)[0]
     assert (now.active_stage, now.version) == (1, incident.version + 3)
     assert local_backend.components.host.posts(incident.channel_id)[-1].endswith("from **Triage** to **Fix**.")
+
+
+def test_add_brings_a_second_person_into_the_incident_on_the_local_host(local_backend):
+    host = local_backend.components.host
+    run(local_backend, "help", user=BOB)  # bob has used a command: the local host knows @bob
+    run(local_backend, "start two people")
+    room = host.find_channel_by_name(TEAM, "two-people")
+    assert run(local_backend, "add @bob", channel=room)["text"] == "Added @bob to this incident's channel."
+    assert host.is_channel_member(room, BOB)
+    assert host.posts(room)[-1] == "@alice added @bob to the incident."
+    assert "@bob is now the commander" in run(local_backend, "commander @bob", channel=room)["text"]
+    assert "is done" not in run(local_backend, "info", channel=room, user=BOB)["text"]
+
+
+def test_add_needs_a_member_of_the_incident_channel(local_backend):
+    run(local_backend, "help", user=CAROL)
+    run(local_backend, "start closed door")
+    room = local_backend.components.host.find_channel_by_name(TEAM, "closed-door")
+    reply = run(local_backend, "add @carol", channel=room, user=BOB)
+    assert "no incident you can see" in reply["text"]
+    assert not local_backend.components.host.is_channel_member(room, CAROL)
+
+
+def test_add_without_a_username_shows_how(local_backend):
+    assert run(local_backend, "add")["text"].startswith("add needs at least one @username")

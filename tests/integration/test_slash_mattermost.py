@@ -68,7 +68,7 @@ def test_a_whole_incident_runs_through_slash_commands_and_bot_posts(world):
 
     assert "ended" in world.run("end", channel=room, user=world.bob)["text"]
     assert fake.posts_in(room)[-1] == "This incident was ended by @bob."
-    assert world.run("end", channel=room)["text"] == "This incident has already been closed."
+    assert world.run("end", channel=room)["text"] == "This incident has already ended: only an active incident can be ended."
     assert "active again" in world.run("restart", channel=room)["text"]
     assert fake.posts_in(room)[-1] == "This incident was restarted by @alice."
     assert len(world.incidents()) == 1 and world.incidents()[0].is_active
@@ -267,3 +267,23 @@ def test_announce_reports_a_failed_post_per_channel_and_continues(world):
     assert reply == ("Announced in ~ops.\n"
                      "Not announced in ~town-square (Mattermost is having trouble right now; try again in a minute).")
     assert world.fake.posts_in(ops) == ["@alice started an incident in ~partial"]
+
+
+def test_add_brings_people_into_the_incident_channel_on_mattermost(world):
+    world.run("start bring people")
+    room = world.fake.channel_named(world.team, "bring-people")["id"]
+    reply = world.run("add @bob @carol", channel=room)
+    assert reply["text"] == "Added @bob, @carol to this incident's channel."
+    assert (room, world.bob) in world.fake.state.channel_members
+    assert (room, world.carol) in world.fake.state.channel_members
+    assert world.fake.posts_in(room)[-1] == "@alice added @bob, @carol to the incident."
+    assert world.run("add @bob", channel=room)["text"] == "Already in the channel: @bob."
+    assert "@bob is now the commander" in world.run("commander @bob", channel=room)["text"]
+
+
+def test_add_of_an_unknown_user_adds_nobody(world):
+    world.run("start nobody here")
+    room = world.fake.channel_named(world.team, "nobody-here")["id"]
+    reply = world.run("add @bob @nobody", channel=room)
+    assert reply["text"] == "There is no user @nobody; nobody was added. Check the spelling of the username."
+    assert (room, world.bob) not in world.fake.state.channel_members

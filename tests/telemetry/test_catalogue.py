@@ -28,7 +28,7 @@ def _incident_values(**changes):
 
 def test_catalogue_holds_exactly_the_published_events_and_actions():
     assert {name: [a.name for a in event.actions] for name, event in EVENTS.items()} == {
-        "incident": ["create", "end", "restart", "change_commander", "change_stage"],
+        "incident": ["create", "end", "restart", "change_commander", "change_stage", "add_members"],
         "tasks": ["add_task", "remove_task", "rename_task", "modify_task_state", "move_task",
                   "set_assignee_for_task", "run_task_slash_command"],
         "playbook": ["create", "update", "delete"],
@@ -38,6 +38,7 @@ def test_catalogue_holds_exactly_the_published_events_and_actions():
 @pytest.mark.parametrize("event,action,extra,metadata", [
     ("incident", "create", ["Public"], METADATA),
     ("incident", "end", [], METADATA),
+    ("incident", "add_members", ["NumMembersAdded"], METADATA),
     ("tasks", "modify_task_state", ["NewState", "WasCommander", "WasAssignee"], METADATA),
     ("tasks", "add_task", [], METADATA),
     ("playbook", "update", [], PLAYBOOK),

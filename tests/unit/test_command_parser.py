@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugin.command.parser import (
+    Add,
     Announce,
     Check,
     Commander,
@@ -21,7 +22,7 @@ from plugin.command.parser import (
     split,
 )
 
-COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Commander, Announce, List, Info)
+COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Commander, Add, Announce, List, Info)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -37,6 +38,8 @@ COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Commander, Anno
     ("start \u201cTokyo \u6771\u4eac down\u201d", Start("Tokyo \u6771\u4eac down")),
     ("START db", Start("db")),
     ("end", End()),
+    ("add @bob", Add(("bob",))),
+    ("add @bob carol @bob", Add(("bob", "carol"))),
     ("restart", Restart()),
     ("stage next", Stage("next")),
     ("stage NEXT --force", Stage("next", force=True)),

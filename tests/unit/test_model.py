@@ -5,7 +5,7 @@ import collections
 
 import pytest
 
-from plugin.errors import BadInput, InvalidState, NotFound
+from plugin.errors import InvalidState, NotFound
 from plugin.model import Checklist, ChecklistItem, Incident, ItemState, is_id, new_id, slugify
 
 
@@ -37,7 +37,7 @@ def test_end_sets_end_time_and_a_second_end_is_refused():
     incident = make_incident()
     incident.end(now=42)
     assert not incident.is_active and incident.end_at == 42
-    with pytest.raises(InvalidState, match="already been closed"):
+    with pytest.raises(InvalidState, match="already ended"):
         incident.end(now=43)
     assert incident.end_at == 42
 
@@ -62,14 +62,14 @@ def test_same_commander_and_same_stage_are_no_ops():
 @pytest.mark.parametrize("stage", [-1, 2, 99])
 def test_stage_must_exist(stage):
     incident = make_incident()
-    with pytest.raises(BadInput, match="does not exist"):
+    with pytest.raises(InvalidState, match="does not exist"):
         incident.set_active_stage(stage)
     assert incident.active_stage == 0
 
 
 def test_an_incident_without_stages_explains_why_it_has_no_stage_to_change():
     incident = make_incident(stages=0)
-    with pytest.raises(BadInput, match="no stages"):
+    with pytest.raises(InvalidState, match="no stages"):
         incident.set_active_stage(0)
     assert incident.active_stage_title == ""
 
@@ -125,7 +125,7 @@ def test_move_item_reorders_within_the_stage():
     assert incident.move_item(0, 2, 0) is True
     assert [i.title for i in incident.checklists[0].items] == ["task 0.2", "task 0.0", "task 0.1"]
     assert incident.move_item(0, 1, 1) is False
-    with pytest.raises(BadInput):
+    with pytest.raises(InvalidState):
         incident.move_item(0, 0, 3)
 
 
