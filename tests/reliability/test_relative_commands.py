@@ -179,7 +179,7 @@ def test_twenty_simultaneous_checks_of_one_task_each_toggle_it_and_say_what_they
 
 @pytest.mark.parametrize(("text", "prepare", "claim", "refusal"), [
     ("end", None, "Incident **crowded** ended. `/incident restart` reopens it.",
-     "This incident has already been closed."),
+     "This incident has already ended: only an active incident can be ended."),
     ("restart", "end", "Incident **crowded** is active again.",
      "This incident is already active: only an ended incident can be restarted."),
     ("commander @bob", None, "@bob is now the commander of **crowded**.", "@bob is already the commander."),
@@ -317,7 +317,7 @@ def test_a_commander_change_that_finds_the_change_already_made_reports_no_change
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ("end_incident", "already been closed"), ("restart_incident", "already active")], ids=["end", "restart"])
+    ("end_incident", "already ended"), ("restart_incident", "already active")], ids=["end", "restart"])
 def test_end_and_restart_given_an_older_read_are_refused_when_the_incident_is_already_so(components, change,
                                                                                          message):
     incident = five_stages(components)
