@@ -15,14 +15,7 @@ MAX_ITEMS_PER_STAGE = 200
 
 
 class Text(fields.String):
-    """A string that both databases can store: no NUL characters, no lone surrogates."""
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        problem = model.text_problem(text)
-        if problem:
-            raise ValidationError(problem.capitalize() + ".")
-        return text
+    """Text people type; the parser has already refused any no database can store (see plugin.api.Parser)."""
 
 
 class Trimmed(Text):
