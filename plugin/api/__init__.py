@@ -16,7 +16,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from plugin.api.schemas import ErrorSchema
-from plugin import model
+from plugin import logs, model
 from plugin.errors import BadInput, DomainError, Unauthorized
 from plugin.model import ID_PATTERN, is_id
 
@@ -185,7 +185,7 @@ class Api(SmorestApi):
             return error_response(405, f"{request.method} is not allowed on {request.path}.",
                                   {"allowed": sorted(error.valid_methods or [])})  # type: ignore[attr-defined]
         if error.code and error.code >= 500:
-            log.error("server error on %s %s", request.method, request.path, exc_info=error)
+            log.error("server error on %s %s", request.method, logs.route_pattern(request), exc_info=error)
             return error_response(error.code, "Internal error; the server logged the details.")
         return error_response(error.code or 500, error.description or error.name)
 
@@ -253,7 +253,7 @@ def init_app(app: Flask, components: Any) -> Api:
     def _unexpected(error: Exception) -> Any:
         if isinstance(error, HTTPException):
             return api.handle_http_exception(error)
-        log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
+        log.error("unhandled error on %s %s", request.method, logs.route_pattern(request), exc_info=error)
         return error_response(500, "Internal error; the server logged the details.")
 
     for module in (incidents, playbooks, settings, telemetry):
