@@ -11,12 +11,12 @@ from typing import Any
 from flask import Flask, current_app, g, jsonify, request
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
-from webargs.flaskparser import FlaskParser
 from marshmallow import ValidationError
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
-from plugin.api.schemas import ErrorSchema
 from plugin import logs, model
+from plugin.api.schemas import ErrorSchema
 from plugin.errors import BadInput, DomainError, Unauthorized
 from plugin.model import ID_PATTERN, is_id
 
