@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request
 
-from plugin import api
+from plugin import api, logs
 from plugin.chat import ChatHost
 from plugin.chat.local import LocalChatHost
 from plugin.chat.mattermost import MattermostChatHost
@@ -106,10 +106,10 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
 
     @app.after_request
     def _log_request(response: Any) -> Any:
-        # The path only: query strings can carry search terms typed by people.
+        # The route's pattern, not the path: a path or query string can carry text people typed.
         duration = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        access_log.info("%s %s %s %.1fms user=%s", request.method, request.path, response.status_code,
-                        duration, g.get("user_id", "-"))
+        access_log.info("%s %s %s %.1fms user=%s", request.method, logs.route_pattern(request),
+                        response.status_code, duration, g.get("user_id", "-"))
         return response
 
     @app.get("/healthz")
@@ -119,4 +119,5 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
 
     api.init_app(app, components)
     command_views.init_app(app, components)
+    logs.install()
     return app

@@ -44,13 +44,44 @@ def new_id() -> str:
 
 
 def text_problem(text: str) -> str | None:
-    """Why both databases could not store this text (NUL, lone surrogate), or None."""
+    """Why a database could not store this text, or None: the one rule for all text we accept.
+
+    PostgreSQL's text (in a UTF-8 database) refuses NUL and anything that is not valid
+    UTF-8; a Python string fails to be UTF-8 only by holding a lone surrogate. SQLite
+    would store both, but the same input must get the same answer on either database.
+    """
     if "\x00" in text:
         return "must not contain NUL characters"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return "must be valid Unicode text (it contains a lone surrogate)"
+    return None
+
+
+def unstorable_text(data: Any, path: tuple[str, ...] = ()) -> tuple[tuple[str, ...], str] | None:
+    """The first text in data (nested dicts, lists, strings) that no database can store.
+
+    Returns the path to it (dict keys and list positions, as text) and what is wrong
+    with it, or None. A dict key that cannot be stored counts as its own path. Every
+    entry point checks what it receives with this before anything is read or written.
+    """
+    if isinstance(data, str):
+        problem = text_problem(data)
+        return (path, problem) if problem else None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = (*path, str(key))
+            if isinstance(key, str) and (problem := text_problem(key)):
+                return where, f"{problem} (in the field name)"
+            found = unstorable_text(value, where)
+            if found:
+                return found
+    elif isinstance(data, (list, tuple)):
+        for index, value in enumerate(data):
+            found = unstorable_text(value, (*path, str(index)))
+            if found:
+                return found
     return None
 
 

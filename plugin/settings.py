@@ -254,8 +254,9 @@ class Settings:
                 continue
             try:
                 values[key] = validate_value(spec, value, "saved value")
-            except SettingsError as exc:
-                _log.warning("ignoring a saved setting: %s", exc)
+            except SettingsError:
+                # The key only: the error quotes the value, which may be a secret or typed text.
+                _log.warning("ignoring the saved value of setting %s: it is no longer valid", key)
                 continue
             sources[key] = "saved"
         return Settings(values, self.specs, sources, self.data_dir)

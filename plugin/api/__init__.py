@@ -11,9 +11,11 @@ from typing import Any
 from flask import Flask, current_app, g, jsonify, request
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
+from marshmallow import ValidationError
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
+from plugin import logs, model
 from plugin.api.schemas import ErrorSchema
 from plugin.errors import BadInput, DomainError, Unauthorized, UnsupportedMediaType
 from plugin.model import ID_PATTERN, is_id
@@ -28,11 +30,25 @@ class Parser(FlaskParser):
     """Bad input is a 400 (Bad Request), like every other malformed request.
 
     Unknown fields are refused in every location, query strings included (each
-    schema says RAISE), so a misspelt filter never silently lists everything.
+    schema says RAISE), so a misspelt filter never silently lists everything. Text
+    no database can store is refused in every location before a schema sees it.
     """
 
     DEFAULT_VALIDATION_STATUS = 400
     DEFAULT_UNKNOWN_BY_LOCATION: dict[str, str | None] = {}
+
+    def load_json(self, req: Any, schema: Any) -> Any:
+        data = super().load_json(req, schema)
+        refuse_unstorable(data)
+        return data
+
+    def load_querystring(self, req: Any, schema: Any) -> Any:
+        refuse_unstorable(_every_value(req.args))
+        return super().load_querystring(req, schema)
+
+    def load_form(self, req: Any, schema: Any) -> Any:
+        refuse_unstorable(_every_value(req.form))
+        return super().load_form(req, schema)
 
     def _raw_load_json(self, req: Any) -> Any:
         try:
@@ -40,6 +56,26 @@ class Parser(FlaskParser):
         except RecursionError:
             # A body of deeply nested arrays exhausts the decoder's stack: bad JSON, not a crash.
             raise json.JSONDecodeError("JSON nested too deeply", "nested", 0) from None
+
+
+def _every_value(values: Any) -> dict[str, Any]:
+    """A query string or form as a dict: a repeated key maps to the list of its values."""
+    return {key: found[0] if len(found) == 1 else found for key, found in values.lists()}
+
+
+def refuse_unstorable(data: Any) -> None:
+    """Raise a ValidationError naming the first text in data that no database can store.
+
+    Every key and value a request carries is checked, whatever its schema would make
+    of it, so every route gives the same answer on both databases.
+    """
+    found = model.unstorable_text(data)
+    if found:
+        path, problem = found
+        message: Any = [problem[0].upper() + problem[1:] + "."]
+        for key in reversed(path or ("_schema",)):
+            message = {key: message}
+        raise ValidationError(message)
 
 
 # Error answers every operation may give, documented so clients (and fuzzers) know them.
@@ -160,7 +196,7 @@ class Api(SmorestApi):
             return error_response(405, f"{request.method} is not allowed on {request.path}.",
                                   {"allowed": allowed}, {"Allow": ", ".join(allowed)})
         if error.code and error.code >= 500:
-            log.error("server error on %s %s", request.method, request.path, exc_info=error)
+            log.error("server error on %s %s", request.method, logs.route_pattern(request), exc_info=error)
             return error_response(error.code, "Internal error; the server logged the details.")
         return error_response(error.code or 500, error.description or error.name)
 
@@ -228,7 +264,7 @@ def init_app(app: Flask, components: Any) -> Api:
     def _unexpected(error: Exception) -> Any:
         if isinstance(error, HTTPException):
             return api.handle_http_exception(error)
-        log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
+        log.error("unhandled error on %s %s", request.method, logs.route_pattern(request), exc_info=error)
         return error_response(500, "Internal error; the server logged the details.")
 
     # Registered first, so the routes refer to these components with their body rules.

@@ -15,7 +15,7 @@ MAX_ITEMS_PER_STAGE = 200
 
 
 class Text(fields.String):
-    """A string that both databases can store: no NUL characters, no lone surrogates."""
+    """Text people type; the parser has already refused any no database can store (see plugin.api.Parser)."""
 
     def __init__(self, **kwargs: Any):
         # The document states the NUL rule as a pattern; lone surrogates cannot be written
@@ -23,13 +23,6 @@ class Text(fields.String):
         metadata = {"pattern": "^[^\\u0000]*$", "description": "Text without NUL characters or lone surrogates.",
                     **kwargs.pop("metadata", {})}
         super().__init__(metadata=metadata, **kwargs)
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        problem = model.text_problem(text)
-        if problem:
-            raise ValidationError(problem.capitalize() + ".")
-        return text
 
 
 class Trimmed(Text):

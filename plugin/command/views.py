@@ -8,6 +8,9 @@ response_url``, and the repeated ``user_mentions``/``user_mentions_ids`` and
 the ``SlashCommandToken`` setting; a mismatch is a 401 in the one error shape and
 runs nothing.
 
+A form field holding text no database can store (NUL) is refused, before anything
+is read or written, with an ephemeral reply naming the field.
+
 Every authenticated request is answered 200 ``application/json``
 ``{response_type, text}``: domain errors and even unexpected failures become an
 ephemeral message (Mattermost shows anything else as a raw error).
@@ -23,7 +26,7 @@ from flask import Blueprint, Flask, g, jsonify, request
 from plugin.api import error_response
 from plugin.command.parser import parse
 from plugin.command.runner import Caller, CommandRunner, reply
-from plugin.model import is_id
+from plugin.model import is_id, unstorable_text
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,10 @@ def create_blueprint(components: Any) -> Blueprint:
             return error_response(401, "Missing or wrong slash command token: send the token Mattermost shows "
                                        "for the /incident command (Authorization: Token <token>).")
         fields = _fields()
+        found = unstorable_text(dict(fields.lists()))  # every value of every field
+        if found:
+            # Refused before anything is read or written, with the same answer on both databases.
+            return jsonify(reply(_unstorable_reply(found[0][0], found[1])))
         ids = {name: fields.get(name, "") for name in ("user_id", "team_id", "channel_id")}
         bad = sorted(name for name, value in ids.items() if not is_id(value))
         if bad:
@@ -81,6 +88,11 @@ def create_blueprint(components: Any) -> Blueprint:
         return jsonify(body)
 
     return blp
+
+
+def _unstorable_reply(field: str, problem: str) -> str:
+    where = "The command text" if field == "text" else f"The {field} field of the slash command request"
+    return f"{where} {problem}: remove it and run the command again. Nothing was changed."
 
 
 def _learn_users(host: Any, fields: Any) -> None:

@@ -117,7 +117,9 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
     path = sa.make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    # hide_parameters: statement parameters are what people typed; no log line or error message shows them.
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                              hide_parameters=True)
     queue = _WriterQueue(str(Path(path).resolve())) if immediate and path and path != ":memory:" else None
     checkpoints = _Checkpoints(CHECKPOINT_EVERY) if queue is not None else None
     if queue is not None:
@@ -249,7 +251,9 @@ class Database:
             # begin their transaction explicitly (``_begin_writes``); psycopg's commit
             # and rollback follow the server's transaction state. (A second pool for
             # reads did the same but doubled the connections each worker keeps open.)
-            base = sa.create_engine(self.url, pool_size=10, max_overflow=10, isolation_level="AUTOCOMMIT")
+            # hide_parameters: as for SQLite, no log line or error message shows what people typed.
+            base = sa.create_engine(self.url, pool_size=10, max_overflow=10, isolation_level="AUTOCOMMIT",
+                                     hide_parameters=True)
             _ping_after_idle(base)
             _begin_writes(base)
             self.read_engine = base

@@ -131,9 +131,11 @@ def test_a_wrong_slash_token_is_refused_with_401_and_changes_nothing(world):
 
 
 def test_a_garbage_command_line_gets_the_help_text_and_changes_nothing(world):
-    for garbage in ('stage "next --force', 'check 1 "two', "\u0000\u202e;rm -rf /", "start --bogus db", "@ ~ \\"):
+    for garbage in ('stage "next --force', 'check 1 "two', "\u202e;rm -rf /", "start --bogus db", "@ ~ \\"):
         reply = world.run(garbage)
         assert reply["response_type"] == "ephemeral" and HELP_TEXT in reply["text"]
+    reply = world.run("\u0000\u202e;rm -rf /")
+    assert reply["text"].startswith("The command text must not contain NUL characters")
     reply = world.run("launch the rockets")
     assert reply["text"].startswith("Unknown subcommand 'launch'.") and HELP_TEXT in reply["text"]
     assert world.incidents() == [] and world.fake.state.posts == []
