@@ -56,12 +56,10 @@ class IncidentRepository(Protocol):
     def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None: ...
     def get_head(self, incident_id: str) -> IncidentHead | None: ...
     def adopt(self, incident: Incident) -> Incident: ...
-    def get_unless(self, incident_id: str, known_version: int) -> Incident | IncidentHead | None: ...
     def get_by_channel(self, channel_id: str) -> Incident | None: ...
     def add(self, incident: Incident) -> None: ...
     def save(self, incident: Incident) -> None: ...
-    def list(self, query: IncidentFilter, known: Callable[[str, int], bool] | None = None
-             ) -> tuple[int, list[Incident | IncidentHead]]: ...
+    def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]: ...
 
 
 class PlaybookRepository(Protocol):
@@ -163,17 +161,9 @@ class IncidentService:
         return self.host.is_system_admin(user_id) or self.host.is_channel_member(incident.channel_id, user_id)
 
     # ----- reads ---------------------------------------------------------------------
-    def get_incident(self, user_id: str, incident_id: str, *,
-                     unless_version: int | None = None) -> Incident | IncidentHead:
-        """The incident, if the user may view it.
-
-        With unless_version (the version of a copy the caller keeps), an incident
-        still at that version comes back as its IncidentHead, read without its
-        stages and tasks; who may see it is decided on the current row either way.
-        """
-        incident: Incident | IncidentHead = (
-            self._read(incident_id) if unless_version is None
-            else self._existing(incident_id, lambda incidents: incidents.get_unless(incident_id, unless_version)))
+    def get_incident(self, user_id: str, incident_id: str) -> Incident:
+        """The incident, if the user may view it."""
+        incident = self._read(incident_id)
         if not self.can_view(user_id, incident):
             raise PermissionDenied("You do not have permission to view this incident.")
         return incident
@@ -186,13 +176,8 @@ class IncidentService:
             raise NotFound(f"No incident found for channel {channel_id}.")
         return incident
 
-    def list_incidents(self, user_id: str, query: IncidentFilter, known: Callable[[str, int], bool] | None = None
-                       ) -> tuple[int, list[Incident | IncidentHead]]:
-        """A page of the incidents the user may view, and the total that match.
-
-        An incident for which known(id, version) is true comes as its IncidentHead (the
-        caller keeps its representation at that version); without known, all are whole.
-        """
+    def list_incidents(self, user_id: str, query: IncidentFilter) -> tuple[int, list[Incident]]:
+        """A page of the incidents the user may view, and the total that match."""
         if not self.host.is_system_admin(user_id):
             if not query.team_id:
                 raise PermissionDenied("Only system admins may list incidents across teams: give team_id.",
@@ -202,7 +187,7 @@ class IncidentService:
         if query.member_id:
             query.member_channel_ids = self.host.user_channel_ids(query.member_id, query.team_id or None)
         with self.uow_factory(write=False) as uow:
-            return uow.incidents.list(query, known)
+            return uow.incidents.list(query)
 
     # ----- create --------------------------------------------------------------------
     def create_incident(self, user_id: str, new: NewIncident) -> Incident:

@@ -1,8 +1,6 @@
 """Incident routes: load with a schema, call one service method, dump with a schema."""
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from flask import current_app, g, request, url_for
@@ -24,42 +22,10 @@ from plugin.api.schemas import (
     ReorderSchema,
     StageSchema,
 )
-from plugin.model import Incident, IncidentFilter, ItemState
+from plugin.model import IncidentFilter, ItemState
 from plugin.service import NewChecklist, NewIncident, NewItem
 
 ITEM = "/<incident_id>/checklists/<int:checklist>/items/<int:item>"
-# Encoded incidents kept per process, by id, with the version they show.
-REPRESENTATIONS_KEPT = 4096
-
-
-class Representations:
-    """The JSON of recently fetched incidents, each valid for exactly one version.
-
-    A fetch still reads the incident's row (its version, and what deciding who may
-    see it needs) but, while the version is the one kept here, not its stages and
-    tasks, and nothing is rebuilt, dumped or encoded. Every change to an incident
-    raises its version, so a kept body is never shown for another version. The
-    version also makes the ETag: clients send it back in If-None-Match and get 304.
-    """
-
-    def __init__(self, size: int = REPRESENTATIONS_KEPT):
-        self.size = size
-        self._bodies: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, incident_id: str) -> tuple[int, bytes] | None:
-        with self._lock:
-            found = self._bodies.get(incident_id)
-            if found is not None:
-                self._bodies.move_to_end(incident_id)
-            return found
-
-    def put(self, incident_id: str, version: int, body: bytes) -> None:
-        with self._lock:
-            self._bodies[incident_id] = (version, body)
-            self._bodies.move_to_end(incident_id)
-            while len(self._bodies) > self.size:
-                self._bodies.popitem(last=False)
 
 
 def etag(version: int) -> str:
@@ -72,7 +38,6 @@ def create_blueprint(components: Any) -> Blueprint:
     blp = Blueprint("incidents", __name__, url_prefix="/api/v0/incidents",
                     description="Incidents, their stages and tasks.")
     service = components.service
-    representations = Representations()
     schema = IncidentSchema()
 
     @blp.before_request
@@ -90,54 +55,25 @@ def create_blueprint(components: Any) -> Blueprint:
         incident = service.create_incident(g.user_id, new)
         return incident, 201, {"Location": url_for("incidents.get", incident_id=incident.id)}
 
-    def representation(incident: Incident) -> bytes:
-        """The incident's JSON, as a fetch answers it; kept for its version."""
-        body: bytes = current_app.json.response(schema.dump(incident)).get_data()
-        representations.put(incident.id, incident.version, body)
-        return body
-
     @blp.route("", methods=["GET"])
     @blp.arguments(ListQuerySchema, location="query")
     @blp.response(200, IncidentPageSchema)
     def list_(query: IncidentFilter) -> Any:
         """List the incidents the caller may see, filtered, sorted and paged."""
-        # Incidents whose representation is kept at the version listed are neither
-        # decoded nor dumped again: their kept JSON goes into the page as it is.
-        kept: dict[str, bytes] = {}
-
-        def known(incident_id: str, version: int) -> bool:
-            found = representations.get(incident_id)
-            if found is None or found[0] != version:
-                return False
-            kept[incident_id] = found[1]
-            return True
-
-        total, items = service.list_incidents(g.user_id, query, known)
-        bodies = [representation(item) if isinstance(item, Incident) else kept[item.id] for item in items]
-        envelope = page_of([], total, query.page, query.per_page)
-        del envelope["items"]  # spliced in below, as the kept JSON
-        head = current_app.json.dumps(envelope).encode()
-        items_json = b",".join(item.rstrip(b"\n") for item in bodies)
-        body = b"".join([head[:-1], b',"items":[', items_json, b"]}\n"])
-        return current_app.response_class(body, mimetype="application/json")
+        total, items = service.list_incidents(g.user_id, query)
+        return page_of(items, total, query.page, query.per_page)
 
     @blp.route("/<incident_id>", methods=["GET"])
     @blp.response(200, IncidentSchema)
     @blp.alt_response(304, description="Not Modified: the incident is still at the version of If-None-Match.")
     def get(incident_id: str) -> Any:
         """One incident (with an ETag; If-None-Match answers 304 while it is unchanged)."""
-        incident_id = path_id(incident_id, "incident")
-        kept = representations.get(incident_id)
-        found = service.get_incident(g.user_id, incident_id, unless_version=None if kept is None else kept[0])
-        if isinstance(found, Incident):
-            kept = (found.version, representation(found))
-        assert kept is not None
-        version, body = kept
-        tag = etag(version)
+        incident = service.get_incident(g.user_id, path_id(incident_id, "incident"))
+        tag = etag(incident.version)
         if request.if_none_match.contains(tag):
             response = current_app.response_class(status=304)
         else:
-            response = current_app.response_class(body, mimetype="application/json")
+            response = current_app.json.response(schema.dump(incident))
         response.set_etag(tag)
         return response
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -25,13 +24,6 @@ SORT_COLUMNS = {
 # The statements every request runs, on the driver's cursor (see plugin.store.driver).
 _GET = driver.Statement(sa.select(incidents).where(incidents.c.id == sa.bindparam("incident_id")))
 _GET_FOR_UPDATE = driver.Statement(_GET.statement.with_for_update())
-# The row without its stages and tasks when it is still at the version the caller
-# knows (the caller has its representation): no JSON to send, decode or rebuild.
-_GET_UNLESS = driver.Statement(
-    sa.select(*[column for column in incidents.c if column.key != "checklists"],
-              sa.case((incidents.c.version == sa.bindparam("known_version"), sa.null()),
-                      else_=incidents.c.checklists).label("checklists"))
-    .where(incidents.c.id == sa.bindparam("incident_id")))
 # Just the head (see IncidentHead): who may change it is decided on this.
 _GET_HEAD = driver.Statement(sa.select(incidents.c.id, incidents.c.version, incidents.c.channel_id,
                                        incidents.c.team_id, incidents.c.public, incidents.c.commander_user_id)
@@ -67,13 +59,13 @@ def _head(row: Any) -> IncidentHead:
     return IncidentHead(row.id, row.version, row.channel_id, row.team_id, row.public, row.commander_user_id)
 
 
-def _from_row(row: Any, document: Any = None) -> Incident:
-    """The incident of a row (document: its stages and tasks decoded, when the row has them as text)."""
+def _from_row(row: Any) -> Incident:
+    """The incident of a row."""
     return Incident(
         id=row.id, name=row.name, description=row.description, is_active=row.is_active,
         commander_user_id=row.commander_user_id, team_id=row.team_id, channel_id=row.channel_id,
         post_id=row.post_id, public=row.public, create_at=row.create_at, end_at=row.end_at,
-        active_stage=row.active_stage, checklists=checklists_from_json(row.checklists if document is None else document),
+        active_stage=row.active_stage, checklists=checklists_from_json(row.checklists),
         version=row.version, playbook_id=row.playbook_id,
     )
 
@@ -145,16 +137,6 @@ class SqlIncidentRepository:
         row = driver.fetch_one(self.connection, _GET_HEAD, {"incident_id": incident_id}, begin=self.writes)
         return _head(row) if row else None
 
-    def get_unless(self, incident_id: str, known_version: int) -> Incident | IncidentHead | None:
-        """The incident, or only its head when it is still at known_version (None: no such incident)."""
-        row = driver.fetch_one(self.connection, _GET_UNLESS, {"incident_id": incident_id,
-                                                              "known_version": known_version}, begin=self.writes)
-        if row is None:
-            return None
-        if row.checklists is None:
-            return _head(row)
-        return _from_row(row)
-
     def get_by_channel(self, channel_id: str) -> Incident | None:
         """The incident whose channel this is."""
         row = driver.fetch_one(self.connection, _GET_BY_CHANNEL, {"channel_id": channel_id}, begin=self.writes)
@@ -192,23 +174,11 @@ class SqlIncidentRepository:
         self._documents[incident.id] = values["checklists"]
         incident.version += 1
 
-    def list(self, query: IncidentFilter, known: Callable[[str, int], bool] | None = None
-             ) -> tuple[int, list[Incident | IncidentHead]]:
-        """One page of incidents matching the filter, and how many match in all.
-
-        An incident for which known(id, version) is true (the caller keeps its
-        representation at that version) comes as its IncidentHead: its stages and
-        tasks arrive as text and are not decoded.
-        """
+    def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]:
+        """One page of incidents matching the filter, and how many match in all."""
         count, page = self.list_statements(query)
         total = self.connection.execute(count).scalar_one()
-        if known is None:
-            return total, [_from_row(row) for row in self.connection.execute(page).all()]
-        raw = page.with_only_columns(*[column for column in page.selected_columns if column.key != "checklists"],
-                                     sa.cast(incidents.c.checklists, sa.Text).label("checklists"),
-                                     maintain_column_froms=True)
-        return total, [_head(row) if known(row.id, row.version) else _from_row(row, json.loads(row.checklists))
-                       for row in self.connection.execute(raw).all()]
+        return total, [_from_row(row) for row in self.connection.execute(page).all()]
 
     @staticmethod
     def list_statements(query: IncidentFilter) -> tuple[sa.Select[Any], sa.Select[Any]]:

@@ -278,16 +278,6 @@ def test_a_change_that_leaves_the_stages_as_read_does_not_write_them_again(db, d
     assert stored.checklists[1].title == "Fix" and stored.version == incident.version + 4
 
 
-def test_get_unless_reads_the_stages_only_when_the_version_moved(db):
-    incident = _stored(db)
-    with db.unit_of_work(write=False) as uow:
-        same = uow.incidents.get_unless(incident.id, 0)
-        moved = uow.incidents.get_unless(incident.id, 7)
-        missing = uow.incidents.get_unless("z" * 26, 0)
-    assert same == IncidentHead(incident.id, 0, incident.channel_id, TEAM, True, incident.commander_user_id)
-    assert moved == incident and missing is None
-
-
 def test_get_head_reads_the_row_without_its_stages(db, driver_statements):
     incident = _stored(db)
     driver_statements.clear()
