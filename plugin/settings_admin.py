@@ -66,14 +66,14 @@ class SettingsAdmin:
 
     def show(self, user_id: str) -> list[dict[str, Any]]:
         """The settings, for a system admin."""
-        self._require_admin(user_id)
+        self.require_admin(user_id)
         self.refresh(force=True)
         return self.describe()
 
     # ----- changes ---------------------------------------------------------------------
     def update(self, user_id: str, changes: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Change settings as a system admin; returns the settings now in force."""
-        self._require_admin(user_id)
+        self.require_admin(user_id)
         self.apply(changes, user_id)
         return self.describe()
 
@@ -142,7 +142,8 @@ class SettingsAdmin:
         self.live.replace(new)
         return True
 
-    def _require_admin(self, user_id: str) -> None:
+    def require_admin(self, user_id: str) -> None:
+        """PermissionDenied, saying how admins are made, unless the user is a system admin."""
         if self.host is None or not self.host.is_system_admin(user_id):
             raise PermissionDenied(
                 "Only system admins may read or change the plugin's settings. On Mattermost they are the "

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import math
 import re
@@ -13,7 +12,8 @@ from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import ValidationError
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.routing import BaseConverter
 
 from plugin import logs, model
 from plugin.api.schemas import ErrorSchema
@@ -38,8 +38,12 @@ class Parser(FlaskParser):
     DEFAULT_UNKNOWN_BY_LOCATION: dict[str, str | None] = {}
 
     def load_json(self, req: Any, schema: Any) -> Any:
-        data = super().load_json(req, schema)
-        refuse_unstorable(data)
+        try:
+            data = super().load_json(req, schema)
+            refuse_unstorable(data)
+        except RecursionError:
+            # A body of deeply nested arrays exhausts the decoder's stack: bad JSON, not a crash.
+            raise BadInput("The body is not valid JSON: it is nested too deeply.") from None
         return data
 
     def load_querystring(self, req: Any, schema: Any) -> Any:
@@ -49,13 +53,6 @@ class Parser(FlaskParser):
     def load_form(self, req: Any, schema: Any) -> Any:
         refuse_unstorable(_every_value(req.form))
         return super().load_form(req, schema)
-
-    def _raw_load_json(self, req: Any) -> Any:
-        try:
-            return super()._raw_load_json(req)
-        except RecursionError:
-            # A body of deeply nested arrays exhausts the decoder's stack: bad JSON, not a crash.
-            raise json.JSONDecodeError("JSON nested too deeply", "nested", 0) from None
 
 
 def _every_value(values: Any) -> dict[str, Any]:
@@ -82,7 +79,26 @@ def refuse_unstorable(data: Any) -> None:
 COMMON_ERRORS = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
                  502: "BAD_GATEWAY"}
 WRITE_ERRORS = {409: "CONFLICT", 413: "REQUEST_ENTITY_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
-_PATH_ID = re.compile(r"<(?:[^:<>]+:)?([a-z_]+_id)>")
+
+
+class MalformedId(BadRequest):
+    """A path segment where an id belongs that is not one."""
+
+    def __init__(self, value: str):
+        super().__init__(f"'{value[:40]}' is not an id: ids in paths are 26 characters a-z0-9.")
+
+
+class IdConverter(BaseConverter):
+    """``<id:name>``: a path segment that must be an id; anything else is a 400 saying so."""
+
+    def to_python(self, value: str) -> str:
+        if not is_id(value):
+            raise MalformedId(value)
+        return value
+
+
+def _id_parameter(_converter: IdConverter) -> dict[str, str]:
+    return {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$", "description": "An id of 26 characters a-z0-9."}
 
 
 class Blueprint(SmorestBlueprint):
@@ -92,35 +108,24 @@ class Blueprint(SmorestBlueprint):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._prepare_doc_cbks.insert(0, self._prepare_error_doc)
         self.before_request(require_json_body)
 
     def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
-        """As flask-smorest's, with one schema instance per route made here, once.
-
-        Given a class, webargs builds a new instance for every request, and each
-        instance deep-copies its fields and its nested schemas' fields: a tenth of a
-        create. Loading does not change a schema, so one instance serves every request.
-        """
+        """As flask-smorest's, with one schema instance per route made here, once (loading never changes it)."""
         return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
 
-    def route(self, rule: str, *, parameters: list | None = None, **options: Any) -> Any:
-        """Like flask-smorest's route, documenting each ``*_id`` path parameter as an id."""
-        parameters = list(parameters or [])
-        for name in _PATH_ID.findall(rule):
-            parameters.append({"in": "path", "name": name, "required": True,
-                               "description": "An id of 26 characters a-z0-9.",
-                               "schema": {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$"}})
-        return super().route(rule, parameters=parameters, **options)
+    def route(self, rule: str, **options: Any) -> Any:
+        """Like flask-smorest's route, documenting the error answers every such operation may give."""
+        register = super().route(rule, **options)
+        writes = {method.upper() for method in options.get("methods", ["GET"])} & {"POST", "PUT", "PATCH", "DELETE"}
+        errors = COMMON_ERRORS | (WRITE_ERRORS if writes else {})
 
-    @staticmethod
-    def _prepare_error_doc(doc: dict, doc_info: dict, *, method: str, **_: Any) -> dict:
-        responses = doc_info.setdefault("response", {}).setdefault("responses", {})
-        errors = COMMON_ERRORS | (WRITE_ERRORS if method in {"post", "put", "patch", "delete"} else {})
-        for status, name in errors.items():
-            if status not in responses and str(status) not in responses:
-                responses[status] = [name]
-        return doc
+        def decorator(view: Any) -> Any:
+            for status, name in errors.items():
+                view = self.alt_response(status, response=name)(view)
+            return register(view)
+
+        return decorator
 
 
 def require_json_body() -> None:
@@ -145,15 +150,6 @@ def _flatten(messages: Any, prefix: str = "") -> list[str]:
     if isinstance(messages, list):
         return [line for m in messages for line in _flatten(m, prefix)]
     return [f"{prefix.rstrip('.')}: {messages}" if prefix else str(messages)]
-
-
-def path_id(value: str, kind: str) -> str:
-    """An id taken from the URL path, or a 400 naming what it should have been."""
-    if not is_id(value):
-        article = "an" if kind[0] in "aeiou" else "a"
-        raise BadInput(f"'{value[:40]}' is not {article} {kind} id: ids are 26 characters a-z0-9.",
-                       {f"{kind}_id": "malformed"})
-    return value
 
 
 def page_of(items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
@@ -267,6 +263,8 @@ def init_app(app: Flask, components: Any) -> Api:
         log.error("unhandled error on %s %s", request.method, logs.route_pattern(request), exc_info=error)
         return error_response(500, "Internal error; the server logged the details.")
 
+    app.url_map.converters["id"] = IdConverter
+    api.register_converter(IdConverter, _id_parameter)
     # Registered first, so the routes refer to these components with their body rules.
     for schema in _schemas_with_body_rules():
         api.spec.components.schema(schema.__name__.removesuffix("Schema"), dict(schema.body_rules), schema=schema)

@@ -6,7 +6,7 @@ from typing import Any
 from flask import current_app, g, request, url_for
 
 import plugin
-from plugin.api import Blueprint, authenticate, page_of, path_id
+from plugin.api import Blueprint, authenticate, page_of
 from plugin.api.schemas import (
     AddMembersSchema,
     AssigneeSchema,
@@ -25,7 +25,7 @@ from plugin.api.schemas import (
 from plugin.model import IncidentFilter, ItemState
 from plugin.service import NewChecklist, NewIncident, NewItem
 
-ITEM = "/<incident_id>/checklists/<int:checklist>/items/<int:item>"
+ITEM = "/<id:incident_id>/checklists/<int:checklist>/items/<int:item>"
 
 
 def etag(version: int) -> str:
@@ -63,12 +63,12 @@ def create_blueprint(components: Any) -> Blueprint:
         total, items = service.list_incidents(g.user_id, query)
         return page_of(items, total, query.page, query.per_page)
 
-    @blp.route("/<incident_id>", methods=["GET"])
+    @blp.route("/<id:incident_id>", methods=["GET"])
     @blp.response(200, IncidentSchema)
     @blp.alt_response(304, description="Not Modified: the incident is still at the version of If-None-Match.")
     def get(incident_id: str) -> Any:
         """One incident (with an ETag; If-None-Match answers 304 while it is unchanged)."""
-        incident = service.get_incident(g.user_id, path_id(incident_id, "incident"))
+        incident = service.get_incident(g.user_id, incident_id)
         tag = etag(incident.version)
         if request.if_none_match.contains(tag):
             response = current_app.response_class(status=304)
@@ -77,72 +77,72 @@ def create_blueprint(components: Any) -> Blueprint:
         response.set_etag(tag)
         return response
 
-    @blp.route("/channel/<channel_id>", methods=["GET"])
+    @blp.route("/channel/<id:channel_id>", methods=["GET"])
     @blp.response(200, IncidentSchema)
     def get_by_channel(channel_id: str) -> Any:
         """The incident whose channel this is (404 when the caller may not see it)."""
-        return service.get_incident_by_channel(g.user_id, path_id(channel_id, "channel"))
+        return service.get_incident_by_channel(g.user_id, channel_id)
 
-    @blp.route("/<incident_id>/end", methods=["PUT"])
+    @blp.route("/<id:incident_id>/end", methods=["PUT"])
     @blp.response(200, IncidentSchema)
     def end(incident_id: str) -> Any:
         """End an active incident."""
-        return service.end_incident(g.user_id, path_id(incident_id, "incident")).incident
+        return service.end_incident(g.user_id, incident_id).incident
 
-    @blp.route("/<incident_id>/restart", methods=["PUT"])
+    @blp.route("/<id:incident_id>/restart", methods=["PUT"])
     @blp.response(200, IncidentSchema)
     def restart(incident_id: str) -> Any:
         """Restart an ended incident."""
-        return service.restart_incident(g.user_id, path_id(incident_id, "incident")).incident
+        return service.restart_incident(g.user_id, incident_id).incident
 
-    @blp.route("/<incident_id>/commander", methods=["POST"])
+    @blp.route("/<id:incident_id>/commander", methods=["POST"])
     @blp.arguments(CommanderSchema)
     @blp.response(200, IncidentSchema)
     def commander(body: dict[str, Any], incident_id: str) -> Any:
         """Change the commander (who must be a member of the incident channel)."""
-        return service.change_commander(g.user_id, path_id(incident_id, "incident"), body["commander_id"]).incident
+        return service.change_commander(g.user_id, incident_id, body["commander_id"]).incident
 
-    @blp.route("/<incident_id>/members", methods=["POST"])
+    @blp.route("/<id:incident_id>/members", methods=["POST"])
     @blp.arguments(AddMembersSchema)
     @blp.response(200, MembersAddedSchema)
     def add_members(body: dict[str, Any], incident_id: str) -> Any:
         """Add people to the incident channel (channel members and system admins may)."""
-        added, already = service.add_members(g.user_id, path_id(incident_id, "incident"), body["user_ids"])
+        added, already = service.add_members(g.user_id, incident_id, body["user_ids"])
         return {"added": added, "already_members": already}
 
-    @blp.route("/<incident_id>", methods=["PATCH"])
+    @blp.route("/<id:incident_id>", methods=["PATCH"])
     @blp.arguments(StageSchema)
     @blp.response(200, IncidentSchema)
     def patch(body: dict[str, Any], incident_id: str) -> Any:
         """Change the active stage."""
-        return service.set_active_stage(g.user_id, path_id(incident_id, "incident"), body["active_stage"]).incident
+        return service.set_active_stage(g.user_id, incident_id, body["active_stage"]).incident
 
-    @blp.route("/<incident_id>/checklists/<int:checklist>/items", methods=["POST"])
+    @blp.route("/<id:incident_id>/checklists/<int:checklist>/items", methods=["POST"])
     @blp.arguments(NewItemSchema)
     @blp.response(200, IncidentSchema)
     def add_item(body: dict[str, Any], incident_id: str, checklist: int) -> Any:
         """Add a task at the end of a stage."""
-        return service.add_item(g.user_id, path_id(incident_id, "incident"), checklist, NewItem(**body)).incident
+        return service.add_item(g.user_id, incident_id, checklist, NewItem(**body)).incident
 
     @blp.route(ITEM, methods=["PUT"])
     @blp.arguments(EditItemSchema)
     @blp.response(200, IncidentSchema)
     def edit_item(body: dict[str, Any], incident_id: str, checklist: int, item: int) -> Any:
         """Rename a task or change its description or command."""
-        return service.edit_item(g.user_id, path_id(incident_id, "incident"), checklist, item, **body).incident
+        return service.edit_item(g.user_id, incident_id, checklist, item, **body).incident
 
     @blp.route(ITEM, methods=["DELETE"])
     @blp.response(200, IncidentSchema)
     def remove_item(incident_id: str, checklist: int, item: int) -> Any:
         """Remove a task."""
-        return service.remove_item(g.user_id, path_id(incident_id, "incident"), checklist, item).incident
+        return service.remove_item(g.user_id, incident_id, checklist, item).incident
 
-    @blp.route("/<incident_id>/checklists/<int:checklist>/reorder", methods=["PUT"])
+    @blp.route("/<id:incident_id>/checklists/<int:checklist>/reorder", methods=["PUT"])
     @blp.arguments(ReorderSchema)
     @blp.response(200, IncidentSchema)
     def reorder(body: dict[str, Any], incident_id: str, checklist: int) -> Any:
         """Move a task to another position in its stage."""
-        return service.move_item(g.user_id, path_id(incident_id, "incident"), checklist, body["item_num"],
+        return service.move_item(g.user_id, incident_id, checklist, body["item_num"],
                                  body["new_location"]).incident
 
     @blp.route(ITEM + "/state", methods=["PUT"])
@@ -150,7 +150,7 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.response(200, IncidentSchema)
     def item_state(body: dict[str, Any], incident_id: str, checklist: int, item: int) -> Any:
         """Set a task's state: open, in_progress or closed."""
-        return service.set_item_state(g.user_id, path_id(incident_id, "incident"), checklist, item,
+        return service.set_item_state(g.user_id, incident_id, checklist, item,
                                       ItemState(body["new_state"])).incident
 
     @blp.route(ITEM + "/assignee", methods=["PUT"])
@@ -158,7 +158,7 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.response(200, IncidentSchema)
     def item_assignee(body: dict[str, Any], incident_id: str, checklist: int, item: int) -> Any:
         """Assign a task (an empty assignee_id unassigns it)."""
-        return service.set_item_assignee(g.user_id, path_id(incident_id, "incident"), checklist, item,
+        return service.set_item_assignee(g.user_id, incident_id, checklist, item,
                                          body["assignee_id"]).incident
 
     return blp

@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import g, url_for
 
-from plugin.api import Blueprint, authenticate, page_of, path_id
+from plugin.api import Blueprint, authenticate, page_of
 from plugin.api.schemas import (
     CreatePlaybookSchema,
     PlaybookListQuerySchema,
@@ -57,24 +57,24 @@ def create_blueprint(components: Any) -> Blueprint:
         total, items = service.list(g.user_id, query)
         return page_of(items, total, query.page, query.per_page)
 
-    @blp.route("/<playbook_id>", methods=["GET"])
+    @blp.route("/<id:playbook_id>", methods=["GET"])
     @blp.response(200, PlaybookSchema)
     def get(playbook_id: str) -> Any:
         """One playbook (members and system admins only)."""
-        return service.get(g.user_id, path_id(playbook_id, "playbook"))
+        return service.get(g.user_id, playbook_id)
 
-    @blp.route("/<playbook_id>", methods=["PUT"])
+    @blp.route("/<id:playbook_id>", methods=["PUT"])
     @blp.arguments(UpdatePlaybookSchema)
     @blp.response(200, PlaybookSchema)
     def update(body: dict[str, Any], playbook_id: str) -> Any:
         """Change a playbook: title, and any of description, public default, stages, members."""
-        return service.update(g.user_id, path_id(playbook_id, "playbook"), _changes(body))
+        return service.update(g.user_id, playbook_id, _changes(body))
 
-    @blp.route("/<playbook_id>", methods=["DELETE"])
+    @blp.route("/<id:playbook_id>", methods=["DELETE"])
     @blp.response(204)
     def delete(playbook_id: str) -> Any:
         """Delete a playbook; incidents started from it keep their stages and tasks."""
-        service.delete(g.user_id, path_id(playbook_id, "playbook"))
+        service.delete(g.user_id, playbook_id)
         return None
 
     return blp

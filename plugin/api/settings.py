@@ -17,7 +17,9 @@ def create_blueprint(components: Any) -> Blueprint:
 
     @blp.before_request
     def _authenticate() -> None:
+        # Only system admins get further: no one else's body is even read.
         authenticate(components.settings.current.host_secret)
+        admin.require_admin(g.user_id)
 
     @blp.route("", methods=["GET"])
     @blp.response(200, SettingsSchema)
