@@ -67,7 +67,7 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     # Values saved through the settings API or CLI, above the config file and below
     # the environment; read after the migrations have created their table and
     # before the chat host is chosen, since they may configure Mattermost.
-    settings_admin = SettingsAdmin(live, db.unit_of_work)
+    settings_admin = SettingsAdmin(live, db.unit_of_work, read_version=db.settings_version)
     settings_admin.load()
     if host is None and live.current.mattermost_configured:
         # URL and token are read live; switching between hosts needs a restart.

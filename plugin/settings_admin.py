@@ -50,9 +50,10 @@ class SettingsAdmin:
     """Show, change and reload the settings in force."""
 
     def __init__(self, live: LiveSettings, uow_factory: Callable[..., Any], host: ChatHost | None = None,
-                 clock: Callable[[], int] = _now_ms):
+                 clock: Callable[[], int] = _now_ms, read_version: Callable[[], int] | None = None):
         self.live = live
         self.uow_factory = uow_factory
+        self.read_version = read_version
         self.host = host
         self.clock = clock
         self.base = live.current  # defaults < config file < environment, without saved values
@@ -155,9 +156,12 @@ class SettingsAdmin:
     def refresh(self) -> bool:
         """Put the saved values in force when the settings version moved; True when the settings changed.
 
-        One read of the one-row version when nothing changed. The version is read
-        before the values, so the values are at least as new as the version kept.
+        One read of the one-row version when nothing changed (``read_version``, a
+        lighter path than a unit of work, when given). The version is read before the
+        values, so the values are at least as new as the version kept.
         """
+        if self.read_version is not None and self.read_version() == self.version:
+            return False
         with self.uow_factory(write=False) as uow:
             state = uow.saved_settings.state()
             if state.version == self.version:

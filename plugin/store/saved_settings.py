@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from plugin.store import driver
 from plugin.store.tables import plugin_settings, settings_state, telemetry_counters, telemetry_outbox
 
 STATE_ID = 1
@@ -32,6 +33,16 @@ def read_state(connection: sa.Connection, *, lock: bool = False) -> SettingsStat
     statement = _READ_STATE.with_for_update() if lock and connection.dialect.name == "postgresql" else _READ_STATE
     row = connection.execute(statement).first()
     return INITIAL_STATE if row is None else SettingsState(int(row[0]), bool(row[1]), int(row[2]))
+
+
+# Read before every request: on the driver's cursor, a round trip and little else.
+_READ_VERSION = "SELECT version FROM settings_state WHERE id = 1"
+
+
+def read_version(connection: sa.Connection) -> int:
+    """The settings version (the initial one without the row)."""
+    rows = driver.execute_sql(connection, _READ_VERSION).fetchall()
+    return int(rows[0][0]) if rows else INITIAL_STATE.version
 
 
 def _insert(connection: sa.Connection) -> Any:

@@ -82,10 +82,10 @@ before the switch went off, on PostgreSQL, may commit just after: it keeps the o
 epoch, so it is never sent). Before each request to the data plane the dispatcher reads
 the row again and sends only while the settings version is still the one it claimed
 under. Each request, and each cycle of the dispatcher, compares the version with the
-one its process runs under and reloads the settings when it moved. Reading a one-row
-table costs far less than a request, and needs no message between processes, which a
-second server on the same database could not receive; a lock held by every mutation
-would serialise them all.
+one its process runs under and reloads the settings when it moved. That is one small
+read per request, and it needs no message between processes, which a second server on
+the same database could not receive; a lock taken by every mutation would make them
+wait for one another.
 
 ## Delivery and audit
 
