@@ -46,9 +46,18 @@ def _save_chat_diagnostics(settings_admin: SettingsAdmin, enabled: bool) -> None
     The report arrives wherever facts are read, which may be inside a mutation's
     transaction; the save takes the database's write lock, so it must not wait there.
     """
-    if bool(settings_admin.live.current.get("ServerDiagnosticsEnabled", True)) != enabled:
-        threading.Thread(target=settings_admin.chat_diagnostics_changed, args=(enabled,),
-                         name="chat-diagnostics", daemon=True).start()
+    threading.Thread(target=_logged(settings_admin.chat_diagnostics_changed), args=(enabled,),
+                     name="chat-diagnostics", daemon=True).start()
+
+
+def _logged(function: Any) -> Any:
+    """function, with any failure logged rather than lost in its thread."""
+    def run(*args: Any) -> None:
+        try:
+            function(*args)
+        except Exception:  # noqa: BLE001 - the next poll reports the switch again
+            log.warning("could not save the chat server's diagnostics switch", exc_info=True)
+    return run
 
 
 def build_components(settings: Settings, *, host: ChatHost | None = None,

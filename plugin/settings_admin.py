@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from plugin.chat import ChatHost
-from plugin.errors import BadInput, DomainError, InvalidState, PermissionDenied
+from plugin.errors import BadInput, InvalidState, PermissionDenied
 from plugin.settings import (MASK, RESTART_REQUIRED, TELEMETRY_SWITCHES, LiveSettings, Settings, SettingsError,
                              env_name, validate_value)
 
@@ -138,15 +138,25 @@ class SettingsAdmin:
         """The entry point of the chat server's diagnostics switch (Mattermost's EnableDiagnostics).
 
         Saved as ``ServerDiagnosticsEnabled``, like a change through the API: when it
-        goes off, telemetry is off in every process once this returns. A value fixed
-        by the environment is left as it is (and logged).
+        goes off, telemetry is off in every process once this returns. When the
+        environment fixes that setting, the database's telemetry switch follows the
+        chat server all the same (on only while this process's settings allow it).
         """
-        if bool(self.live.current.get("ServerDiagnosticsEnabled", True)) == enabled:
+        key = "ServerDiagnosticsEnabled"
+        if self.live.current.sources.get(key) != "environment":
+            if bool(self.live.current.get(key, True)) != enabled:
+                self.apply({key: enabled}, CHAT_SERVER_USER)
             return
-        try:
-            self.apply({"ServerDiagnosticsEnabled": enabled}, CHAT_SERVER_USER)
-        except DomainError as exc:
-            log.warning("the chat server's diagnostics switch was not saved: %s", exc.message)
+        on = enabled and not self.live.current.telemetry_off_reasons
+        with self.uow_factory() as uow:
+            if uow.saved_settings.state().telemetry_on == on:
+                return
+            state = uow.saved_settings.advance(on)
+            deleted = 0 if state.telemetry_on else uow.saved_settings.delete_waiting_events()
+            uow.commit()
+        log.info("the chat server's diagnostics are %s: telemetry switched %s (%d waiting event(s) deleted)",
+                 "on" if enabled else "off", "on" if on else "off", deleted)
+        self.refresh()
 
     def load(self) -> Settings:
         """Apply the saved values (start-up); the settings now in force."""

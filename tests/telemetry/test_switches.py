@@ -154,6 +154,30 @@ def test_mattermost_diagnostics_switched_off_as_seen_by_one_process_stop_another
         other.db.dispose()
 
 
+def test_mattermost_diagnostics_switched_off_flip_the_database_switch_when_the_environment_fixes_the_setting(
+        settings, dataplane, mattermost):
+    from plugin.settings import load_settings
+    environ = {"INCIDENT_DATABASE_URL": settings.database_url, "INCIDENT_DATA_DIR": str(settings.data_dir),
+               "INCIDENT_SERVER_DIAGNOSTICS_ENABLED": "true", "INCIDENT_RUDDER_WRITE_KEY": "k",
+               "INCIDENT_RUDDER_DATA_PLANE_URL": dataplane.url}
+    host = MattermostChatHost(lambda: mattermost.url, lambda: mattermost.bot_token, facts_ttl=0.0, retries=0)
+    components = create_app(load_settings(environ=environ), host=host, migrate_db=False,
+                            telemetry_options=FAST).extensions["incident"]
+    try:
+        dataplane.stop()
+        _Track(components)()
+        mattermost.state.config["DiagnosticsEnabled"] = "false"
+        _Track(components)()
+        wait_until(lambda: not components.telemetry.outbox.switch().telemetry_on)
+        assert components.telemetry.outbox.pending_count() == 0
+        mattermost.state.config["DiagnosticsEnabled"] = "true"
+        components.host.server_facts()
+        wait_until(lambda: components.telemetry.outbox.switch().telemetry_on)
+    finally:
+        components.telemetry.stop(1.0)
+        components.db.dispose()
+
+
 def test_mattermost_diagnostics_on_sends_with_its_diagnostic_id_and_version(mm_components, mattermost, dataplane):
     _Track(mm_components)()
     [message] = wait_until(lambda: dataplane.delivered())
