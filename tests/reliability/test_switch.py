@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from plugin.store import normalise_url
 from plugin.store.tables import telemetry_outbox
-from tests.conftest import ADMIN, ALICE, TEAM, as_user
+from tests.conftest import ADMIN, ALICE, TEAM, _truncate_all, as_user
 from tests.integration.test_server import clean_env
 from tests.telemetry.conftest import WRITE_KEY
 from tests.telemetry.dataplane import DataPlane, wait_until
@@ -161,8 +161,8 @@ def _recorded_since(database_url: str, moment_ms: int) -> int:
 
 def _switch_off_under_load(plane: DataPlane, database_url: str, put_base: str, load_bases: list[str]) -> None:
     """Under load on load_bases, switch telemetry off through put_base: no event recorded after the PUT
-    returned is stored or reaches the data plane, and at most the batch on the wire at that moment
-    arrives after it."""
+    returned is stored or reaches the data plane, and at most the batches on the wire at that moment
+    arrive after it."""
     with Load(load_bases):
         wait_until(lambda: len(plane.delivered()) >= 20, timeout=60)
         _put_settings(put_base, {"EnableTelemetry": False})
@@ -175,7 +175,8 @@ def _switch_off_under_load(plane: DataPlane, database_url: str, put_base: str, l
     time.sleep(2.5)  # more than a dispatcher's poll
     assert set(stored) == {0}
     assert _recorded_after(plane, off_ms) == []
-    assert len([request for request in plane.requests if request.at > off_at]) <= 1
+    # One dispatcher per server may have had a batch on its way.
+    assert len([request for request in plane.requests if request.at > off_at]) <= len(load_bases)
     report = _report(put_base)
     assert report["enabled"] is False and report["pending"] == 0
 
@@ -190,7 +191,6 @@ def test_switching_telemetry_off_under_load_on_several_workers_sends_nothing_rec
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_switching_telemetry_off_on_one_of_two_servers_sharing_postgresql_stops_both(tmp_path, postgres_url, plane):
-    from tests.conftest import _truncate_all
     _truncate_all(postgres_url)
     with serve(tmp_path, _env(tmp_path, "one", postgres_url, plane), workers=2) as one, \
             serve(tmp_path, _env(tmp_path, "two", postgres_url, plane), workers=2) as two:
