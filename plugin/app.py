@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,26 @@ class Components:
     settings_admin: SettingsAdmin
 
 
+def _save_chat_diagnostics(settings_admin: SettingsAdmin, enabled: bool) -> None:
+    """Save the diagnostics switch Mattermost reported, in a thread of its own.
+
+    The report arrives wherever facts are read, which may be inside a mutation's
+    transaction; the save takes the database's write lock, so it must not wait there.
+    """
+    threading.Thread(target=_logged(settings_admin.chat_diagnostics_changed), args=(enabled,),
+                     name="chat-diagnostics", daemon=True).start()
+
+
+def _logged(function: Any) -> Any:
+    """function, with any failure logged rather than lost in its thread."""
+    def run(*args: Any) -> None:
+        try:
+            function(*args)
+        except Exception:  # noqa: BLE001 - the next poll reports the switch again
+            log.warning("could not save the chat server's diagnostics switch", exc_info=True)
+    return run
+
+
 def build_components(settings: Settings, *, host: ChatHost | None = None,
                      telemetry: Telemetry | None = None, migrate_db: bool = True,
                      telemetry_options: dict[str, Any] | None = None, send_telemetry: bool = True) -> Components:
@@ -56,7 +77,7 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     # Values saved through the settings API or CLI, above the config file and below
     # the environment; read after the migrations have created their table and
     # before the chat host is chosen, since they may configure Mattermost.
-    settings_admin = SettingsAdmin(live, db.unit_of_work)
+    settings_admin = SettingsAdmin(live, db.unit_of_work, read_version=db.settings_version)
     settings_admin.load()
     if host is None and live.current.mattermost_configured:
         # URL and token are read live; switching between hosts needs a restart.
@@ -65,12 +86,15 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     host = host or LocalChatHost(db, lambda: live.current.admin_user_ids,
                                  diagnostics_enabled=lambda: bool(live.current.get("ServerDiagnosticsEnabled", True)))
     settings_admin.host = host
+    if isinstance(host, MattermostChatHost):
+        host.subscribe_facts(lambda _old, facts: _save_chat_diagnostics(settings_admin, facts.diagnostics_enabled))
     if telemetry is None:
         # One worker of a server sends at a time (see plugin.telemetry.dispatcher); one
         # lock per database, in case one data directory serves several.
         turn_file = settings.data_dir / f"telemetry-{hashlib.sha256(db.url.encode()).hexdigest()[:12]}.lock"
         telemetry = OutboxTelemetry(db, live, host,
-                                    dispatcher_options={"turn_file": turn_file, **(telemetry_options or {})})
+                                    dispatcher_options={"turn_file": turn_file, **(telemetry_options or {})},
+                                    refresh=settings_admin.refresh, settings_version=lambda: settings_admin.version)
         if send_telemetry:
             telemetry.start()
     service = IncidentService(db.unit_of_work, host, telemetry)
@@ -93,16 +117,22 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
         lambda _old, new: app.config.__setitem__("MAX_CONTENT_LENGTH", new.max_body_bytes))
 
     @app.before_request
-    def _start_timer() -> None:
+    def _start_timer() -> Any:
         g.started = time.perf_counter()
         # g outlives a request when an app context is already pushed (tests, CLI):
         # never let one request's user show up in the next one's access line.
         g.pop("user_id", None)
-        # Settings saved by another worker process reach this one within a few seconds.
+        # Every request runs under the newest settings: a change that has returned (in
+        # any process) is in force here before this request is looked at.
+        if request.path == "/healthz":
+            return None  # liveness answers without the database
         try:
             components.settings_admin.refresh()
-        except Exception:  # noqa: BLE001 - keep serving with the settings in force
-            log.warning("could not check for changed settings; keeping the current ones", exc_info=True)
+        except Exception:  # noqa: BLE001 - never serve under settings that may be out of date
+            log.warning("could not check for changed settings; refusing the request", exc_info=True)
+            return jsonify({"error": "The server could not read its settings from the database; try again "
+                                     "in a moment.", "details": {}}), 503
+        return None
 
     @app.after_request
     def _log_request(response: Any) -> Any:

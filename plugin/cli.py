@@ -120,7 +120,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
             except DomainError as exc:
                 print(f"incident-plugin: {exc.message}", file=sys.stderr)
                 return 2
-            print(f"{args.key} saved; running servers apply it within a few seconds.")
+            print(f"{args.key} saved; running servers apply it from their next request on.")
         rows = admin.describe()
         width = max(len(row["key"]) for row in rows)
         for row in rows:

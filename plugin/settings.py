@@ -30,6 +30,11 @@ SECRET_TYPES = {"generated"}
 MASK = "********"
 # Settings read once when the process starts: changing them needs a restart.
 RESTART_REQUIRED = frozenset({"DatabaseUrl"})
+# The settings that switch telemetry on or off (with the chat server's own diagnostics
+# switch, which ServerDiagnosticsEnabled carries; see settings_admin).
+TELEMETRY_SWITCHES = frozenset({"EnableTelemetry", "RudderWriteKey", "RudderDataPlaneUrl",
+                                "ServerDiagnosticsEnabled"})
+DIAGNOSTICS_OFF = "the chat server's diagnostics are off"
 _SECRET_KEY_PATTERN = re.compile(r"(Secret|Token|WriteKey|Password)$")
 
 
@@ -228,6 +233,20 @@ class Settings:
     def mattermost_configured(self) -> bool:
         """Both the site URL and the bot token are set: use the Mattermost host."""
         return bool(self.mattermost_site_url and self.mattermost_bot_token)
+
+    @property
+    def telemetry_off_reasons(self) -> tuple[str, ...]:
+        """Why these settings keep telemetry off (empty: they let it on; the chat server may still say no)."""
+        reasons = []
+        if not self.values.get("RudderWriteKey"):
+            reasons.append("no RudderWriteKey is configured")
+        if not self.values.get("RudderDataPlaneUrl"):
+            reasons.append("no RudderDataPlaneUrl is configured")
+        if not self.values.get("EnableTelemetry", True):
+            reasons.append("EnableTelemetry is off")
+        if not self.values.get("ServerDiagnosticsEnabled", True):
+            reasons.append(DIAGNOSTICS_OFF)
+        return tuple(reasons)
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some settings changed (validated like any other source)."""

@@ -10,25 +10,36 @@ Decisions:
   refused with 409: set them in the config file or environment and restart.
 - Secrets are masked on read; sending the mask back leaves the secret unchanged,
   so a client may PUT back what it got.
-- Saved values live in the database and are applied through ``LiveSettings.replace``
-  (subscribers hear the change). Other worker processes pick them up with
-  ``refresh()``, which the app calls at most every ``REFRESH_SECONDS`` per process.
+- Saved values live in the database. Every change also raises the settings version
+  (``settings_state``) in the same transaction, and each request (and each cycle of
+  the telemetry dispatcher) reads that version and reloads when it moved: once a
+  change has returned, no process acts on older settings.
+- A change of a telemetry switch (``TELEMETRY_SWITCHES``) sets the telemetry switch
+  of the database in the same transaction; switching it off deletes the events still
+  waiting there and then (see plugin.telemetry.recorder).
+- The chat server's own diagnostics switch (Mattermost's ``EnableDiagnostics``)
+  enters as the setting ``ServerDiagnosticsEnabled``: the launcher (or the Mattermost
+  adapter's poll) saves it through :meth:`SettingsAdmin.chat_diagnostics_changed`,
+  the settings API or ``incident-plugin settings set``.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from plugin.chat import ChatHost
 from plugin.errors import BadInput, InvalidState, PermissionDenied
-from plugin.settings import MASK, RESTART_REQUIRED, LiveSettings, Settings, SettingsError, env_name, validate_value
+from plugin.settings import (MASK, RESTART_REQUIRED, TELEMETRY_SWITCHES, LiveSettings, Settings, SettingsError,
+                             env_name, validate_value)
 
 log = logging.getLogger(__name__)
 
-REFRESH_SECONDS = 2.0
 SHELL_USER = ""
+# Recorded as the author of a value the chat server reported (its diagnostics switch).
+CHAT_SERVER_USER = "chat-server"
 
 
 def _now_ms() -> int:
@@ -39,15 +50,16 @@ class SettingsAdmin:
     """Show, change and reload the settings in force."""
 
     def __init__(self, live: LiveSettings, uow_factory: Callable[..., Any], host: ChatHost | None = None,
-                 clock: Callable[[], int] = _now_ms, monotonic: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], int] = _now_ms, read_version: Callable[[], int] | None = None):
         self.live = live
         self.uow_factory = uow_factory
+        self.read_version = read_version
         self.host = host
         self.clock = clock
-        self.monotonic = monotonic
         self.base = live.current  # defaults < config file < environment, without saved values
-        self._saved: dict[str, Any] | None = None
-        self._checked_at = float("-inf")
+        # The settings version in force; set only once its settings are (see refresh).
+        self.version = -1
+        self._reload = threading.Lock()
 
     # ----- reads -----------------------------------------------------------------------
     def describe(self, settings: Settings | None = None) -> list[dict[str, Any]]:
@@ -67,7 +79,7 @@ class SettingsAdmin:
     def show(self, user_id: str) -> list[dict[str, Any]]:
         """The settings, for a system admin."""
         self.require_admin(user_id)
-        self.refresh(force=True)
+        self.refresh()
         return self.describe()
 
     # ----- changes ---------------------------------------------------------------------
@@ -110,37 +122,75 @@ class SettingsAdmin:
                 for key, value in accepted.items():
                     uow.saved_settings.put(key, value, now=self.clock(), user_id=user_id)
                 saved = uow.saved_settings.all()
+                switch = None
+                if TELEMETRY_SWITCHES & accepted.keys():
+                    switch = not self.base.with_saved(saved).telemetry_off_reasons
+                state = uow.saved_settings.advance(switch)
+                deleted = 0 if state.telemetry_on else uow.saved_settings.delete_waiting_events()
                 uow.commit()
-            self._put_in_force(saved)
+            with self._reload:
+                self._put_in_force(saved, state.version)
             log.info("settings changed: %s", ", ".join(sorted(accepted)))
+            if deleted:
+                log.info("telemetry is off: deleted %d event(s) not yet sent", deleted)
         return self.live.current
+
+    def chat_diagnostics_changed(self, enabled: bool) -> None:
+        """The entry point of the chat server's diagnostics switch (Mattermost's EnableDiagnostics).
+
+        Saved as ``ServerDiagnosticsEnabled``, like a change through the API: when it
+        goes off, telemetry is off in every process once this returns. When the
+        environment fixes that setting, the database's telemetry switch follows the
+        chat server all the same (on only while this process's settings allow it).
+        """
+        key = "ServerDiagnosticsEnabled"
+        if self.live.current.sources.get(key) != "environment":
+            if bool(self.live.current.get(key, True)) != enabled:
+                self.apply({key: enabled}, CHAT_SERVER_USER)
+            return
+        on = enabled and not self.live.current.telemetry_off_reasons
+        with self.uow_factory() as uow:
+            if uow.saved_settings.state().telemetry_on == on:
+                return
+            state = uow.saved_settings.advance(on)
+            deleted = 0 if state.telemetry_on else uow.saved_settings.delete_waiting_events()
+            uow.commit()
+        log.info("the chat server's diagnostics are %s: telemetry switched %s (%d waiting event(s) deleted)",
+                 "on" if enabled else "off", "on" if on else "off", deleted)
+        self.refresh()
 
     def load(self) -> Settings:
         """Apply the saved values (start-up); the settings now in force."""
-        self.refresh(force=True)
+        self.refresh()
         return self.live.current
 
-    def refresh(self, *, force: bool = False) -> bool:
-        """Pick up values saved by another process; True when the settings changed."""
-        now = self.monotonic()
-        if not force and now - self._checked_at < REFRESH_SECONDS:
-            return False
-        self._checked_at = now
-        # The saved values are a handful of rows: comparing them whole is cheap and,
-        # unlike a timestamp, cannot miss two changes made in the same instant.
-        with self.uow_factory(write=False) as uow:
-            saved = uow.saved_settings.all()
-        if saved == self._saved:
-            return False
-        return self._put_in_force(saved)
+    def refresh(self) -> bool:
+        """Put the saved values in force when the settings version moved; True when the settings changed.
 
-    def _put_in_force(self, saved: dict[str, Any]) -> bool:
-        self._saved = saved
-        new = self.base.with_saved(saved)
-        if new.values == self.live.current.values and new.sources == self.live.current.sources:
+        One read of the one-row version when nothing changed (``read_version``, a
+        lighter path than a unit of work, when given). The version is read before the
+        values, so the values are at least as new as the version kept.
+        """
+        if self.read_version is not None and self.read_version() == self.version:
             return False
-        self.live.replace(new)
-        return True
+        with self.uow_factory(write=False) as uow:
+            state = uow.saved_settings.state()
+            if state.version == self.version:
+                return False
+            with self._reload:
+                if state.version == self.version:
+                    return False
+                return self._put_in_force(uow.saved_settings.all(), state.version)
+
+    def _put_in_force(self, saved: dict[str, Any], version: int) -> bool:
+        if version < self.version:
+            return False  # another thread already put newer settings in force
+        new = self.base.with_saved(saved)
+        changed = new.values != self.live.current.values or new.sources != self.live.current.sources
+        if changed:
+            self.live.replace(new)
+        self.version = version
+        return changed
 
     def require_admin(self, user_id: str) -> None:
         """PermissionDenied, saying how admins are made, unless the user is a system admin."""

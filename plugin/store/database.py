@@ -19,7 +19,7 @@ from plugin.lockfile import LockFile
 from plugin.store import driver
 from plugin.store.incidents import SqlIncidentRepository
 from plugin.store.playbooks import SqlPlaybookRepository
-from plugin.store.saved_settings import SqlSavedSettings
+from plugin.store.saved_settings import SqlSavedSettings, read_version
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,11 @@ class Database:
     def unit_of_work(self, *, write: bool = True, optimistic: bool = False) -> "SqlUnitOfWork":
         """A new unit of work (a transaction) on this database (optimistic: see SqlUnitOfWork)."""
         return SqlUnitOfWork(self, write=write, optimistic=optimistic)
+
+    def settings_version(self) -> int:
+        """The version of the settings saved at run time (raised by every change)."""
+        with self.read_engine.connect() as connection:
+            return read_version(connection)
 
     def dispose(self) -> None:
         """Close every pooled connection."""

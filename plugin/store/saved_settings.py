@@ -1,12 +1,52 @@
-"""Setting values saved at run time (through the API or the CLI)."""
+"""Setting values saved at run time (through the API or the CLI), and the settings state row."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from plugin.store.tables import plugin_settings
+from plugin.store import driver
+from plugin.store.tables import plugin_settings, settings_state, telemetry_counters, telemetry_outbox
+
+STATE_ID = 1
+
+
+@dataclass(frozen=True)
+class SettingsState:
+    """The settings version and the run-time telemetry switch, as the database holds them."""
+
+    version: int = 0
+    telemetry_on: bool = True
+    telemetry_epoch: int = 0
+
+
+# Without its row (a database emptied by hand) the state is the initial one.
+INITIAL_STATE = SettingsState()
+_READ_STATE = (sa.select(settings_state.c.version, settings_state.c.telemetry_on, settings_state.c.telemetry_epoch)
+               .where(settings_state.c.id == STATE_ID))
+
+
+def read_state(connection: sa.Connection, *, lock: bool = False) -> SettingsState:
+    """The state row, read on connection (locked against other changes until the transaction ends)."""
+    statement = _READ_STATE.with_for_update() if lock and connection.dialect.name == "postgresql" else _READ_STATE
+    row = connection.execute(statement).first()
+    return INITIAL_STATE if row is None else SettingsState(int(row[0]), bool(row[1]), int(row[2]))
+
+
+# Read before every request: on the driver's cursor, a round trip and little else.
+_READ_VERSION = "SELECT version FROM settings_state WHERE id = 1"
+
+
+def read_version(connection: sa.Connection) -> int:
+    """The settings version (the initial one without the row)."""
+    rows = driver.execute_sql(connection, _READ_VERSION).fetchall()
+    return int(rows[0][0]) if rows else INITIAL_STATE.version
+
+
+def _insert(connection: sa.Connection) -> Any:
+    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
 
 
 class SqlSavedSettings:
@@ -23,9 +63,39 @@ class SqlSavedSettings:
 
     def put(self, key: str, value: Any, *, now: int, user_id: str) -> None:
         """Save one value, replacing any earlier one (safe against a concurrent first save of the key)."""
-        insert = (postgresql.insert if self.connection.dialect.name == "postgresql" else sqlite.insert)(
-            plugin_settings).values(key=key, value=value, update_at=now, updated_by=user_id)
+        insert = _insert(self.connection)(plugin_settings).values(
+            key=key, value=value, update_at=now, updated_by=user_id)
         self.connection.execute(insert.on_conflict_do_update(
             index_elements=[plugin_settings.c.key],
             set_={"value": insert.excluded.value, "update_at": insert.excluded.update_at,
                   "updated_by": insert.excluded.updated_by}))
+
+    def state(self) -> SettingsState:
+        """The settings version and the telemetry switch."""
+        return read_state(self.connection)
+
+    def advance(self, telemetry_on: bool | None = None) -> SettingsState:
+        """Raise the settings version; set the telemetry switch unless None (a flip starts a new epoch).
+
+        Changes take turns on the row (its lock on PostgreSQL, the write lock on
+        SQLite), so no two changes make the same version.
+        """
+        self.connection.execute(_insert(self.connection)(settings_state).values(
+            id=STATE_ID, version=INITIAL_STATE.version, telemetry_on=INITIAL_STATE.telemetry_on,
+            telemetry_epoch=INITIAL_STATE.telemetry_epoch).on_conflict_do_nothing(index_elements=["id"]))
+        old = read_state(self.connection, lock=True)
+        on = old.telemetry_on if telemetry_on is None else telemetry_on
+        new = SettingsState(old.version + 1, on, old.telemetry_epoch + (on != old.telemetry_on))
+        self.connection.execute(sa.update(settings_state).where(settings_state.c.id == STATE_ID).values(
+            version=new.version, telemetry_on=new.telemetry_on, telemetry_epoch=new.telemetry_epoch))
+        return new
+
+    def delete_waiting_events(self) -> int:
+        """Delete every telemetry event not yet sent and count them as deleted; return how many."""
+        deleted = self.connection.execute(sa.delete(telemetry_outbox)).rowcount
+        if deleted:
+            insert = _insert(self.connection)(telemetry_counters).values(name="deleted", value=deleted)
+            self.connection.execute(insert.on_conflict_do_update(
+                index_elements=[telemetry_counters.c.name],
+                set_={"value": telemetry_counters.c.value + insert.excluded.value}))
+        return deleted

@@ -79,6 +79,19 @@ plugin_settings = sa.Table(
     sa.Column("updated_by", sa.String(26), nullable=False),
 )
 
+# One row (id 1): the version of the saved settings, raised by every change, which
+# each request and each dispatcher cycle compares with the version it runs under;
+# and the run-time telemetry switch with its epoch, raised whenever the switch
+# flips. An event is stored only while the switch is on, with the epoch it was
+# stored in, and only events of the current epoch are ever claimed for sending.
+settings_state = sa.Table(
+    "settings_state", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("telemetry_on", sa.Boolean, nullable=False),
+    sa.Column("telemetry_epoch", sa.BigInteger, nullable=False),
+)
+
 playbooks = sa.Table(
     "playbooks", metadata,
     sa.Column("id", ID, primary_key=True),
@@ -122,6 +135,8 @@ telemetry_outbox = sa.Table(
     sa.Column("event", sa.String(32), nullable=False),
     sa.Column("properties", sa.JSON, nullable=False),
     sa.Column("recorded_at", sa.BigInteger, nullable=False),
+    # The telemetry epoch (settings_state) the event was stored in.
+    sa.Column("epoch", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # A dispatcher's claim on the outbox events from first_seq to last_seq until a

@@ -223,6 +223,8 @@ class Dispatcher:
 
     def __init__(self, outbox: Outbox, destination: Callable[[], Destination | None], *,
                  on_disabled: Callable[[], None] = lambda: None,
+                 refresh: Callable[[], Any] = lambda: None,
+                 settings_version: Callable[[], int | None] = lambda: None,
                  sender_factory: Callable[[Destination], Any] = RudderSender,
                  poll_interval: float = 1.0, batch_size: int = 500, lease_ms: int = 20_000,
                  backoff_base: float = 1.0, backoff_max: float = 60.0, retry_after_max: float = RETRY_AFTER_MAX,
@@ -230,6 +232,8 @@ class Dispatcher:
         self.outbox = outbox
         self.destination = destination
         self.on_disabled = on_disabled
+        self.refresh = refresh
+        self.settings_version = settings_version
         self.sender_factory = sender_factory
         self.poll_interval = poll_interval
         self.batch_size = batch_size
@@ -318,14 +322,22 @@ class Dispatcher:
         return self._sender
 
     def cycle(self) -> float:
-        """Send one claimed batch; return how long to wait before the next (0: more is waiting)."""
+        """Send one claimed batch; return how long to wait before the next (0: more is waiting).
+
+        The settings are brought up to date first (no request may come to an idle
+        server), the claim is decided by the database's switch, and before each post
+        the database must still hold the settings version the destination came from.
+        """
+        self.refresh()
+        version = self.settings_version()
         destination = self.destination()
         if destination is None:
             self.on_disabled()
             self._sender = None
             return self.poll_interval
         # After a full batch more is almost surely waiting: skip the look before the write lock.
-        token, events = self.outbox.claim(self.batch_size, self.lease_ms, look_first=not self._more)
+        token, events = self.outbox.claim(self.batch_size, self.lease_ms, look_first=not self._more,
+                                          version=version)
         self._more = False
         if not events:
             self.failures = 0
@@ -340,8 +352,9 @@ class Dispatcher:
         send_by = time.monotonic() + self.lease_ms / 1000 - 2 * SEND_TIMEOUT - 1
 
         def may_send() -> bool:
-            # Switching telemetry off stops traffic between two requests, not after the batch.
-            return self.destination() == destination and not ((sent or rejected) and time.monotonic() > send_by)
+            # Switching telemetry off (in any process) stops traffic between two posts, not after the batch.
+            return (self.destination() == destination and self.outbox.may_send(version)
+                    and not ((sent or rejected) and time.monotonic() > send_by))
 
         def deliver(run: list[tuple[int, dict[str, Any]]]) -> bool:
             """Send run; bisect a refused one. False: stop this cycle (an error, or must not send)."""

@@ -48,13 +48,44 @@ Telemetry is sent only while all of these hold:
 
 1. `RudderWriteKey` and `RudderDataPlaneUrl` are set (both are empty by default, so a
    fresh install sends nothing);
-2. the chat server's diagnostics are on (`LogSettings.EnableDiagnostics` on Mattermost;
-   the `ServerDiagnosticsEnabled` setting for the built-in local host);
+2. the chat server's diagnostics are on: the setting `ServerDiagnosticsEnabled`, which
+   on Mattermost carries `LogSettings.EnableDiagnostics` (the Mattermost server is also
+   asked, and when it answers that diagnostics are off, that answer is saved in
+   `ServerDiagnosticsEnabled` for every process);
 3. the plugin setting `EnableTelemetry` is on (default: on).
 
 Set `EnableTelemetry` to false (in the config file, as `INCIDENT_ENABLE_TELEMETRY=false`,
-or at run time through the settings API) to stop at once: nothing more is recorded and
-events not yet sent are deleted.
+or at run time through `PUT /api/v0/settings` or `incident-plugin settings set`) to stop
+at once. Once such a change has returned, on every worker process of every server
+sharing the database, whether or not it is handling requests:
+
+- no event is stored any more, and the events still waiting were deleted by the
+  change itself (counted as *deleted* at `GET /api/v0/telemetry`);
+- nothing is sent, except a batch whose request was already on its way to the data
+  plane at that moment;
+- events are never stored while telemetry is off, so switching it back on sends only
+  what is recorded from then on.
+
+The same holds when the write key or the data plane URL is cleared, or the chat
+server's diagnostics go off.
+
+Why it holds: the database decides, not each process's copy of the settings. One row
+(`settings_state`) holds the settings version, raised by every change, and the
+telemetry switch with an epoch, raised each time the switch flips. A change of a
+telemetry setting sets the switch in the same transaction that saves the value, and
+switching off deletes the waiting events in that transaction too. The statement that
+stores an event reads the switch itself: it stores the event only while the switch is
+on, tagged with the current epoch. A claim reads the switch in its own transaction:
+while it is off it takes nothing (and deletes what waits); while it is on it takes only
+events of the current epoch and deletes older ones (an event whose statement began just
+before the switch went off, on PostgreSQL, may commit just after: it keeps the old
+epoch, so it is never sent). Before each request to the data plane the dispatcher reads
+the row again and sends only while the settings version is still the one it claimed
+under. Each request, and each cycle of the dispatcher, compares the version with the
+one its process runs under and reloads the settings when it moved. That is one small
+read per request, and it needs no message between processes, which a second server on
+the same database could not receive; a lock taken by every mutation would make them
+wait for one another.
 
 ## Delivery and audit
 

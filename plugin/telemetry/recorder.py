@@ -3,17 +3,27 @@
 Switches (all must hold, read live at every event): a write key and a data plane
 URL are configured, the chat server's diagnostics are on, and ``EnableTelemetry``
 is on. While any is off nothing is recorded, and events not yet sent are deleted.
+
+The settings a process holds are those of the newest version when its request
+began; the database decides the rest. It holds the telemetry switch, set in the
+transaction of the settings change that flips it (which also deletes the waiting
+events): the statement that stores an event stores it only while that switch is on,
+tagged with the switch's epoch, and a claim takes only events of the current epoch
+while it is on. So once a change that switches telemetry off has returned, no event
+is stored and no waiting event is sent, in any process of any server on the
+database, whether or not they handle requests.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import plugin
 from plugin.chat import ChatHost
 from plugin.model import Incident
-from plugin.settings import LiveSettings, Settings
+from plugin.settings import DIAGNOSTICS_OFF, LiveSettings, Settings
 from plugin.store import Database
 from plugin.telemetry.catalogue import Refused, allowed_properties
 from plugin.telemetry.dispatcher import Destination, Dispatcher
@@ -62,13 +72,15 @@ class OutboxTelemetry:
     """Records each event in the outbox, in the transaction of its mutation; a dispatcher sends them."""
 
     def __init__(self, db: Database, settings: LiveSettings, host: ChatHost, *, clock: Any = now_ms,
-                 dispatcher_options: dict[str, Any] | None = None):
+                 dispatcher_options: dict[str, Any] | None = None, refresh: Callable[[], Any] = lambda: None,
+                 settings_version: Callable[[], int | None] = lambda: None):
         self.db = db
         self.settings = settings
         self.host = host
         self.clock = clock
         self.outbox = Outbox(db, clock)
         self.dispatcher = Dispatcher(self.outbox, self._destination, on_disabled=self._purge_if_pending,
+                                     refresh=refresh, settings_version=settings_version,
                                      **(dispatcher_options or {}))
         settings.subscribe(self._settings_changed)
 
@@ -76,15 +88,7 @@ class OutboxTelemetry:
     def switches(self, settings: Settings | None = None) -> Switches:
         """Which switches are off right now (an empty list: telemetry is on)."""
         settings = settings or self.settings.current
-        reasons = []
-        write_key = settings.get("RudderWriteKey") or ""
-        url = settings.get("RudderDataPlaneUrl") or ""
-        if not write_key:
-            reasons.append("no RudderWriteKey is configured")
-        if not url:
-            reasons.append("no RudderDataPlaneUrl is configured")
-        if not settings.get("EnableTelemetry", True):
-            reasons.append("EnableTelemetry is off")
+        reasons = list(settings.telemetry_off_reasons)
         if reasons:
             # Nothing to ask the chat server: telemetry is off either way.
             return Switches(tuple(reasons))
@@ -94,11 +98,11 @@ class OutboxTelemetry:
             return Switches((f"the chat server could not be asked for its diagnostics setting "
                              f"({type(exc).__name__})",))
         if not facts.diagnostics_enabled:
-            reasons.append("the chat server's diagnostics are off")
+            reasons.append(DIAGNOSTICS_OFF)
         if not facts.diagnostic_id:
             reasons.append("the chat server has no diagnostic id")
         return Switches(tuple(reasons), facts.diagnostic_id, facts.version,
-                        None if reasons else Destination(url, write_key))
+                        None if reasons else Destination(settings["RudderDataPlaneUrl"], settings["RudderWriteKey"]))
 
     def _destination(self) -> Destination | None:
         return self.switches().destination
@@ -157,10 +161,13 @@ class OutboxTelemetry:
     # ----- what admins see ------------------------------------------------------------
     def report(self, limit: int = 20) -> dict[str, Any]:
         """Enabled or not and why, counts, the last delivery error, the last events sent (and refused) exactly."""
-        switches = self.switches()
+        reasons = list(self.switches().reasons)
+        if not reasons and not self.outbox.switch().telemetry_on:
+            reasons.append("switched off at run time: the database's telemetry switch is off "
+                           "(turn it on by saving a telemetry setting again)")
         counters = self.outbox.counters()
         return {
-            "enabled": switches.enabled, "reasons": list(switches.reasons),
+            "enabled": not reasons, "reasons": reasons,
             "pending": self.outbox.pending_count(), "sent": counters["sent"], "rejected": counters["rejected"],
             "dropped": counters["dropped"], "deleted": counters["deleted"], "last_error": self.outbox.last_error(),
             "last_success_at": self.outbox.last_success_at(), "recent": self.outbox.recent_sent(limit),

@@ -46,8 +46,9 @@ def test_0004_keeps_waiting_events_and_moves_the_newest_sent_messages_to_the_aud
     with blank_db.write_engine.begin() as connection:
         connection.execute(insert, rows)
 
-    migrate(blank_db)
+    migrate(blank_db, "0004")
     assert current_revision(blank_db) == "0004"
+    migrate(blank_db)  # and 0005: waiting events are of the first epoch, claimed as before
     outbox = Outbox(blank_db)
     _, waiting = outbox.claim(10, lease_ms=5_000)
     assert [(e.message_id, e.properties) for e in waiting] == [(f"id-pending-{n}", {"n": n}) for n in range(3)]
@@ -55,7 +56,7 @@ def test_0004_keeps_waiting_events_and_moves_the_newest_sent_messages_to_the_aud
                                        for n in reversed(range(50, 250))]
     assert [m["messageId"] for m in outbox.recent_sent(10, REJECTED)] == ["id-rejected-1", "id-rejected-0"]
     columns = {column["name"] for column in sa.inspect(blank_db.read_engine).get_columns("telemetry_outbox")}
-    assert columns == {"seq", "message_id", "event", "properties", "recorded_at"}
+    assert columns == {"seq", "message_id", "event", "properties", "recorded_at", "epoch"}
     # The new shape takes new events beside the ones kept.
     with blank_db.unit_of_work() as uow:
         outbox.record(uow, "incident", {"n": 3}, 3, 10_000)

@@ -196,3 +196,51 @@ def test_concurrent_claimers_take_every_event_once(db):
         thread.join(60)
     ids = [message_id for part in taken for message_id in part]
     assert len(ids) == 400 and len(set(ids)) == 400
+
+
+def _switch(db, *flips: bool) -> None:
+    """Flip the database's telemetry switch, one transaction per flip (waiting events are left alone)."""
+    for on in flips:
+        with db.unit_of_work() as uow:
+            uow.saved_settings.advance(on)
+            uow.commit()
+
+
+def test_an_event_is_not_stored_while_the_database_switch_is_off(db):
+    outbox = Outbox(db)
+    _switch(db, False)
+    _record(db, outbox, 2)
+    assert outbox.pending_count() == 0
+    _switch(db, True)
+    _record(db, outbox, 1)
+    assert outbox.pending_count() == 1
+
+
+def test_an_event_of_an_epoch_before_the_switch_last_went_off_is_deleted_by_the_next_claim_and_never_sent(db):
+    # A statement that began before the switch went off may commit its event after the
+    # change deleted the waiting ones: it carries the old epoch.
+    outbox = Outbox(db)
+    _record(db, outbox, 2)
+    _switch(db, False, True)
+    _record(db, outbox, 1)
+    _, events = outbox.claim(10, lease_ms=5_000)
+    assert [event.properties["n"] for event in events] == [0]  # the one event of the new epoch
+    assert outbox.pending_count() == 1 and outbox.counters()["deleted"] == 2
+
+
+def test_a_claim_while_the_database_switch_is_off_takes_nothing_and_deletes_what_waits(db):
+    outbox = Outbox(db)
+    _record(db, outbox, 3)
+    _switch(db, False)
+    assert outbox.claim(10, lease_ms=5_000)[1] == []
+    assert outbox.pending_count() == 0 and outbox.counters()["deleted"] == 3
+
+
+def test_a_claim_under_settings_older_than_the_database_takes_nothing(db):
+    outbox = Outbox(db)
+    _record(db, outbox, 2)
+    _switch(db, True)  # another change: the version moves, the switch stays on
+    version = outbox.switch().version
+    assert outbox.claim(10, lease_ms=5_000, version=version - 1)[1] == []
+    assert len(outbox.claim(10, lease_ms=5_000, version=version)[1]) == 2
+    assert outbox.may_send(version) and not outbox.may_send(version - 1)

@@ -50,6 +50,32 @@ def test_an_admin_switching_telemetry_back_on_through_the_api_sends_only_new_eve
     assert tclient.get("/api/v0/telemetry", headers=as_user(ADMIN)).json["enabled"] is True
 
 
+@pytest.mark.parametrize("switch", [{"EnableTelemetry": False}, {"RudderWriteKey": ""}, {"RudderDataPlaneUrl": ""},
+                                    {"ServerDiagnosticsEnabled": False}], ids=lambda switch: next(iter(switch)))
+def test_an_off_switch_saved_through_one_process_stops_another_process_at_once(telemetry_settings, dataplane,
+                                                                                 switch):
+    apps = [create_app(telemetry_settings, migrate_db=False, telemetry_options=FAST) for _ in range(2)]
+    one, other = (application.extensions["incident"] for application in apps)
+    try:
+        dataplane.stop()
+        _Track(other)()
+        assert other.telemetry.outbox.pending_count() == 1
+        _put(apps[0].test_client(), **switch)
+        assert other.telemetry.outbox.pending_count() == 0  # deleted by the change itself
+        # The other process has handled no request since: its own settings are stale.
+        drive_every_mutation(apps[1].test_client(), other)
+        _Track(other)()
+        assert other.telemetry.outbox.pending_count() == 0
+        dataplane.start()
+        other.telemetry.stop(2.0)
+        assert dataplane.requests == []
+        assert one.telemetry.report()["deleted"] == 1
+    finally:
+        for components in (one, other):
+            components.telemetry.stop(1.0)
+            components.db.dispose()
+
+
 def test_switching_off_while_a_request_hangs_lets_only_that_request_through_and_deletes_the_rest(telemetry_settings, dataplane):
     application = create_app(telemetry_settings, migrate_db=False, telemetry_options={**FAST, "batch_size": 2})
     application.config["TESTING"] = True
@@ -103,6 +129,53 @@ def mm_components(telemetry_settings, mattermost) -> Iterator[Any]:
     yield components
     components.telemetry.stop(2.0)
     components.db.dispose()
+
+
+def test_mattermost_diagnostics_switched_off_as_seen_by_one_process_stop_another_that_has_not_looked(
+        mm_components, telemetry_settings, mattermost, dataplane):
+    # The other process asked Mattermost a moment ago and will not ask again for minutes.
+    stale = MattermostChatHost(lambda: mattermost.url, lambda: mattermost.bot_token, facts_ttl=300.0, retries=0)
+    other = create_app(telemetry_settings, host=stale, migrate_db=False, telemetry_options=FAST).extensions["incident"]
+    try:
+        dataplane.stop()
+        _Track(other)()
+        mattermost.state.config["DiagnosticsEnabled"] = "false"
+        _Track(mm_components)()  # this process sees it: saved for every process
+        wait_until(lambda: not mm_components.telemetry.outbox.switch().telemetry_on)
+        assert mm_components.telemetry.outbox.pending_count() == 0
+        _Track(other)()
+        assert other.telemetry.outbox.pending_count() == 0
+        dataplane.start()
+        other.telemetry.stop(2.0)
+        assert dataplane.requests == []
+        assert mm_components.settings.current["ServerDiagnosticsEnabled"] is False
+    finally:
+        other.telemetry.stop(1.0)
+        other.db.dispose()
+
+
+def test_mattermost_diagnostics_switched_off_flip_the_database_switch_when_the_environment_fixes_the_setting(
+        settings, dataplane, mattermost):
+    from plugin.settings import load_settings
+    environ = {"INCIDENT_DATABASE_URL": settings.database_url, "INCIDENT_DATA_DIR": str(settings.data_dir),
+               "INCIDENT_SERVER_DIAGNOSTICS_ENABLED": "true", "INCIDENT_RUDDER_WRITE_KEY": "k",
+               "INCIDENT_RUDDER_DATA_PLANE_URL": dataplane.url}
+    host = MattermostChatHost(lambda: mattermost.url, lambda: mattermost.bot_token, facts_ttl=0.0, retries=0)
+    components = create_app(load_settings(environ=environ), host=host, migrate_db=False,
+                            telemetry_options=FAST).extensions["incident"]
+    try:
+        dataplane.stop()
+        _Track(components)()
+        mattermost.state.config["DiagnosticsEnabled"] = "false"
+        _Track(components)()
+        wait_until(lambda: not components.telemetry.outbox.switch().telemetry_on)
+        assert components.telemetry.outbox.pending_count() == 0
+        mattermost.state.config["DiagnosticsEnabled"] = "true"
+        components.host.server_facts()
+        wait_until(lambda: components.telemetry.outbox.switch().telemetry_on)
+    finally:
+        components.telemetry.stop(1.0)
+        components.db.dispose()
 
 
 def test_mattermost_diagnostics_on_sends_with_its_diagnostic_id_and_version(mm_components, mattermost, dataplane):
