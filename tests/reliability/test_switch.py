@@ -21,7 +21,6 @@ from plugin.store import normalise_url
 from plugin.store.tables import telemetry_outbox
 from tests.conftest import ADMIN, ALICE, TEAM, _truncate_all, as_user
 from tests.integration.test_server import clean_env
-from tests.telemetry.conftest import WRITE_KEY
 from tests.telemetry.dataplane import DataPlane, wait_until
 
 CLI = str(Path(sys.executable).with_name("incident-plugin"))
@@ -33,7 +32,7 @@ def _env(tmp_path: Path, name: str, database_url: str, plane: DataPlane) -> dict
     """A server's environment: its own data directory, the shared database, telemetry in a config file
     (so that every switch can be changed at run time)."""
     config = tmp_path / f"{name}.json"
-    config.write_text(json.dumps({"RudderWriteKey": WRITE_KEY, "RudderDataPlaneUrl": plane.url}))
+    config.write_text(json.dumps({"RudderWriteKey": plane.write_key, "RudderDataPlaneUrl": plane.url}))
     env = clean_env(tmp_path / name, INCIDENT_DATABASE_URL=database_url, INCIDENT_ADMIN_USER_IDS=ADMIN,
                     INCIDENT_CONFIG=str(config))
     return env

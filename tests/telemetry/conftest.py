@@ -10,7 +10,6 @@ from plugin.app import create_app
 from plugin.settings import Settings
 from tests.telemetry.dataplane import DataPlane
 
-WRITE_KEY = "test-write-key"
 # Fast polling and short backoff so that outages in tests last milliseconds, not minutes.
 FAST = {"poll_interval": 0.05, "backoff_base": 0.05, "backoff_max": 0.2}
 
@@ -25,7 +24,7 @@ def dataplane() -> Iterator[DataPlane]:
 
 @pytest.fixture
 def telemetry_settings(settings: Settings, dataplane: DataPlane) -> Settings:
-    return settings.replace(RudderWriteKey=WRITE_KEY, RudderDataPlaneUrl=dataplane.url)
+    return settings.replace(RudderWriteKey=dataplane.write_key, RudderDataPlaneUrl=dataplane.url)
 
 
 def make_app(settings: Settings, **options: Any) -> Any:

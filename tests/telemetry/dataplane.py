@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import secrets
 import threading
 import time
 from collections import deque
@@ -31,7 +32,11 @@ class DataPlane:
 
     def __init__(self) -> None:
         self.port = 0
+        # A key of its own: a server of an earlier test still flushing to a port the
+        # system has since given to this data plane is told 401 and kept apart.
+        self.write_key = f"test-write-key-{secrets.token_hex(4)}"
         self.requests: list[Received] = []
+        self.strangers: list[Received] = []
         self.script: deque[tuple[int, dict[str, str]]] = deque()
         self.poison: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
@@ -61,6 +66,14 @@ class DataPlane:
                     key = base64.b64decode(auth[6:]).decode().rsplit(":", 1)[0]
                 body_json = json.loads(data)
                 ids = {message.get("messageId") for message in body_json.get("batch", [])}
+                if key != plane.write_key:
+                    with plane._lock:
+                        plane.strangers.append(Received(self.path, key, encoding, data, body_json, 401,
+                                                        time.monotonic()))
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 with plane._lock:
                     status, headers = plane.script.popleft() if plane.script else (200, {})
                     if status == 200 and ids & plane.poison:

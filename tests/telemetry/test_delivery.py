@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from plugin.service import NewChecklist, NewIncident
 from plugin.store.tables import telemetry_outbox
 from tests.conftest import ADMIN, ALICE, BOB, CAROL, TEAM, as_user
-from tests.telemetry.conftest import WRITE_KEY, make_app
+from tests.telemetry.conftest import make_app
 from tests.telemetry.dataplane import DataPlane, wait_until
 from tests.telemetry.lifecycle import drive_every_mutation
 
@@ -58,7 +58,7 @@ def test_requests_reach_v1_batch_with_basic_auth_write_key_and_gzip(tclient, tco
     drive_every_mutation(tclient, tcomponents)
     wait_until(lambda: len(dataplane.delivered()) >= 11)
     assert {r.path for r in dataplane.requests} == {"/v1/batch"}
-    assert {r.write_key for r in dataplane.requests} == {WRITE_KEY}
+    assert {r.write_key for r in dataplane.requests} == {dataplane.write_key}
     assert {r.content_encoding for r in dataplane.requests} == {"gzip"}
 
 
@@ -266,15 +266,15 @@ def test_an_event_recorded_in_a_rolled_back_transaction_is_never_sent(tcomponent
     assert [m["properties"]["Action"] for m in dataplane.delivered()] == ["update"]
 
 
-def test_write_key_is_masked_wherever_settings_are_shown(tcomponents):
+def test_write_key_is_masked_wherever_settings_are_shown(tcomponents, dataplane):
     view = tcomponents.settings.current.public_view()
-    assert view["RudderWriteKey"] == "********" and WRITE_KEY not in str(view)
+    assert view["RudderWriteKey"] == "********" and dataplane.write_key not in str(view)
 
 
 def test_configuring_a_data_plane_at_run_time_starts_sending_without_a_restart(client, components, dataplane):
     live = components.settings
     try:
-        live.replace(live.current.replace(RudderWriteKey=WRITE_KEY, RudderDataPlaneUrl=dataplane.url))
+        live.replace(live.current.replace(RudderWriteKey=dataplane.write_key, RudderDataPlaneUrl=dataplane.url))
         assert components.telemetry.dispatcher.running
         client.post("/api/v0/incidents", headers=as_user(ALICE), json={
             "name": "x", "team_id": TEAM, "commander_user_id": ALICE})
@@ -284,7 +284,9 @@ def test_configuring_a_data_plane_at_run_time_starts_sending_without_a_restart(c
 
 
 def test_changing_the_data_plane_url_at_run_time_sends_to_the_new_one(tclient, tcomponents, dataplane):
-    second = DataPlane().start()
+    second = DataPlane()
+    second.write_key = dataplane.write_key  # the same workspace behind another URL
+    second.start()
     try:
         live = tcomponents.settings
         live.replace(live.current.replace(RudderDataPlaneUrl=second.url))

@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from plugin.store import normalise_url
 from plugin.store.tables import telemetry_outbox
 from tests.conftest import ADMIN, ALICE, TEAM, as_user
-from tests.telemetry.conftest import WRITE_KEY
 from tests.telemetry.dataplane import DataPlane, wait_until
 
 
@@ -27,12 +26,12 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _serve(database_url: str, data_dir: Path, data_plane_url: str, port: int) -> subprocess.Popen:
+def _serve(database_url: str, data_dir: Path, plane: DataPlane, port: int) -> subprocess.Popen:
     command = Path(sys.executable).parent / "incident-plugin"
     args = [str(command)] if command.exists() else [sys.executable, "-m", "plugin.cli"]
     env = {**os.environ, "INCIDENT_DATABASE_URL": database_url, "INCIDENT_ADMIN_USER_IDS": ADMIN,
-           "INCIDENT_DATA_DIR": str(data_dir), "INCIDENT_RUDDER_WRITE_KEY": WRITE_KEY,
-           "INCIDENT_RUDDER_DATA_PLANE_URL": data_plane_url}
+           "INCIDENT_DATA_DIR": str(data_dir), "INCIDENT_RUDDER_WRITE_KEY": plane.write_key,
+           "INCIDENT_RUDDER_DATA_PLANE_URL": plane.url}
     # Its own session, so that kill -9 reaches the master and every worker at once.
     server = subprocess.Popen([*args, "serve", "--port", str(port), "--workers", "2", "--threads", "2"],
                               env=env, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -86,7 +85,7 @@ def test_kill_9_with_the_data_plane_down_then_restart_delivers_every_committed_e
     plane = DataPlane().start()
     plane.stop()  # keep its port, refuse connections: the data plane is down
     port = _free_port()
-    server = _serve(database_url, tmp_path, plane.url, port)
+    server = _serve(database_url, tmp_path, plane, port)
     stop, acknowledged = threading.Event(), []
     load = threading.Thread(target=_load, args=(port, stop, acknowledged))
     load.start()
@@ -99,7 +98,7 @@ def test_kill_9_with_the_data_plane_down_then_restart_delivers_every_committed_e
     committed = _pending_ids(database_url)
     assert len(committed) >= len(acknowledged) and plane.requests == []
     plane.start()
-    server = _serve(database_url, tmp_path, plane.url, _free_port())
+    server = _serve(database_url, tmp_path, plane, _free_port())
     try:
         # A claim the killed server held stays leased for at most the lease (20 s).
         wait_until(lambda: set(plane.delivered_ids()) == committed, timeout=45)
@@ -122,7 +121,7 @@ def _start_incidents(port: int, count: int) -> None:
 def test_sigterm_delivers_what_is_pending_before_the_server_exits(database_url, tmp_path):
     plane = DataPlane().start()
     port = _free_port()
-    server = _serve(database_url, tmp_path, plane.url, port)
+    server = _serve(database_url, tmp_path, plane, port)
     try:
         _start_incidents(port, 3)
     finally:
@@ -137,7 +136,7 @@ def test_sigterm_with_a_hanging_data_plane_exits_in_bounded_time_and_keeps_the_e
     plane = DataPlane().start()
     plane.hang()
     port = _free_port()
-    server = _serve(database_url, tmp_path, plane.url, port)
+    server = _serve(database_url, tmp_path, plane, port)
     try:
         _start_incidents(port, 3)
         wait_until(lambda: len(_pending_ids(database_url)) == 3)
@@ -155,7 +154,7 @@ def test_sigterm_with_a_hanging_data_plane_exits_in_bounded_time_and_keeps_the_e
 def test_two_servers_on_one_database_both_serve_and_no_event_is_sent_twice(database_url, tmp_path):
     plane = DataPlane().start()
     ports = [_free_port(), _free_port()]
-    servers = [_serve(database_url, tmp_path / f"server{n}", plane.url, port) for n, port in enumerate(ports)]
+    servers = [_serve(database_url, tmp_path / f"server{n}", plane, port) for n, port in enumerate(ports)]
     try:
         loads = [threading.Thread(target=_start_incidents, args=(port, 15)) for port in ports]
         for load in loads:
