@@ -17,6 +17,7 @@ the exit hooks.
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -50,6 +51,9 @@ class WaitressWorker(Worker):  # type: ignore[misc]
         # waitress takes socket objects; each is a duplicate of gunicorn's listening
         # socket, so closing it here leaves the master's intact.
         sockets = [socket.socket(fileno=os.dup(listener.fileno())) for listener in self.sockets]
+        # waitress names the raw request path in its INFO lines (a client gone mid-answer),
+        # and a path can carry text a user typed: warnings and worse only.
+        logging.getLogger("waitress").setLevel(logging.WARNING)
         server = create_server(
             self.wsgi, sockets=sockets, threads=self.cfg.threads, ident="incident-response",
             channel_timeout=self.client_timeout, cleanup_interval=1, connection_limit=CONNECTION_LIMIT,
