@@ -40,7 +40,8 @@ import plugin  # noqa: E402
 from plugin.store import Database, migrate  # noqa: E402
 from plugin.store.tables import telemetry_outbox  # noqa: E402
 from plugin.telemetry.dispatcher import Destination, Dispatcher  # noqa: E402
-from plugin.telemetry.outbox import Outbox, now_ms  # noqa: E402
+from plugin.model import now_ms  # noqa: E402
+from plugin.telemetry.outbox import Outbox  # noqa: E402
 from bench.run import fresh_database  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

@@ -110,11 +110,8 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
     components = build_components(settings, host=host, telemetry=telemetry, migrate_db=migrate_db,
                                   telemetry_options=telemetry_options)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = components.settings.current.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["incident"] = components
-    components.settings.subscribe(
-        lambda _old, new: app.config.__setitem__("MAX_CONTENT_LENGTH", new.max_body_bytes))
 
     @app.before_request
     def _start_timer() -> Any:

@@ -63,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
     from plugin.app import create_app
+    from plugin.front import server_options
     from plugin.store import Database, migrate
 
     settings = _settings(args)
@@ -80,8 +81,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             options = {
-                "bind": f"{args.host}:{args.port}", "workers": args.workers, "worker_class": "gthread",
-                "threads": args.threads, "timeout": 60, "graceful_timeout": 20, "accesslog": None,
+                # Listening address, processes, and the worker class that reads requests whole.
+                **server_options(args.host, args.port, args.workers, args.threads, args.client_timeout),
+                "accesslog": None,
                 "loglevel": "info",
                 # Several servers may run on one machine; a shared control socket
                 # path would collide, and nothing here needs it.
@@ -250,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=default_workers(),
                        help="worker processes (2 x cores + 1, at most 9)")
     serve.add_argument("--threads", type=int, default=4, help="request threads per worker")
+    serve.add_argument("--client-timeout", type=int, default=10, metavar="SECONDS",
+                       help="close a connection silent this long mid-request or between requests")
     serve.set_defaults(func=cmd_serve)
     mig = commands.add_parser("migrate", help="apply database migrations", parents=[common])
     mig.set_defaults(func=cmd_migrate)

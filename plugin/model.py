@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,11 @@ DESCRIPTION_MAX = 4096
 TITLE_MAX = 256
 COMMAND_MAX = 1024
 DEFAULT_CHECKLIST_TITLE = "Checklist"
+
+
+def now_ms() -> int:
+    """The clock every part of the server uses: milliseconds since 1970."""
+    return int(time.time() * 1000)
 
 
 def new_id() -> str:

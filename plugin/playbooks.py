@@ -18,8 +18,8 @@ from typing import Any
 
 from plugin.chat import ChatHost
 from plugin.errors import NotFound, PermissionDenied
-from plugin.model import Checklist, ChecklistItem, Playbook, PlaybookFilter, new_id
-from plugin.service import NewChecklist, now_ms
+from plugin.model import Checklist, ChecklistItem, Playbook, PlaybookFilter, new_id, now_ms
+from plugin.service import NewChecklist
 from plugin.telemetry import NoopTelemetry, Telemetry
 
 
@@ -62,10 +62,6 @@ class PlaybookService:
         self.telemetry = telemetry or NoopTelemetry()
         self.clock = clock
 
-    def can_use(self, user_id: str, playbook: Playbook) -> bool:
-        """System admin, or a member of the playbook."""
-        return playbook.is_member(user_id) or self.host.is_system_admin(user_id)
-
     def create(self, user_id: str, new: NewPlaybook) -> Playbook:
         """Create a playbook in a team the caller belongs to; the caller becomes a member."""
         if not self.host.is_team_member(new.team_id, user_id):
@@ -84,8 +80,13 @@ class PlaybookService:
     def get(self, user_id: str, playbook_id: str) -> Playbook:
         """The playbook, if the caller may see it (404 otherwise)."""
         with self.uow_factory(write=False) as uow:
-            playbook = uow.playbooks.get(playbook_id)
-        if playbook is None or not self.can_use(user_id, playbook):
+            return self._usable(uow.playbooks.get(playbook_id), playbook_id, user_id,
+                                admin=self.host.is_system_admin(user_id))
+
+    @staticmethod
+    def _usable(playbook: Playbook | None, playbook_id: str, user_id: str, *, admin: bool) -> Playbook:
+        """The playbook when the caller (a system admin, or not) may use it; else NotFound, which hides it."""
+        if playbook is None or not (admin or playbook.is_member(user_id)):
             raise NotFound(f"Playbook {playbook_id} does not exist or you are not one of its members.",
                            {"playbook_id": playbook_id})
         return playbook
@@ -101,11 +102,9 @@ class PlaybookService:
 
     def update(self, user_id: str, playbook_id: str, changes: PlaybookChanges) -> Playbook:
         """Change a playbook's title and any of its description, public default, stages and members."""
+        admin = self.host.is_system_admin(user_id)  # asked before the transaction: no lock held meanwhile
         with self.uow_factory() as uow:
-            playbook = uow.playbooks.get(playbook_id)
-            if playbook is None or not self.can_use(user_id, playbook):
-                raise NotFound(f"Playbook {playbook_id} does not exist or you are not one of its members.",
-                               {"playbook_id": playbook_id})
+            playbook = self._usable(uow.playbooks.get(playbook_id), playbook_id, user_id, admin=admin)
             playbook.title = changes.title
             if changes.description is not None:
                 playbook.description = changes.description
@@ -123,11 +122,9 @@ class PlaybookService:
 
     def delete(self, user_id: str, playbook_id: str) -> None:
         """Delete a playbook; incidents started from it keep their stages and tasks."""
+        admin = self.host.is_system_admin(user_id)  # asked before the transaction: no lock held meanwhile
         with self.uow_factory() as uow:
-            playbook = uow.playbooks.get(playbook_id)
-            if playbook is None or not self.can_use(user_id, playbook):
-                raise NotFound(f"Playbook {playbook_id} does not exist or you are not one of its members.",
-                               {"playbook_id": playbook_id})
+            playbook = self._usable(uow.playbooks.get(playbook_id), playbook_id, user_id, admin=admin)
             uow.playbooks.delete(playbook_id)
             self.telemetry.track_playbook(uow, "delete", playbook, user_id)
             uow.commit()

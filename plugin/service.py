@@ -40,6 +40,7 @@ from plugin.model import (
     Playbook,
     PlaybookFilter,
     new_id,
+    now_ms,
     slugify,
 )
 from plugin.telemetry import NoopTelemetry, Telemetry
@@ -130,9 +131,6 @@ class Outcome:
     changed: bool
 
 
-def now_ms() -> int:
-    """Milliseconds since the epoch."""
-    return int(time.time() * 1000)
 
 
 def _new_item(item: NewItem) -> ChecklistItem:

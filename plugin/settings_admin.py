@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from plugin.chat import ChatHost
 from plugin.errors import BadInput, InvalidState, PermissionDenied
+from plugin.model import now_ms
 from plugin.settings import (MASK, RESTART_REQUIRED, TELEMETRY_SWITCHES, LiveSettings, Settings, SettingsError,
                              env_name, validate_value)
 
@@ -42,15 +42,13 @@ SHELL_USER = ""
 CHAT_SERVER_USER = "chat-server"
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class SettingsAdmin:
     """Show, change and reload the settings in force."""
 
     def __init__(self, live: LiveSettings, uow_factory: Callable[..., Any], host: ChatHost | None = None,
-                 clock: Callable[[], int] = _now_ms, read_version: Callable[[], int] | None = None):
+                 clock: Callable[[], int] = now_ms, read_version: Callable[[], int] | None = None):
         self.live = live
         self.uow_factory = uow_factory
         self.read_version = read_version

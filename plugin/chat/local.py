@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from plugin.chat import ServerFacts
-from plugin.model import new_id
+from plugin.model import new_id, now_ms
 from plugin.store import Database, driver
 from plugin.store.tables import chat_channel_members, chat_channels, chat_posts, chat_users, plugin_kv
 
@@ -50,8 +50,6 @@ USERNAME_TTL_SECONDS = 10.0
 USERNAME_CACHE_SIZE = 100_000
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _member_writes(dialect: sa.Dialect, channel_id: str, users: list[str]) -> list[driver.Write]:
@@ -82,7 +80,7 @@ class LocalChatHost:
     shares_database = True
 
     def __init__(self, db: Database, admin_user_ids: Callable[[], frozenset[str]],
-                 clock: Callable[[], int] = _now_ms,
+                 clock: Callable[[], int] = now_ms,
                  diagnostics_enabled: Callable[[], bool] = lambda: True):
         self.db = db
         self._admin_user_ids = admin_user_ids

@@ -13,7 +13,6 @@ the service and the REST API count from 0.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from plugin.chat import ChatHost
 from plugin.command import parser as p
 from plugin.errors import DomainError, InvalidState, NotFound
-from plugin.model import NAME_MAX, DESCRIPTION_MAX, Incident, IncidentFilter, ItemState
+from plugin.model import DESCRIPTION_MAX, NAME_MAX, Incident, IncidentFilter, ItemState, now_ms
 from plugin.service import IncidentService, NewIncident
 
 EPHEMERAL = "ephemeral"
@@ -81,7 +80,7 @@ class CommandRunner:
     """Turns a Command and its Caller into a reply dict ``{response_type, text}``."""
 
     def __init__(self, service: IncidentService, host: ChatHost,
-                 clock: Callable[[], int] = lambda: int(time.time() * 1000)):
+                 clock: Callable[[], int] = now_ms):
         self.service = service
         self.host = host
         self.clock = clock

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from plugin.model import now_ms
 from plugin.store import Database, driver
 from plugin.store.saved_settings import SettingsState, read_state
 from plugin.store.tables import plugin_kv, telemetry_audit, telemetry_counters, telemetry_leases, telemetry_outbox
@@ -41,9 +42,6 @@ LAST_SUCCESS_KEY = "telemetry_last_success"
 KEEP_SENT = 200
 
 
-def now_ms() -> int:
-    """Milliseconds since the epoch."""
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)

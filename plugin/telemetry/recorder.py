@@ -22,12 +22,12 @@ from typing import Any
 
 import plugin
 from plugin.chat import ChatHost
-from plugin.model import Incident
+from plugin.model import Incident, now_ms
 from plugin.settings import DIAGNOSTICS_OFF, LiveSettings, Settings
 from plugin.store import Database
 from plugin.telemetry.catalogue import Refused, allowed_properties
 from plugin.telemetry.dispatcher import Destination, Dispatcher
-from plugin.telemetry.outbox import REJECTED, Outbox, now_ms
+from plugin.telemetry.outbox import REJECTED, Outbox
 
 log = logging.getLogger(__name__)
 

@@ -269,3 +269,39 @@ def test_incident_keeps_its_stages_when_its_playbook_is_deleted(client):
 def test_playbook_routes_are_in_the_openapi_document(client):
     paths = client.get("/api/v0/openapi.json").json["paths"]
     assert {"/api/v0/playbooks", "/api/v0/playbooks/{playbook_id}", "/api/v0/settings"} <= set(paths)
+
+
+@pytest.mark.parametrize("change", ["update", "delete"])
+def test_a_playbook_change_by_an_admin_asks_the_chat_host_before_its_transaction(client, components, monkeypatch,
+                                                                                 change):
+    playbook = make_playbook(client)
+    open_writes: list[int] = []
+    asked_inside: list[str] = []
+    factory, is_admin = components.playbooks.uow_factory, components.host.is_system_admin
+
+    class Tracked:
+        def __init__(self, *args, **kwargs):
+            self.uow = factory(*args, **kwargs)
+            self.writes = kwargs.get("write", True)
+
+        def __enter__(self):
+            open_writes.append(1) if self.writes else None
+            return self.uow.__enter__()
+
+        def __exit__(self, *exc):
+            open_writes.pop() if self.writes else None
+            return self.uow.__exit__(*exc)
+
+    def asking(user_id):
+        if open_writes:
+            asked_inside.append(user_id)
+        return is_admin(user_id)
+
+    monkeypatch.setattr(components.playbooks, "uow_factory", Tracked)
+    monkeypatch.setattr(components.host, "is_system_admin", asking)
+    if change == "update":
+        response = client.put(f"/api/v0/playbooks/{playbook['id']}", headers=as_user(ADMIN), json={"title": "y"})
+    else:
+        response = client.delete(f"/api/v0/playbooks/{playbook['id']}", headers=as_user(ADMIN))
+    assert response.status_code in (200, 204)
+    assert asked_inside == []

@@ -141,7 +141,8 @@ def test_saved_settings_survive_a_restart(database_url, tmp_path, apps):
     apps.append(restarted := make_app(database_url, tmp_path))
     current = restarted.extensions["incident"].settings.current
     assert current.max_body_bytes == 8192 and current.sources["MaxBodyBytes"] == "saved"
-    assert restarted.config["MAX_CONTENT_LENGTH"] == 8192
+    oversize = restarted.test_client().post("/api/v0/incidents", data=b" " * 8193, headers=as_user(ALICE))
+    assert oversize.status_code == 413 and oversize.json["details"]["max_body_bytes"] == 8192
 
 
 def test_precedence_is_default_then_config_file_then_saved_then_environment(database_url, tmp_path, apps):
@@ -162,7 +163,7 @@ def test_another_server_process_applies_a_saved_change_from_its_very_next_reques
     other.test_client().get("/api/v0/settings", headers=as_user(ADMIN))
     put(one.test_client(), {"MaxBodyBytes": 4096})
     other.test_client().get("/api/v0/settings", headers=as_user(ADMIN))
-    assert other.config["MAX_CONTENT_LENGTH"] == 4096
+    assert other.extensions["incident"].settings.current.max_body_bytes == 4096
 
 
 def test_subscribers_hear_a_change_made_through_the_api(client, components):

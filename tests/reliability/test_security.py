@@ -1,6 +1,9 @@
 """Refused requests: each gets the right status in the one error shape and changes nothing."""
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 
 from plugin.api import SECRET_HEADER, USER_HEADER
@@ -102,6 +105,36 @@ def test_body_over_max_body_bytes_is_refused_with_413_and_creates_nothing(client
     assert_error(response, 413)
     assert response.json["details"]["max_body_bytes"] == 2048
     assert snapshot(components) == []
+
+
+def chunked_create(client, size: int):
+    """A create whose valid JSON body, padded to ``size`` bytes, comes chunked: no Content-Length.
+
+    As a WSGI server that decodes chunked bodies hands it on: the stream, marked as
+    ended by the server (``wsgi.input_terminated``).
+    """
+    body = json.dumps({"name": "padded", "team_id": TEAM, "commander_user_id": ALICE}).encode()
+    body += b" " * (size - len(body))
+    return client.post("/api/v0/incidents", input_stream=io.BytesIO(body),
+                       headers={**as_user(ALICE), "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+def test_chunked_body_over_max_body_bytes_set_at_run_time_is_refused_with_413_and_creates_nothing(client, components):
+    live = components.settings
+    live.replace(live.current.replace(MaxBodyBytes=2048))
+    for size in (2049, 10_000):
+        response = chunked_create(client, size)
+        assert_error(response, 413)
+        assert response.json["details"]["max_body_bytes"] == 2048
+    assert snapshot(components) == []
+
+
+def test_chunked_body_of_exactly_max_body_bytes_is_accepted_whole(client, components):
+    live = components.settings
+    live.replace(live.current.replace(MaxBodyBytes=2048))
+    response = chunked_create(client, 2048)
+    assert response.status_code == 201 and response.json["name"] == "padded"
 
 
 def test_oversize_task_on_an_existing_incident_is_refused_with_413_and_changes_nothing(client, components):

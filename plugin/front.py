@@ -1,0 +1,101 @@
+"""The HTTP front of ``incident-plugin serve``: gunicorn runs the processes, waitress reads the requests.
+
+gunicorn's threaded worker reads a request on the thread that then runs it, so a
+client that sends part of a request and waits holds a thread, and a few dozen such
+clients stall every worker. Here each gunicorn worker serves its share of the
+listening socket with waitress instead (used through ``waitress.create_server``, as
+gunicorn's own tornado worker hosts tornado): waitress's I/O thread reads every
+request whole, headers and body (a large body spooled to a temporary file), before
+one of the ``--threads`` application threads sees it. A slow client then costs a
+socket, not a thread; a connection that sends nothing for ``--client-timeout`` seconds
+while its request is incomplete (or while it idles between requests) is closed; a
+body over the largest ``MaxBodyBytes`` any setting allows is refused with 413 before
+it is buffered, and the application refuses anything over the ``MaxBodyBytes`` in
+force with 413 too (``plugin.api.limit_body``). gunicorn keeps what it is good at:
+the master, the worker count, restarts of dead workers, the heartbeat timeout and
+the exit hooks.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from gunicorn.workers.base import Worker
+from waitress import create_server
+
+# Seconds a connection may stay silent while its request is incomplete, or idle
+# between requests, before it is closed (serve's --client-timeout).
+CLIENT_TIMEOUT = 10
+# The largest MaxBodyBytes the settings accept. waitress refuses a body over it
+# (plus room for the chunk lines of a chunked body, which it counts too) with 413
+# before buffering it; the application applies the MaxBodyBytes in force.
+MAX_BODY_BYTES_CEILING = 64 * 1024 * 1024
+CHUNK_FRAMING_ALLOWANCE = 1024 * 1024
+# Connections one worker keeps open at once; waitress stops accepting beyond it
+# (another worker or the listen backlog takes the next). Slow clients cost a socket
+# each, so this is generous.
+CONNECTION_LIMIT = 1000
+
+
+class WaitressWorker(Worker):  # type: ignore[misc]
+    """A gunicorn worker that serves its WSGI app with waitress on the shared listening sockets."""
+
+    client_timeout = CLIENT_TIMEOUT
+
+    def run(self) -> None:
+        """Serve until gunicorn asks this worker to stop, then let the requests being served finish."""
+        # waitress takes socket objects; each is a duplicate of gunicorn's listening
+        # socket, so closing it here leaves the master's intact.
+        sockets = [socket.socket(fileno=os.dup(listener.fileno())) for listener in self.sockets]
+        # waitress names the raw request path in its INFO lines (a client gone mid-answer),
+        # and a path can carry text a user typed: warnings and worse only.
+        logging.getLogger("waitress").setLevel(logging.WARNING)
+        server = create_server(
+            self.wsgi, sockets=sockets, threads=self.cfg.threads, ident="incident-response",
+            channel_timeout=self.client_timeout, cleanup_interval=1, connection_limit=CONNECTION_LIMIT,
+            backlog=self.cfg.backlog,
+            max_request_body_size=MAX_BODY_BYTES_CEILING + CHUNK_FRAMING_ALLOWANCE, asyncore_loop_timeout=1,
+            # poll(), not select(): a worker may hold more than 1,024 descriptors.
+            asyncore_use_poll=True)
+        loop = threading.Thread(target=server.run, name="waitress", daemon=True)
+        loop.start()
+        parent = self.ppid
+        while self.alive and loop.is_alive():
+            self.notify()
+            if os.getppid() != parent:
+                self.log.info("Parent changed, shutting down: %s", self)
+                break
+            time.sleep(0.5)
+        self._stop(server)
+
+    def _stop(self, server: Any) -> None:
+        # Stop taking connections (the other workers, or the next master, take them),
+        # then give the requests already read graceful_timeout to finish.
+        for listener in _listeners(server):
+            listener.accepting = False
+        server.task_dispatcher.shutdown(cancel_pending=False, timeout=self.cfg.graceful_timeout)
+        # Their answers are written by the I/O thread: a moment to send them.
+        time.sleep(0.2)
+
+
+def _listeners(server: Any) -> list[Any]:
+    """The listening dispatchers of a waitress server (one, or several behind a MultiSocketServer)."""
+    if hasattr(server, "map"):
+        return [d for d in server.map.values() if getattr(d, "accepting", False)]
+    return [server]
+
+
+def server_options(host: str, port: int, workers: int, threads: int,
+                   client_timeout: int = CLIENT_TIMEOUT) -> dict[str, Any]:
+    """The gunicorn options of ``serve``: its listening address, process count and worker class."""
+    worker = type("WaitressWorker", (WaitressWorker,), {"client_timeout": client_timeout})
+    return {
+        "bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": worker,
+        # A worker that misses its heartbeat this long is replaced; graceful_timeout
+        # bounds how long a stopping worker waits for the requests it is serving.
+        "timeout": 60, "graceful_timeout": 20,
+    }
