@@ -181,13 +181,14 @@ def test_the_real_servers_log_names_route_patterns_and_never_what_was_typed(tmp_
         request = urllib.request.Request(f"{base}/command", data=form.encode(), method="POST")
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.loads(response.read())["text"].startswith("The command text")
-        # A malformed request line and header: gunicorn refuses them before the app sees them.
+        # A request line and a header with a control character: the front refuses them (400) or
+        # passes them on as an unknown path (404); either way the log must not quote them.
         port = int(base.rsplit(":", 1)[1])
         for raw in (f"GET /{CANARY}\x01 HTTP/1.1\r\n\r\n".encode(),
                     f"GET / HTTP/1.1\r\nHost: x\r\nX-{CANARY}\x01: v\r\n\r\n".encode()):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
                 connection.sendall(raw)
-                assert connection.recv(1024).startswith(b"HTTP/1.1 400")
+                assert connection.recv(1024)[9:12] in (b"400", b"404")
         assert call(base, "GET", "/healthz", user=None)[0] == 200
     (log_file,) = tmp_path.glob("server-*.log")  # where serve() writes the server's stdout and stderr
     text = log_file.read_text(errors="replace")
