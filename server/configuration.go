@@ -136,20 +136,37 @@ func apiBaseURL(config *model.Config) string {
 	return ""
 }
 
-// diagnosticsEnabled is Mattermost's LogSettings.EnableDiagnostics (true when unset, as in Mattermost).
+// diagnosticsEnabled is Mattermost's LogSettings.EnableDiagnostics. The server
+// always fills in its default (true); the plugin RPC encodes the config with gob,
+// which sends no zero values, so a false arrives as nil and nil means off.
 func diagnosticsEnabled(config *model.Config) bool {
-	return config.LogSettings.EnableDiagnostics == nil || *config.LogSettings.EnableDiagnostics
+	return config.LogSettings.EnableDiagnostics != nil && *config.LogSettings.EnableDiagnostics
 }
 
 // OnConfigurationChange loads the System Console settings and, when the Python server
 // runs and what it was started with differs, restarts it with the new settings.
+// Mattermost calls it after every saved change, of any setting, from inside the
+// save: the restart (a second or two) runs on its own so the save is not held up.
 func (p *Plugin) OnConfigurationChange() error {
+	if err := p.loadConfiguration(); err != nil {
+		return err
+	}
+	go func() {
+		if err := p.reconcile(); err != nil {
+			p.API.LogError("could not apply the new settings", "error", err.Error())
+		}
+	}()
+	return nil
+}
+
+// loadConfiguration reads the plugin's System Console settings.
+func (p *Plugin) loadConfiguration() error {
 	values := map[string]any{}
 	if err := p.API.LoadPluginConfiguration(&values); err != nil {
 		return fmt.Errorf("load plugin configuration: %w", err)
 	}
 	p.setConfiguration(&configuration{values: values})
-	return p.reconcile()
+	return nil
 }
 
 func (p *Plugin) getConfiguration() *configuration {

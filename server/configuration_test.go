@@ -97,14 +97,17 @@ func TestAPIBaseURLPrefersLoopbackWhenMattermostServesPlainHTTP(t *testing.T) {
 	}
 }
 
-func TestDiagnosticsCountAsEnabledUnlessSwitchedOff(t *testing.T) {
+func TestDiagnosticsAreOffWhenTheSwitchArrivesFalseOrEmpty(t *testing.T) {
 	c := config(":8065", "", "")
-	c.LogSettings.EnableDiagnostics = nil
+	c.LogSettings.EnableDiagnostics = model.NewPointer(true)
 	if !diagnosticsEnabled(c) {
-		t.Error("unset EnableDiagnostics should count as enabled, as in Mattermost")
+		t.Error("EnableDiagnostics true should count as enabled")
 	}
-	c.LogSettings.EnableDiagnostics = model.NewPointer(false)
-	if diagnosticsEnabled(c) {
-		t.Error("EnableDiagnostics false should count as disabled")
+	// Over the plugin RPC (gob) a false *bool arrives as nil.
+	for _, value := range []*bool{nil, model.NewPointer(false)} {
+		c.LogSettings.EnableDiagnostics = value
+		if diagnosticsEnabled(c) {
+			t.Errorf("EnableDiagnostics %v should count as disabled", value)
+		}
 	}
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -13,6 +15,8 @@ import (
 const (
 	secretHeader = "X-Host-Secret"
 	userHeader   = "Mattermost-User-Id"
+	// maxForwardBody is the largest body forwarded: the top of the server's MaxBodyBytes range.
+	maxForwardBody = 64 << 20
 )
 
 // proxyTransport is shared by every forwarded request (its connections are reused).
@@ -29,6 +33,22 @@ var proxyTransport = &http.Transport{
 // sent); the secret proves to the server that the request comes through here.
 func forward(w http.ResponseWriter, r *http.Request, base *url.URL, secret string) {
 	userID := r.Header.Get(userHeader)
+	// Mattermost hands the body over as a stream without its length, which would go
+	// out chunked, and WSGI servers may read a chunked body as empty: send it with
+	// its length instead.
+	if r.Body != nil {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody+1))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "The request body could not be read.")
+			return
+		}
+		if len(body) > maxForwardBody {
+			writeError(w, http.StatusRequestEntityTooLarge, "The request body is too large.")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+	}
 	proxy := &httputil.ReverseProxy{
 		Transport: proxyTransport,
 		Rewrite: func(out *httputil.ProxyRequest) {

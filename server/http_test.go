@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -64,5 +65,26 @@ func TestForwardAnswersBadGatewayInTheErrorShapeWhenTheServerIsGone(t *testing.T
 	forward(recorder, httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil), base, "s")
 	if recorder.Code != http.StatusBadGateway || recorder.Header().Get("Content-Type") != "application/json" {
 		t.Errorf("got %d %q", recorder.Code, recorder.Header().Get("Content-Type"))
+	}
+}
+
+func TestForwardSendsABodyOfUnknownLengthWithItsLength(t *testing.T) {
+	var length int64
+	var got []byte
+	var chunked bool
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		length = r.ContentLength
+		chunked = len(r.TransferEncoding) > 0
+		got, _ = io.ReadAll(r.Body)
+	}))
+	defer upstream.Close()
+	base, _ := url.Parse(upstream.URL)
+	request := httptest.NewRequest(http.MethodPost, "/api/v0/playbooks", nil)
+	// As Mattermost's RPC bridge builds it: a body stream and no length.
+	request.Body = io.NopCloser(strings.NewReader(`{"title":"x"}`))
+	request.ContentLength = 0
+	forward(httptest.NewRecorder(), request, base, "s")
+	if string(got) != `{"title":"x"}` || length != int64(len(got)) || chunked {
+		t.Errorf("upstream got %q with length %d (chunked %v)", got, length, chunked)
 	}
 }

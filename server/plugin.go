@@ -127,7 +127,19 @@ func (p *Plugin) reconcile() error {
 	}
 	p.API.LogInfo("settings changed: restarting the incident server")
 	p.stopLocked()
-	return p.startLocked()
+	if err := p.startLocked(); err != nil {
+		p.giveUp("the incident server did not start with the new settings", err)
+	}
+	return nil
+}
+
+// giveUp ends the launcher after logging why. Mattermost's health check then
+// sees the plugin fail, restarts it, and disables it (shown in the System
+// Console) when it keeps failing: a plugin that runs without its server would
+// only answer 503s.
+func (p *Plugin) giveUp(reason string, err error) {
+	p.API.LogError(reason+"; stopping the plugin so that Mattermost reports it", "error", fmt.Sprint(err))
+	os.Exit(1)
 }
 
 // desiredEnv is the environment the server must run with for the settings in force.
@@ -204,13 +216,11 @@ func (p *Plugin) watch(c *child) {
 		return now.Sub(at) > restartWindow
 	}), now)
 	if len(p.restarts) > maxRestarts {
-		p.API.LogError("the incident server keeps exiting; stopping the plugin so Mattermost reports it")
-		os.Exit(1)
+		p.giveUp(fmt.Sprintf("the incident server exited %d times within %s", len(p.restarts), restartWindow), c.err)
 	}
 	time.Sleep(time.Duration(len(p.restarts)) * time.Second)
 	if err := p.startLocked(); err != nil {
-		p.API.LogError("could not restart the incident server", "error", err.Error())
-		os.Exit(1)
+		p.giveUp("could not restart the incident server", err)
 	}
 }
 
