@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -53,14 +54,24 @@ func startChild(name string, args []string, env []string, dir string, baseURL st
 	go func() {
 		runtime.LockOSThread()
 		// No UnlockOSThread: the thread ends with this goroutine, after the child.
-		reader, writer := io.Pipe()
+		// An OS pipe, not an io.Writer: Wait then returns when the process exits,
+		// even while workers it left behind still hold the pipe.
+		reader, writer, err := os.Pipe()
+		if err != nil {
+			started <- err
+			close(c.done)
+			return
+		}
 		c.cmd = exec.Command(name, args...)
 		c.cmd.Env = env
 		c.cmd.Dir = dir
 		c.cmd.Stdout = writer
 		c.cmd.Stderr = writer
 		c.cmd.SysProcAttr = childAttributes()
-		if err := c.cmd.Start(); err != nil {
+		err = c.cmd.Start()
+		writer.Close()
+		if err != nil {
+			reader.Close()
 			started <- err
 			close(c.done)
 			return
@@ -68,7 +79,6 @@ func startChild(name string, args []string, env []string, dir string, baseURL st
 		go forwardLines(reader, log)
 		started <- nil
 		c.err = c.cmd.Wait()
-		writer.Close()
 		close(c.done)
 	}()
 	if err := <-started; err != nil {
@@ -87,6 +97,12 @@ func (c *child) exited() bool {
 	}
 }
 
+// killGroup ends whatever is left of the child's process group (gunicorn's
+// workers, when their master died).
+func (c *child) killGroup() {
+	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+}
+
 // stop sends SIGTERM to the child's process group, then SIGKILL after grace.
 func (c *child) stop(grace time.Duration) {
 	if c.exited() {
@@ -101,7 +117,7 @@ func (c *child) stop(grace time.Duration) {
 		<-c.done
 	}
 	// Workers that outlived their master (they should not) go with the group.
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	c.killGroup()
 }
 
 // waitHealthy polls GET /healthz until it answers 200, the child exits or ctx ends.
@@ -166,6 +182,9 @@ func forwardLines(reader io.Reader, log logger) {
 	}
 	// Drain whatever is left so the child never blocks on a full pipe.
 	_, _ = io.Copy(io.Discard, reader)
+	if closer, ok := reader.(io.Closer); ok {
+		closer.Close()
+	}
 }
 
 // portArgs are the arguments of `incident-plugin serve` for this port.

@@ -137,3 +137,29 @@ func TestWaitHealthyFailsAtOnceWhenTheChildExits(t *testing.T) {
 		t.Errorf("took %s to notice the exit", time.Since(started))
 	}
 }
+
+func TestKillGroupEndsWorkersLeftByADeadMaster(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "worker")
+	// The "master" leaves a background "worker" behind and exits at once.
+	c, err := startChild("/bin/sh", []string{"-c", fmt.Sprintf("sleep 300 & echo $! > %s", pidFile)}, nil, dir, "",
+		&recordingLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-c.done
+	data, _ := os.ReadFile(pidFile)
+	worker, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	if worker == 0 || !alive(worker) {
+		t.Fatal("the worker did not start")
+	}
+	c.killGroup()
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(worker) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alive(worker) {
+		_ = syscall.Kill(worker, syscall.SIGKILL)
+		t.Error("the worker outlived killGroup")
+	}
+}

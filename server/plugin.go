@@ -203,6 +203,7 @@ func (p *Plugin) stopLocked() {
 // sees the failure, restarts the plugin, and disables it if that keeps failing.
 func (p *Plugin) watch(c *child) {
 	<-c.done
+	c.killGroup()
 	p.lifecycle.Lock()
 	defer p.lifecycle.Unlock()
 	if p.child != c {

@@ -5,6 +5,8 @@ started and driven through its life, then the plugin is switched off and on.
 """
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -36,6 +38,25 @@ def server_processes(home: Path) -> dict[int, dict[str, str]]:
         if env.get("INCIDENT_DATA_DIR", "").startswith(str(home)):
             found[int(proc.name)] = env
     return found
+
+
+def wait_for_server_env(world: World, name: str, value: str) -> None:
+    """Wait until the running incident server was started with name=value and answers through Mattermost."""
+    def started_with_it() -> bool:
+        processes = server_processes(world.server.home)
+        return bool(processes) and all(env.get(name) == value for env in processes.values())
+
+    wait_until(started_with_it, timeout=90, interval=0.5)
+    wait_until(lambda: world.alice.plugin(PLUGIN_ID, "GET", "/api/v0/incidents", params={
+        "team_id": world.team_id}).status_code == 200, timeout=60, interval=0.5)
+
+
+def server_parent(pid: int) -> int:
+    """The parent process id of pid (0 when it is gone)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def reply_text(response) -> str:
@@ -151,20 +172,49 @@ def test_switching_mattermosts_diagnostics_off_silences_telemetry(world: World, 
     # Whatever the earlier steps recorded has been delivered before the switch.
     wait_until(lambda: {message["properties"]["Action"] for message in dataplane.delivered()} >= {"restart"},
                timeout=60, interval=0.5)
-    running = set(server_processes(world.server.home))
     world.admin.ok("PUT", "/config/patch", json={"LogSettings": {"EnableDiagnostics": False}})
     try:
-        # The launcher restarts the server with the new switch: new processes, answering again.
-        wait_until(lambda: server_processes(world.server.home) and
-                   not running & set(server_processes(world.server.home)), timeout=60, interval=0.5)
-        wait_until(lambda: world.alice.plugin(PLUGIN_ID, "GET", "/api/v0/incidents", params={
-            "team_id": world.team_id}).status_code == 200, timeout=60, interval=0.5)
+        # The launcher restarts the server with the new switch.
+        wait_for_server_env(world, "INCIDENT_SERVER_DIAGNOSTICS_ENABLED", "false")
         before = len(dataplane.delivered())
         assert "now 1 of 2" in reply_text(world.bob.command(incident["channel_id"], "/incident stage prev"))
         time.sleep(5)
         assert dataplane.delivered()[before:] == []
     finally:
         world.admin.ok("PUT", "/config/patch", json={"LogSettings": {"EnableDiagnostics": True}})
+        wait_for_server_env(world, "INCIDENT_SERVER_DIAGNOSTICS_ENABLED", "true")
+
+
+def test_switching_the_plugins_telemetry_setting_off_in_the_system_console_silences_it(
+        world: World, incident: dict, dataplane: DataPlane):
+    settings = {"rudderwritekey": WRITE_KEY, "rudderdataplaneurl": dataplane.url}
+    world.admin.ok("PUT", "/config/patch", json={"PluginSettings": {"Plugins": {PLUGIN_ID: {
+        **settings, "enabletelemetry": False}}}})
+    try:
+        wait_for_server_env(world, "INCIDENT_ENABLE_TELEMETRY", "false")
+        before = len(dataplane.delivered())
+        assert "now 2 of 2" in reply_text(world.bob.command(incident["channel_id"], "/incident stage next"))
+        time.sleep(5)
+        assert dataplane.delivered()[before:] == []
+    finally:
+        world.admin.ok("PUT", "/config/patch", json={"PluginSettings": {"Plugins": {PLUGIN_ID: {
+            **settings, "enabletelemetry": True}}}})
+        wait_for_server_env(world, "INCIDENT_ENABLE_TELEMETRY", "true")
+    # On again: the next change is sent.
+    assert "now 1 of 2" in reply_text(world.bob.command(incident["channel_id"], "/incident stage prev"))
+    wait_until(lambda: len(dataplane.delivered()) > before, timeout=60, interval=0.5)
+
+
+def test_a_crashed_python_server_is_restarted_by_the_launcher(world: World, incident: dict):
+    processes = server_processes(world.server.home)
+    (master,) = [pid for pid in processes if server_parent(pid) not in processes]
+    os.kill(master, signal.SIGKILL)
+    wait_until(lambda: master not in server_processes(world.server.home) and
+               len(server_processes(world.server.home)) == len(processes), timeout=60, interval=0.5)
+    wait_until(lambda: world.alice.plugin(PLUGIN_ID, "GET", f"/api/v0/incidents/{incident['id']}").status_code
+               == 200, timeout=60, interval=0.5)
+    statuses = world.admin.ok("GET", "/plugins/statuses")
+    assert [status["state"] for status in statuses if status["plugin_id"] == PLUGIN_ID] == [PLUGIN_READY]
 
 
 def test_disabling_the_plugin_stops_the_python_server_and_enabling_serves_the_same_incidents(
