@@ -140,7 +140,7 @@ func (p *Plugin) ExecuteCommand(_ *plugin.Context, args *model.CommandArgs) (*mo
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	reply, err := runCommand(ctx, &http.Client{}, c, p.slash, p.secret, commandForm(args, username))
+	reply, err := runCommand(ctx, &http.Client{Transport: proxyTransport}, c, p.slash, p.secret, commandForm(args, username))
 	if err != nil {
 		p.API.LogError("the /incident command could not be run", "error", err.Error())
 		return ephemeral("Incident Response could not run this command right now; nothing may have " +

@@ -62,7 +62,7 @@ type Plugin struct {
 func (p *Plugin) OnActivate() error {
 	p.lifecycle.Lock()
 	defer p.lifecycle.Unlock()
-	p.client = &http.Client{Timeout: 10 * time.Second}
+	p.client = &http.Client{Timeout: 10 * time.Second, Transport: proxyTransport}
 	bundlePath, err := p.API.GetBundlePath()
 	if err != nil {
 		return fmt.Errorf("find the bundle: %w", err)
@@ -99,10 +99,11 @@ func (p *Plugin) OnActivate() error {
 	if err := p.startLocked(); err != nil {
 		return err
 	}
-	p.active = true
 	if err := p.API.RegisterCommand(incidentCommand()); err != nil {
+		p.stopLocked()
 		return fmt.Errorf("register /%s: %w", commandTrigger, err)
 	}
+	p.active = true
 	return nil
 }
 
@@ -112,6 +113,12 @@ func (p *Plugin) OnDeactivate() error {
 	defer p.lifecycle.Unlock()
 	p.active = false
 	p.stopLocked()
+	// The token is useless without the server; the next activation makes a new one.
+	if tokenID, appErr := p.API.KVGet(botTokenKey); appErr == nil && len(tokenID) > 0 {
+		if appErr := p.API.RevokeUserAccessToken(string(tokenID)); appErr == nil {
+			_ = p.API.KVDelete(botTokenKey)
+		}
+	}
 	return nil
 }
 

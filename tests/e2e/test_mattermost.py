@@ -220,11 +220,19 @@ def test_a_crashed_python_server_is_restarted_by_the_launcher(world: World, inci
 def test_disabling_the_plugin_stops_the_python_server_and_enabling_serves_the_same_incidents(
         world: World, incident: dict):
     assert server_processes(world.server.home)
+    bot = world.admin.ok("GET", "/users/username/incident")
+
+    def active_tokens() -> int:
+        return sum(token["is_active"] for token in world.admin.ok("GET", f"/users/{bot['id']}/tokens"))
+
+    assert active_tokens() == 1
     world.admin.ok("POST", f"/plugins/{PLUGIN_ID}/disable")
     wait_until(lambda: not server_processes(world.server.home), timeout=60, interval=0.5)
+    wait_until(lambda: active_tokens() == 0, timeout=30, interval=0.5)
     world.admin.ok("POST", f"/plugins/{PLUGIN_ID}/enable")
     wait_for_plugin_state(world.admin, PLUGIN_ID, PLUGIN_READY)
     assert server_processes(world.server.home)
+    assert active_tokens() == 1
     again = incident_in(world, incident["channel_id"])
     assert again["id"] == incident["id"] and again["commander_user_id"] == world.bob_id
     assert "active" in reply_text(world.bob.command(incident["channel_id"], "/incident info")).lower()
