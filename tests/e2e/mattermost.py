@@ -56,8 +56,9 @@ class MattermostServer:
             "MM_SERVICESETTINGS_LISTENADDRESS": f"127.0.0.1:{self.port}",
             "MM_SERVICESETTINGS_SITEURL": self.url,
             "MM_SERVICESETTINGS_ENABLESECURITYFIXALERT": "false",
-            "MM_SERVICESETTINGS_ENABLEUSERACCESSTOKENS": "true",
-            "MM_SERVICESETTINGS_ENABLEBOTACCOUNTCREATION": "true",
+            # Mattermost's defaults, stated: the plugin's bot and its token need neither.
+            "MM_SERVICESETTINGS_ENABLEUSERACCESSTOKENS": "false",
+            "MM_SERVICESETTINGS_ENABLEBOTACCOUNTCREATION": "false",
             "MM_SERVICESETTINGS_ENABLELOCALMODE": "false",
             "MM_PLUGINSETTINGS_ENABLE": "true",
             "MM_PLUGINSETTINGS_ENABLEUPLOADS": "true",
