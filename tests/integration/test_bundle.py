@@ -144,3 +144,13 @@ def test_unpacked_launch_script_starts_the_bundled_server_on_loopback(unpacked, 
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_manifest_of_a_bundle_names_one_launcher_per_target_and_nothing_else():
+    from plugin.bundle import TARGETS, manifest_for
+
+    manifest = {**MANIFEST, "server": {"executable": "old", "executables": {"darwin-arm64": "old"}}}
+    result = manifest_for(manifest, (TARGETS["linux-amd64"], TARGETS["linux-arm64"]))
+    assert result["server"] == {"executables": {"linux-amd64": "server/dist/plugin-linux-amd64",
+                                                "linux-arm64": "server/dist/plugin-linux-arm64"}}
+    assert result["settings_schema"] == MANIFEST["settings_schema"]
