@@ -21,7 +21,7 @@ import (
 
 const (
 	botUsername      = "incident"
-	botTokenKey      = "bot-token-id"
+	botTokenKeyBase  = "bot-token-id"
 	startTimeout     = 2 * time.Minute
 	stopGrace        = 15 * time.Second
 	maxRestarts      = 3
@@ -114,9 +114,9 @@ func (p *Plugin) OnDeactivate() error {
 	p.active = false
 	p.stopLocked()
 	// The token is useless without the server; the next activation makes a new one.
-	if tokenID, appErr := p.API.KVGet(botTokenKey); appErr == nil && len(tokenID) > 0 {
+	if tokenID, appErr := p.API.KVGet(botTokenKey()); appErr == nil && len(tokenID) > 0 {
 		if appErr := p.API.RevokeUserAccessToken(string(tokenID)); appErr == nil {
-			_ = p.API.KVDelete(botTokenKey)
+			_ = p.API.KVDelete(botTokenKey())
 		}
 	}
 	return nil
@@ -263,7 +263,7 @@ func (p *Plugin) ensureBotToken() (string, error) {
 	if _, appErr := p.API.UpdateUserRoles(botID, model.SystemUserRoleId+" "+model.SystemAdminRoleId); appErr != nil {
 		return "", fmt.Errorf("give the bot its role: %w", appErr)
 	}
-	if previous, appErr := p.API.KVGet(botTokenKey); appErr == nil && len(previous) > 0 {
+	if previous, appErr := p.API.KVGet(botTokenKey()); appErr == nil && len(previous) > 0 {
 		if appErr := p.API.RevokeUserAccessToken(string(previous)); appErr != nil {
 			p.API.LogWarn("could not revoke the previous bot token", "error", appErr.Error())
 		}
@@ -273,10 +273,21 @@ func (p *Plugin) ensureBotToken() (string, error) {
 	if appErr != nil {
 		return "", fmt.Errorf("create the bot token: %w", appErr)
 	}
-	if appErr := p.API.KVSet(botTokenKey, []byte(token.Id)); appErr != nil {
+	if appErr := p.API.KVSet(botTokenKey(), []byte(token.Id)); appErr != nil {
 		return "", fmt.Errorf("remember the bot token: %w", appErr)
 	}
 	return token.Token, nil
+}
+
+// botTokenKey names the KV entry holding this machine's bot token id. The KV
+// store is shared by every node of a Mattermost cluster, and each node runs its
+// own server with its own token: one node must not revoke another's.
+func botTokenKey() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return botTokenKeyBase
+	}
+	return botTokenKeyBase + "-" + host
 }
 
 // readManifest reads the plugin id and setting keys from the bundle's plugin.json.
