@@ -8,6 +8,7 @@ Go, or when the build fails, the tests skip, unless ``INCIDENT_REQUIRE_MATTERMOS
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ def mattermost_binary() -> Path:
 
 @pytest.fixture(scope="session")
 def bundle(mattermost_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("go") is None:
+        _unavailable("Go is not installed: the plugin's launcher cannot be built")
     return write_bundle(tmp_path_factory.mktemp("bundle"))
 
 
@@ -83,7 +86,7 @@ class World:
 
 
 @pytest.fixture(scope="session")
-def world(mattermost: MattermostServer, bundle: Path, dataplane: DataPlane) -> Iterator[World]:
+def world(bundle: Path, mattermost: MattermostServer, dataplane: DataPlane) -> Iterator[World]:
     _admin_id, admin_token = create_user(None, mattermost.url, "sysadmin")
     admin = Client(mattermost.url, admin_token)
     people = {name: create_user(admin, mattermost.url, name) for name in ("alice", "bob", "carol")}
