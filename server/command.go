@@ -119,6 +119,14 @@ func runCommand(ctx context.Context, client *http.Client, c *child, slash, secre
 		return nil, err
 	}
 	if response.StatusCode != http.StatusOK {
+		refusal := struct {
+			Error string `json:"error"`
+		}{}
+		if json.Unmarshal(body, &refusal) == nil && refusal.Error != "" &&
+			(response.StatusCode == http.StatusBadRequest || response.StatusCode == http.StatusRequestEntityTooLarge) {
+			// The server's own words say what to fix: they are for the person who typed it.
+			return ephemeral(refusal.Error), nil
+		}
 		return nil, fmt.Errorf("the incident server answered %d", response.StatusCode)
 	}
 	reply := &model.CommandResponse{}

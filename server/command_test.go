@@ -69,6 +69,21 @@ func TestRunCommandSendsTheTokenAndReturnsTheServersReply(t *testing.T) {
 	}
 }
 
+func TestRunCommandShowsTheServersReasonForABadRequest(t *testing.T) {
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"error":"Malformed slash command request: team_id must be an id.","details":{}}`))
+	}))
+	defer server.Close()
+	reply, err := runCommand(context.Background(), server.Client(), &child{baseURL: server.URL}, "t", "s",
+		commandForm(&model.CommandArgs{Command: "/incident list"}, "alice"))
+	if err != nil || reply.ResponseType != model.CommandResponseTypeEphemeral ||
+		reply.Text != "Malformed slash command request: team_id must be an id." {
+		t.Errorf("reply = %+v, err = %v", reply, err)
+	}
+}
+
 func TestIncidentCommandOffersEverySubcommandInAutocomplete(t *testing.T) {
 	command := incidentCommand()
 	if command.Trigger != "incident" || !command.AutoComplete || command.AutocompleteData == nil {
