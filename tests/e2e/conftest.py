@@ -24,7 +24,12 @@ from tests.telemetry.dataplane import DataPlane
 
 REQUIRE = os.environ.get("INCIDENT_REQUIRE_MATTERMOST", "") in {"1", "true", "yes"}
 PLUGIN_ID = load_manifest()["id"]
-WRITE_KEY = "e2e-write-key"
+DEFAULT_WRITE_KEY = "e2e-write-key"
+
+
+def write_key(plane: DataPlane) -> str:
+    """The write key the data plane accepts: its own when it makes one, else a fixed one."""
+    return getattr(plane, "write_key", DEFAULT_WRITE_KEY)
 
 
 def _unavailable(message: str) -> None:
@@ -99,7 +104,7 @@ def world(bundle: Path, mattermost: MattermostServer, dataplane: DataPlane) -> I
             admin.ok("POST", f"/channels/{channel['id']}/members", json={"user_id": user_id})
     # The plugin's settings, as an admin would type them in the System Console.
     admin.ok("PUT", "/config/patch", json={"PluginSettings": {"Plugins": {PLUGIN_ID: {
-        "rudderwritekey": WRITE_KEY, "rudderdataplaneurl": dataplane.url, "enabletelemetry": True}}}})
+        "rudderwritekey": write_key(dataplane), "rudderdataplaneurl": dataplane.url, "enabletelemetry": True}}}})
     with open(bundle, "rb") as handle:
         upload = admin.api("POST", "/plugins", files={"plugin": (bundle.name, handle, "application/gzip")},
                            data={"force": "true"})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import PLUGIN_ID, WRITE_KEY, World
+from tests.e2e.conftest import PLUGIN_ID, World, write_key
 from tests.e2e.mattermost import PLUGIN_READY, wait_for_plugin_state
 from tests.telemetry.dataplane import DataPlane, wait_until
 
@@ -159,7 +159,7 @@ def test_telemetry_carries_mattermosts_diagnostic_id_and_version(world: World, i
                                                                    dataplane: DataPlane):
     client_config = world.admin.ok("GET", "/config/client", params={"format": "old"})
     messages = wait_until(lambda: dataplane.delivered(), timeout=60, interval=0.5)
-    assert all(request.write_key == WRITE_KEY for request in dataplane.requests)
+    assert all(request.write_key == write_key(dataplane) for request in dataplane.requests)
     for message in messages:
         assert message["properties"]["diagnosticID"] == client_config["DiagnosticId"]
         assert message["properties"]["serverVersion"] == client_config["Version"]
@@ -187,7 +187,7 @@ def test_switching_mattermosts_diagnostics_off_silences_telemetry(world: World, 
 
 def test_switching_the_plugins_telemetry_setting_off_in_the_system_console_silences_it(
         world: World, incident: dict, dataplane: DataPlane):
-    settings = {"rudderwritekey": WRITE_KEY, "rudderdataplaneurl": dataplane.url}
+    settings = {"rudderwritekey": write_key(dataplane), "rudderdataplaneurl": dataplane.url}
     world.admin.ok("PUT", "/config/patch", json={"PluginSettings": {"Plugins": {PLUGIN_ID: {
         **settings, "enabletelemetry": False}}}})
     try:
