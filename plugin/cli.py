@@ -201,10 +201,10 @@ def _lines(console: Any, where: Any) -> Any:
 
 def cmd_bundle(args: argparse.Namespace) -> int:
     """Write the distributable plugin bundle."""
-    from plugin.bundle import BundleError, write_bundle
+    from plugin.bundle import DEFAULT_TARGETS, BundleError, write_bundle
 
     try:
-        path = write_bundle(args.output)
+        path = write_bundle(args.output, targets=tuple(args.target or DEFAULT_TARGETS))
     except BundleError as exc:
         print(f"incident-plugin: {exc}", file=sys.stderr)
         return 2
@@ -286,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.set_defaults(func=cmd_chat)
     bundle = commands.add_parser("bundle", help="write dist/<id>-<version>.tar.gz", parents=[common])
     bundle.add_argument("--output", default="dist", help="folder to write the bundle to (default: dist)")
+    bundle.add_argument("--target", action="append", metavar="OS-ARCH",
+                        help="a platform to build for, repeatable: linux-amd64 (the default), linux-arm64")
     bundle.set_defaults(func=cmd_bundle)
     telemetry = commands.add_parser("telemetry", help="telemetry tools", parents=[common])
     telemetry_commands = telemetry.add_subparsers(dest="telemetry_command", required=True)

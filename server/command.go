@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/mattermost/mattermost/server/public/model"
+	"github.com/mattermost/mattermost/server/public/plugin"
+)
+
+// incidentCommand is /incident with its autocomplete tree.
+func incidentCommand() *model.Command {
+	root := model.NewAutocompleteData(commandTrigger, "[command]",
+		"Available commands: start, end, restart, stage, check, commander, announce, list, info, help")
+	start := model.NewAutocompleteData("start", "<name> [--public] [--description \"...\"] [--playbook <id>]",
+		"Start an incident in a new channel")
+	start.AddTextArgument("Name of the incident", "<name>", "")
+	stage := model.NewAutocompleteData("stage", "next|prev|<number> [--force]", "Move the incident to another stage")
+	stage.AddStaticListArgument("Which stage", true, []model.AutocompleteListItem{
+		{Item: "next", HelpText: "The next stage"},
+		{Item: "prev", HelpText: "The previous stage"},
+	})
+	check := model.NewAutocompleteData("check", "<stage> <task>", "Check or uncheck a task (numbers count from 1)")
+	check.AddTextArgument("Stage number, then task number", "<stage> <task>", "")
+	commander := model.NewAutocompleteData("commander", "[@username]", "Show or change the commander")
+	commander.AddTextArgument("The new commander", "[@username]", "")
+	announce := model.NewAutocompleteData("announce", "~channel ...", "Announce the incident in other channels")
+	announce.AddTextArgument("Channels to announce in", "~channel ...", "")
+	for _, sub := range []*model.AutocompleteData{
+		start,
+		model.NewAutocompleteData("end", "", "End the incident of this channel"),
+		model.NewAutocompleteData("restart", "", "Restart the ended incident of this channel"),
+		stage, check, commander, announce,
+		model.NewAutocompleteData("list", "", "List the incidents you can see"),
+		model.NewAutocompleteData("info", "", "Show the incident of this channel"),
+		model.NewAutocompleteData("help", "", "Show the help"),
+	} {
+		root.AddCommand(sub)
+	}
+	return &model.Command{
+		Trigger:          commandTrigger,
+		DisplayName:      "Incident Response",
+		Description:      "Run incidents in chat.",
+		AutoComplete:     true,
+		AutoCompleteDesc: root.HelpText,
+		AutoCompleteHint: root.Hint,
+		AutocompleteData: root,
+	}
+}
+
+// commandText is what follows the trigger: "/incident start X" -> "start X".
+func commandText(command string) string {
+	command = strings.TrimSpace(command)
+	_, rest, _ := strings.Cut(command, " ")
+	if !strings.HasPrefix(command, "/") {
+		return command
+	}
+	return strings.TrimSpace(rest)
+}
+
+// commandForm is the request a Mattermost custom slash command would send for these arguments.
+func commandForm(args *model.CommandArgs, username string) url.Values {
+	form := url.Values{}
+	form.Set("user_id", args.UserId)
+	form.Set("user_name", username)
+	form.Set("team_id", args.TeamId)
+	form.Set("channel_id", args.ChannelId)
+	form.Set("root_id", args.RootId)
+	form.Set("trigger_id", args.TriggerId)
+	form.Set("command", "/"+commandTrigger)
+	form.Set("text", commandText(args.Command))
+	addPairs(form, "user_mentions", args.UserMentions)
+	addPairs(form, "channel_mentions", args.ChannelMentions)
+	return form
+}
+
+// addPairs adds a mention map as the paired name/ids lists Mattermost sends, in a stable order.
+func addPairs(form url.Values, field string, mentions map[string]string) {
+	names := make([]string, 0, len(mentions))
+	for name := range mentions {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		form.Add(field, name)
+		form.Add(field+"_ids", mentions[name])
+	}
+}
+
+// ephemeral is a reply only the person who typed the command sees.
+func ephemeral(text string) *model.CommandResponse {
+	return &model.CommandResponse{ResponseType: model.CommandResponseTypeEphemeral, Text: text}
+}
+
+// runCommand posts the form to the server's /command endpoint and decodes its reply.
+func runCommand(ctx context.Context, client *http.Client, c *child, slash, secret string,
+	form url.Values) (*model.CommandResponse, error) {
+	request, err := http.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+"/command",
+		strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	request.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	request.Header.Set("Authorization", "Token "+slash)
+	request.Header.Set(secretHeader, secret)
+	response, err := client.Do(request)
+	if err != nil {
+		return nil, err
+	}
+	defer response.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(response.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if response.StatusCode != http.StatusOK {
+		refusal := struct {
+			Error string `json:"error"`
+		}{}
+		if json.Unmarshal(body, &refusal) == nil && refusal.Error != "" &&
+			(response.StatusCode == http.StatusBadRequest || response.StatusCode == http.StatusRequestEntityTooLarge) {
+			// The server's own words say what to fix: they are for the person who typed it.
+			return ephemeral(refusal.Error), nil
+		}
+		return nil, fmt.Errorf("the incident server answered %d", response.StatusCode)
+	}
+	reply := &model.CommandResponse{}
+	if err := json.Unmarshal(body, reply); err != nil {
+		return nil, fmt.Errorf("the incident server's reply is not JSON: %w", err)
+	}
+	return reply, nil
+}
+
+// ExecuteCommand hands /incident to the Python server and returns its reply.
+func (p *Plugin) ExecuteCommand(_ *plugin.Context, args *model.CommandArgs) (*model.CommandResponse, *model.AppError) {
+	c := p.running()
+	if c == nil {
+		return ephemeral("Incident Response is starting or restarting; try again in a moment."), nil
+	}
+	username := ""
+	if user, appErr := p.API.GetUser(args.UserId); appErr == nil {
+		username = user.Username
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	reply, err := runCommand(ctx, &http.Client{Transport: proxyTransport}, c, p.slash, p.secret, commandForm(args, username))
+	if err != nil {
+		p.API.LogError("the /incident command could not be run", "error", err.Error())
+		return ephemeral("Incident Response could not run this command right now; nothing may have " +
+			"changed. Try again in a moment, or ask an admin to look at the server log."), nil
+	}
+	return reply, nil
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/mattermost/mattermost/server/public/plugin"
+)
+
+const (
+	secretHeader = "X-Host-Secret"
+	userHeader   = "Mattermost-User-Id"
+	// maxForwardBody is the largest body forwarded: the top of the server's MaxBodyBytes range.
+	maxForwardBody = 64 << 20
+)
+
+// proxyTransport is shared by every forwarded request (its connections are reused).
+var proxyTransport = &http.Transport{
+	Proxy:                 nil, // loopback only: never through an HTTP proxy
+	MaxIdleConnsPerHost:   16,
+	IdleConnTimeout:       90 * time.Second,
+	ResponseHeaderTimeout: 60 * time.Second,
+}
+
+// forward sends a request Mattermost routed to the plugin on to the Python
+// server at base. Mattermost has already cut /plugins/<id> from the path, and
+// set Mattermost-User-Id for a signed-in user (after dropping any the client
+// sent); the secret proves to the server that the request comes through here.
+func forward(w http.ResponseWriter, r *http.Request, base *url.URL, secret string) {
+	userID := r.Header.Get(userHeader)
+	// Mattermost hands the body over as a stream without its length, which would go
+	// out chunked, and WSGI servers may read a chunked body as empty: send it with
+	// its length instead.
+	if r.Body != nil {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody+1))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "The request body could not be read.")
+			return
+		}
+		if len(body) > maxForwardBody {
+			writeError(w, http.StatusRequestEntityTooLarge, "The request body is too large.")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+	}
+	proxy := &httputil.ReverseProxy{
+		Transport: proxyTransport,
+		Rewrite: func(out *httputil.ProxyRequest) {
+			out.Out.URL.Scheme = base.Scheme
+			out.Out.URL.Host = base.Host
+			out.Out.URL.Path = r.URL.Path
+			out.Out.URL.RawPath = r.URL.RawPath
+			out.Out.URL.RawQuery = r.URL.RawQuery
+			out.Out.Host = base.Host
+			// Credentials meant for Mattermost stay with Mattermost.
+			out.Out.Header.Del("Authorization")
+			out.Out.Header.Del("Cookie")
+			out.Out.Header.Del(secretHeader)
+			out.Out.Header.Del(userHeader)
+			if userID != "" {
+				out.Out.Header.Set(userHeader, userID)
+			}
+			out.Out.Header.Set(secretHeader, secret)
+		},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
+			writeError(w, http.StatusBadGateway, "The incident server did not answer; try again in a moment.")
+		},
+	}
+	proxy.ServeHTTP(w, r)
+}
+
+// writeError answers in the Python server's one error shape.
+func writeError(w http.ResponseWriter, status int, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": message, "details": map[string]any{}})
+}
+
+// ServeHTTP forwards /plugins/<id>/... to the Python server.
+func (p *Plugin) ServeHTTP(_ *plugin.Context, w http.ResponseWriter, r *http.Request) {
+	c := p.running()
+	if c == nil {
+		writeError(w, http.StatusServiceUnavailable,
+			"Incident Response is starting or restarting; try again in a moment.")
+		return
+	}
+	base, err := url.Parse(c.baseURL)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "The incident server's address is invalid.")
+		return
+	}
+	forward(w, r, base, p.secret)
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestForwardSendsPathQueryUserAndSecretButNoMattermostCredentials(t *testing.T) {
+	var seen *http.Request
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Clone(r.Context())
+		w.WriteHeader(http.StatusTeapot)
+		_, _ = w.Write([]byte("from python"))
+	}))
+	defer upstream.Close()
+	base, _ := url.Parse(upstream.URL)
+	request := httptest.NewRequest(http.MethodGet, "/plugins/x/api/v0/incidents?team_id=t1", nil)
+	request.URL.Path = "/api/v0/incidents" // Mattermost cuts /plugins/<id>
+	request.Header.Set(userHeader, "user1")
+	request.Header.Set("Authorization", "Bearer session-token")
+	request.Header.Set("Cookie", "MMAUTHTOKEN=session-token")
+	request.Header.Set(secretHeader, "forged")
+	recorder := httptest.NewRecorder()
+	forward(recorder, request, base, "real-secret")
+	if recorder.Code != http.StatusTeapot {
+		t.Fatalf("status %d", recorder.Code)
+	}
+	body, _ := io.ReadAll(recorder.Body)
+	if string(body) != "from python" {
+		t.Errorf("body %q", body)
+	}
+	if seen.URL.Path != "/api/v0/incidents" || seen.URL.RawQuery != "team_id=t1" {
+		t.Errorf("forwarded to %s?%s", seen.URL.Path, seen.URL.RawQuery)
+	}
+	if seen.Header.Get(userHeader) != "user1" || seen.Header.Get(secretHeader) != "real-secret" {
+		t.Errorf("identity headers: %v", seen.Header)
+	}
+	if seen.Header.Get("Authorization") != "" || seen.Header.Get("Cookie") != "" {
+		t.Errorf("Mattermost credentials leaked: %v", seen.Header)
+	}
+}
+
+func TestForwardWithoutSignedInUserSendsNoUserHeader(t *testing.T) {
+	var user []string
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user = r.Header.Values(userHeader)
+	}))
+	defer upstream.Close()
+	base, _ := url.Parse(upstream.URL)
+	forward(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil), base, "s")
+	if len(user) != 0 {
+		t.Errorf("anonymous request carried a user: %v", user)
+	}
+}
+
+func TestForwardAnswersBadGatewayInTheErrorShapeWhenTheServerIsGone(t *testing.T) {
+	upstream := httptest.NewServer(http.NotFoundHandler())
+	base, _ := url.Parse(upstream.URL)
+	upstream.Close()
+	recorder := httptest.NewRecorder()
+	forward(recorder, httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil), base, "s")
+	if recorder.Code != http.StatusBadGateway || recorder.Header().Get("Content-Type") != "application/json" {
+		t.Errorf("got %d %q", recorder.Code, recorder.Header().Get("Content-Type"))
+	}
+}
+
+func TestForwardSendsABodyOfUnknownLengthWithItsLength(t *testing.T) {
+	var length int64
+	var got []byte
+	var chunked bool
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		length = r.ContentLength
+		chunked = len(r.TransferEncoding) > 0
+		got, _ = io.ReadAll(r.Body)
+	}))
+	defer upstream.Close()
+	base, _ := url.Parse(upstream.URL)
+	request := httptest.NewRequest(http.MethodPost, "/api/v0/playbooks", nil)
+	// As Mattermost's RPC bridge builds it: a body stream and no length.
+	request.Body = io.NopCloser(strings.NewReader(`{"title":"x"}`))
+	request.ContentLength = 0
+	forward(httptest.NewRecorder(), request, base, "s")
+	if string(got) != `{"title":"x"}` || length != int64(len(got)) || chunked {
+		t.Errorf("upstream got %q with length %d (chunked %v)", got, length, chunked)
+	}
+}
