@@ -5,8 +5,9 @@ Each creates (or refreshes) the project's own virtual environment in ``.venv``
 from pyproject.toml and constraints.txt, so a fresh machine needs only Python 3.11+.
 
   python3 dev.py serve [incident-plugin serve options]   start the server (SQLite, local host)
-  python3 dev.py test  [pytest options]                  run the whole test suite (webapp tests under
-                                                         node too, when no pytest options are given)
+  python3 dev.py test  [pytest options]                  run the whole test suite (the webapp's tests under
+                                                         node and the launcher's under go too, when no pytest
+                                                         options are given)
   python3 dev.py postgres                                install (when missing) and start a local PostgreSQL
                                                          with the role the tests use; ``test`` does it too
   python3 dev.py run   COMMAND ...                       run any command inside the environment
@@ -114,6 +115,17 @@ def run_webapp_tests() -> None:
     subprocess.run([node, "--test", str(ROOT / "webapp_stub" / "test")], check=True, cwd=ROOT)
 
 
+def run_launcher_tests() -> None:
+    """The Go launcher's own tests (server/), when Go is installed; required where Mattermost's tests are."""
+    go = shutil.which("go")
+    if go is None:
+        if os.environ.get("INCIDENT_REQUIRE_MATTERMOST") in {"1", "true", "yes"}:
+            sys.exit("go is needed for the launcher's tests (cd server && go test ./...)")
+        print("go not found: skipping the launcher's tests (cd server && go test ./...)", file=sys.stderr)
+        return
+    subprocess.run([go, "test", "./..."], check=True, cwd=ROOT / "server")
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"serve", "test", "run", "postgres"}:
         print(__doc__, file=sys.stderr)
@@ -132,6 +144,7 @@ def main(argv: list[str]) -> int:
         ensure_postgres()
         if not rest:
             run_webapp_tests()
+            run_launcher_tests()
         args = [str(BIN / "python"), "-m", "pytest", *rest]
     else:
         args = [str(BIN / rest[0]) if (BIN / rest[0]).exists() else rest[0], *rest[1:]]
