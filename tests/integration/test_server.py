@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,12 +31,13 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def serve(tmp_path: Path, env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
-    """Run the server (of so many worker processes) on port 0 until the block ends; yield its base URL."""
+def serve(tmp_path: Path, env: dict[str, str], *, workers: int = 1, options: Sequence[str] = ()) -> Iterator[str]:
+    """Run the server (of so many worker processes, with more serve options) on port 0 until the block
+    ends; yield its base URL once every worker has booted and it answers /healthz."""
     log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--workers", str(workers)],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        process = subprocess.Popen([CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--workers", str(workers),
+                                    *options], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
         try:
             deadline = time.monotonic() + STARTUP_SECONDS
             port = None
@@ -47,7 +48,8 @@ def serve(tmp_path: Path, env: dict[str, str], *, workers: int = 1) -> Iterator[
                 port = int(match.group(1)) if match else None
                 time.sleep(0.05)
             base = f"http://127.0.0.1:{port}"
-            while call(base, "GET", "/healthz", user=None)[0] != 200:
+            while log_path.read_bytes().count(b"Booting worker") < workers \
+                    or call(base, "GET", "/healthz", user=None)[0] != 200:
                 assert time.monotonic() < deadline, "server never answered /healthz"
                 time.sleep(0.05)
             yield base

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import re
 import selectors
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,9 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ALICE, TEAM
+from tests.integration.test_server import clean_env, serve
 
-CLI = str(Path(sys.executable).with_name("incident-plugin"))
-LISTENING = re.compile(rb"Listening at: http://127\.0\.0\.1:(\d+)")
 CLIENT_TIMEOUT = 2  # seconds: --client-timeout given to the server under test
 MAX_BODY = 4096  # MaxBodyBytes of the server under test
 SLOW = 50  # connections of each kind of slow client
@@ -35,35 +30,10 @@ ANSWER_WITHIN = 2.0  # seconds: the generous bound on every other client's reque
 @contextmanager
 def served(tmp_path: Path, database_url: str) -> Iterator[int]:
     """Run `incident-plugin serve` with three workers on a free loopback port; yield the port."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("INCIDENT_")}
-    env.update({"INCIDENT_DATABASE_URL": database_url, "INCIDENT_DATA_DIR": str(tmp_path / "data"),
-                "INCIDENT_MAX_BODY_BYTES": str(MAX_BODY)})
-    log_path = tmp_path / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "3", "--threads", "2",
-             "--client-timeout", str(CLIENT_TIMEOUT)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-        try:
-            deadline = time.monotonic() + 60
-            port = None
-            while port is None:
-                assert process.poll() is None, log_path.read_text(errors="replace")
-                assert time.monotonic() < deadline, "server did not start: " + log_path.read_text()
-                match = LISTENING.search(log_path.read_bytes())
-                port = int(match.group(1)) if match else None
-                time.sleep(0.05)
-            while request(port, "GET", "/healthz")[0] != 200:
-                assert time.monotonic() < deadline, "server never answered /healthz"
-                time.sleep(0.05)
-            yield port
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    env = clean_env(tmp_path, INCIDENT_DATABASE_URL=database_url, INCIDENT_MAX_BODY_BYTES=str(MAX_BODY))
+    options = ("--threads", "2", "--client-timeout", str(CLIENT_TIMEOUT))
+    with serve(tmp_path, env, workers=3, options=options) as base:
+        yield int(base.rsplit(":", 1)[1])
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,

@@ -3,13 +3,11 @@ setting applies on every worker before the change returns."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +19,10 @@ from plugin.store import normalise_url
 from plugin.store.tables import telemetry_outbox
 from tests.conftest import ADMIN, ALICE, TEAM, _truncate_all, as_user
 from tests.integration.test_server import clean_env
+from tests.integration.test_server import serve as served
 from tests.telemetry.dataplane import DataPlane, wait_until
 
 CLI = str(Path(sys.executable).with_name("incident-plugin"))
-LISTENING = re.compile(rb"Listening at: http://127\.0\.0\.1:(\d+)")
 SECRET = "switch-host-secret-0123456789abcdef"
 
 
@@ -38,34 +36,9 @@ def _env(tmp_path: Path, name: str, database_url: str, plane: DataPlane) -> dict
     return env
 
 
-@contextmanager
-def serve(tmp_path: Path, env: dict[str, str], workers: int = 3) -> Iterator[str]:
-    """Run ``incident-plugin serve`` with several workers on an ephemeral port; yield its base URL."""
-    log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([CLI, "serve", "--port", "0", "--workers", str(workers), "--threads", "2"],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-        try:
-            deadline = time.monotonic() + 60
-            port = None
-            while port is None:
-                assert process.poll() is None, log_path.read_text(errors="replace")
-                assert time.monotonic() < deadline, "server did not start: " + log_path.read_text()
-                match = LISTENING.search(log_path.read_bytes())
-                port = int(match.group(1)) if match else None
-                time.sleep(0.05)
-            base = f"http://127.0.0.1:{port}"
-            # Every worker booted (each logs it) and answers.
-            wait_until(lambda: log_path.read_bytes().count(b"Booting worker") >= workers, timeout=60)
-            wait_until(lambda: _status(base, "/healthz") == 200, timeout=60, interval=0.05)
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+def serve(tmp_path: Path, env: dict[str, str], workers: int = 3) -> Any:
+    """The real server with several workers of two threads (see tests/integration/test_server.py)."""
+    return served(tmp_path, env, workers=workers, options=("--threads", "2"))
 
 
 def _status(base: str, path: str, headers: dict[str, str] | None = None) -> int:
