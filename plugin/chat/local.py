@@ -27,6 +27,11 @@ MEMBERSHIP_CACHE_SIZE = 100_000
 # seconds (at once in the process itself).
 USERNAME_TTL_SECONDS = 10.0
 USERNAME_CACHE_SIZE = 100_000
+# Built once: asked in most requests.
+_IS_MEMBER = sa.select(chat_channel_members.c.user_id).where(
+    chat_channel_members.c.channel_id == sa.bindparam("channel_id"),
+    chat_channel_members.c.user_id == sa.bindparam("user_id"))
+_USERNAME = sa.select(chat_users.c.username).where(chat_users.c.id == sa.bindparam("user_id"))
 
 
 class LocalChatHost:
@@ -60,9 +65,7 @@ class LocalChatHost:
         if key in self._members:
             return True
         with self.db.read_engine.connect() as connection:
-            row = connection.execute(sa.select(chat_channel_members.c.user_id).where(
-                chat_channel_members.c.channel_id == channel_id,
-                chat_channel_members.c.user_id == user_id)).first()
+            row = connection.execute(_IS_MEMBER, {"channel_id": channel_id, "user_id": user_id}).first()
         if row is None:
             return False
         if len(self._members) >= MEMBERSHIP_CACHE_SIZE:
@@ -114,8 +117,7 @@ class LocalChatHost:
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         with self.db.read_engine.connect() as connection:
-            username = connection.execute(sa.select(chat_users.c.username).where(
-                chat_users.c.id == user_id)).scalar_one_or_none()
+            username = connection.execute(_USERNAME, {"user_id": user_id}).scalar_one_or_none()
         self._remember_username(user_id, username)
         return username
 

@@ -16,6 +16,12 @@ from plugin.store.tables import chat_channel_members, chat_channels, chat_posts
 NAME_TRIES = 8
 
 
+# The channel's insert, which inserts nothing when its name is taken in the team.
+_INSERT_CHANNEL = {name: insert(chat_channels).on_conflict_do_nothing(index_elements=["team_id", "name"])
+                   .returning(chat_channels.c.id)
+                   for name, insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))}
+
+
 @dataclass(frozen=True)
 class LocalChannel:
     """A channel to create: its name (``slug``) is unique in its team."""
@@ -78,13 +84,11 @@ class SqlChatRepository:
     @staticmethod
     def _insert_channel(connection: sa.Connection, channel: LocalChannel) -> None:
         """Insert the channel; a name taken in its team gets a short suffix (incident names repeat)."""
-        insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
         name = channel.slug
         for _ in range(NAME_TRIES):
-            inserted = connection.execute(insert(chat_channels).values(
-                id=channel.id, team_id=channel.team_id, name=name, display_name=channel.display_name,
-                type="O" if channel.public else "P", create_at=channel.create_at,
-            ).on_conflict_do_nothing(index_elements=["team_id", "name"]).returning(chat_channels.c.id)).first()
+            inserted = connection.execute(_INSERT_CHANNEL[connection.dialect.name], {
+                "id": channel.id, "team_id": channel.team_id, "name": name, "display_name": channel.display_name,
+                "type": "O" if channel.public else "P", "create_at": channel.create_at}).first()
             if inserted is not None:
                 return
             name = f"{channel.slug[:57]}-{secrets.token_hex(3)}"

@@ -19,6 +19,13 @@ SORT_COLUMNS = {
 }
 
 
+# Built once: the statements every request runs (SQLAlchemy then finds them compiled in its cache).
+_GET = sa.select(incidents).where(incidents.c.id == sa.bindparam("incident_id"))
+_GET_BY_CHANNEL = sa.select(incidents).where(incidents.c.channel_id == sa.bindparam("channel_id"))
+_SAVE = sa.update(incidents).where(incidents.c.id == sa.bindparam("old_id"),
+                                   incidents.c.version == sa.bindparam("old_version"))
+
+
 def _row_values(incident: Incident) -> dict[str, Any]:
     return {
         "id": incident.id, "name": incident.name, "description": incident.description,
@@ -63,12 +70,12 @@ class SqlIncidentRepository:
 
     def get(self, incident_id: str) -> Incident | None:
         """The incident as last committed, or None."""
-        row = self.connection.execute(sa.select(incidents).where(incidents.c.id == incident_id)).first()
+        row = self.connection.execute(_GET, {"incident_id": incident_id}).first()
         return _from_row(row) if row else None
 
     def get_by_channel(self, channel_id: str) -> Incident | None:
         """The incident whose channel this is."""
-        row = self.connection.execute(sa.select(incidents).where(incidents.c.channel_id == channel_id)).first()
+        row = self.connection.execute(_GET_BY_CHANNEL, {"channel_id": channel_id}).first()
         return _from_row(row) if row else None
 
     def add(self, incident: Incident) -> None:
@@ -84,9 +91,9 @@ class SqlIncidentRepository:
         if self._added:
             connection.execute(sa.insert(incidents), [_row_values(incident) for incident in self._added])
         for incident in self._saved:
-            values = {**_row_values(incident), "version": incident.version + 1}
-            changed = connection.execute(sa.update(incidents).where(
-                incidents.c.id == incident.id, incidents.c.version == incident.version).values(**values)).rowcount
+            values = {**_row_values(incident), "version": incident.version + 1,
+                      "old_id": incident.id, "old_version": incident.version}
+            changed = connection.execute(_SAVE, values).rowcount
             if changed != 1:
                 raise ConcurrentUpdate()
             incident.version += 1

@@ -58,6 +58,7 @@ def _record(typed: bool) -> sa.Insert:
 
 
 _RECORD = {"postgresql": _record(typed=True), "sqlite": _record(typed=False)}
+_DROP = sa.delete(telemetry_outbox).where(telemetry_outbox.c.seq <= sa.bindparam("bound"))
 
 
 def insert_event(connection: sa.Connection, row: OutboxRow) -> None:
@@ -70,8 +71,7 @@ def insert_event(connection: sa.Connection, row: OutboxRow) -> None:
                                             "properties": row.properties, "recorded_at": row.recorded_at}).first()
     if inserted is None:
         return  # the database's switch is off
-    dropped = connection.execute(sa.delete(telemetry_outbox).where(
-        telemetry_outbox.c.seq <= inserted.seq - row.max_events)).rowcount
+    dropped = connection.execute(_DROP, {"bound": inserted.seq - row.max_events}).rowcount
     bump_counter(connection, "dropped", dropped)
 
 
