@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from flask import Flask, g, jsonify, request
@@ -97,8 +98,11 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
                                     refresh=settings_admin.refresh, settings_version=lambda: settings_admin.version)
         if send_telemetry:
             telemetry.start()
-    service = IncidentService(db.unit_of_work, host, telemetry)
-    playbooks = PlaybookService(db.unit_of_work, host, telemetry)
+    # Every use case's unit of work records through this telemetry and, on the local
+    # host, writes the host's channels and posts in the change's own transaction.
+    uow_factory = partial(db.unit_of_work, telemetry=telemetry, local_chat=host.shares_database)
+    service = IncidentService(uow_factory, host)
+    playbooks = PlaybookService(uow_factory, host)
     return Components(live, db, host, telemetry, service, playbooks, settings_admin)
 
 

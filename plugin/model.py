@@ -43,8 +43,8 @@ def new_id() -> str:
 
     Mattermost encodes 128 random bits; 26 independent random characters carry 130
     and look the same to every check of an id (26 characters of the alphabet). One
-    byte per character, mapped by a table, costs a tenth of ``base64.b32encode``,
-    which is pure Python and ran about ten times in every create.
+    random byte per character, mapped by a table, avoids ``base64.b32encode``, which
+    is pure Python and runs for every id a create makes.
     """
     return os.urandom(ID_LENGTH).translate(_BYTE_TO_ID_CHAR).decode()
 
@@ -199,19 +199,21 @@ class Incident:
             )
         return self.checklists[index]
 
-    def end(self, now: int) -> None:
-        """End an active incident."""
+    def end(self, now: int) -> bool:
+        """End an active incident (True: every change method answers whether it changed anything)."""
         if not self.is_active:
             raise InvalidState("This incident has already ended: only an active incident can be ended.")
         self.is_active = False
         self.end_at = now
+        return True
 
-    def restart(self) -> None:
+    def restart(self) -> bool:
         """Make an ended incident active again."""
         if self.is_active:
             raise InvalidState("This incident is already active: only an ended incident can be restarted.")
         self.is_active = True
         self.end_at = 0
+        return True
 
     def change_commander(self, user_id: str) -> bool:
         """Set the commander; False (and nothing changed) when it is the same user."""
@@ -263,9 +265,10 @@ class Incident:
         self.active_stage -= 1
         return True
 
-    def add_item(self, checklist: int, item: ChecklistItem) -> None:
+    def add_item(self, checklist: int, item: ChecklistItem) -> bool:
         """Append a task to a stage."""
         self.checklist(checklist).items.append(item)
+        return True
 
     def edit_item(self, checklist: int, index: int, *, title: str | None = None,
                   description: str | None = None, command: str | None = None) -> bool:
@@ -278,11 +281,12 @@ class Incident:
                 changed = True
         return changed
 
-    def remove_item(self, checklist: int, index: int) -> ChecklistItem:
-        """Remove a task and return it."""
+    def remove_item(self, checklist: int, index: int) -> bool:
+        """Remove a task."""
         stage = self.checklist(checklist)
         stage.item(index)
-        return stage.items.pop(index)
+        stage.items.pop(index)
+        return True
 
     def move_item(self, checklist: int, item_num: int, new_location: int) -> bool:
         """Move a task within its stage; False when it stays where it is."""

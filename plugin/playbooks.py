@@ -1,4 +1,4 @@
-"""The playbook use cases. Each mutation is one transaction that also records its
+"""The playbook use cases. Each mutation is one unit of work that also records its
 telemetry event (``playbook`` with ``create``/``update``/``delete``; ids and counts only).
 
 Decisions:
@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from plugin.chat import ChatHost
 from plugin.errors import NotFound, PermissionDenied
 from plugin.model import Checklist, ChecklistItem, Playbook, PlaybookFilter, new_id, now_ms
-from plugin.service import NewChecklist
-from plugin.telemetry import NoopTelemetry, Telemetry
+from plugin.events import PlaybookEvent
+from plugin.service import NewChecklist, UnitOfWork
 
 
 @dataclass
@@ -55,11 +54,9 @@ def _stages(stages: list[NewChecklist]) -> list[Checklist]:
 class PlaybookService:
     """Playbook use cases over a store, a chat host (for permissions) and telemetry."""
 
-    def __init__(self, uow_factory: Callable[..., Any], host: ChatHost, telemetry: Telemetry | None = None,
-                 clock: Callable[[], int] = now_ms):
+    def __init__(self, uow_factory: Callable[..., UnitOfWork], host: ChatHost, clock: Callable[[], int] = now_ms):
         self.uow_factory = uow_factory
         self.host = host
-        self.telemetry = telemetry or NoopTelemetry()
         self.clock = clock
 
     def create(self, user_id: str, new: NewPlaybook) -> Playbook:
@@ -73,7 +70,7 @@ class PlaybookService:
         playbook.set_members(new.member_ids, keep=user_id)
         with self.uow_factory() as uow:
             uow.playbooks.add(playbook)
-            self.telemetry.track_playbook(uow, "create", playbook, user_id)
+            uow.add_event(PlaybookEvent("create", playbook, user_id))
             uow.commit()
         return playbook
 
@@ -116,7 +113,7 @@ class PlaybookService:
                                  keep=user_id)
             playbook.update_at = self.clock()
             uow.playbooks.save(playbook)
-            self.telemetry.track_playbook(uow, "update", playbook, user_id)
+            uow.add_event(PlaybookEvent("update", playbook, user_id))
             uow.commit()
         return playbook
 
@@ -126,5 +123,5 @@ class PlaybookService:
         with self.uow_factory() as uow:
             playbook = self._usable(uow.playbooks.get(playbook_id), playbook_id, user_id, admin=admin)
             uow.playbooks.delete(playbook_id)
-            self.telemetry.track_playbook(uow, "delete", playbook, user_id)
+            uow.add_event(PlaybookEvent("delete", playbook, user_id))
             uow.commit()

@@ -1,41 +1,37 @@
-"""The incident use cases. Each mutation is one transaction that also records its
-telemetry event; chat posts go out after the commit.
+"""The incident use cases. Each change is one unit of work that records what happened as domain events.
 
 Decisions:
-- Permission questions go to the chat host before the transaction starts, so no
-  row lock is held while a remote server answers.
-- A mutation locks the incident row (PostgreSQL ``FOR UPDATE``; SQLite's write
-  lock) and also checks the row's version, retrying a few times if another writer
-  got in first: concurrent edits never lose an update.
-- A host that keeps its data in our database (the local host) writes the channel
-  and the post in the mutation's own transaction: an incident, its channel, its
-  event and its post commit together, as one write transaction.
+- A change reads the incident, decides on that read who may change it (a question
+  the chat host may answer over the network, with nothing locked), applies a model
+  rule and saves the incident at the version read. When another change committed
+  first, it is made again on a fresh read, a few times at most: no update is lost.
+- The unit of work turns the events into outbox rows in the commit's transaction.
+  A host that keeps its data in our database (the local host) has the channel and
+  the post written in that transaction too: an incident, its channel, its event and
+  its post commit together or not at all.
 - With a remote host (Mattermost) the channel is created before the transaction
   and posts go out after the commit. They are best effort: if the host fails
-  after the commit, the incident's change stands and the failure is logged (the
-  post is not retried).
+  after the commit, the incident's change stands and the failure is logged.
 - A change that changes nothing (same commander, same stage, same state) commits
   nothing, posts nothing and records no event.
 """
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 from plugin.chat import ChatHost
-from plugin.errors import BadInput, ConcurrentUpdate, DomainError, InvalidState, NotFound, PermissionDenied
+from plugin.errors import BadInput, ConcurrentUpdate, InvalidState, NotFound, PermissionDenied
+from plugin.events import Announcement, Event, IncidentEvent, TaskEvent
 from plugin.model import (
     DEFAULT_CHECKLIST_TITLE,
     Checklist,
     ChecklistItem,
     Incident,
     IncidentFilter,
-    IncidentHead,
     ItemState,
     Playbook,
     PlaybookFilter,
@@ -43,20 +39,18 @@ from plugin.model import (
     now_ms,
     slugify,
 )
-from plugin.telemetry import NoopTelemetry, Telemetry
 
 log = logging.getLogger(__name__)
 
-RETRIES = 5
-Found = TypeVar("Found")
+# Attempts of a change that keeps losing the race: each loss means another change
+# committed, so this many allows that many people to change one incident at once.
+RETRIES = 32
 
 
 class IncidentRepository(Protocol):
-    """Persistence of incidents within one unit of work."""
+    """Incidents within one unit of work: read at once, written at commit."""
 
-    def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None: ...
-    def get_head(self, incident_id: str) -> IncidentHead | None: ...
-    def adopt(self, incident: Incident) -> Incident: ...
+    def get(self, incident_id: str) -> Incident | None: ...
     def get_by_channel(self, channel_id: str) -> Incident | None: ...
     def add(self, incident: Incident) -> None: ...
     def save(self, incident: Incident) -> None: ...
@@ -64,7 +58,7 @@ class IncidentRepository(Protocol):
 
 
 class PlaybookRepository(Protocol):
-    """Persistence of playbooks within one unit of work."""
+    """Playbooks within one unit of work: read at once, written at commit."""
 
     def get(self, playbook_id: str) -> Playbook | None: ...
     def add(self, playbook: Playbook) -> None: ...
@@ -73,19 +67,27 @@ class PlaybookRepository(Protocol):
     def list(self, query: PlaybookFilter) -> tuple[int, list[Playbook]]: ...
 
 
-class UnitOfWork(AbstractContextManager, Protocol):
-    """One transaction: rolls back unless ``commit`` is called.
+class ChatRepository(Protocol):
+    """The chat host's channels and posts, when they live in our database: written at commit."""
 
-    Asked for with ``optimistic=True`` and granted (``optimistic`` is then true), a
-    read ``for_update`` takes no lock, and commit raises ConcurrentUpdate, having
-    written nothing, when the incident saved has moved on since that read.
+    def add_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
+                    member_ids: Sequence[str] = ()) -> str: ...
+    def add_post(self, channel_id: str, message: str) -> str: ...
+
+
+class UnitOfWork(AbstractContextManager, Protocol):
+    """One transaction: every write and event waits for ``commit`` and is dropped without it.
+
+    Commit raises ConcurrentUpdate, having written nothing, when an incident saved
+    has moved on since it was read, and returns the posts left for the chat host.
     """
 
     incidents: IncidentRepository
     playbooks: PlaybookRepository
-    optimistic: bool
+    chat: ChatRepository | None
 
-    def commit(self) -> None: ...
+    def add_event(self, event: Event) -> None: ...
+    def commit(self) -> list[Announcement]: ...
 
 
 @dataclass
@@ -131,6 +133,12 @@ class Outcome:
     changed: bool
 
 
+@dataclass(frozen=True)
+class Change:
+    """What a change did to an incident: its telemetry event and the post that tells the channel, if any."""
+
+    event: IncidentEvent | TaskEvent
+    announcement: str | None = None
 
 
 def _new_item(item: NewItem) -> ChecklistItem:
@@ -138,30 +146,29 @@ def _new_item(item: NewItem) -> ChecklistItem:
 
 
 class IncidentService:
-    """Incident use cases over a store, a chat host and telemetry."""
+    """Incident use cases over a unit of work and a chat host."""
 
-    def __init__(self, uow_factory: Callable[..., UnitOfWork], host: ChatHost,
-                 telemetry: Telemetry | None = None, clock: Callable[[], int] = now_ms):
+    def __init__(self, uow_factory: Callable[..., UnitOfWork], host: ChatHost, clock: Callable[[], int] = now_ms):
         self.uow_factory = uow_factory
         self.host = host
-        self.telemetry = telemetry or NoopTelemetry()
         self.clock = clock
 
     # ----- permissions -------------------------------------------------------------
-    def can_view(self, user_id: str, incident: Incident | IncidentHead) -> bool:
+    def can_view(self, user_id: str, incident: Incident) -> bool:
         """System admin, channel member, or a team member for a public incident."""
         return (self.host.is_system_admin(user_id)
                 or self.host.is_channel_member(incident.channel_id, user_id)
                 or (incident.public and self.host.is_team_member(incident.team_id, user_id)))
 
-    def can_edit(self, user_id: str, incident: Incident | IncidentHead) -> bool:
+    def can_edit(self, user_id: str, incident: Incident) -> bool:
         """System admin or member of the incident channel."""
         return self.host.is_system_admin(user_id) or self.host.is_channel_member(incident.channel_id, user_id)
 
     # ----- reads ---------------------------------------------------------------------
     def get_incident(self, user_id: str, incident_id: str) -> Incident:
         """The incident, if the user may view it."""
-        incident = self._read(incident_id)
+        with self.uow_factory(write=False) as uow:
+            incident = self._get(uow, incident_id)
         if not self.can_view(user_id, incident):
             raise PermissionDenied("You do not have permission to view this incident.")
         return incident
@@ -189,7 +196,11 @@ class IncidentService:
 
     # ----- create --------------------------------------------------------------------
     def create_incident(self, user_id: str, new: NewIncident) -> Incident:
-        """Start an incident: its channel, its members, the row, the event, the post."""
+        """Start an incident: its channel, its members, the row, the event, the post.
+
+        On a host that keeps its channels in our database they all commit together;
+        a remote host's channel is made before the transaction and the post follows it.
+        """
         if not self.host.is_team_member(new.team_id, user_id):
             raise PermissionDenied("You must be a member of the team to start an incident in it.")
         if not self.host.is_team_member(new.team_id, new.commander_user_id):
@@ -214,29 +225,19 @@ class IncidentService:
         starter = self.host.mention(user_id)
         commander = starter if new.commander_user_id == user_id else self.host.mention(new.commander_user_id)
         announcement = f"This incident was started by {starter}; the commander is {commander}."
-        create_channel = partial(self.host.create_channel, new.team_id, slugify(new.name), new.name,
-                                 public=public, purpose=new.description[:250], member_ids=members)
-        if self.host.shares_database:
-            with self.uow_factory() as uow:
-                # Every write here waits for the commit (write_at_commit): on SQLite the
-                # write lock is held for the commit only, on PostgreSQL the create is
-                # one statement; a channel name already taken is retried there.
-                incident.channel_id = new_id()
-                self._add(uow, incident, user_id)
-                self.host.post(incident.channel_id, announcement, uow=uow)
-                create_channel(uow=uow, channel_id=incident.channel_id)
-                uow.commit()
-            return incident
-        incident.channel_id = create_channel()
         with self.uow_factory() as uow:
-            self._add(uow, incident, user_id)
-            uow.commit()
-        self._post(incident, announcement)
+            if uow.chat is not None:
+                incident.channel_id = uow.chat.add_channel(new.team_id, slugify(new.name), new.name,
+                                                           public=public, member_ids=members)
+            else:
+                incident.channel_id = self.host.create_channel(new.team_id, slugify(new.name), new.name,
+                                                               public=public, purpose=new.description[:250],
+                                                               member_ids=members)
+            uow.incidents.add(incident)
+            uow.add_event(IncidentEvent("create", incident, user_id, {"Public": incident.public}))
+            uow.add_event(Announcement(incident.channel_id, announcement))
+            self._commit(uow)
         return incident
-
-    def _add(self, uow: UnitOfWork, incident: Incident, user_id: str) -> None:
-        uow.incidents.add(incident)
-        self.telemetry.track_incident(uow, "create", incident, user_id, Public=incident.public)
 
     def _playbook_for(self, user_id: str, new: NewIncident) -> Playbook:
         """The playbook an incident starts from, if the user may use it for this team."""
@@ -256,80 +257,73 @@ class IncidentService:
         return playbook
 
     # ----- incident changes ----------------------------------------------------------
-    # A change may be given ``seen``: the incident as the caller read it earlier in
-    # the same request (the slash command reads it to answer). Its channel, which
-    # never changes, decides who may change it, so it is not read a second time.
-    # What the change does is decided on the row read for it, again on every retry,
-    # never on seen: a command relative to the current state ("next stage", "toggle
-    # this task") moves from where the incident is when the change is made.
-    def end_incident(self, user_id: str, incident_id: str, *, seen: Incident | None = None) -> Outcome:
+    # Each change is a function of the incident as read for it: it applies a model
+    # rule and says what happened (a Change), or None when nothing changed. It runs
+    # again on every retry, on that retry's read, so a command relative to the current
+    # state ("next stage", "toggle this task") moves from where the incident is when
+    # the change commits.
+    def end_incident(self, user_id: str, incident_id: str) -> Outcome:
         """End an active incident."""
-        actor = self.host.mention(user_id)
-        return self._mutate(user_id, incident_id, lambda i: i.end(self.clock()) or True, "incident", "end",
-                            seen=seen, announce=lambda _: f"This incident was ended by {actor}.")
+        def end(incident: Incident) -> Change | None:
+            incident.end(self.clock())
+            return Change(IncidentEvent("end", incident, user_id),
+                          f"This incident was ended by {self.host.mention(user_id)}.")
+        return self._mutate(user_id, incident_id, end)
 
-    def restart_incident(self, user_id: str, incident_id: str, *, seen: Incident | None = None) -> Outcome:
+    def restart_incident(self, user_id: str, incident_id: str) -> Outcome:
         """Make an ended incident active again."""
-        actor = self.host.mention(user_id)
-        return self._mutate(user_id, incident_id, lambda i: i.restart() or True, "incident", "restart",
-                            seen=seen, announce=lambda _: f"This incident was restarted by {actor}.")
+        def restart(incident: Incident) -> Change | None:
+            incident.restart()
+            return Change(IncidentEvent("restart", incident, user_id),
+                          f"This incident was restarted by {self.host.mention(user_id)}.")
+        return self._mutate(user_id, incident_id, restart)
 
-    def change_commander(self, user_id: str, incident_id: str, commander_id: str, *,
-                         seen: Incident | None = None) -> Outcome:
+    def change_commander(self, user_id: str, incident_id: str, commander_id: str) -> Outcome:
         """Hand the incident to another channel member (unchanged when they already command it)."""
-        incident = self._read_for_edit(user_id, incident_id, seen)
-        if commander_id != incident.commander_user_id and not self.host.is_channel_member(
-                incident.channel_id, commander_id):
-            raise InvalidState("The new commander must be a member of the incident channel; add them first "
-                               "(`/incident add`, or POST .../members).",
-                           {"commander_id": commander_id})
-        previous: dict[str, str] = {}
+        def change(incident: Incident) -> Change | None:
+            previous = incident.commander_user_id
+            if commander_id != previous and not self.host.is_channel_member(incident.channel_id, commander_id):
+                raise InvalidState("The new commander must be a member of the incident channel; add them first "
+                                   "(`/incident add`, or POST .../members).", {"commander_id": commander_id})
+            if not incident.change_commander(commander_id):
+                return None
+            return Change(IncidentEvent("change_commander", incident, user_id),
+                          f"{self.host.mention(user_id)} changed the incident commander "
+                          f"from {self.host.mention(previous)} to {self.host.mention(commander_id)}.")
+        return self._mutate(user_id, incident_id, change)
 
-        def apply(incident: Incident) -> bool:
-            previous["id"] = incident.commander_user_id
-            return incident.change_commander(commander_id)
-
-        # Names are looked up only for a real change, from the commander the change replaced.
-        return self._mutate(user_id, incident_id, apply, "incident", "change_commander", checked=True, seen=seen,
-                            announce=lambda _: f"{self.host.mention(user_id)} changed the incident commander "
-                            f"from {self.host.mention(previous['id'])} to {self.host.mention(commander_id)}.")
-
-    def set_active_stage(self, user_id: str, incident_id: str, stage: int, *,
-                         seen: Incident | None = None) -> Outcome:
+    def set_active_stage(self, user_id: str, incident_id: str, stage: int) -> Outcome:
         """Move the incident to the stage at this index (unchanged when it is already there)."""
-        return self._change_stage(user_id, incident_id, lambda i: i.set_active_stage(stage), seen)
+        return self._change_stage(user_id, incident_id, lambda incident: incident.set_active_stage(stage))
 
-    def next_stage(self, user_id: str, incident_id: str, *, force: bool = False,
-                   seen: Incident | None = None) -> Outcome:
+    def next_stage(self, user_id: str, incident_id: str, *, force: bool = False) -> Outcome:
         """Move the incident one stage on from where it is (see Incident.next_stage for refusals)."""
-        return self._change_stage(user_id, incident_id, lambda i: i.next_stage(force=force), seen)
+        return self._change_stage(user_id, incident_id, lambda incident: incident.next_stage(force=force))
 
-    def previous_stage(self, user_id: str, incident_id: str, *, seen: Incident | None = None) -> Outcome:
+    def previous_stage(self, user_id: str, incident_id: str) -> Outcome:
         """Move the incident one stage back from where it is (refused at the first stage)."""
-        return self._change_stage(user_id, incident_id, Incident.previous_stage, seen)
+        return self._change_stage(user_id, incident_id, Incident.previous_stage)
 
-    def _change_stage(self, user_id: str, incident_id: str, move: Callable[[Incident], bool],
-                      seen: Incident | None) -> Outcome:
+    def _change_stage(self, user_id: str, incident_id: str, move: Callable[[Incident], bool]) -> Outcome:
         """Make a stage move and post from which stage to which, both as found by the change."""
-        before: dict[str, str] = {}
+        def change(incident: Incident) -> Change | None:
+            before = incident.active_stage_title
+            if not move(incident):
+                return None
+            return Change(IncidentEvent("change_stage", incident, user_id),
+                          f"{self.host.mention(user_id)} changed the active stage from "
+                          f"**{before}** to **{incident.active_stage_title}**.")
+        return self._mutate(user_id, incident_id, change)
 
-        def apply(incident: Incident) -> bool:
-            before["title"] = incident.active_stage_title
-            return move(incident)
-
-        actor = self.host.mention(user_id)
-        return self._mutate(user_id, incident_id, apply, "incident", "change_stage", seen=seen,
-                            announce=lambda incident: f"{actor} changed the active stage from "
-                            f"**{before['title']}** to **{incident.active_stage_title}**.")
-
-    def add_members(self, user_id: str, incident_id: str, member_ids: list[str], *,
-                    seen: Incident | None = None) -> tuple[list[str], list[str]]:
+    def add_members(self, user_id: str, incident_id: str, member_ids: list[str]) -> tuple[list[str], list[str]]:
         """Add people to the incident channel; returns (added, already members).
 
         Channel members and system admins may add others. Membership lives in the chat
         host, so the event is recorded after the host has added them.
         """
-        incident = self._read_for_edit(user_id, incident_id, seen)
+        with self.uow_factory(write=False) as uow:
+            incident = self._get(uow, incident_id)
+        self._check_edit(user_id, incident)
         wanted = list(dict.fromkeys(member_ids))
         already = [member for member in wanted if self.host.is_channel_member(incident.channel_id, member)]
         added = [member for member in wanted if member not in already]
@@ -337,93 +331,108 @@ class IncidentService:
             return [], already
         for member in added:
             self.host.add_channel_member(incident.channel_id, member)
-        current = self._read(incident_id)
-        with self.uow_factory() as uow:
-            self.telemetry.track_incident(uow, "add_members", current, user_id, NumMembersAdded=len(added))
-            uow.commit()
         names = ", ".join(self.host.mention(member) for member in added)
-        self._post(current, f"{self.host.mention(user_id)} added {names} to the incident.")
+        with self.uow_factory() as uow:
+            current = self._get(uow, incident_id)
+            uow.add_event(IncidentEvent("add_members", current, user_id, {"NumMembersAdded": len(added)}))
+            uow.add_event(Announcement(current.channel_id, f"{self.host.mention(user_id)} added {names} to the incident."))
+            self._commit(uow)
         return added, already
 
     # ----- task changes --------------------------------------------------------------
     def add_item(self, user_id: str, incident_id: str, checklist: int, item: NewItem) -> Outcome:
         """Append a task to a stage."""
-        return self._mutate(user_id, incident_id, lambda i: i.add_item(checklist, _new_item(item)) or True,
-                            "tasks", "add_task")
+        return self._change_task(user_id, incident_id, "add_task",
+                                 lambda incident: incident.add_item(checklist, _new_item(item)))
 
     def edit_item(self, user_id: str, incident_id: str, checklist: int, index: int, *, title: str | None = None,
                   description: str | None = None, command: str | None = None) -> Outcome:
         """Change a task's title, description or command."""
-        return self._mutate(user_id, incident_id, lambda i: i.edit_item(
-            checklist, index, title=title, description=description, command=command), "tasks", "rename_task")
+        return self._change_task(user_id, incident_id, "rename_task", lambda incident: incident.edit_item(
+            checklist, index, title=title, description=description, command=command))
 
     def remove_item(self, user_id: str, incident_id: str, checklist: int, index: int) -> Outcome:
         """Delete a task."""
-        return self._mutate(user_id, incident_id, lambda i: bool(i.remove_item(checklist, index)),
-                            "tasks", "remove_task")
+        return self._change_task(user_id, incident_id, "remove_task",
+                                 lambda incident: incident.remove_item(checklist, index))
 
     def move_item(self, user_id: str, incident_id: str, checklist: int, item_num: int, new_location: int) -> Outcome:
         """Move a task to another position in its stage."""
-        return self._mutate(user_id, incident_id, lambda i: i.move_item(checklist, item_num, new_location),
-                            "tasks", "move_task")
-
-    def set_item_state(self, user_id: str, incident_id: str, checklist: int, index: int,
-                       state: ItemState, *, seen: Incident | None = None) -> Outcome:
-        """Open, start or close a task (unchanged when it already has that state)."""
-        return self._change_item_state(user_id, incident_id, checklist, index, seen,
-                                       lambda i, now: i.set_item_state(checklist, index, state, now))
-
-    def toggle_item_state(self, user_id: str, incident_id: str, checklist: int, index: int, *,
-                          seen: Incident | None = None) -> Outcome:
-        """Open the task if it is closed, else close it, as it is when the change is made."""
-        return self._change_item_state(user_id, incident_id, checklist, index, seen,
-                                       lambda i, now: i.toggle_item_state(checklist, index, now))
-
-    def _change_item_state(self, user_id: str, incident_id: str, checklist: int, index: int,
-                           seen: Incident | None, change: Callable[[Incident, int], bool]) -> Outcome:
-        """Change a task's state; its event tells the state the change left and the user's role."""
-        extra: dict[str, Any] = {}
-
-        def apply(incident: Incident) -> bool:
-            item = incident.checklist(checklist).item(index)
-            if not change(incident, self.clock()):
-                return False
-            extra.update(NewState=item.state.value, WasCommander=user_id == incident.commander_user_id,
-                         WasAssignee=bool(item.assignee_id) and user_id == item.assignee_id)
-            return True
-
-        return self._mutate(user_id, incident_id, apply, "tasks", "modify_task_state", extra=extra, seen=seen)
+        return self._change_task(user_id, incident_id, "move_task",
+                                 lambda incident: incident.move_item(checklist, item_num, new_location))
 
     def set_item_assignee(self, user_id: str, incident_id: str, checklist: int, index: int,
                           assignee_id: str) -> Outcome:
         """Assign a task to a user, or unassign it with an empty id."""
-        return self._mutate(user_id, incident_id, lambda i: i.set_item_assignee(checklist, index, assignee_id),
-                            "tasks", "set_assignee_for_task")
+        return self._change_task(user_id, incident_id, "set_assignee_for_task",
+                                 lambda incident: incident.set_item_assignee(checklist, index, assignee_id))
 
-    # ----- machinery -----------------------------------------------------------------
-    def _read(self, incident_id: str) -> Incident:
-        return self._existing(incident_id, lambda incidents: incidents.get(incident_id))
+    def _change_task(self, user_id: str, incident_id: str, action: str, apply: Callable[[Incident], bool]) -> Outcome:
+        """A task change: its event, no post."""
+        def change(incident: Incident) -> Change | None:
+            return Change(TaskEvent(action, incident, user_id)) if apply(incident) else None
+        return self._mutate(user_id, incident_id, change)
 
-    def _existing(self, incident_id: str, read: Callable[[IncidentRepository], Found | None]) -> Found:
-        """What read finds in a reading unit of work, or NotFound."""
-        with self.uow_factory(write=False) as uow:
-            found = read(uow.incidents)
-        if found is None:
-            raise NotFound(f"Incident {incident_id} does not exist.")
-        return found
+    def set_item_state(self, user_id: str, incident_id: str, checklist: int, index: int,
+                       state: ItemState) -> Outcome:
+        """Open, start or close a task (unchanged when it already has that state)."""
+        return self._change_item_state(user_id, incident_id, checklist, index,
+                                       lambda incident, now: incident.set_item_state(checklist, index, state, now))
 
-    def _read_for_edit(self, user_id: str, incident_id: str, seen: Incident | None = None) -> Incident | IncidentHead:
-        """The incident (seen, when given and it is this one, else its head), if the user may change it.
+    def toggle_item_state(self, user_id: str, incident_id: str, checklist: int, index: int) -> Outcome:
+        """Open the task if it is closed, else close it, as it is when the change is made."""
+        return self._change_item_state(user_id, incident_id, checklist, index,
+                                       lambda incident, now: incident.toggle_item_state(checklist, index, now))
 
-        Only the head is read: the change itself reads the whole incident under its lock.
+    def _change_item_state(self, user_id: str, incident_id: str, checklist: int, index: int,
+                           apply: Callable[[Incident, int], bool]) -> Outcome:
+        """Change a task's state; its event tells the state the change left and the user's role."""
+        def change(incident: Incident) -> Change | None:
+            item = incident.checklist(checklist).item(index)
+            if not apply(incident, self.clock()):
+                return None
+            return Change(TaskEvent("modify_task_state", incident, user_id, {
+                "NewState": item.state.value, "WasCommander": user_id == incident.commander_user_id,
+                "WasAssignee": bool(item.assignee_id) and user_id == item.assignee_id}))
+        return self._mutate(user_id, incident_id, change)
+
+    # ----- the one path of a change --------------------------------------------------
+    def _mutate(self, user_id: str, incident_id: str, change: Callable[[Incident], Change | None]) -> Outcome:
+        """Read the incident, decide on that read who may change it, apply change, save at the version read.
+
+        Nothing is locked while the chat host answers the permission question: the
+        save checks the version instead, and when another change committed first
+        the whole change is made again on a fresh read (at most RETRIES times).
         """
-        incident: Incident | IncidentHead = (
-            seen if seen is not None and seen.id == incident_id
-            else self._existing(incident_id, lambda incidents: incidents.get_head(incident_id)))
-        self._check_edit(user_id, incident)
+        for attempt in range(RETRIES):
+            with self.uow_factory() as uow:
+                incident = self._get(uow, incident_id)
+                self._check_edit(user_id, incident)
+                done = change(incident)
+                if done is None:
+                    return Outcome(incident, False)
+                uow.incidents.save(incident)
+                uow.add_event(done.event)
+                if done.announcement is not None:
+                    uow.add_event(Announcement(incident.channel_id, done.announcement))
+                try:
+                    self._commit(uow)
+                except ConcurrentUpdate:
+                    if attempt == RETRIES - 1:
+                        raise
+                    log.info("incident %s changed concurrently; making the change again", incident_id)
+                    continue
+                return Outcome(incident, True)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    @staticmethod
+    def _get(uow: UnitOfWork, incident_id: str) -> Incident:
+        incident = uow.incidents.get(incident_id)
+        if incident is None:
+            raise NotFound(f"Incident {incident_id} does not exist.")
         return incident
 
-    def _check_edit(self, user_id: str, incident: Incident | IncidentHead) -> None:
+    def _check_edit(self, user_id: str, incident: Incident) -> None:
         """PermissionDenied, saying why, unless the user may change the incident."""
         if not self.can_edit(user_id, incident):
             if self.can_view(user_id, incident):
@@ -431,72 +440,10 @@ class IncidentService:
                                        "this incident; join the channel first.")
             raise PermissionDenied("You do not have permission to change this incident.")
 
-    def _mutate(self, user_id: str, incident_id: str, apply: Callable[[Incident], bool], event: str,
-                action: str, *, extra: dict[str, Any] | None = None, seen: Incident | None = None,
-                checked: bool = False, announce: Callable[[Incident], str] | None = None) -> Outcome:
-        """Check the user may change it (on seen, if given; not again when checked); apply a
-        change to the incident as read for it; record its event; post what announce says; commit.
-
-        apply decides what to change from the incident it is given, and is called again
-        on every attempt with that attempt's read. Nothing is posted when nothing changed.
-
-        The first attempt asks for an optimistic unit of work: the incident is read
-        without a lock (or seen, a read of this request, is taken as that read), who
-        may change it is decided on that read, and the commit writes only if nobody
-        changed the incident in between. A change that seen refuses or makes no
-        difference to is decided again on a fresh read, since seen may be older than
-        the incident. Every retry (after a concurrent change, or such a second look)
-        reads the incident under its lock. Where a unit of work is not optimistic, who
-        may change it is decided first, on seen or on the head: a permission check may
-        ask the chat server, and no lock is held while it does.
-        """
-        if not checked and seen is not None and seen.id == incident_id:
-            self._check_edit(user_id, seen)
-            checked = True
-        in_transaction = announce is not None and self.host.shares_database
-        for attempt in range(RETRIES):
+    def _commit(self, uow: UnitOfWork) -> None:
+        """Commit, then send the posts the unit of work left for a remote host: best effort."""
+        for post in uow.commit():
             try:
-                with self.uow_factory(optimistic=attempt == 0) as uow:
-                    if not checked and not uow.optimistic:
-                        self._read_for_edit(user_id, incident_id)  # nothing is locked yet
-                        checked = True
-                    adopted = uow.optimistic and seen is not None and seen.id == incident_id
-                    incident = (uow.incidents.adopt(seen) if adopted  # type: ignore[arg-type]
-                                else uow.incidents.get(incident_id, for_update=True))
-                    if incident is None:
-                        raise NotFound(f"Incident {incident_id} does not exist.")
-                    if not checked:
-                        self._check_edit(user_id, incident)  # read without a lock
-                        checked = True
-                    try:
-                        changed = apply(incident)
-                    except DomainError:
-                        if not adopted:
-                            raise
-                        changed = False
-                    if not changed:
-                        if adopted:
-                            # seen may be older than the incident: refuse or skip only on a fresh read.
-                            continue
-                        return Outcome(incident, False)
-                    uow.incidents.save(incident)
-                    track = self.telemetry.track_incident if event == "incident" else self.telemetry.track_task
-                    track(uow, action, incident, user_id, **(extra or {}))
-                    if in_transaction:
-                        self.host.post(incident.channel_id, announce(incident), uow=uow)
-                    uow.commit()
-                break
-            except ConcurrentUpdate:
-                if attempt == RETRIES - 1:
-                    raise
-                log.info("incident %s changed concurrently; retrying %s", incident_id, action)
-        if announce is not None and not in_transaction:
-            self._post(incident, announce(incident))
-        return Outcome(incident, True)
-
-    def _post(self, incident: Incident, message: str) -> None:
-        """Post after the commit (remote hosts): best effort."""
-        try:
-            self.host.post(incident.channel_id, message)
-        except Exception:  # noqa: BLE001 - a failed post must not undo a committed change
-            log.exception("could not post to the channel of incident %s", incident.id)
+                self.host.post(post.channel_id, post.message)
+            except Exception:  # noqa: BLE001 - a failed post must not undo a committed change
+                log.exception("could not post to the channel %s", post.channel_id)

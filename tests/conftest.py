@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from plugin.app import create_app
 from plugin.settings import Settings, load_settings
-from plugin.store import Database, driver, migrate, normalise_url
+from plugin.store import Database, migrate, normalise_url
 from plugin.store.tables import metadata
 
 PG_URL = os.environ.get("INCIDENT_TEST_POSTGRES_URL", "postgresql+psycopg://incident:incident@127.0.0.1:5432/postgres")
@@ -142,33 +142,3 @@ def ticking_clock(components):
     another are never a tie for "newest" (a fast host starts several within one millisecond)."""
     ticks = itertools.count(1_700_000_000_000)
     components.service.clock = lambda: next(ticks)
-
-
-@pytest.fixture
-def driver_statements(monkeypatch):
-    """The SQL of every statement run on the driver's cursor (each still runs)."""
-    seen: list[str] = []
-    run = driver.execute_sql
-
-    def recording(connection, sql, *args, **kwargs):
-        seen.append(sql)
-        return run(connection, sql, *args, **kwargs)
-
-    monkeypatch.setattr(driver, "execute_sql", recording)
-    return seen
-
-
-@pytest.fixture
-def postgresql_begins(monkeypatch):
-    """How many transactions the writing units of work began on PostgreSQL (each still begins)."""
-    from plugin.store import database
-
-    begins: list[int] = []
-    begin = database.begin_postgresql
-
-    def counting(connection):
-        begins.append(1)
-        return begin(connection)
-
-    monkeypatch.setattr(database, "begin_postgresql", counting)
-    return begins

@@ -198,8 +198,8 @@ class ChecklistSchema(Schema):
 class ChecklistsField(fields.List):
     """Stages and tasks: documented as a list of ChecklistSchema, dumped by hand.
 
-    Dumping tasks field by field was most of the cost of listing a page of
-    incidents; this writes the same keys in the same order (a unit test keeps the
+    Dumping every task field by field through marshmallow dominates listing a page
+    of incidents; this writes the same keys in the same order (a unit test keeps the
     two in step).
     """
 

@@ -4,18 +4,16 @@ Two adapters implement it: the embedded :class:`~plugin.chat.local.LocalChatHost
 (channels, members and posts kept in our own database) and the Mattermost REST
 adapter. The service owns this interface; adapters only fit it.
 
-Hosts that keep their data in our own database (``shares_database``) take part in
-the service's unit of work: ``create_channel`` and ``post`` given ``uow`` write in
-its transaction, so an incident, its channel and its post commit or roll back
-together, for the price of one write transaction. Hosts elsewhere are called
-outside any transaction (no row lock is held while a remote server answers), and
-are never given a unit of work.
+A host that keeps its data in our own database (``shares_database``: the local
+host) has its channels, members and posts written by the unit of work itself, in
+the transaction of the change they belong to. A host elsewhere is called outside
+any transaction: no lock is held while a remote server answers.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class ChatHost(Protocol):
     """
 
     #: True when channels, members and posts live in our database (the local host):
-    #: then ``create_channel`` and ``post`` accept the caller's unit of work.
+    #: then a unit of work made for it writes them in the change's own transaction.
     shares_database: bool
 
     def is_system_admin(self, user_id: str) -> bool:
@@ -53,21 +51,14 @@ class ChatHost(Protocol):
         """Ids of the channels the user belongs to, in one team or in all."""
 
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
-                       purpose: str = "", member_ids: Sequence[str] = (), uow: Any = None,
-                       channel_id: str | None = None) -> str:
-        """Create a channel named from slug (a unique suffix is added if it is taken) with these members; return its id.
-
-        Hosts that can do so create the channel and its memberships in one step (the
-        local host: one transaction, the caller's ``uow`` when given); others add the
-        members one by one afterwards. ``channel_id`` is the id to give the channel;
-        only hosts that share the database (``shares_database``) accept one.
-        """
+                       purpose: str = "", member_ids: Sequence[str] = ()) -> str:
+        """Create a channel named from slug (a unique suffix is added if it is taken) with these members; return its id."""
 
     def add_channel_member(self, channel_id: str, user_id: str) -> None:
         """Add a user to a channel (no error when already a member)."""
 
-    def post(self, channel_id: str, message: str, *, uow: Any = None) -> str:
-        """Post a message as the bot; return the post id (in the caller's ``uow`` when given)."""
+    def post(self, channel_id: str, message: str) -> str:
+        """Post a message as the bot; return the post id."""
 
     def mention(self, user_id: str) -> str:
         """How to name the user in a post: @username when known."""

@@ -6,40 +6,19 @@ user belongs to every team); system admins are the user ids of the
 """
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import sqlalchemy as sa
 
 from plugin.chat import ServerFacts
 from plugin.model import new_id, now_ms
-from plugin.store import Database, driver
+from plugin.store import Database
 from plugin.store.tables import chat_channel_members, chat_channels, chat_posts, chat_users, plugin_kv
 
 LOCAL_SERVER_VERSION = "local"
 DIAGNOSTIC_ID_KEY = "diagnostic_id"
 
-# The statements of every create and of permission checks, on the driver's cursor
-# (see plugin.store.driver).
-_IS_MEMBER = driver.Statement(sa.select(chat_channel_members.c.user_id).where(
-    chat_channel_members.c.channel_id == sa.bindparam("channel_id"),
-    chat_channel_members.c.user_id == sa.bindparam("user_id")))
-_USERNAME = driver.Statement(sa.select(chat_users.c.username).where(chat_users.c.id == sa.bindparam("user_id")))
-# A channel's members, up to this many in one statement: one execution instead of one
-# per member (a create adds the starter and the commander); more go in several.
-_MEMBERS_IN_ONE = 8
-_INSERT_MEMBERS = {count: driver.Statement(sa.insert(chat_channel_members).values(
-    [{"channel_id": sa.bindparam("channel_id"), "user_id": sa.bindparam(f"user_{n}")} for n in range(count)]))
-    for count in range(1, _MEMBERS_IN_ONE + 1)}
-# No seq: the database numbers posts, and nobody reads the number back (inline: no RETURNING).
-_INSERT_POST = driver.Statement(sa.insert(chat_posts).inline(), ["id", "channel_id", "user_id", "message", "create_at"])
-_INSERT_CHANNEL = driver.Statement(sa.insert(chat_channels), ["id", "team_id", "name", "display_name", "type",
-                                                               "create_at"])
-# A channel's name is unique in its team: a name taken is retried with a suffix.
-_CHANNEL_NAME = next(constraint for constraint in chat_channels.constraints
-                     if constraint.name == "uq_chat_channels_team_name")
 # Remembered "is a member" answers: the local host never removes a member, so a
 # yes stays true. Bounded: past this many the set is emptied and refilled.
 MEMBERSHIP_CACHE_SIZE = 100_000
@@ -48,35 +27,17 @@ MEMBERSHIP_CACHE_SIZE = 100_000
 # seconds (at once in the process itself).
 USERNAME_TTL_SECONDS = 10.0
 USERNAME_CACHE_SIZE = 100_000
-
-
-
-
-def _member_writes(dialect: sa.Dialect, channel_id: str, users: list[str]) -> list[driver.Write]:
-    """The writes that make users members of the channel."""
-    writes = []
-    for start in range(0, len(users), _MEMBERS_IN_ONE):
-        some = users[start:start + _MEMBERS_IN_ONE]
-        values = {"channel_id": channel_id, **{f"user_{n}": user for n, user in enumerate(some)}}
-        writes.append(_INSERT_MEMBERS[len(some)].write(dialect, values))
-    return writes
-
-
-def _channel_write(dialect: sa.Dialect, values: dict[str, Any], slug: str) -> driver.Write:
-    """The channel's insert; when its name is taken in the team, the same with a short suffix added."""
-
-    def renamed(error: sa.exc.IntegrityError) -> driver.Write | None:
-        if not driver.violates(error, _CHANNEL_NAME):
-            return None
-        # Incident names repeat; channel names must not.
-        return _channel_write(dialect, {**values, "name": f"{slug[:57]}-{secrets.token_hex(3)}"}, slug)
-
-    return _INSERT_CHANNEL.write(dialect, values, retry=renamed)
+# Built once: asked in most requests.
+_IS_MEMBER = sa.select(chat_channel_members.c.user_id).where(
+    chat_channel_members.c.channel_id == sa.bindparam("channel_id"),
+    chat_channel_members.c.user_id == sa.bindparam("user_id"))
+_USERNAME = sa.select(chat_users.c.username).where(chat_users.c.id == sa.bindparam("user_id"))
 
 
 class LocalChatHost:
     """A chat host kept in the same database as the incidents."""
 
+    #: Channels and posts live in our database: a unit of work with ``local_chat`` writes them.
     shares_database = True
 
     def __init__(self, db: Database, admin_user_ids: Callable[[], frozenset[str]],
@@ -104,7 +65,7 @@ class LocalChatHost:
         if key in self._members:
             return True
         with self.db.read_engine.connect() as connection:
-            row = driver.fetch_one(connection, _IS_MEMBER, {"channel_id": channel_id, "user_id": user_id})
+            row = connection.execute(_IS_MEMBER, {"channel_id": channel_id, "user_id": user_id}).first()
         if row is None:
             return False
         if len(self._members) >= MEMBERSHIP_CACHE_SIZE:
@@ -122,28 +83,12 @@ class LocalChatHost:
             return frozenset(connection.execute(query).scalars())
 
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
-                       purpose: str = "", member_ids: Sequence[str] = (), uow: Any = None,
-                       channel_id: str | None = None) -> str:
-        """Insert the channel and its memberships in one transaction (the caller's, when given).
-
-        Both are written at the commit (``write_at_commit``): on PostgreSQL a
-        create is then one statement. A name taken in the team fails that insert;
-        the unit of work retries it with a short suffix added to the name (see
-        ``driver.run``).
-        """
-        channel_id = channel_id or new_id()
-        if uow is None:
-            with self.db.unit_of_work() as own:
-                self.create_channel(team_id, slug, display_name, public=public, purpose=purpose,
-                                    member_ids=member_ids, uow=own, channel_id=channel_id)
-                own.commit()
-            return channel_id
-        dialect = uow.connection.dialect
-        values = {"id": channel_id, "team_id": team_id, "name": slug, "display_name": display_name[:64],
-                  "type": "O" if public else "P", "create_at": self.clock()}
-        uow.write_at_commit(_channel_write(dialect, values, slug))
-        for write in _member_writes(dialect, channel_id, list(dict.fromkeys(member_ids))):
-            uow.write_at_commit(write)
+                       purpose: str = "", member_ids: Sequence[str] = ()) -> str:
+        """Insert the channel and its memberships in one transaction; a name taken gets a short suffix."""
+        with self.db.unit_of_work(local_chat=True) as uow:
+            assert uow.chat is not None
+            channel_id = uow.chat.add_channel(team_id, slug, display_name, public=public, member_ids=member_ids)
+            uow.commit()
         return channel_id
 
     def add_channel_member(self, channel_id: str, user_id: str) -> None:
@@ -155,16 +100,12 @@ class LocalChatHost:
             if not exists:
                 connection.execute(sa.insert(chat_channel_members).values(channel_id=channel_id, user_id=user_id))
 
-    def post(self, channel_id: str, message: str, *, uow: Any = None) -> str:
-        """Store the message as a bot post (in the caller's transaction, when given); return its id."""
-        post_id = new_id()
-        values = {"id": post_id, "channel_id": channel_id, "user_id": "", "message": message,
-                  "create_at": self.clock()}
-        if uow is not None:
-            uow.write_at_commit(_INSERT_POST.write(uow.connection.dialect, values))
-        else:
-            with self.db.write_engine.begin() as connection:
-                driver.execute(connection, _INSERT_POST, values)
+    def post(self, channel_id: str, message: str) -> str:
+        """Store the message as a bot post; return its id."""
+        with self.db.unit_of_work(local_chat=True) as uow:
+            assert uow.chat is not None
+            post_id = uow.chat.add_post(channel_id, message)
+            uow.commit()
         return post_id
 
     def mention(self, user_id: str) -> str:
@@ -176,8 +117,7 @@ class LocalChatHost:
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         with self.db.read_engine.connect() as connection:
-            row = driver.fetch_one(connection, _USERNAME, {"user_id": user_id})
-            username = None if row is None else row.username
+            username = connection.execute(_USERNAME, {"user_id": user_id}).scalar_one_or_none()
         self._remember_username(user_id, username)
         return username
 

@@ -290,10 +290,8 @@ class MattermostChatHost:
 
     # ----- channels and posts -----------------------------------------------------------------
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool,
-                       purpose: str = "", member_ids: Sequence[str] = (), channel_id: str | None = None) -> str:
+                       purpose: str = "", member_ids: Sequence[str] = ()) -> str:
         """POST /channels (on 'name already exists' retry with a random suffix), then add the members."""
-        if channel_id is not None:
-            raise ValueError("Mattermost chooses the ids of the channels it creates")
         name = slug[:64]
         for _ in range(5):
             response = self._call("POST", "/channels", json={

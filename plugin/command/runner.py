@@ -133,12 +133,12 @@ class CommandRunner:
 
     def _end(self, command: p.End, caller: Caller) -> dict[str, Any]:
         here = self._here(caller)
-        incident = self.service.end_incident(caller.user_id, here.id, seen=here).incident
+        incident = self.service.end_incident(caller.user_id, here.id).incident
         return reply(f"Incident **{incident.name}** ended. `/incident restart` reopens it.")
 
     def _restart(self, command: p.Restart, caller: Caller) -> dict[str, Any]:
         here = self._here(caller)
-        incident = self.service.restart_incident(caller.user_id, here.id, seen=here).incident
+        incident = self.service.restart_incident(caller.user_id, here.id).incident
         return reply(f"Incident **{incident.name}** is active again.")
 
     # Each change below is decided by the service on the incident as the change finds
@@ -151,9 +151,9 @@ class CommandRunner:
         if command.target in ("next", "prev"):
             try:
                 if command.target == "next":
-                    outcome = self.service.next_stage(caller.user_id, here.id, force=command.force, seen=here)
+                    outcome = self.service.next_stage(caller.user_id, here.id, force=command.force)
                 else:
-                    outcome = self.service.previous_stage(caller.user_id, here.id, seen=here)
+                    outcome = self.service.previous_stage(caller.user_id, here.id)
             except InvalidState as refused:
                 return reply(refused.message + "".join(hint for key, hint in _STAGE_HINTS.items()
                                                        if key in refused.details))
@@ -162,7 +162,7 @@ class CommandRunner:
             if target >= count:
                 return reply(f"There is no stage {command.target}: this incident has {count} stage(s), "
                              f"numbered 1 to {count}.")
-            outcome = self.service.set_active_stage(caller.user_id, here.id, target, seen=here)
+            outcome = self.service.set_active_stage(caller.user_id, here.id, target)
             if not outcome.changed:
                 return reply(f"Stage {target + 1} (**{outcome.incident.active_stage_title}**) is already the "
                              "active stage.")
@@ -181,8 +181,7 @@ class CommandRunner:
             return reply(f"There is no task {command.task} in stage {command.stage} (**{stage.title}**): "
                          f"it has {len(stage.items)} task(s)"
                          f"{f', numbered 1 to {len(stage.items)}' if stage.items else ''}.")
-        incident = self.service.toggle_item_state(caller.user_id, here.id, command.stage - 1, command.task - 1,
-                                                  seen=here).incident
+        incident = self.service.toggle_item_state(caller.user_id, here.id, command.stage - 1, command.task - 1).incident
         item = incident.checklists[command.stage - 1].items[command.task - 1]
         done = "done" if item.state is ItemState.CLOSED else "open again"
         return reply(f"Task {command.stage}.{command.task} (**{item.title}**) is {done}.")
@@ -197,7 +196,7 @@ class CommandRunner:
         if user_id != here.commander_user_id and not self.host.is_channel_member(here.channel_id, user_id):
             return reply(f"@{command.username} is not a member of this channel; add them first, "
                          "then hand over the command.")
-        if not self.service.change_commander(caller.user_id, here.id, user_id, seen=here).changed:
+        if not self.service.change_commander(caller.user_id, here.id, user_id).changed:
             return reply(f"@{command.username} is already the commander.")
         return reply(f"@{command.username} is now the commander of **{here.name}**.")
 
@@ -209,7 +208,7 @@ class CommandRunner:
             return reply(f"There is no user {', '.join(unknown)}; nobody was added. Check the spelling "
                          "of the username.")
         names = {user_id: name for name, user_id in found.items()}
-        added, already = self.service.add_members(caller.user_id, incident.id, list(names), seen=incident)
+        added, already = self.service.add_members(caller.user_id, incident.id, list(names))
         lines = []
         if added:
             lines.append(f"Added {', '.join('@' + names[user_id] for user_id in added)} to this incident's "

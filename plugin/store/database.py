@@ -5,21 +5,22 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
-from psycopg import pq
 from sqlalchemy import event
 
-from plugin.errors import ConcurrentUpdate
+from plugin.events import Announcement, Event
 from plugin.lockfile import LockFile
-from plugin.store import driver
+from plugin.model import now_ms
+from plugin.store.chat import SqlChatRepository
 from plugin.store.incidents import SqlIncidentRepository
+from plugin.store.outbox import SqlOutboxRepository
 from plugin.store.playbooks import SqlPlaybookRepository
 from plugin.store.saved_settings import SqlSavedSettings, read_version
+from plugin.telemetry import NoopTelemetry, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,7 @@ class _Checkpoints:
     SQLite checkpoints inside the COMMIT that pushes the log past 1,000 pages: it
     copies the log into the database file and syncs it, for milliseconds, while the
     committing writer still holds its turn, so every other writer of every process
-    waits (in 3,000 creates, 52 commits took 5 ms and together a third of all commit
-    time). The write connections switch that off (``wal_autocheckpoint=0``) and each
+    waits. The write connections switch that off (``wal_autocheckpoint=0``) and each
     process instead runs a PASSIVE checkpoint after every ``every``-th of its write
     transactions, once the turn is given back: a passive checkpoint blocks neither
     readers nor writers. The log thus holds at most about ``every`` transactions per
@@ -156,7 +156,7 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
                 turn["writer_turn"] = True
             # Writers take the write lock at BEGIN: a deferred transaction that reads and
             # then writes could fail with SQLITE_BUSY instead of waiting its turn.
-            driver.execute_sql(connection, "BEGIN IMMEDIATE")
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
     # Readers emit no BEGIN: with pysqlite's own transaction handling off, each
     # statement runs in its own implicit transaction, as reads do on PostgreSQL.
 
@@ -170,40 +170,20 @@ _WRITES = "incident_writes"
 def _begin_writes(engine: sa.Engine) -> None:
     """Emit BEGIN for the transactions of connections from the engine's writing variant.
 
-    The pool's connections are in autocommit: SQLAlchemy's begin emits nothing, so
-    a writing unit of work opens its transaction itself at its first statement.
+    The pool's connections are in autocommit, where SQLAlchemy's begin emits
+    nothing; this is the recipe SQLAlchemy documents for taking over BEGIN.
     """
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
         if connection.get_execution_options().get(_WRITES):
-            begin_postgresql(connection)
-
-
-def begin_postgresql(connection: sa.Connection) -> None:
-    """BEGIN on a PostgreSQL connection in autocommit: through libpq directly, else through a cursor.
-
-    A cursor's execute costs psycopg about 50 us of CPU for a statement that takes no
-    parameters and returns nothing; ``PQexec`` (psycopg's ``pgconn.exec_``) about 6.
-    When that does not plainly succeed, BEGIN runs again through the cursor, which
-    raises the error as SQLAlchemy's and invalidates a lost connection.
-    """
-    raw = connection.connection.dbapi_connection
-    pgconn = getattr(raw, "pgconn", None)
-    if pgconn is not None:
-        try:
-            if pgconn.exec_(b"BEGIN").status == pq.ExecStatus.COMMAND_OK:
-                return
-        except Exception:  # noqa: BLE001 - the cursor below reports it properly
-            pass
-    driver.execute_sql(connection, "BEGIN")
+            connection.exec_driver_sql("BEGIN")
 
 
 def _ping_after_idle(engine: sa.Engine) -> None:
     """Ping a pooled PostgreSQL connection at checkout only when it sat idle for a while.
 
-    ``pool_pre_ping`` pings on every checkout: a round trip that was a fifth of a
-    fetch. A connection checked in moments ago is alive; one that sat idle may have
+    ``pool_pre_ping`` pings on every checkout, a round trip per request. A connection checked in moments ago is alive; one that sat idle may have
     been cut by a database restart, and a dead one is replaced before use.
     """
 
@@ -245,12 +225,10 @@ class Database:
         else:
             # One pool whose connections stay in autocommit for good: reads skip
             # BEGIN/ROLLBACK (under READ COMMITTED each statement takes its own snapshot
-            # anyway, so a read-only transaction adds two round trips and no
-            # consistency), and nothing switches a connection's mode at checkout and
-            # back at checkin (that cost about a tenth of a read under load). Writes
-            # begin their transaction explicitly (``_begin_writes``); psycopg's commit
-            # and rollback follow the server's transaction state. (A second pool for
-            # reads did the same but doubled the connections each worker keeps open.)
+            # anyway, so a read-only transaction adds round trips and no consistency),
+            # and nothing switches a connection's mode at checkout and back at checkin.
+            # Writes begin their transaction explicitly (``_begin_writes``); psycopg's
+            # commit and rollback follow the server's transaction state.
             # hide_parameters: as for SQLite, no log line or error message shows what people typed.
             base = sa.create_engine(self.url, pool_size=10, max_overflow=10, isolation_level="AUTOCOMMIT",
                                      hide_parameters=True)
@@ -260,9 +238,10 @@ class Database:
             self.write_engine = base.execution_options(**{_WRITES: True})
         self.dialect = self.write_engine.dialect.name
 
-    def unit_of_work(self, *, write: bool = True, optimistic: bool = False) -> "SqlUnitOfWork":
-        """A new unit of work (a transaction) on this database (optimistic: see SqlUnitOfWork)."""
-        return SqlUnitOfWork(self, write=write, optimistic=optimistic)
+    def unit_of_work(self, *, write: bool = True, telemetry: Telemetry | None = None,
+                     local_chat: bool = False) -> "SqlUnitOfWork":
+        """A new unit of work on this database (see SqlUnitOfWork)."""
+        return SqlUnitOfWork(self, write=write, telemetry=telemetry, local_chat=local_chat)
 
     def settings_version(self) -> int:
         """The version of the settings saved at run time (raised by every change)."""
@@ -277,145 +256,98 @@ class Database:
 
 
 class SqlUnitOfWork:
-    """One transaction: commits only when told to, rolls back otherwise.
+    """One transaction: every write waits for commit, which makes them all or none.
 
-    The transaction begins with its first statement (on SQLite, that is where a
-    writer waits for the database's write lock), so work done before it, such as
-    building rows and events, is done outside the lock. Writes whose results
-    nobody reads (a new incident, its channel and members, a post, an outbox
-    event, saving a row locked earlier in the transaction) go through
-    :meth:`write_at_commit` and run at commit. On PostgreSQL they are joined into
-    one statement (``driver.compose``); when no statement ran before it, that one
-    statement is the whole transaction and runs in autocommit, without BEGIN and
-    COMMIT: a create on the local host is one statement, one round trip. On SQLite
-    they run one after another, so the lock's turn starts late and ends soon.
-
-    An optimistic unit of work (a writing one asked for with ``optimistic``) changes
-    an incident without locking it: the incident is read in autocommit, and its save
-    becomes the commit's guard (:meth:`guard_at_commit`), an update of the row at the
-    version read. On PostgreSQL the commit joins the guard and the other writes into
-    one statement in which the others happen only if the guard found its row: a
-    change is then two round trips (the read and that statement) instead of five
-    (BEGIN, a locked read, the writes, COMMIT, after the read that decided who may
-    make it). On SQLite the commit takes the database's write lock, runs the guard
-    and then the other writes: the read, and everything the change computes from
-    it, happen before the lock, which every writer of every process waits for, is
-    taken. When the row has moved on, nothing is written and the commit raises
-    ConcurrentUpdate; the caller retries with a locked read.
+    Repositories read at once, in autocommit, and keep their writes; ``commit``
+    makes them in one transaction on a writing connection, taken for the commit
+    only (on SQLite, that is the writer's turn for the database's write lock), and
+    rolls everything back when one fails. An incident is saved only at the version
+    it was read at: when another change committed first, commit writes nothing and
+    raises ConcurrentUpdate. The domain events collected (``add_event``) become
+    outbox rows in the same transaction, and so do the posts of the local chat host
+    (``local_chat``); commit returns the posts left for a remote host to send.
     """
 
-    def __init__(self, db: Database, *, write: bool, optimistic: bool = False):
+    def __init__(self, db: Database, *, write: bool = True, telemetry: Telemetry | None = None,
+                 local_chat: bool = False):
         self.db = db
         self.write = write
-        self.connection: sa.Connection | None = None
-        self._at_commit: list[driver.Write | Callable[[sa.Connection], Any]] = []
-        self._guard: driver.Write | None = None
-        self._joins = write and db.dialect == "postgresql"
-        self.optimistic = optimistic and write
+        self.telemetry = telemetry or NoopTelemetry()
+        self.local_chat = local_chat
+        self._reads: sa.Connection | None = None
+        self._writes: sa.Connection | None = None
 
     def __enter__(self) -> "SqlUnitOfWork":
-        engine = self.db.write_engine if self.write else self.db.read_engine
-        # No begin() here: SQLAlchemy begins the transaction at the first statement.
-        self.connection = engine.connect()
-        self.incidents = SqlIncidentRepository(self.connection, lock_rows=self.db.dialect != "sqlite",
-                                               write_at_commit=self.write_at_commit, writes=self.write,
-                                               guard_at_commit=self.guard_at_commit if self.optimistic else None)
-        self.playbooks = SqlPlaybookRepository(self.connection)
-        self.saved_settings = SqlSavedSettings(self.connection)
+        self.incidents = SqlIncidentRepository(self._reading)
+        self.playbooks = SqlPlaybookRepository(self._reading)
+        self.saved_settings = SqlSavedSettings(self._writing if self.write else self._reading)
+        self.outbox = SqlOutboxRepository()
+        #: The local chat host's channels and posts; None when the host keeps them elsewhere.
+        self.chat = SqlChatRepository(now_ms) if self.local_chat else None
+        self.events: list[Event] = []
         return self
 
-    def write_at_commit(self, step: driver.Write | Callable[[sa.Connection], Any]) -> None:
-        """Run step, a ``driver.Write`` or a callable given the connection (its result unused), at commit.
+    def _reading(self) -> sa.Connection:
+        if self._reads is None:
+            self._reads = self.db.read_engine.connect()
+        return self._reads
 
-        Steps run in the order given, after every statement executed directly in
-        this transaction; an error in one surfaces from :meth:`commit`, which then
-        rolls the whole transaction back. Only Writes are joined into one statement
-        on PostgreSQL. In a reading unit of work, step runs at once.
-        """
-        assert self.connection is not None
-        if self.write:
-            self._at_commit.append(step)
-        else:
-            self._run(step)
+    def _writing(self) -> sa.Connection:
+        if not self.write:
+            raise RuntimeError("a reading unit of work writes nothing")
+        if self._writes is None:
+            self._writes = self.db.write_engine.connect()
+        return self._writes
 
-    def guard_at_commit(self, guard: driver.Write) -> None:
-        """Make the commit's writes depend on guard, an UPDATE ... RETURNING that must change one row.
+    def add_event(self, event: Event) -> None:
+        """Record what happened; acted on at commit."""
+        self.events.append(event)
 
-        At commit the guard runs first; when it changes no row, nothing of this unit
-        of work is written and :meth:`commit` raises ConcurrentUpdate. One guard per
-        unit of work.
-        """
-        if self._guard is not None:
-            raise RuntimeError("a unit of work has at most one guard: change one incident per unit of work")
-        self._guard = guard
+    def commit(self) -> list[Announcement]:
+        """Make every write and the events' rows in one transaction; return the posts left to send."""
+        left: list[Announcement] = []
+        for event in self.events:
+            if isinstance(event, Announcement):
+                if self.chat is not None:
+                    self.chat.add_post(event.channel_id, event.message)
+                else:
+                    left.append(event)
+            elif (row := self.telemetry.row(event)) is not None:
+                self.outbox.add(row)
+        self.events.clear()
+        # The reads are done: give their connection back before taking one to write with,
+        # so that no unit of work holds one connection while it waits for another.
+        self._close_reads()
+        connection = self._writing()
+        try:
+            self.incidents.flush(connection)  # first: a version that moved on stops the rest
+            self.playbooks.flush(connection)
+            if self.chat is not None:
+                self.chat.flush(connection)
+            self.outbox.flush(connection)
+            connection.commit()
+        finally:
+            self._close_writes()
+        return left
 
-    def _run(self, step: driver.Write | Callable[[sa.Connection], Any]) -> None:
-        assert self.connection is not None
-        if isinstance(step, driver.Write):
-            # A failed statement leaves nothing behind in autocommit and on SQLite;
-            # in a PostgreSQL transaction it ends the transaction, so it is not retried.
-            may_retry = self.db.dialect == "sqlite" or not self.connection.in_transaction()
-            driver.run(self.connection, step, may_retry=may_retry)
-        else:
-            step(self.connection)
-
-    def commit(self) -> None:
-        """Run the writes waiting for the commit, then make the transaction's changes permanent."""
-        assert self.connection is not None
-        steps, self._at_commit = self._at_commit, []
-        guard, self._guard = self._guard, None
-        if guard is not None:
-            self._commit_guarded(guard, steps)
-            return
-        if len(steps) > 1 and self._joins and all(isinstance(step, driver.Write) for step in steps):
-            joined = driver.compose(steps)  # type: ignore[arg-type]
-            if joined is not None:
-                steps = [joined]
-        if steps and not self.connection.in_transaction():
-            if self._joins and len(steps) == 1 and isinstance(steps[0], driver.Write):
-                # Nothing ran before it: one statement in autocommit is atomic on its own.
-                self._run(steps[0])
-                return
-            # Steps may write on the driver's cursor, which SQLAlchemy does not see:
-            # begin here so that they run inside the transaction (and its write lock).
-            self.connection.begin()
-        for step in steps:
-            self._run(step)
-        self.connection.commit()
-
-    def _commit_guarded(self, guard: driver.Write, steps: list[driver.Write | Callable[[sa.Connection], Any]]) -> None:
-        """Commit with a guard: on PostgreSQL one statement when nothing ran before, else in a transaction."""
-        assert self.connection is not None
-        if (self._joins and not self.connection.in_transaction()
-                and all(isinstance(step, driver.Write) for step in steps)):
-            joined = driver.compose(steps, guard)  # type: ignore[arg-type]
-            if joined is not None:
-                changed = driver.execute_sql(self.connection, joined.text, joined.parameters).fetchone()[0]
-                if changed != 1:
-                    raise ConcurrentUpdate()
-                return
-        # In a transaction (on SQLite: holding the write lock, taken here) the guard takes
-        # the row when it finds it at the version read; the rest follows.
-        if not self.connection.in_transaction():
-            self.connection.begin()
-        if driver.execute_sql(self.connection, guard.text, guard.parameters).rowcount != 1:
-            self.connection.rollback()
-            raise ConcurrentUpdate()
-        for step in steps:
-            self._run(step)
-        self.connection.commit()
+    def _close_writes(self) -> None:
+        # Closing gives the connection back, and with it a SQLite writer's turn.
+        if self._writes is not None:
+            writes, self._writes = self._writes, None
+            writes.close()  # rolls back what was not committed
 
     def rollback(self) -> None:
-        """Discard the transaction's changes (and the writes still waiting for the commit)."""
-        self._at_commit.clear()
-        self._guard = None
-        if self.connection is not None and self.connection.in_transaction():
-            self.connection.rollback()
+        """Discard every write not yet committed."""
+        self._close_writes()
+
+    def _close_reads(self) -> None:
+        if self._reads is not None:
+            reads, self._reads = self._reads, None
+            reads.close()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         try:
-            self.rollback()
+            self._close_writes()
         finally:
-            assert self.connection is not None
-            self.connection.close()
+            self._close_reads()

@@ -1,6 +1,7 @@
 """The playbook repository: playbooks as rows, stages and tasks as JSON, members as rows."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,10 +23,21 @@ def _row_values(playbook: Playbook) -> dict[str, Any]:
 
 
 class SqlPlaybookRepository:
-    """Reads and writes playbooks within the unit of work's transaction."""
+    """Playbooks of one unit of work: read at once, written at its commit."""
 
-    def __init__(self, connection: sa.Connection):
-        self.connection = connection
+    def __init__(self, connection: Callable[[], sa.Connection]):
+        self._connection = connection
+        self._writes: list[Callable[[sa.Connection], None]] = []
+
+    @property
+    def connection(self) -> sa.Connection:
+        return self._connection()
+
+    def flush(self, connection: sa.Connection) -> None:
+        """Make the additions, changes and deletions (in the commit's transaction)."""
+        for write in self._writes:
+            write(connection)
+        self._writes.clear()
 
     def _members(self, ids: list[str]) -> dict[str, list[str]]:
         members: dict[str, list[str]] = {playbook_id: [] for playbook_id in ids}
@@ -51,28 +63,35 @@ class SqlPlaybookRepository:
         found = self._from_rows(list(rows))
         return found[0] if found else None
 
-    def _write_members(self, playbook: Playbook) -> None:
-        self.connection.execute(sa.delete(playbook_members).where(playbook_members.c.playbook_id == playbook.id))
+    @staticmethod
+    def _write_members(connection: sa.Connection, playbook: Playbook) -> None:
+        connection.execute(sa.delete(playbook_members).where(playbook_members.c.playbook_id == playbook.id))
         if playbook.member_ids:
-            self.connection.execute(sa.insert(playbook_members), [
+            connection.execute(sa.insert(playbook_members), [
                 {"playbook_id": playbook.id, "user_id": user_id} for user_id in playbook.member_ids])
 
     def add(self, playbook: Playbook) -> None:
-        """Insert a new playbook and its members."""
-        self.connection.execute(sa.insert(playbooks).values(**_row_values(playbook)))
-        self._write_members(playbook)
+        """Insert a new playbook and its members at commit."""
+        def write(connection: sa.Connection) -> None:
+            connection.execute(sa.insert(playbooks).values(**_row_values(playbook)))
+            self._write_members(connection, playbook)
+        self._writes.append(write)
 
     def save(self, playbook: Playbook) -> None:
-        """Write a changed playbook and replace its members."""
-        self.connection.execute(sa.update(playbooks).where(playbooks.c.id == playbook.id)
-                                .values(**_row_values(playbook)))
-        self._write_members(playbook)
+        """Write a changed playbook and replace its members at commit."""
+        def write(connection: sa.Connection) -> None:
+            connection.execute(sa.update(playbooks).where(playbooks.c.id == playbook.id)
+                               .values(**_row_values(playbook)))
+            self._write_members(connection, playbook)
+        self._writes.append(write)
 
     def delete(self, playbook_id: str) -> None:
-        """Remove a playbook and its members (incidents started from it keep their copies)."""
-        # Explicit, because SQLite enforces no foreign keys unless asked to.
-        self.connection.execute(sa.delete(playbook_members).where(playbook_members.c.playbook_id == playbook_id))
-        self.connection.execute(sa.delete(playbooks).where(playbooks.c.id == playbook_id))
+        """Remove a playbook and its members at commit (incidents started from it keep their copies)."""
+        def write(connection: sa.Connection) -> None:
+            # Explicit, because SQLite enforces no foreign keys unless asked to.
+            connection.execute(sa.delete(playbook_members).where(playbook_members.c.playbook_id == playbook_id))
+            connection.execute(sa.delete(playbooks).where(playbooks.c.id == playbook_id))
+        self._writes.append(write)
 
     def list(self, query: PlaybookFilter) -> tuple[int, list[Playbook]]:
         """One page of a team's playbooks (only those member_id belongs to, when given) and the total."""

@@ -1,13 +1,13 @@
 """Setting values saved at run time (through the API or the CLI), and the settings state row."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from plugin.store import driver
 from plugin.store.tables import plugin_settings, settings_state, telemetry_counters, telemetry_outbox
 
 STATE_ID = 1
@@ -35,14 +35,13 @@ def read_state(connection: sa.Connection, *, lock: bool = False) -> SettingsStat
     return INITIAL_STATE if row is None else SettingsState(int(row[0]), bool(row[1]), int(row[2]))
 
 
-# Read before every request: on the driver's cursor, a round trip and little else.
-_READ_VERSION = "SELECT version FROM settings_state WHERE id = 1"
+_READ_VERSION = sa.select(settings_state.c.version).where(settings_state.c.id == STATE_ID)
 
 
 def read_version(connection: sa.Connection) -> int:
     """The settings version (the initial one without the row)."""
-    rows = driver.execute_sql(connection, _READ_VERSION).fetchall()
-    return int(rows[0][0]) if rows else INITIAL_STATE.version
+    version = connection.execute(_READ_VERSION).scalar_one_or_none()
+    return INITIAL_STATE.version if version is None else int(version)
 
 
 def _insert(connection: sa.Connection) -> Any:
@@ -52,8 +51,12 @@ def _insert(connection: sa.Connection) -> Any:
 class SqlSavedSettings:
     """Reads and writes saved setting values within the unit of work's transaction."""
 
-    def __init__(self, connection: sa.Connection):
-        self.connection = connection
+    def __init__(self, connection: Callable[[], sa.Connection]):
+        self._connection = connection
+
+    @property
+    def connection(self) -> sa.Connection:
+        return self._connection()
 
     def all(self) -> dict[str, Any]:
         """Every saved value, by key."""

@@ -1,50 +1,48 @@
-"""Telemetry: the port the service records business events through.
+"""Telemetry: the port that turns the service's domain events into outbox rows.
 
-The service calls the port inside the mutation's unit of work, so an
-implementation can store the event in the same transaction (an outbox) and
-nothing is recorded for a request that fails or changes nothing.
+The unit of work asks the port, at commit, for the row of each telemetry event it
+collected and stores the rows in the commit's own transaction, so nothing is
+recorded for a request that fails or changes nothing.
 
 The package: ``catalogue`` (event names, actions, allowed keys and value kinds:
 the allow-list and the source of ``docs/telemetry.md``), ``outbox`` (the table the
-events wait in), ``recorder.OutboxTelemetry`` (this port over the outbox, with the
-switches), ``dispatcher`` (the background sender using rudder-sdk-python) and
-``docs`` (the collected-data page). Submodules are imported by the composition
-root only, so the service depends on nothing but this port.
+events wait in), ``recorder.OutboxTelemetry`` (this port, with the switches),
+``dispatcher`` (the background sender) and ``docs`` (the collected-data page).
+Submodules are imported by the composition root only.
 """
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from plugin.model import Incident
+from plugin.events import TelemetryEvent
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """An event as the outbox stores it: catalogue name, checked properties, and the bound on waiting events."""
+
+    event: str
+    properties: dict[str, Any]
+    recorded_at: int
+    max_events: int
+    message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 class Telemetry(Protocol):
-    """Records one event per successful business mutation.
+    """Turns a domain event into the outbox row that records it.
 
-    ``uow`` is the open unit of work of the mutation; ``extra`` holds the
-    action-specific properties (``Public``, ``NewState``, ``WasCommander``,
-    ``WasAssignee``). Implementations must never raise into the caller for a
-    property they refuse: they drop it and log the refusal.
+    Error contract: never raises for an event it refuses (a property outside the
+    catalogue): it logs the refusal and answers None, as it does while telemetry is off.
     """
 
-    def track_incident(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
-        """An incident was created, ended, restarted, or changed commander or stage."""
-
-    def track_task(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
-        """A task of an incident was added, removed, renamed, moved, re-stated or re-assigned."""
-
-    def track_playbook(self, uow: Any, action: str, playbook: Any, user_id: str) -> None:
-        """A playbook was created, updated or deleted (ids and counts only)."""
+    def row(self, event: TelemetryEvent) -> OutboxRow | None:
+        """The outbox row for event, or None when nothing is to be recorded."""
 
 
 class NoopTelemetry:
     """Records nothing: the default when telemetry is not configured."""
 
-    def track_incident(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
-        return None
-
-    def track_task(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
-        return None
-
-    def track_playbook(self, uow: Any, action: str, playbook: Any, user_id: str) -> None:
+    def row(self, event: TelemetryEvent) -> OutboxRow | None:
         return None

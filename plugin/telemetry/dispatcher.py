@@ -7,16 +7,17 @@ posts one HTTP request per event, a few hundred events a second at best. Here th
 outbox is the queue and the SDK does the rest: its ``Client`` (with ``send=False``:
 no thread, no queue, no request) defines each message (the outbox id as
 ``messageId``, the diagnostic id as ``userId``, no ``anonymousId``, ``context.ip``
-0.0.0.0), and its ``request.post`` sends each claimed batch as one gzipped
-``/v1/batch`` request, bounded by a timeout and never retried inside the SDK.
+0.0.0.0). Each claimed batch goes out as one gzipped ``/v1/batch`` request, in
+the body, headers and authentication the SDK's ``request.post`` uses, sent with
+httpx: ``request.post`` raises an error that keeps the status but not the
+``Retry-After`` header, and the SDK offers no public way to see the response.
 Events are marked delivered only when the data plane answered 200.
 
 A message whose properties are all strings, whole numbers and booleans (what the
 catalogue lets in) is built by ``RudderSender.message`` itself, in the SDK's own
 shape and with its library constants: ``Client.track`` copies and type-checks every
 value and serializes every message once more to check a 4 MB limit that a
-catalogued event (under 1 KB) cannot reach, which was nearly half of the sending
-thread's CPU. tests/telemetry/test_sender.py checks, for every catalogued event,
+catalogued event (under 1 KB) cannot reach. tests/telemetry/test_sender.py checks, for every catalogued event,
 that both build the same message; anything else goes through ``Client.track``.
 
 Faults: a 429 waits for its ``Retry-After`` (bounded); 5xx, other statuses and
@@ -37,6 +38,8 @@ from __future__ import annotations
 
 import atexit
 import email.utils
+import gzip
+import json
 import logging
 import os
 import random
@@ -48,6 +51,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from plugin.lockfile import LockFile
 from plugin.telemetry.outbox import Outbox, OutboxEvent
@@ -104,36 +109,26 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-_LAST_RESPONSE = threading.local()
-
-
-def _remember_response(response: Any, *_args: Any, **_kwargs: Any) -> None:
-    # The SDK's APIError keeps the status but drops the headers; this hook (observing
-    # only, on the SDK's own session) keeps this thread's last status and Retry-After.
-    _LAST_RESPONSE.status = response.status_code
-    _LAST_RESPONSE.retry_after = response.headers.get("Retry-After")
-
-
 class RudderSender:
-    """Builds messages with the real ``rudder-sdk-python`` client and posts batches with its ``request.post``."""
+    """Builds messages with the real ``rudder-sdk-python`` client and posts batches as its ``request.post`` does."""
 
     def __init__(self, destination: Destination, timeout: float = SEND_TIMEOUT):
         # Imported here, not at module import: the SDK loads .env files when imported,
         # and a host given explicitly below means a .env can never redirect events.
-        from rudderstack.analytics import request
         from rudderstack.analytics.client import CHANNEL, Client
+        from rudderstack.analytics.request import DatetimeSerializer
         from rudderstack.analytics.version import VERSION
 
         self.destination = destination
         self.timeout = timeout
-        self._post = request.post
-        hooks = request._session.hooks.setdefault("response", [])
-        if _remember_response not in hooks:
-            hooks.append(_remember_response)
         # send=False: the client only builds and checks messages; sync_mode: it starts no thread.
         self.client = Client(destination.write_key, host=destination.data_plane_url, send=False, sync_mode=True,
                              gzip=True, timeout=timeout, max_queue_size=1)
-        self._version, self._channel = VERSION, CHANNEL
+        self._version, self._channel, self._encoder = VERSION, CHANNEL, DatetimeSerializer
+        self._url = destination.data_plane_url.rstrip("/") + "/v1/batch"
+        self._http = httpx.Client(timeout=timeout, auth=(destination.write_key, ""), headers={
+            "Content-Type": "application/json", "Content-Encoding": "gzip",
+            "User-Agent": f"analytics-python/{VERSION}"})
 
     def message(self, event: OutboxEvent) -> dict[str, Any]:
         """The message for an event, exactly as the SDK would send it (raises when the SDK refuses it)."""
@@ -155,17 +150,20 @@ class RudderSender:
 
     def send_batch(self, messages: list[dict[str, Any]]) -> None:
         """Post the messages as one gzipped /v1/batch request; raise DeliveryError unless the answer was 200."""
-        _LAST_RESPONSE.status = None
-        _LAST_RESPONSE.retry_after = None
+        body = {"batch": messages, "sentAt": datetime.now(timezone.utc).isoformat()}
+        data = gzip.compress(json.dumps(body, cls=self._encoder).encode())
         try:
-            self._post(self.destination.write_key, host=self.destination.data_plane_url, gzip=True,
-                       timeout=self.timeout, batch=messages)
-        except Exception as exc:  # noqa: BLE001 - any failure means: not delivered
-            status = getattr(exc, "status", None) or getattr(_LAST_RESPONSE, "status", None)
-            if status == 200:
-                status = None
-            raise DeliveryError(status, parse_retry_after(getattr(_LAST_RESPONSE, "retry_after", None))
-                                if status == 429 else None, type(exc).__name__) from exc
+            response = self._http.post(self._url, content=data)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(None, None, type(exc).__name__) from exc
+        if response.status_code != 200:
+            retry_after = (parse_retry_after(response.headers.get("Retry-After"))
+                           if response.status_code == 429 else None)
+            raise DeliveryError(response.status_code, retry_after, f"HTTP {response.status_code}")
+
+    def close(self) -> None:
+        """Close the HTTP connections this sender keeps."""
+        self._http.close()
 
 
 def describe_error(error: BaseException) -> str:
@@ -318,7 +316,9 @@ class Dispatcher:
 
     def _sender_for(self, destination: Destination) -> Any:
         if self._sender is None or self._sender.destination != destination:
-            self._sender = self.sender_factory(destination)
+            old, self._sender = self._sender, self.sender_factory(destination)
+            if old is not None and hasattr(old, "close"):
+                old.close()
         return self._sender
 
     def cycle(self) -> float:

@@ -90,17 +90,17 @@ wait for one another.
 ## Delivery and audit
 
 Events are written to an outbox table in the same database transaction as the change
-(on PostgreSQL, in the very statement that writes the change, and only if that
-statement's update found the incident still at the version the change was made
-from: a change that lost a race to another records nothing and is made again), so
-every committed change has exactly one event and a change that was not committed
-has none. They are then sent in the background with the outbox id as RudderStack `messageId`, so a retry
-after an outage or a crash is de-duplicated by the data plane. Waiting events go out in
-batches of up to 500, each one gzipped `POST /v1/batch` request, and leave the outbox
-only when the data plane answered 200. One worker process of a server sends at a
+(a change that lost a race to another records nothing and is made again), so every
+committed change has exactly one event and a change that was not committed has none.
+They are then sent in the background with the outbox id as RudderStack `messageId`, so a retry
+after an outage or a crash is de-duplicated by the data plane. Each message is built by
+rudder-sdk-python's client; waiting events go out in batches of up to 500, each one
+gzipped `POST /v1/batch` request in the SDK's format, sent with httpx so that a 429's
+`Retry-After` header can be read (the SDK's own sender keeps only the status). They
+leave the outbox only when the data plane answered 200. One worker process of a server sends at a
 time, so batches carry the whole server's events. A data plane outage never slows a
 request; at most `TelemetryOutboxMaxEvents` events wait (older ones are dropped and
-counted; after the setting is lowered, within seconds).
+counted; after the setting is lowered, from the next event).
 
 When the data plane answers 429 the next attempt waits for its `Retry-After` (at most
 five minutes); on 5xx or when it cannot be reached, attempts back off exponentially (at

@@ -16,20 +16,16 @@ in ``telemetry_audit``: one row per batch with its newest messages.
 """
 from __future__ import annotations
 
-import functools
 import json
 import secrets
-import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from plugin.model import now_ms
-from plugin.store import Database, driver
+from plugin.store import Database
+from plugin.store.outbox import bump_counter, put_kv
 from plugin.store.saved_settings import SettingsState, read_state
 from plugin.store.tables import plugin_kv, telemetry_audit, telemetry_counters, telemetry_leases, telemetry_outbox
 
@@ -55,89 +51,6 @@ class OutboxEvent:
     recorded_at: int
 
 
-def _upserts(table: sa.Table, key: str, update: dict[str, Any]) -> dict[str, driver.Statement]:
-    """An insert-or-update of one row of table by its key, compiled once per dialect."""
-    def build(insert: Any) -> driver.Statement:
-        statement = insert(table)
-        return driver.Statement(statement.on_conflict_do_update(
-            index_elements=[key], set_={name: value(statement.excluded) for name, value in update.items()}),
-            [column.key for column in table.columns])
-    return {"sqlite": build(sqlite_insert), "postgresql": build(postgresql_insert)}
-
-
-# Writes of the dispatcher's transactions, which on SQLite hold every writer up:
-# prepared once rather than built and compiled by SQLAlchemy per batch.
-_BUMP_COUNTER = _upserts(telemetry_counters, "name",
-                         {"value": lambda excluded: telemetry_counters.c.value + excluded.value})
-_PUT_KV = _upserts(plugin_kv, "key", {"value": lambda excluded: excluded.value})
-# The events a batch is done with, in one parameter (an IN list of 500 values is
-# rendered, sent and parsed anew for every batch).
-_DELETE_DONE = {
-    "sqlite": "DELETE FROM telemetry_outbox WHERE seq IN (SELECT value FROM json_each(?)) RETURNING seq",
-    "postgresql": "DELETE FROM telemetry_outbox WHERE seq = ANY(%s) RETURNING seq",
-}
-
-
-def bump_counter(connection: sa.Connection, name: str, by: int) -> None:
-    """Add by to a counter, creating it at by (inside the connection's transaction)."""
-    if by:
-        driver.execute(connection, _BUMP_COUNTER[connection.dialect.name], {"name": name, "value": by})
-
-
-def put_kv(connection: sa.Connection, key: str, value: str) -> None:
-    """Set one plugin_kv value (inside the connection's transaction)."""
-    driver.execute(connection, _PUT_KV[connection.dialect.name], {"key": key, "value": value})
-
-
-_COLUMNS = "message_id, event, properties, recorded_at, epoch"
-# The database's telemetry switch, read by the very statement that stores an event:
-# the event is stored only while the switch is on, with the switch's epoch (a
-# missing state row is the initial state: on, epoch 0).
-_SWITCH = ("FROM (SELECT 1 AS one) AS one LEFT JOIN settings_state AS switch ON switch.id = 1 "
-           "WHERE coalesce(switch.telemetry_on, {true})")
-_EPOCH = "coalesce(switch.telemetry_epoch, 0)"
-# The mutation's hot path writes its event with one prepared statement on the driver's
-# connection: SQLAlchemy's compile-cache lookup, execution context and JSON type
-# processing cost more than the INSERT itself (about 0.15 ms of a 1.8 ms create).
-# The bound is kept in the same breath: events more than max_events inserts older
-# than this one are dropped (a primary-key range, usually empty).
-_SQLITE_INSERT = f"INSERT INTO telemetry_outbox ({_COLUMNS}) SELECT ?, ?, ?, ?, {_EPOCH} {_SWITCH.format(true=1)}"
-_SQLITE_BOUND = "DELETE FROM telemetry_outbox WHERE seq < ?"
-
-
-@functools.lru_cache(maxsize=None)
-def _postgres_record(bound: str, guard: str | None = None) -> tuple[tuple[tuple[str, str], ...], str]:
-    """The insert, the drop of events past the bound and its count, as data-modifying statements.
-
-    They form one ``driver.Write`` (ctes and main statement) that needs no answer, so
-    it runs at commit, joined with the mutation's other writes (``write_at_commit``).
-    The DELETE cannot see the row being inserted, which is never older than itself.
-    The event is inserted only while the database's telemetry switch is on; when it
-    is off the bound is NULL and nothing is dropped or counted. With guard (the name of a statement of the same WITH), the event is inserted only
-    when that statement returned a row; when it did not, the bound is NULL and nothing
-    is dropped or counted. Built once per bound and guard.
-    """
-    insert = (f"INSERT INTO telemetry_outbox ({_COLUMNS}) SELECT %s::varchar, %s::varchar, %s::json, %s::bigint, "
-              f"{_EPOCH} {_SWITCH.format(true='true')}"
-              + ("" if guard is None else f" AND EXISTS (SELECT 1 FROM {guard})") + " RETURNING seq")
-    return ((("outbox_new", insert),
-             ("outbox_gone", f"DELETE FROM telemetry_outbox WHERE {bound} RETURNING 1")),
-            "INSERT INTO telemetry_counters (name, value) SELECT 'dropped', count(*) FROM outbox_gone "
-            "HAVING count(*) > 0 ON CONFLICT (name) DO UPDATE SET value = telemetry_counters.value + EXCLUDED.value")
-
-
-# PostgreSQL, usually: drop the one event exactly max_events inserts older, by primary
-# key. A range (``seq < new - max_events + 1``) is planned as a scan of the whole
-# table, dead rows of delivered events included, in every mutation: a tenth of a
-# create's database time with the data plane up, more with a full outbox.
-_POINT_BOUND = "seq = (SELECT seq FROM outbox_new) - %s"
-# Now and then the range, for what the point misses: the event behind a sequence
-# number that a rolled-back transaction used, and older events after the bound was
-# lowered.
-_RANGE_BOUND = "seq < (SELECT seq FROM outbox_new) - %s + 1"
-SWEEP_EVERY_SECONDS = 10.0
-
-
 # Claims of one PostgreSQL database take turns on this transaction-scoped advisory lock.
 _CLAIM_LOCK = 0x1C1D_0757
 # The audit rows of a state that hold none of its newest KEEP_SENT messages: those
@@ -146,15 +59,14 @@ _NEWER_MESSAGES = (sa.func.sum(telemetry_audit.c.count).over(order_by=telemetry_
                    - telemetry_audit.c.count).label("newer")
 _RANKED_AUDIT = (sa.select(telemetry_audit.c.seq, _NEWER_MESSAGES)
                  .where(telemetry_audit.c.state == sa.bindparam("state")).subquery())
-_PRUNE_AUDIT = driver.Statement(sa.delete(telemetry_audit).where(
+_PRUNE_AUDIT = sa.delete(telemetry_audit).where(
     telemetry_audit.c.state == sa.bindparam("state"),
-    telemetry_audit.c.seq.in_(sa.select(_RANKED_AUDIT.c.seq).where(_RANKED_AUDIT.c.newer >= sa.bindparam("keep")))))
-# The contents of a claimed range, read after the claim has committed (JSON decoded).
-_CLAIMED = driver.Statement(
-    sa.select(telemetry_outbox.c.seq, telemetry_outbox.c.message_id, telemetry_outbox.c.event,
-              telemetry_outbox.c.properties, telemetry_outbox.c.recorded_at)
-    .where(telemetry_outbox.c.seq.between(sa.bindparam("first"), sa.bindparam("last")))
-    .order_by(telemetry_outbox.c.seq))
+    telemetry_audit.c.seq.in_(sa.select(_RANKED_AUDIT.c.seq).where(_RANKED_AUDIT.c.newer >= sa.bindparam("keep"))))
+# The contents of a claimed range.
+_CLAIMED = (sa.select(telemetry_outbox.c.seq, telemetry_outbox.c.message_id, telemetry_outbox.c.event,
+                      telemetry_outbox.c.properties, telemetry_outbox.c.recorded_at)
+            .where(telemetry_outbox.c.seq.between(sa.bindparam("first"), sa.bindparam("last")))
+            .order_by(telemetry_outbox.c.seq))
 
 
 def _uncovered(now: Any) -> Any:
@@ -164,15 +76,14 @@ def _uncovered(now: Any) -> Any:
                               telemetry_outbox.c.seq.between(leases.c.first_seq, leases.c.last_seq))
 
 
-def _choose(columns: Any) -> driver.Statement:
-    return driver.Statement(sa.select(*columns).where(_uncovered(sa.bindparam("now")),
-                                                      telemetry_outbox.c.epoch == sa.bindparam("epoch"))
-                            .order_by(telemetry_outbox.c.seq).limit(sa.bindparam("limit")))
+def _choose(*columns: Any) -> sa.Select[Any]:
+    return (sa.select(*columns).where(_uncovered(sa.bindparam("now")), telemetry_outbox.c.epoch == sa.bindparam("epoch"))
+            .order_by(telemetry_outbox.c.seq).limit(sa.bindparam("limit")))
 
 
 # The events a claim takes: the oldest no live lease covers. PostgreSQL reads their
 # contents with the claim; SQLite only their numbers (see ``Outbox.claim``).
-_CHOOSE = {"postgresql": _choose(_CLAIMED.statement.selected_columns), "sqlite": _choose([telemetry_outbox.c.seq])}
+_CHOOSE = {"postgresql": _choose(*_CLAIMED.selected_columns), "sqlite": _choose(telemetry_outbox.c.seq)}
 
 
 @dataclass(frozen=True)
@@ -201,51 +112,9 @@ class _Done:
 class Outbox:
     """SQL operations on the outbox of one database."""
 
-    def __init__(self, db: Database, clock: Any = now_ms, sweep_every: float = SWEEP_EVERY_SECONDS):
+    def __init__(self, db: Database, clock: Any = now_ms):
         self.db = db
         self.clock = clock
-        self.sweep_every = sweep_every
-        self._next_sweep = 0.0  # time.monotonic() of the next full bound on PostgreSQL
-
-    # ----- inside the mutation's transaction ----------------------------------------
-    def record(self, uow: Any, event: str, properties: dict[str, Any], recorded_at: int, max_events: int) -> str:
-        """Insert one event in the unit of work's transaction; keep at most max_events waiting.
-
-        The bound is kept by sequence number, not by counting the backlog (a count
-        grows with the backlog and ran in every mutation's transaction): events
-        more than max_events inserts older than this one are dropped. Only the
-        newest max_events can be newer, so no more than that wait. On PostgreSQL
-        an insert drops the one event exactly max_events older, and the whole range
-        at most every ``sweep_every`` seconds per process, so more may wait for
-        those seconds after the bound was lowered or a transaction rolled back.
-        """
-        message_id = str(uuid.uuid4())
-        document = json.dumps(properties)
-        if uow.connection.dialect.name == "postgresql":
-            bound = _POINT_BOUND
-            if time.monotonic() >= self._next_sweep:
-                self._next_sweep = time.monotonic() + self.sweep_every
-                bound = _RANGE_BOUND
-            ctes, sql = _postgres_record(bound)
-            parameters = (message_id, event, document, recorded_at, max_events)
-
-            def guarded(guard: str) -> driver.Write:
-                guarded_ctes, guarded_sql = _postgres_record(bound, guard)
-                return driver.Write(guarded_sql, parameters, guarded_ctes)
-
-            uow.write_at_commit(driver.Write(sql, parameters, ctes, guarded=guarded))
-            return message_id
-
-        def write(connection: sa.Connection) -> None:
-            inserted = driver.execute_sql(connection, _SQLITE_INSERT, (message_id, event, document, recorded_at))
-            if inserted.rowcount != 1:
-                return  # the database's switch is off
-            dropped = driver.execute_sql(connection, _SQLITE_BOUND, (inserted.lastrowid - max_events + 1,)).rowcount
-            if dropped:
-                bump_counter(connection, "dropped", dropped)
-
-        uow.write_at_commit(write)
-        return message_id
 
     # ----- the dispatcher -------------------------------------------------------------
     def claim(self, limit: int, lease_ms: int, *, look_first: bool = True,
@@ -291,8 +160,7 @@ class Outbox:
             if version is not None and state.version != version:
                 return token, []
             connection.execute(sa.delete(leases).where(leases.c.until < now))
-            rows = choose.rows(driver.execute(connection, choose, {"now": now, "limit": limit,
-                                                                   "epoch": state.telemetry_epoch}).fetchall())
+            rows = connection.execute(choose, {"now": now, "limit": limit, "epoch": state.telemetry_epoch}).all()
             if rows:
                 # One row for the whole batch: the events themselves are not written.
                 connection.execute(sa.insert(leases).values(token=token, first_seq=rows[0].seq,
@@ -300,9 +168,9 @@ class Outbox:
         if not postgres and rows:
             claimed = {row.seq for row in rows}
             with self.db.read_engine.connect() as connection:
-                found = driver.execute(connection, _CLAIMED, {"first": rows[0].seq, "last": rows[-1].seq}).fetchall()
+                found = connection.execute(_CLAIMED, {"first": rows[0].seq, "last": rows[-1].seq}).all()
             # The range may hold events the claim did not take (another lease's): not ours to send.
-            rows = [row for row in _CLAIMED.rows(found) if row.seq in claimed]
+            rows = [row for row in found if row.seq in claimed]
         return token, [OutboxEvent(row.seq, row.message_id, row.event, dict(row.properties), row.recorded_at)
                        for row in rows]
 
@@ -352,9 +220,8 @@ class Outbox:
         if not done.events:
             return 0
         seqs = [seq for seq, _ in done.events]
-        dialect = connection.dialect.name
-        gone = {row[0] for row in driver.execute_sql(
-            connection, _DELETE_DONE[dialect], (json.dumps(seqs) if dialect == "sqlite" else seqs,)).fetchall()}
+        gone = set(connection.execute(sa.delete(telemetry_outbox).where(telemetry_outbox.c.seq.in_(seqs))
+                                      .returning(telemetry_outbox.c.seq)).scalars())
         if not gone:
             return 0
         now = self.clock()
@@ -364,7 +231,7 @@ class Outbox:
         bump_counter(connection, done.state, len(gone))
         if done.state == SENT:
             put_kv(connection, LAST_SUCCESS_KEY, str(now))
-        driver.execute(connection, _PRUNE_AUDIT, {"state": done.state, "keep": KEEP_SENT})
+        connection.execute(_PRUNE_AUDIT, {"state": done.state, "keep": KEEP_SENT})
         return len(gone)
 
     def release(self, token: str) -> None:

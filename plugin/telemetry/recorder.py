@@ -22,14 +22,19 @@ from typing import Any
 
 import plugin
 from plugin.chat import ChatHost
-from plugin.model import Incident, now_ms
+from plugin.events import IncidentEvent, PlaybookEvent, TaskEvent, TelemetryEvent
+from plugin.model import Incident, Playbook, now_ms
 from plugin.settings import DIAGNOSTICS_OFF, LiveSettings, Settings
 from plugin.store import Database
 from plugin.telemetry.catalogue import Refused, allowed_properties
 from plugin.telemetry.dispatcher import Destination, Dispatcher
+from plugin.telemetry import OutboxRow
 from plugin.telemetry.outbox import REJECTED, Outbox
 
 log = logging.getLogger(__name__)
+
+# The catalogue's name of each kind of event.
+EVENT_NAMES: dict[type, str] = {IncidentEvent: "incident", TaskEvent: "tasks", PlaybookEvent: "playbook"}
 
 
 @dataclass(frozen=True)
@@ -57,14 +62,12 @@ def incident_metadata(incident: Incident, user_id: str) -> dict[str, Any]:
     }
 
 
-def playbook_metadata(playbook: Any, user_id: str) -> dict[str, Any]:
-    """The catalogued metadata of a playbook (anything with id, team_id, checklists, ...)."""
-    checklists = list(getattr(playbook, "checklists", None) or [])
+def playbook_metadata(playbook: Playbook, user_id: str) -> dict[str, Any]:
+    """The catalogued metadata of a playbook (ids and counts: never its texts)."""
     return {
-        "PlaybookID": playbook.id, "TeamID": playbook.team_id, "NumChecklists": len(checklists),
-        "TotalChecklistItems": sum(len(getattr(checklist, "items", None) or []) for checklist in checklists),
-        "IsPublic": bool(getattr(playbook, "create_public_incident", False)),
-        "NumMembers": len(list(getattr(playbook, "member_ids", None) or [])), "UserActualID": user_id,
+        "PlaybookID": playbook.id, "TeamID": playbook.team_id, "NumChecklists": playbook.num_stages,
+        "TotalChecklistItems": playbook.num_tasks, "IsPublic": playbook.create_public_incident,
+        "NumMembers": len(playbook.member_ids), "UserActualID": user_id,
     }
 
 
@@ -129,34 +132,27 @@ class OutboxTelemetry:
         return self.dispatcher.stop(timeout)
 
     # ----- the port -------------------------------------------------------------------
-    def track_incident(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
-        """Record an ``incident`` event in the mutation's transaction."""
-        self._record(uow, "incident", action, {**incident_metadata(incident, user_id), **extra})
-
-    def track_task(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
-        """Record a ``tasks`` event in the mutation's transaction."""
-        self._record(uow, "tasks", action, {**incident_metadata(incident, user_id), **extra})
-
-    def track_playbook(self, uow: Any, action: str, playbook: Any, user_id: str) -> None:
-        """Record a ``playbook`` event in the mutation's transaction."""
-        self._record(uow, "playbook", action, playbook_metadata(playbook, user_id))
-
-    def _record(self, uow: Any, event: str, action: str, values: dict[str, Any]) -> None:
+    def row(self, event: TelemetryEvent) -> OutboxRow | None:
+        """The outbox row of a catalogued event while every switch is on, else None."""
         switches = self.switches()
         if not switches.enabled:
-            return
+            return None
+        if isinstance(event, PlaybookEvent):
+            values = playbook_metadata(event.playbook, event.user_id)
+        else:
+            values = {**incident_metadata(event.incident, event.user_id), **event.properties}
         recorded_at = self.clock()
         values.update(diagnosticID=switches.diagnostic_id, serverVersion=switches.server_version,
                       pluginVersion=plugin.__version__, eventTimeStamp=recorded_at)
+        name = EVENT_NAMES[type(event)]
         try:
-            properties = allowed_properties(event, action, values)
+            properties = allowed_properties(name, event.action, values)
         except Refused as exc:
             log.warning("telemetry: refused an event: %s", exc)
-            return
-        max_events = int(self.settings.current.get("TelemetryOutboxMaxEvents") or 10000)
-        self.outbox.record(uow, event, properties, recorded_at, max_events)
-        # No nudge: the row is not committed yet; the next poll takes it.
+            return None
+        # The dispatcher's next poll takes the row once it is committed.
         self.dispatcher.start()
+        return OutboxRow(name, properties, recorded_at, int(self.settings.current.get("TelemetryOutboxMaxEvents") or 10000))
 
     # ----- what admins see ------------------------------------------------------------
     def report(self, limit: int = 20) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from plugin.app import create_app
+from plugin.events import IncidentEvent, PlaybookEvent, TaskEvent, TelemetryEvent
 from tests.api.helpers import start
 from tests.conftest import ADMIN, ALICE, BOB, CAROL, as_user, uid
 
@@ -65,14 +66,9 @@ class Recording:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, dict[str, Any]]] = []
 
-    def track_incident(self, uow: Any, action: str, incident: Any, user_id: str, **extra: Any) -> None:
-        self.events.append(("incident", action, extra))
-
-    def track_task(self, uow: Any, action: str, incident: Any, user_id: str, **extra: Any) -> None:
-        self.events.append(("tasks", action, extra))
-
-    def track_playbook(self, uow: Any, action: str, playbook: Any, user_id: str) -> None:
-        self.events.append(("playbook", action, {}))
+    def row(self, event: TelemetryEvent) -> None:
+        name = {IncidentEvent: "incident", TaskEvent: "tasks", PlaybookEvent: "playbook"}[type(event)]
+        self.events.append((name, event.action, getattr(event, "properties", {})))
 
 
 def test_adding_members_records_one_event_with_the_count_only(settings):

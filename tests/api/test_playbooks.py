@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from plugin.events import PlaybookEvent, TelemetryEvent
 from tests.api.helpers import TWO_STAGES, start
 from tests.conftest import ADMIN, ALICE, BOB, CAROL, OTHER_TEAM, TEAM, as_user, uid
 
@@ -23,14 +24,10 @@ class RecordingTelemetry:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str, int, int]] = []
 
-    def track_incident(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def track_task(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def track_playbook(self, uow: Any, action: str, playbook: Any, user_id: str) -> None:
-        self.events.append((action, playbook.id, user_id, playbook.num_stages, playbook.num_tasks))
+    def row(self, event: TelemetryEvent) -> None:
+        if isinstance(event, PlaybookEvent):
+            playbook = event.playbook
+            self.events.append((event.action, playbook.id, event.user_id, playbook.num_stages, playbook.num_tasks))
 
 
 def test_create_playbook_returns_201_with_location_and_makes_the_creator_a_member(client):

@@ -1,9 +1,9 @@
-"""In-memory fakes of the service's ports: a unit of work with its repositories, a chat host, telemetry.
+"""In-memory fakes of the service's ports: a unit of work with its repositories, and a chat host.
 
 They keep the contracts the service relies on and nothing more: a unit of work
 commits all of its writes or none; an incident saved at a version that moved on
-fails the commit with ConcurrentUpdate; events recorded in a unit of work count
-only once it has committed. Playbooks are not faked (the playbook use cases run
+fails the commit with ConcurrentUpdate; events added to a unit of work count
+only once it has committed, and its posts are handed back to be sent. Playbooks are not faked (the playbook use cases run
 against the real stores in tests/api/).
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plugin.errors import ConcurrentUpdate
-from plugin.model import Incident, IncidentFilter, IncidentHead
+from plugin.events import Announcement, Event, IncidentEvent, PlaybookEvent, TaskEvent
+from plugin.model import Incident, IncidentFilter
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Memory:
     """What has been committed."""
 
     incidents: dict[str, Incident] = field(default_factory=dict)
+    #: (catalogue name, action, incident id, version committed, the action's properties)
     events: list[tuple[str, str, str, int, dict[str, Any]]] = field(default_factory=list)
     #: Runs just before a commit's version check: a test's way to let another change in first.
     before_commit: Callable[[], None] | None = None
@@ -32,37 +34,21 @@ class FakeIncidents:
 
     def __init__(self, memory: Memory):
         self.memory = memory
-        self.read_at: dict[str, int] = {}
         self.added: list[Incident] = []
         self.saved: list[Incident] = []
 
-    def _copy(self, incident: Incident | None) -> Incident | None:
-        if incident is None:
-            return None
-        self.read_at[incident.id] = incident.version
-        return copy.deepcopy(incident)
-
-    def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
-        return self._copy(self.memory.incidents.get(incident_id))
-
-    def get_head(self, incident_id: str) -> IncidentHead | None:
+    def get(self, incident_id: str) -> Incident | None:
         found = self.memory.incidents.get(incident_id)
-        return None if found is None else IncidentHead(found.id, found.version, found.channel_id, found.team_id,
-                                                        found.public, found.commander_user_id)
-
-    def adopt(self, incident: Incident) -> Incident:
-        self.read_at[incident.id] = incident.version
-        return copy.deepcopy(incident)
+        return None if found is None else copy.deepcopy(found)
 
     def get_by_channel(self, channel_id: str) -> Incident | None:
-        return self._copy(next((i for i in self.memory.incidents.values() if i.channel_id == channel_id), None))
+        return copy.deepcopy(next((i for i in self.memory.incidents.values() if i.channel_id == channel_id), None))
 
     def add(self, incident: Incident) -> None:
-        self.added.append(copy.deepcopy(incident))
+        self.added.append(incident)
 
     def save(self, incident: Incident) -> None:
-        incident.version += 1
-        self.saved.append(copy.deepcopy(incident))
+        self.saved.append(incident)
 
     def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]:
         found = [i for i in self.memory.incidents.values() if not query.team_id or i.team_id == query.team_id]
@@ -71,16 +57,22 @@ class FakeIncidents:
         return len(found), [copy.deepcopy(i) for i in found[start:start + query.per_page]]
 
 
-class FakeUnitOfWork:
-    """One transaction over Memory: nothing is visible until commit, which checks every saved version."""
+_NAMES = {IncidentEvent: "incident", TaskEvent: "tasks", PlaybookEvent: "playbook"}
 
-    def __init__(self, memory: Memory, *, write: bool = True, optimistic: bool = False):
+
+class FakeUnitOfWork:
+    """One transaction over Memory: nothing is visible until commit, which checks every saved version.
+
+    It keeps no chat host's data (``chat`` is None): every post is left for the host.
+    """
+
+    chat = None
+
+    def __init__(self, memory: Memory, *, write: bool = True):
         self.memory = memory
         self.writes = write
-        self.optimistic = optimistic and write
         self.incidents = FakeIncidents(memory)
-        self.events: list[tuple[str, str, str, int, dict[str, Any]]] = []
-        self.committed = False
+        self.events: list[Event] = []
 
     def __enter__(self) -> FakeUnitOfWork:
         return self
@@ -88,32 +80,29 @@ class FakeUnitOfWork:
     def __exit__(self, *exc: Any) -> None:
         return None
 
-    def commit(self) -> None:
+    def add_event(self, event: Event) -> None:
+        self.events.append(event)
+
+    def commit(self) -> list[Announcement]:
         assert self.writes, "a reading unit of work has nothing to commit"
         if self.memory.before_commit is not None:
             hook, self.memory.before_commit = self.memory.before_commit, None
             hook()
         for incident in self.incidents.saved:
-            if self.memory.incidents[incident.id].version != incident.version - 1:
+            if self.memory.incidents[incident.id].version != incident.version:
                 raise ConcurrentUpdate()
+        for incident in self.incidents.saved:
+            incident.version += 1
         for incident in [*self.incidents.added, *self.incidents.saved]:
             self.memory.incidents[incident.id] = copy.deepcopy(incident)
-        self.memory.events.extend(self.events)
-        self.committed = True
-
-
-class FakeTelemetry:
-    """Records each event in the unit of work it is given: kept only if that unit of work commits."""
-
-    def track_incident(self, uow: FakeUnitOfWork, action: str, incident: Incident, user_id: str,
-                       **extra: Any) -> None:
-        uow.events.append(("incident", action, incident.id, incident.version, extra))
-
-    def track_task(self, uow: FakeUnitOfWork, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
-        uow.events.append(("tasks", action, incident.id, incident.version, extra))
-
-    def track_playbook(self, uow: FakeUnitOfWork, action: str, playbook: Any, user_id: str) -> None:
-        uow.events.append(("playbook", action, playbook.id, 0, {}))
+        left = [event for event in self.events if isinstance(event, Announcement)]
+        self.memory.events.extend(
+            (_NAMES[type(event)], event.action, event.incident.id, event.incident.version, dict(event.properties))
+            for event in self.events if isinstance(event, (IncidentEvent, TaskEvent)))
+        self.memory.events.extend(("playbook", event.action, event.playbook.id, 0, {})
+                                  for event in self.events if isinstance(event, PlaybookEvent))
+        self.events = []
+        return left
 
 
 class FakeChatHost:
@@ -141,8 +130,8 @@ class FakeChatHost:
         return frozenset(channel for channel, member in self.members if member == user_id)
 
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool, purpose: str = "",
-                       member_ids: Any = (), uow: Any = None, channel_id: str | None = None) -> str:
-        channel_id = channel_id or f"channel{len(self.channels):019d}"
+                       member_ids: Any = ()) -> str:
+        channel_id = f"channel{len(self.channels):019d}"
         self.channels[channel_id] = slug
         self.members.update((channel_id, member) for member in member_ids)
         return channel_id
@@ -150,7 +139,7 @@ class FakeChatHost:
     def add_channel_member(self, channel_id: str, user_id: str) -> None:
         self.members.add((channel_id, user_id))
 
-    def post(self, channel_id: str, message: str, *, uow: Any = None) -> str:
+    def post(self, channel_id: str, message: str) -> str:
         self.posts.append((channel_id, message))
         return f"post{len(self.posts):022d}"
 

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from plugin.service import NewChecklist, NewIncident
+from plugin.store.outbox import SqlOutboxRepository
 from plugin.store.tables import chat_channel_members, chat_channels, chat_posts, incidents, telemetry_outbox
 from tests.conftest import ALICE, BOB, TEAM
 
@@ -41,18 +42,11 @@ def write_transactions(components):
     sa.event.remove(components.db.write_engine, "begin", count)
 
 
-def test_creating_an_incident_writes_everything_in_one_transaction(components, write_transactions,
-                                                                   driver_statements):
+def test_creating_an_incident_writes_everything_in_one_transaction(components, write_transactions):
     assert components.host.shares_database
     before = _counts(components.db)
     incident = components.service.create_incident(ALICE, _new())
-    if components.db.dialect == "postgresql":
-        # One statement in autocommit, atomic on its own: no BEGIN, no COMMIT.
-        assert len(write_transactions) == 0
-        writes = [sql for sql in driver_statements if not sql.startswith("SELECT")]  # usernames are read
-        assert len(writes) == 1 and writes[0].startswith("WITH "), writes
-    else:
-        assert len(write_transactions) == 1
+    assert len(write_transactions) == 1
     after = _counts(components.db)
     assert {name: after[name] - before[name] for name in after} == {
         "incidents": 1, "chat_channels": 1, "chat_channel_members": 2, "chat_posts": 1,
@@ -61,39 +55,31 @@ def test_creating_an_incident_writes_everything_in_one_transaction(components, w
         f"This incident was started by @{ALICE}; the commander is @{BOB}."]
 
 
-def test_a_failure_after_the_channel_leaves_no_channel_member_or_post(components, monkeypatch):
-    before = _counts(components.db)
-
+def _event_fails_to_be_stored(monkeypatch) -> None:
+    """The outbox's write, the last of a commit, fails after the incident, channel and post were written."""
     def broken(*_args, **_kwargs):
         raise RuntimeError("the event could not be recorded")
 
-    monkeypatch.setattr(components.service.telemetry, "track_incident", broken)
+    monkeypatch.setattr(SqlOutboxRepository, "flush", broken)
+
+
+def test_a_failure_after_the_channel_leaves_no_incident_channel_member_or_post(components, monkeypatch):
+    before = _counts(components.db)
+    _event_fails_to_be_stored(monkeypatch)
     with pytest.raises(RuntimeError):
         components.service.create_incident(ALICE, _new())
     assert _counts(components.db) == before
 
 
-def test_a_stage_change_and_its_post_roll_back_together(components, monkeypatch, write_transactions,
-                                                       driver_statements):
+def test_a_stage_change_and_its_post_roll_back_together(components, monkeypatch, write_transactions):
     incident = components.service.create_incident(ALICE, _new())
     write_transactions.clear()
-    driver_statements.clear()
     moved = components.service.set_active_stage(ALICE, incident.id, 1).incident
-    if components.db.dialect == "postgresql":
-        # Optimistic: the row at the version read, its event and its post in one statement.
-        writes = [sql for sql in driver_statements if not sql.startswith("SELECT")]
-        assert moved.active_stage == 1 and len(write_transactions) == 0
-        assert len(writes) == 1 and writes[0].startswith("WITH guard AS (UPDATE incidents"), writes
-    else:
-        assert moved.active_stage == 1 and len(write_transactions) == 1
+    assert moved.active_stage == 1 and len(write_transactions) == 1
     assert components.host.posts(incident.channel_id)[-1] == (
         f"@{ALICE} changed the active stage from **Triage** to **Fix**.")
     posts = components.host.posts(incident.channel_id)
-
-    def broken(*_args, **_kwargs):
-        raise RuntimeError("the event could not be recorded")
-
-    monkeypatch.setattr(components.service.telemetry, "track_incident", broken)
+    _event_fails_to_be_stored(monkeypatch)
     with pytest.raises(RuntimeError):
         components.service.set_active_stage(ALICE, incident.id, 0)
     assert components.host.posts(incident.channel_id) == posts
@@ -117,22 +103,6 @@ def test_a_taken_channel_name_gets_a_suffix_and_everything_else_is_written_once(
         "incidents": 2, "chat_channels": 2, "chat_channel_members": 4, "chat_posts": 2,
         "telemetry_outbox": 0 if not components.telemetry.switches().enabled else 2}
     assert components.host.posts(second.channel_id) and components.host.posts(third.channel_id)
-
-
-def test_a_create_that_fails_in_its_statement_writes_nothing(components):
-    # Not a taken name: an incident whose channel id exists already (the channel's
-    # primary key) is refused as a whole; the statement's other writes are undone too.
-    first = components.service.create_incident(ALICE, _new("first"))
-    before = _counts(components.db)
-    with pytest.raises(sa.exc.IntegrityError):
-        with components.db.unit_of_work() as uow:
-            components.host.post(first.channel_id, "never", uow=uow)
-            components.host.create_channel(TEAM, "other", "Other", public=True, member_ids=[ALICE, BOB],
-                                           uow=uow, channel_id=first.channel_id)
-            uow.commit()
-    assert _counts(components.db) == before
-    assert components.host.posts(first.channel_id) == [
-        f"This incident was started by @{ALICE}; the commander is @{BOB}."]
 
 
 def test_membership_is_remembered_only_once_it_is_true(components):

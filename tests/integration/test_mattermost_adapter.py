@@ -56,13 +56,6 @@ def test_create_channel_adds_a_suffix_when_mattermost_says_the_name_exists(adapt
     assert channels[second]["name"].startswith("db-down-") and channels[second]["type"] == "O"
 
 
-def test_create_channel_refuses_an_id_chosen_by_the_caller(adapter, fake_mattermost, people):
-    before = dict(fake_mattermost.state.channels)
-    with pytest.raises(ValueError):
-        adapter.create_channel(people["team"], "db-down", "db down", public=False, channel_id="c" * 26)
-    assert fake_mattermost.state.channels == before
-
-
 def test_membership_and_roles_follow_mattermosts_answers(adapter, fake_mattermost, people):
     channel = adapter.create_channel(people["team"], "room", "room", public=False)
     assert not adapter.is_channel_member(channel, people["alice"])

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from plugin.store import Database, migrate
 from plugin.store.migrate import alembic_config, current_revision
+from plugin.telemetry import OutboxRow
 from plugin.telemetry.outbox import REJECTED, Outbox
 from tests.conftest import new_postgres_database
 
@@ -59,7 +60,7 @@ def test_0004_keeps_waiting_events_and_moves_the_newest_sent_messages_to_the_aud
     assert columns == {"seq", "message_id", "event", "properties", "recorded_at", "epoch"}
     # The new shape takes new events beside the ones kept.
     with blank_db.unit_of_work() as uow:
-        outbox.record(uow, "incident", {"n": 3}, 3, 10_000)
+        uow.outbox.add(OutboxRow("incident", {"n": 3}, 3, 10_000))
         uow.commit()
     assert outbox.pending_count() == 4
 
@@ -70,7 +71,7 @@ def test_0004_downgrades_and_upgrades_again(blank_db):
     migrate(blank_db)
     outbox = Outbox(blank_db)
     with blank_db.unit_of_work() as uow:
-        outbox.record(uow, "incident", {"n": 1}, 1, 10_000)
+        uow.outbox.add(OutboxRow("incident", {"n": 1}, 1, 10_000))
         uow.commit()
     command.downgrade(alembic_config(blank_db), "0003")
     with blank_db.read_engine.connect() as connection:

@@ -3,9 +3,8 @@
 Eight threads each apply random mutations to three shared incidents through the
 service. A recording telemetry fake notes, for each committed unit of work,
 the incident's new version, the mutation that produced it and a snapshot of the
-result. Because every mutation either holds the incident's lock or writes only
-if the incident is still at the version it read (the first, optimistic attempt;
-otherwise it is retried under the lock), the accepted
+result. Because every mutation writes only if the incident is still at the
+version it read (otherwise it is made again on a fresh read), the accepted
 mutations of one incident form the sequence of versions 1..N: replaying them
 serially on the starting state must give each snapshot in turn and the stored
 final state. Refused mutations (a task index that no longer exists) and no-ops
@@ -21,15 +20,22 @@ third as many).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import random
 import threading
+from functools import partial
 from typing import Any
+
+import sqlalchemy as sa
 
 from plugin.app import create_app
 from plugin.errors import DomainError
-from plugin.model import ChecklistItem, Incident, ItemState
+from plugin.events import IncidentEvent, TaskEvent, TelemetryEvent
+from plugin.model import ChecklistItem, Incident, ItemState, checklists_from_json, checklists_to_json
 from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
+from plugin.store.tables import telemetry_outbox
+from plugin.telemetry import OutboxRow
 from tests.conftest import ALICE, BOB, CAROL, TEAM, as_user
 
 THREADS = 8
@@ -40,42 +46,43 @@ FIXED_NOW = 1_700_000_000_000
 
 
 class RecordingTelemetry:
-    """Telemetry fake: one record per accepted mutation, taken inside its unit of work.
+    """Telemetry fake whose outbox rows carry the change: the incident after it and the mutation that made it.
 
-    Like the outbox, whose event is written in the mutation's transaction, it keeps
-    a record only once that unit of work has committed: a change whose commit
-    failed (a concurrent change came first: the service retries it) leaves nothing.
+    The rows are stored in the transaction of the change, like every telemetry
+    event: the outbox holds one row per committed change, and none for an attempt
+    whose commit failed (a concurrent change came first: the service made it again).
     """
 
     def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
         self.current = threading.local()
+        self.db: Any = None  # set once the app is built: the records are read from its outbox
+        self._mutations: dict[int, Any] = {}
         self._lock = threading.Lock()
 
-    def _record(self, uow: Any, action: str, incident: Incident) -> None:
-        entry = {"id": incident.id, "version": incident.version, "action": action,
-                 "mutation": self.current.mutation, "after": copy.deepcopy(incident)}
-        if not hasattr(uow, "recorded"):
-            uow.recorded = []
-            commit = uow.commit
+    def row(self, event: TelemetryEvent) -> OutboxRow | None:
+        if not isinstance(event, (IncidentEvent, TaskEvent)) or event.action == "create":
+            return None
+        with self._lock:
+            token = len(self._mutations)
+            self._mutations[token] = getattr(self.current, "mutation", None)
+        incident = event.incident
+        after = {name: getattr(incident, name) for name in SCALARS}
+        after.update(version=incident.version + 1, checklists=checklists_to_json(incident.checklists))
+        return OutboxRow("recorded", {"id": incident.id, "version": after["version"], "action": event.action,
+                                      "mutation": token, "after": after}, 0, 10**9)
 
-            def commit_then_keep() -> None:
-                commit()
-                with self._lock:
-                    self.records.extend(uow.recorded)
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The committed changes, in the order they were stored."""
+        with self.db.read_engine.connect() as connection:
+            rows = connection.execute(sa.select(telemetry_outbox.c.properties).where(
+                telemetry_outbox.c.event == "recorded").order_by(telemetry_outbox.c.seq)).scalars().all()
+        return [{**row, "mutation": self._mutations[row["mutation"]],
+                 "after": Incident(**{**row["after"], "checklists": checklists_from_json(row["after"]["checklists"])})}
+                for row in rows]
 
-            uow.commit = commit_then_keep
-        uow.recorded.append(entry)
 
-    def track_incident(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
-        if action != "create":
-            self._record(uow, action, incident)
-
-    def track_task(self, uow: Any, action: str, incident: Incident, user_id: str, **extra: Any) -> None:
-        self._record(uow, action, incident)
-
-    def track_playbook(self, uow: Any, action: str, playbook: Any, user_id: str) -> None:
-        return None
+SCALARS = [field.name for field in dataclasses.fields(Incident) if field.name != "checklists"]
 
 
 def random_mutation(rng: random.Random) -> tuple:
@@ -200,7 +207,9 @@ def assert_serial_replay(service: IncidentService, telemetry: RecordingTelemetry
 
 def test_concurrent_random_mutations_equal_a_serial_replay_of_the_accepted_ones(components):
     telemetry = RecordingTelemetry()
-    service = IncidentService(components.db.unit_of_work, components.host, telemetry, clock=lambda: FIXED_NOW)
+    telemetry.db = components.db
+    service = IncidentService(partial(components.db.unit_of_work, telemetry=telemetry, local_chat=True),
+                              components.host, clock=lambda: FIXED_NOW)
     incidents = shared_incidents(service, telemetry, components.host)
     starting = {incident.id: copy.deepcopy(incident) for incident in incidents}
 
@@ -239,6 +248,7 @@ def test_concurrent_random_api_requests_never_fail_with_5xx_and_equal_a_serial_r
     telemetry = RecordingTelemetry()
     app = create_app(settings, telemetry=telemetry, migrate_db=False)
     components = app.extensions["incident"]
+    telemetry.db = components.db
     try:
         incidents = shared_incidents(components.service, telemetry, components.host)
         starting = {incident.id: copy.deepcopy(incident) for incident in incidents}

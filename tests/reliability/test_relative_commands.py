@@ -53,6 +53,7 @@ def recorded(settings) -> Iterator[tuple[Any, RecordingTelemetry]]:
     """The app with the slash command on and a telemetry fake that records each committed change."""
     telemetry = RecordingTelemetry()
     app = create_app(settings.replace(SlashCommandToken=TOKEN), telemetry=telemetry, migrate_db=False)
+    telemetry.db = app.extensions["incident"].db
     try:
         yield app, telemetry
     finally:
@@ -243,74 +244,89 @@ def test_twenty_simultaneous_stage_next_commands_to_a_server_of_three_workers_ea
     assert sorted(moves) == [(n, n + 1) for n in range(1, SENDERS + 1)], "one post per move, each one stage forward"
 
 
-# ----- the same races, made one at a time: a change given a read that is already old --------------
-# The slash command hands its read to the service as ``seen``. The first attempt changes
-# that read and saves it only at its version; here the version has moved on, so the
-# commit finds a conflict and the change is decided again on the current row.
+# ----- the same races, made one at a time: another change commits after a change has read --------
+# The other change is made while the chat host is asked who may make the change, that is
+# after its read and before its commit: the commit finds a conflict, and the change is
+# decided again on the current row.
 def five_stages(components, tasks: int = 0) -> Incident:
     """An incident of five stages named "stage 1".."stage 5", with so many open tasks each."""
     stages = [NewChecklist(f"stage {n}", [NewItem(f"task {n}.{i}") for i in range(tasks)]) for n in range(1, 6)]
     return components.service.create_incident(ALICE, NewIncident("older read", TEAM, ALICE, checklists=stages))
 
 
-def test_stage_next_given_an_older_read_moves_on_from_the_current_stage(components):
-    incident = five_stages(components)
-    seen = components.service.get_incident(ALICE, incident.id)  # at stage 1
-    components.service.set_active_stage(ALICE, incident.id, 2)
-    outcome = components.service.next_stage(ALICE, incident.id, seen=seen)
+def meanwhile(components, monkeypatch, other_change) -> None:
+    """Make other_change once, right after the next change has read the incident."""
+    asked = components.host.is_channel_member
+    pending = [other_change]
+
+    def answer(channel_id: str, user_id: str) -> bool:
+        if pending:
+            pending.pop()()
+        return asked(channel_id, user_id)
+
+    monkeypatch.setattr(components.host, "is_channel_member", answer)
+
+
+def test_stage_next_after_another_move_moves_on_from_the_current_stage(components, monkeypatch):
+    incident = five_stages(components)  # at stage 1
+    meanwhile(components, monkeypatch, lambda: components.service.set_active_stage(ALICE, incident.id, 2))
+    outcome = components.service.next_stage(ALICE, incident.id)
     assert outcome.changed and outcome.incident.active_stage == 3
     assert components.service.get_incident(ALICE, incident.id).active_stage == 3
     assert components.host.posts(incident.channel_id)[-1].endswith("from **stage 3** to **stage 4**.")
 
 
-def test_stage_prev_given_an_older_read_moves_back_from_the_current_stage(components):
+def test_stage_prev_after_another_move_moves_back_from_the_current_stage(components, monkeypatch):
     incident = five_stages(components)
-    components.service.set_active_stage(ALICE, incident.id, 4)
-    seen = components.service.get_incident(ALICE, incident.id)  # at stage 5
-    components.service.set_active_stage(ALICE, incident.id, 1)
-    outcome = components.service.previous_stage(ALICE, incident.id, seen=seen)
+    components.service.set_active_stage(ALICE, incident.id, 4)  # at stage 5
+    meanwhile(components, monkeypatch, lambda: components.service.set_active_stage(ALICE, incident.id, 1))
+    outcome = components.service.previous_stage(ALICE, incident.id)
     assert outcome.changed and outcome.incident.active_stage == 0
     assert components.host.posts(incident.channel_id)[-1].endswith("from **stage 2** to **stage 1**.")
 
 
-def test_stage_next_is_refused_when_the_current_stage_is_the_last_whatever_the_older_read_shows(components):
-    incident = five_stages(components)
-    seen = components.service.get_incident(ALICE, incident.id)  # at stage 1
-    components.service.set_active_stage(ALICE, incident.id, 4)
+def test_stage_next_is_refused_when_the_current_stage_is_the_last_whatever_the_first_read_showed(components,
+                                                                                                  monkeypatch):
+    incident = five_stages(components)  # at stage 1
+    meanwhile(components, monkeypatch, lambda: components.service.set_active_stage(ALICE, incident.id, 4))
     with pytest.raises(InvalidState, match=r"\*\*stage 5\*\* is the last stage"):
-        components.service.next_stage(ALICE, incident.id, force=True, seen=seen)
+        components.service.next_stage(ALICE, incident.id, force=True)
     now = components.service.get_incident(ALICE, incident.id)
     assert (now.active_stage, now.version) == (4, incident.version + 1)
 
 
-def test_stage_next_counts_the_open_tasks_of_the_current_stage_not_of_the_older_read(components):
+def test_stage_next_counts_the_open_tasks_of_the_current_stage_not_of_the_first_read(components, monkeypatch):
     incident = five_stages(components, tasks=1)
-    components.service.set_item_state(ALICE, incident.id, 0, 0, ItemState.CLOSED)
-    seen = components.service.get_incident(ALICE, incident.id)  # stage 1 has no open task
-    components.service.set_item_state(ALICE, incident.id, 0, 0, ItemState.OPEN)
+    components.service.set_item_state(ALICE, incident.id, 0, 0, ItemState.CLOSED)  # stage 1 has no open task
+    meanwhile(components, monkeypatch,
+              lambda: components.service.set_item_state(ALICE, incident.id, 0, 0, ItemState.OPEN))
     with pytest.raises(InvalidState, match=r"still has 1 open task"):
-        components.service.next_stage(ALICE, incident.id, seen=seen)
+        components.service.next_stage(ALICE, incident.id)
     assert components.service.get_incident(ALICE, incident.id).active_stage == 0
 
 
-def test_a_toggle_given_an_older_read_that_shows_the_task_open_opens_it_when_it_is_closed(components):
-    incident = five_stages(components, tasks=1)
-    seen = components.service.get_incident(ALICE, incident.id)  # task 1.0 open
-    components.service.set_item_state(ALICE, incident.id, 0, 0, ItemState.CLOSED)
-    outcome = components.service.toggle_item_state(ALICE, incident.id, 0, 0, seen=seen)
+def test_a_toggle_after_another_closed_the_task_opens_it_again(components, monkeypatch):
+    incident = five_stages(components, tasks=1)  # task 1.0 open
+    meanwhile(components, monkeypatch,
+              lambda: components.service.set_item_state(ALICE, incident.id, 0, 0, ItemState.CLOSED))
+    outcome = components.service.toggle_item_state(ALICE, incident.id, 0, 0)
     assert outcome.changed and outcome.incident.checklists[0].items[0].state is ItemState.OPEN
     now = components.service.get_incident(ALICE, incident.id)
     assert now.checklists[0].items[0].state is ItemState.OPEN and now.version == incident.version + 2
 
 
-def test_a_commander_change_that_finds_the_change_already_made_reports_no_change(components):
-    incident = five_stages(components)
+def test_a_commander_change_that_finds_the_change_already_made_reports_no_change(components, monkeypatch):
+    incident = five_stages(components)  # commanded by alice
     components.host.note_user(BOB, "bob")
     components.host.add_channel_member(incident.channel_id, BOB)
-    seen = components.service.get_incident(ALICE, incident.id)  # commanded by alice
-    components.service.change_commander(ALICE, incident.id, BOB)
-    posts = components.host.posts(incident.channel_id)
-    outcome = components.service.change_commander(ALICE, incident.id, BOB, seen=seen)
+    posts: list[str] = []
+
+    def other_change() -> None:
+        components.service.change_commander(ALICE, incident.id, BOB)
+        posts.extend(components.host.posts(incident.channel_id))
+
+    meanwhile(components, monkeypatch, other_change)
+    outcome = components.service.change_commander(ALICE, incident.id, BOB)
     assert not outcome.changed and outcome.incident.commander_user_id == BOB
     assert components.host.posts(incident.channel_id) == posts
     assert components.service.get_incident(ALICE, incident.id).version == incident.version + 1
@@ -318,14 +334,13 @@ def test_a_commander_change_that_finds_the_change_already_made_reports_no_change
 
 @pytest.mark.parametrize(("change", "message"), [
     ("end_incident", "already ended"), ("restart_incident", "already active")], ids=["end", "restart"])
-def test_end_and_restart_given_an_older_read_are_refused_when_the_incident_is_already_so(components, change,
-                                                                                         message):
+def test_end_and_restart_are_refused_when_another_made_them_after_the_first_read(components, monkeypatch, change,
+                                                                                  message):
     incident = five_stages(components)
     if change == "restart_incident":
         components.service.end_incident(ALICE, incident.id)
-    seen = components.service.get_incident(ALICE, incident.id)
-    getattr(components.service, change)(ALICE, incident.id)  # made by someone else after seen was read
-    version = components.service.get_incident(ALICE, incident.id).version
+    meanwhile(components, monkeypatch, lambda: getattr(components.service, change)(ALICE, incident.id))
     with pytest.raises(InvalidState, match=message):
-        getattr(components.service, change)(ALICE, incident.id, seen=seen)
-    assert components.service.get_incident(ALICE, incident.id).version == version
+        getattr(components.service, change)(ALICE, incident.id)
+    assert components.service.get_incident(ALICE, incident.id).version == incident.version + (
+        2 if change == "restart_incident" else 1)

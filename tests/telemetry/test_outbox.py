@@ -5,6 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from plugin.store.tables import telemetry_audit
+from plugin.telemetry import OutboxRow
 from plugin.telemetry.outbox import KEEP_SENT, REJECTED, Outbox
 
 
@@ -19,7 +20,7 @@ class Clock:
 def _record(db, outbox: Outbox, count: int, max_events: int = 100) -> None:
     with db.unit_of_work() as uow:
         for n in range(count):
-            outbox.record(uow, "incident", {"Action": "end", "n": n}, n, max_events)
+            uow.outbox.add(OutboxRow("incident", {"Action": "end", "n": n}, n, max_events))
         uow.commit()
 
 
@@ -95,19 +96,13 @@ def test_recording_past_the_bound_drops_the_oldest_pending_events(db):
     assert outbox.counters()["dropped"] == 3
 
 
-def test_a_lowered_bound_holds_after_the_next_sweep_and_at_once_on_sqlite(db):
-    """PostgreSQL drops one event per insert by key and sweeps the whole range now and then."""
-    first = Outbox(db, Clock(), sweep_every=3_600)
-    _record(db, first, 10, max_events=10)
-    _record(db, first, 1, max_events=4)
-    # The insert of seq 11 dropped seq 7 on PostgreSQL: the rest waits for a sweep.
-    assert first.pending_count() == (4 if db.dialect == "sqlite" else 10)
-    assert first.counters()["dropped"] == (7 if db.dialect == "sqlite" else 1)
-    # A process's first event sweeps (so does any event sweep_every seconds after the last sweep).
-    _record(db, Outbox(db, Clock(), sweep_every=3_600), 1, max_events=4)
-    _, events = first.claim(10, lease_ms=5_000)
-    assert [e.properties["n"] for e in events] == [8, 9, 0, 0]
-    assert first.counters()["dropped"] == 8
+def test_a_lowered_bound_holds_from_the_next_event(db):
+    outbox = Outbox(db, Clock())
+    _record(db, outbox, 10, max_events=10)
+    _record(db, outbox, 1, max_events=4)
+    _, events = outbox.claim(10, lease_ms=5_000)
+    assert [e.properties["n"] for e in events] == [7, 8, 9, 0]
+    assert outbox.counters()["dropped"] == 7
 
 
 def test_delivered_events_leave_the_outbox_and_the_audit_keeps_the_newest_messages(db):

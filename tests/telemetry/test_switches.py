@@ -107,10 +107,8 @@ class _Track:
         self.components = components
 
     def __call__(self) -> None:
-        from tests.telemetry.test_delivery import _Playbook
-        with self.components.db.unit_of_work() as uow:
-            self.components.telemetry.track_playbook(uow, "create", _Playbook(), ALICE)
-            uow.commit()
+        from tests.telemetry.test_delivery import record_playbook
+        record_playbook(self.components, "create")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from plugin.chat import ServerFacts
 from plugin.command.parser import parse
 from plugin.command.runner import HELP_TEXT, Caller, CommandRunner, _duration
 from plugin.errors import HostUnavailable
+from plugin.events import Announcement, Event
 from plugin.model import Incident, IncidentFilter
 from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
 
@@ -23,7 +24,7 @@ class FakeIncidents:
     def __init__(self) -> None:
         self.rows: dict[str, Incident] = {}
 
-    def get(self, incident_id: str, *, for_update: bool = False) -> Incident | None:
+    def get(self, incident_id: str) -> Incident | None:
         return copy.deepcopy(self.rows.get(incident_id))
 
     def get_by_channel(self, channel_id: str) -> Incident | None:
@@ -35,7 +36,7 @@ class FakeIncidents:
     def save(self, incident: Incident) -> None:
         self.rows[incident.id] = copy.deepcopy(incident)
 
-    def list(self, query: IncidentFilter, known: Any = None) -> tuple[int, list[Incident]]:
+    def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]:
         found = [i for i in self.rows.values() if query.status != "active" or i.is_active]
         if query.member_channel_ids is not None:
             found = [i for i in found if i.channel_id in query.member_channel_ids]
@@ -44,12 +45,13 @@ class FakeIncidents:
 
 
 class FakeUnitOfWork:
-    """Commits are immediate in memory; enough for the runner's questions."""
+    """Writes are immediate in memory; commit hands the posts back to the host. Enough for the runner's questions."""
 
-    optimistic = False
+    chat = None
 
     def __init__(self, incidents: FakeIncidents):
         self.incidents = incidents
+        self.posts: list[Announcement] = []
 
     def __enter__(self) -> "FakeUnitOfWork":
         return self
@@ -57,8 +59,13 @@ class FakeUnitOfWork:
     def __exit__(self, *exc: Any) -> None:
         return None
 
-    def commit(self) -> None:
-        return None
+    def add_event(self, event: Event) -> None:
+        if isinstance(event, Announcement):
+            self.posts.append(event)
+
+    def commit(self) -> list[Announcement]:
+        posts, self.posts = self.posts, []
+        return posts
 
 
 class FakeChatHost:
@@ -136,7 +143,7 @@ class Clock:
 @pytest.fixture
 def setup() -> tuple[CommandRunner, FakeChatHost, IncidentService, Clock]:
     host, store, clock = FakeChatHost(), FakeIncidents(), Clock()
-    service = IncidentService(lambda write=True, optimistic=False: FakeUnitOfWork(store), host, clock=clock)
+    service = IncidentService(lambda write=True: FakeUnitOfWork(store), host, clock=clock)
     return CommandRunner(service, host, clock=clock), host, service, clock
 
 

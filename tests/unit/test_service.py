@@ -6,7 +6,7 @@ import pytest
 from plugin.errors import InvalidState, NotFound, PermissionDenied
 from plugin.model import ItemState
 from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
-from tests.fakes.store import FakeChatHost, FakeTelemetry, FakeUnitOfWork, Memory
+from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory
 
 ALICE, BOB, CAROL, ADMIN = (name.ljust(26, "0") for name in ("alice", "bob", "carol", "admin"))
 TEAM = "team".ljust(26, "0")
@@ -27,8 +27,7 @@ def host() -> FakeChatHost:
 @pytest.fixture
 def service(memory: Memory, host: FakeChatHost) -> IncidentService:
     ticks = iter(range(1_000, 1_000_000))
-    return IncidentService(lambda **options: FakeUnitOfWork(memory, **options), host, FakeTelemetry(),
-                           clock=lambda: next(ticks))
+    return IncidentService(lambda **options: FakeUnitOfWork(memory, **options), host, clock=lambda: next(ticks))
 
 
 def start(service: IncidentService, user: str = ALICE, **fields):
