@@ -18,6 +18,8 @@ Decisions:
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -45,6 +47,10 @@ log = logging.getLogger(__name__)
 # Attempts of a change that keeps losing the race: each loss means another change
 # committed, so this many allows that many people to change one incident at once.
 RETRIES = 32
+# Between two attempts a change waits a random time up to this base doubled per loss
+# (at most the cap), so that writers who collided do not collide again in step.
+RETRY_PAUSE_SECONDS = 0.002
+RETRY_PAUSE_MAX_SECONDS = 0.1
 
 
 class IncidentRepository(Protocol):
@@ -421,6 +427,7 @@ class IncidentService:
                     if attempt == RETRIES - 1:
                         raise
                     log.info("incident %s changed concurrently; making the change again", incident_id)
+                    time.sleep(random.uniform(0, min(RETRY_PAUSE_MAX_SECONDS, RETRY_PAUSE_SECONDS * 2 ** attempt)))
                     continue
                 return Outcome(incident, True)
         raise AssertionError("unreachable: the last attempt returns or raises")
