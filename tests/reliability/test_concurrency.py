@@ -37,6 +37,7 @@ from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
 from plugin.store.tables import telemetry_outbox
 from plugin.telemetry import OutboxRow
 from tests.conftest import ALICE, BOB, CAROL, TEAM, as_user
+from tests.threads import run_in_threads
 
 THREADS = 8
 MUTATIONS = int(os.environ.get("INCIDENT_RELIABILITY_MUTATIONS", "500"))
@@ -161,28 +162,18 @@ def shared_incidents(service: IncidentService, telemetry: RecordingTelemetry, ho
 
 def run_workers(incidents: list[Incident], telemetry: RecordingTelemetry, send, mutations: int) -> list[int]:
     """Eight threads of random mutations; returns how many each had refused."""
-    unexpected: list[BaseException] = []
     refused = [0] * THREADS
 
     def worker(number: int) -> None:
         rng = random.Random(number)
-        try:
-            for _ in range(mutations):
-                incident_id = rng.choice(incidents).id
-                mutation = random_mutation(rng)
-                telemetry.current.mutation = mutation
-                if not send(MEMBERS[number % 3], incident_id, mutation):
-                    refused[number] += 1
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            unexpected.append(exc)
+        for _ in range(mutations):
+            incident_id = rng.choice(incidents).id
+            mutation = random_mutation(rng)
+            telemetry.current.mutation = mutation
+            if not send(MEMBERS[number % 3], incident_id, mutation):
+                refused[number] += 1
 
-    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT_SECONDS)
-    assert not any(thread.is_alive() for thread in threads), "workers did not finish: deadlock or livelock"
-    assert not unexpected, unexpected[:3]
+    run_in_threads(worker, THREADS, TIMEOUT_SECONDS, "workers")
     return refused
 
 

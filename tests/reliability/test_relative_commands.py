@@ -30,6 +30,7 @@ from plugin.store import Database
 from tests.conftest import ALICE, BOB, TEAM, uid
 from tests.integration.test_server import call, clean_env, serve
 from tests.reliability.test_concurrency import RecordingTelemetry
+from tests.threads import run_in_threads
 
 TOKEN = "relativecommandtoken000000"
 SENDERS = 20
@@ -77,22 +78,12 @@ def send_at_once(send, count: int = SENDERS) -> dict[int, str]:
     """Run send(number) in count threads released together; each sender's reply by number."""
     barrier = threading.Barrier(count)
     replies: dict[int, str] = {}
-    failures: list[BaseException] = []
 
-    def worker(number: int) -> None:
-        try:
-            barrier.wait(TIMEOUT_SECONDS)
-            replies[number] = send(number)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            failures.append(exc)
+    def sender(number: int) -> None:
+        barrier.wait(TIMEOUT_SECONDS)
+        replies[number] = send(number)
 
-    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT_SECONDS)
-    assert not any(thread.is_alive() for thread in threads), "senders did not finish"
-    assert not failures, failures[:3]
+    run_in_threads(sender, count, TIMEOUT_SECONDS, "senders")
     return replies
 
 
