@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin.errors import ConcurrentUpdate
+from plugin.chat import ServerFacts
+from plugin.errors import ConcurrentUpdate, HostUnavailable
 from plugin.events import Announcement, Event, IncidentEvent, PlaybookEvent, TaskEvent
 from plugin.model import Incident, IncidentFilter
 
@@ -51,7 +52,9 @@ class FakeIncidents:
         self.saved.append(incident)
 
     def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]:
-        found = [i for i in self.memory.incidents.values() if not query.team_id or i.team_id == query.team_id]
+        found = [i for i in self.memory.incidents.values() if (not query.team_id or i.team_id == query.team_id)
+                 and (query.status != "active" or i.is_active)
+                 and (query.member_channel_ids is None or i.channel_id in query.member_channel_ids)]
         found.sort(key=lambda i: (i.create_at, i.id), reverse=query.direction == "desc")
         start = query.page * query.per_page
         return len(found), [copy.deepcopy(i) for i in found[start:start + query.per_page]]
@@ -106,7 +109,7 @@ class FakeUnitOfWork:
 
 
 class FakeChatHost:
-    """A chat server kept in dicts: every user is in every team; admins are listed."""
+    """A chat server kept in dicts: every user is in every team; admins are listed; ``down`` makes it fail."""
 
     shares_database = False
 
@@ -114,8 +117,9 @@ class FakeChatHost:
         self.admins = admins
         self.usernames = usernames or {}
         self.members: set[tuple[str, str]] = set()
-        self.channels: dict[str, str] = {}
+        self.channels: dict[str, tuple[str, str]] = {}  # id: (team id, name)
         self.posts: list[tuple[str, str]] = []
+        self.down = False
 
     def is_system_admin(self, user_id: str) -> bool:
         return user_id in self.admins
@@ -131,8 +135,10 @@ class FakeChatHost:
 
     def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool, purpose: str = "",
                        member_ids: Any = ()) -> str:
+        if self.down:
+            raise HostUnavailable("Mattermost is having trouble right now; try again in a minute.")
         channel_id = f"channel{len(self.channels):019d}"
-        self.channels[channel_id] = slug
+        self.channels[channel_id] = (team_id, slug)
         self.members.update((channel_id, member) for member in member_ids)
         return channel_id
 
@@ -146,11 +152,23 @@ class FakeChatHost:
     def mention(self, user_id: str) -> str:
         return f"@{self.usernames.get(user_id, user_id)}"
 
+    def server_facts(self) -> ServerFacts:
+        return ServerFacts("", "fake", False)
+
     def find_user_by_username(self, username: str) -> str | None:
         return next((user for user, name in self.usernames.items() if name == username), None)
 
+    def find_channel_by_name(self, team_id: str, name: str) -> str | None:
+        return next((c for c, (team, slug) in self.channels.items() if team == team_id and slug == name), None)
+
     def channel_name(self, channel_id: str) -> str | None:
-        return self.channels.get(channel_id)
+        return self.channels.get(channel_id, ("", None))[1]
+
+    def can_post(self, channel_id: str, user_id: str) -> bool:
+        return self.is_channel_member(channel_id, user_id)
+
+    def note_user(self, user_id: str, username: str) -> None:
+        self.usernames[user_id] = username
 
     def posts_in(self, channel_id: str) -> list[str]:
         """The messages posted in a channel, oldest first."""

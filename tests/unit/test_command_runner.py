@@ -1,133 +1,15 @@
-"""The runner over the real service with in-memory fakes of the store and the chat host."""
+"""The runner over the real service with in-memory fakes of the store and the chat host (tests/fakes/store.py)."""
 from __future__ import annotations
-
-import copy
-from collections.abc import Sequence
-from typing import Any
 
 import pytest
 
-from plugin.chat import ServerFacts
 from plugin.command.parser import parse
 from plugin.command.runner import HELP_TEXT, Caller, CommandRunner, _duration
-from plugin.errors import HostUnavailable
-from plugin.events import Announcement, Event
 from plugin.model import Incident, IncidentFilter
 from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
+from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory
 
 ALICE, BOB, TEAM, SQUARE = "a" * 26, "b" * 26, "t" * 26, "s" * 26
-
-
-class FakeIncidents:
-    """An in-memory incident repository (copies in and out, like a database)."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, Incident] = {}
-
-    def get(self, incident_id: str) -> Incident | None:
-        return copy.deepcopy(self.rows.get(incident_id))
-
-    def get_by_channel(self, channel_id: str) -> Incident | None:
-        return copy.deepcopy(next((i for i in self.rows.values() if i.channel_id == channel_id), None))
-
-    def add(self, incident: Incident) -> None:
-        self.rows[incident.id] = copy.deepcopy(incident)
-
-    def save(self, incident: Incident) -> None:
-        self.rows[incident.id] = copy.deepcopy(incident)
-
-    def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]:
-        found = [i for i in self.rows.values() if query.status != "active" or i.is_active]
-        if query.member_channel_ids is not None:
-            found = [i for i in found if i.channel_id in query.member_channel_ids]
-        found.sort(key=lambda i: i.create_at, reverse=True)
-        return len(found), copy.deepcopy(found[:query.per_page])
-
-
-class FakeUnitOfWork:
-    """Writes are immediate in memory; commit hands the posts back to the host. Enough for the runner's questions."""
-
-    chat = None
-
-    def __init__(self, incidents: FakeIncidents):
-        self.incidents = incidents
-        self.posts: list[Announcement] = []
-
-    def __enter__(self) -> "FakeUnitOfWork":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def add_event(self, event: Event) -> None:
-        if isinstance(event, Announcement):
-            self.posts.append(event)
-
-    def commit(self) -> list[Announcement]:
-        posts, self.posts = self.posts, []
-        return posts
-
-
-class FakeChatHost:
-    """The chat host port in memory."""
-
-    shares_database = False
-
-    def __init__(self) -> None:
-        self.users = {ALICE: "alice", BOB: "bob"}
-        self.channels: dict[str, tuple[str, str]] = {SQUARE: (TEAM, "town-square")}
-        self.members: set[tuple[str, str]] = {(SQUARE, ALICE)}
-        self.posts: list[tuple[str, str]] = []
-        self.down = False
-
-    def is_system_admin(self, user_id: str) -> bool:
-        return False
-
-    def is_team_member(self, team_id: str, user_id: str) -> bool:
-        return True
-
-    def is_channel_member(self, channel_id: str, user_id: str) -> bool:
-        return (channel_id, user_id) in self.members
-
-    def user_channel_ids(self, user_id: str, team_id: str | None = None) -> frozenset[str]:
-        return frozenset(c for c, u in self.members if u == user_id)
-
-    def create_channel(self, team_id: str, slug: str, display_name: str, *, public: bool, purpose: str = "",
-                       member_ids: Sequence[str] = ()) -> str:
-        if self.down:
-            raise HostUnavailable("Mattermost is having trouble right now; try again in a minute.")
-        channel_id = f"{len(self.channels):026d}"
-        self.channels[channel_id] = (team_id, slug)
-        self.members.update((channel_id, user_id) for user_id in member_ids)
-        return channel_id
-
-    def add_channel_member(self, channel_id: str, user_id: str) -> None:
-        self.members.add((channel_id, user_id))
-
-    def post(self, channel_id: str, message: str) -> str:
-        self.posts.append((channel_id, message))
-        return "p" * 26
-
-    def mention(self, user_id: str) -> str:
-        return f"@{self.users.get(user_id, user_id)}"
-
-    def server_facts(self) -> ServerFacts:
-        return ServerFacts("", "fake", False)
-
-    def find_user_by_username(self, username: str) -> str | None:
-        return next((i for i, name in self.users.items() if name == username), None)
-
-    def find_channel_by_name(self, team_id: str, name: str) -> str | None:
-        return next((c for c, (t, n) in self.channels.items() if t == team_id and n == name), None)
-
-    def channel_name(self, channel_id: str) -> str | None:
-        return self.channels.get(channel_id, (None, None))[1]
-
-    def can_post(self, channel_id: str, user_id: str) -> bool:
-        return self.is_channel_member(channel_id, user_id)
-
-    def note_user(self, user_id: str, username: str) -> None:
-        self.users[user_id] = username
 
 
 class Clock:
@@ -142,8 +24,10 @@ class Clock:
 
 @pytest.fixture
 def setup() -> tuple[CommandRunner, FakeChatHost, IncidentService, Clock]:
-    host, store, clock = FakeChatHost(), FakeIncidents(), Clock()
-    service = IncidentService(lambda write=True: FakeUnitOfWork(store), host, clock=clock)
+    host, memory, clock = FakeChatHost(usernames={ALICE: "alice", BOB: "bob"}), Memory(), Clock()
+    host.channels[SQUARE] = (TEAM, "town-square")
+    host.members.add((SQUARE, ALICE))
+    service = IncidentService(lambda write=True: FakeUnitOfWork(memory, write=write), host, clock=clock)
     return CommandRunner(service, host, clock=clock), host, service, clock
 
 
