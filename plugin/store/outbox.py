@@ -36,6 +36,9 @@ def put_kv(connection: sa.Connection, key: str, value: str) -> None:
 # missing state row is the initial state: on, epoch 0).
 _SWITCH = settings_state.alias("switch")
 _ONE = sa.select(sa.literal(1).label("one")).subquery("one")
+# The oldest event waiting, returned with the insert so that the bound is enforced
+# by a delete only when some event is past it.
+_OLDEST = sa.select(sa.func.min(telemetry_outbox.c.seq)).scalar_subquery().label("oldest")
 
 
 def _record(typed: bool) -> sa.Insert:
@@ -54,7 +57,7 @@ def _record(typed: bool) -> sa.Insert:
         sa.select(value("message_id", sa.String(36)), value("event", sa.String(32)), value("properties", sa.JSON()),
                   value("recorded_at", sa.BigInteger()), sa.func.coalesce(_SWITCH.c.telemetry_epoch, 0))
         .select_from(_ONE.outerjoin(_SWITCH, _SWITCH.c.id == 1))
-        .where(sa.func.coalesce(_SWITCH.c.telemetry_on, sa.true()))).returning(telemetry_outbox.c.seq)
+        .where(sa.func.coalesce(_SWITCH.c.telemetry_on, sa.true()))).returning(telemetry_outbox.c.seq, _OLDEST)
 
 
 _RECORD = {"postgresql": _record(typed=True), "sqlite": _record(typed=False)}
@@ -71,8 +74,9 @@ def insert_event(connection: sa.Connection, row: OutboxRow) -> None:
                                             "properties": row.properties, "recorded_at": row.recorded_at}).first()
     if inserted is None:
         return  # the database's switch is off
-    dropped = connection.execute(_DROP, {"bound": inserted.seq - row.max_events}).rowcount
-    bump_counter(connection, "dropped", dropped)
+    bound = inserted.seq - row.max_events
+    if inserted.oldest is not None and inserted.oldest <= bound:
+        bump_counter(connection, "dropped", connection.execute(_DROP, {"bound": bound}).rowcount)
 
 
 class SqlOutboxRepository:
