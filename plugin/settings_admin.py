@@ -12,8 +12,9 @@ Decisions:
   so a client may PUT back what it got.
 - Saved values live in the database. Every change also raises the settings version
   (``settings_state``) in the same transaction, and each request (and each cycle of
-  the telemetry dispatcher) reads that version and reloads when it moved: once a
-  change has returned, no process acts on older settings.
+  the telemetry dispatcher) checks that version and reloads when it moved: once a
+  change has returned, no process acts on older settings (the store's lease on the
+  version it read is shorter than the wait of a change before it returns).
 - A change of a telemetry switch (``TELEMETRY_SWITCHES``) sets the telemetry switch
   of the database in the same transaction; switching it off deletes the events still
   waiting there and then (see plugin.telemetry.recorder).

@@ -6,6 +6,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -164,20 +165,9 @@ def _sqlite_engine(url: str, immediate: bool) -> sa.Engine:
 
 
 PING_AFTER_IDLE_SECONDS = 2.0
-_WRITES = "incident_writes"
-
-
-def _begin_writes(engine: sa.Engine) -> None:
-    """Emit BEGIN for the transactions of connections from the engine's writing variant.
-
-    The pool's connections are in autocommit, where SQLAlchemy's begin emits
-    nothing; this is the recipe SQLAlchemy documents for taking over BEGIN.
-    """
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: sa.Connection) -> None:
-        if connection.get_execution_options().get(_WRITES):
-            connection.exec_driver_sql("BEGIN")
+# How long a process trusts the settings version it read. A change of settings returns
+# only this long after its commit, so once it has returned every process reads again.
+SETTINGS_LEASE_SECONDS = 0.05
 
 
 def _ping_after_idle(engine: sa.Engine) -> None:
@@ -207,9 +197,8 @@ def _ping_after_idle(engine: sa.Engine) -> None:
 class Database:
     """The engines of one database: one for reads and one for writes.
 
-    On PostgreSQL both draw on one pool of connections in autocommit; writes
-    begin a transaction explicitly and lock the incident row with ``SELECT ...
-    FOR UPDATE``. On SQLite, writers use ``BEGIN IMMEDIATE`` so they queue on the
+    On PostgreSQL both draw on one pool of connections, in autocommit except while
+    a connection writes. On SQLite, writers use ``BEGIN IMMEDIATE`` so they queue on the
     database's single write lock, while readers, thanks to WAL, never wait for
     writers. On both, reads run in autocommit (no BEGIN, no ROLLBACK): each
     statement sees the latest commit, so a read of several statements (a page and
@@ -217,26 +206,28 @@ class Database:
     that is off by one for a moment.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, monotonic: Callable[[], float] = time.monotonic):
         self.url = normalise_url(url)
+        self.monotonic = monotonic
         if self.url.startswith("sqlite"):
             self.write_engine = _sqlite_engine(self.url, immediate=True)
             self.read_engine = _sqlite_engine(self.url, immediate=False)
         else:
-            # One pool whose connections stay in autocommit for good: reads skip
-            # BEGIN/ROLLBACK (under READ COMMITTED each statement takes its own snapshot
-            # anyway, so a read-only transaction adds round trips and no consistency),
-            # and nothing switches a connection's mode at checkout and back at checkin.
-            # Writes begin their transaction explicitly (``_begin_writes``); psycopg's
-            # commit and rollback follow the server's transaction state.
+            # One pool whose connections are in autocommit: reads skip BEGIN/ROLLBACK
+            # (under READ COMMITTED each statement takes its own snapshot anyway, so a
+            # read-only transaction adds round trips and no consistency). The writing
+            # variant turns autocommit off for the time a connection is checked out, as
+            # SQLAlchemy documents for isolation levels per engine; psycopg then begins
+            # the transaction itself before the first statement.
             # hide_parameters: as for SQLite, no log line or error message shows what people typed.
             base = sa.create_engine(self.url, pool_size=10, max_overflow=10, isolation_level="AUTOCOMMIT",
                                      hide_parameters=True)
             _ping_after_idle(base)
-            _begin_writes(base)
             self.read_engine = base
-            self.write_engine = base.execution_options(**{_WRITES: True})
+            self.write_engine = base.execution_options(isolation_level="READ COMMITTED")
         self.dialect = self.write_engine.dialect.name
+        # The settings version last read and the monotonic time its read started.
+        self._settings_version: tuple[int, float] | None = None
 
     def unit_of_work(self, *, write: bool = True, telemetry: Telemetry | None = None,
                      local_chat: bool = False) -> "SqlUnitOfWork":
@@ -244,9 +235,20 @@ class Database:
         return SqlUnitOfWork(self, write=write, telemetry=telemetry, local_chat=local_chat)
 
     def settings_version(self) -> int:
-        """The version of the settings saved at run time (raised by every change)."""
+        """The version of the settings saved at run time (raised by every change).
+
+        A version read less than SETTINGS_LEASE_SECONDS ago is answered without a
+        statement: its read started after any change that has since returned (see
+        ``SqlUnitOfWork.commit``), so it is still the newest.
+        """
+        started = self.monotonic()
+        known = self._settings_version
+        if known is not None and started - known[1] < SETTINGS_LEASE_SECONDS:
+            return known[0]
         with self.read_engine.connect() as connection:
-            return read_version(connection)
+            version = read_version(connection)
+        self._settings_version = (version, started)
+        return version
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -328,6 +330,9 @@ class SqlUnitOfWork:
             connection.commit()
         finally:
             self._close_writes()
+        if self.saved_settings.advanced:
+            # Outwait every process's lease on the version it read before this commit.
+            time.sleep(SETTINGS_LEASE_SECONDS)
         return left
 
     def _close_writes(self) -> None:

@@ -53,6 +53,8 @@ class SqlSavedSettings:
 
     def __init__(self, connection: Callable[[], sa.Connection]):
         self._connection = connection
+        #: Whether this unit of work raised the settings version.
+        self.advanced = False
 
     @property
     def connection(self) -> sa.Connection:
@@ -91,6 +93,7 @@ class SqlSavedSettings:
         new = SettingsState(old.version + 1, on, old.telemetry_epoch + (on != old.telemetry_on))
         self.connection.execute(sa.update(settings_state).where(settings_state.c.id == STATE_ID).values(
             version=new.version, telemetry_on=new.telemetry_on, telemetry_epoch=new.telemetry_epoch))
+        self.advanced = True
         return new
 
     def delete_waiting_events(self) -> int:

@@ -172,3 +172,43 @@ def test_reads_leave_no_transaction_open(db):
         if db.dialect == "postgresql":
             connection = uow.incidents.connection
             assert connection.exec_driver_sql("SELECT now() = statement_timestamp()").scalar_one() is True
+
+
+def _statements(db) -> list[str]:
+    seen: list[str] = []
+    sa.event.listen(db.read_engine.engine, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_rest: seen.append(statement))
+    return seen
+
+
+def test_a_settings_change_that_returned_is_read_by_another_server_at_its_next_request(db, database_url):
+    from plugin.store.database import Database
+
+    other = Database(database_url)  # a second server on the same database
+    try:
+        before = other.settings_version()
+        with db.unit_of_work() as uow:
+            uow.saved_settings.advance()
+            uow.commit()
+        # No sleep here: the change returned only once every process's lease on the version it read had run out.
+        assert other.settings_version() == before + 1
+    finally:
+        other.dispose()
+
+
+def test_the_settings_version_is_read_again_only_once_its_lease_has_run_out(database_url):
+    from plugin.store.database import SETTINGS_LEASE_SECONDS, Database
+
+    clock = [1000.0]
+    db = Database(database_url, monotonic=lambda: clock[0])
+    try:
+        seen = _statements(db)
+        db.settings_version()
+        clock[0] += SETTINGS_LEASE_SECONDS / 2
+        db.settings_version()
+        assert len(seen) == 1
+        clock[0] += SETTINGS_LEASE_SECONDS
+        db.settings_version()
+        assert len(seen) == 2
+    finally:
+        db.dispose()
