@@ -6,7 +6,7 @@ from typing import Any
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from plugin import model
-from plugin.model import ID_PATTERN, SORT_KEYS, STATUSES, ItemState, is_id
+from plugin.model import ID_PATTERN, SORT_KEYS, STATUSES, TIMELINE_EVENT_TYPES, ItemState, is_id
 
 SERVER_SET_FIELDS = ("id", "channel_id", "create_at", "end_at", "is_active", "active_stage",
                      "active_stage_title")
@@ -178,6 +178,31 @@ class AssigneeSchema(StrictSchema):
     assignee_id = OptionalId(required=True)
 
 
+class TimelineQuerySchema(StrictSchema):
+    event_type = fields.List(fields.String(validate=validate.OneOf(TIMELINE_EVENT_TYPES)), load_default=list,
+                             metadata={"description": "Only entries of these types (repeat the parameter for more)."})
+
+
+class NewNoteSchema(StrictSchema):
+    """A note for the timeline; the rules that need the clock (no date in the future) are the model's."""
+
+    # The pattern: one line once the surrounding whitespace is trimmed, no NUL.
+    summary = Trimmed(required=True, validate=validate.Length(1, model.SUMMARY_MAX), metadata={
+        "description": "One line saying what happened.",
+        "pattern": "^\\s*[^\\s\\u0000]([^\\u0000\\n\\r]*[^\\s\\u0000])?\\s*$"})
+    details = fields.Dict(keys=fields.String(), load_default=dict, error_messages={
+        "invalid": "Must be a JSON object."}, metadata={
+        "description": f"A JSON object of further facts, at most {model.DETAILS_MAX} characters written out."})
+    event_at = fields.Integer(load_default=None, strict=True, validate=validate.Range(0, 2 ** 53), metadata={
+        "description": "When it happened, in milliseconds since 1970 (default: now); not in the future."})
+    post_id = OptionalId(load_default="", metadata={"description": "The post the note is about, if any."})
+
+    @validates_schema
+    def one_line(self, data: dict[str, Any], **_: Any) -> None:
+        if "\n" in data.get("summary", "") or "\r" in data.get("summary", ""):
+            raise ValidationError("Must be one line; put more in details.", "summary")
+
+
 # ----- responses --------------------------------------------------------------------------
 class ItemSchema(Schema):
     id = fields.String()
@@ -226,6 +251,20 @@ class IncidentSchema(Schema):
     active_stage_title = fields.String()
     checklists = ChecklistsField()
     playbook_id = fields.String()
+
+
+class TimelineEntrySchema(Schema):
+    id = fields.String()
+    incident_id = fields.String()
+    event_type = fields.String(metadata={"enum": list(TIMELINE_EVENT_TYPES)})
+    event_at = fields.Integer(metadata={"description": "When it happened, in milliseconds since 1970."})
+    create_at = fields.Integer(metadata={"description": "When the entry was written, in milliseconds since 1970."})
+    subject_user_id = fields.String(metadata={"description": "The user the entry is about (\"\" for none)."})
+    creator_user_id = fields.String(metadata={"description": "The user who made the change or wrote the note."})
+    summary = fields.String()
+    details = fields.Dict()
+    post_id = fields.String()
+    deleted = fields.Boolean()
 
 
 class IncidentPageSchema(Schema):
