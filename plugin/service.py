@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from plugin.chat import ChatHost
 from plugin.errors import BadInput, ConcurrentUpdate, InvalidState, NotFound, PermissionDenied
@@ -441,7 +441,7 @@ class IncidentService:
         with self.uow_factory(write=False) as uow:
             return uow.timeline.list(incident_id, event_types, last)
 
-    def add_note(self, user_id: str, incident_id: str, summary: str, *, details: dict | None = None,
+    def add_note(self, user_id: str, incident_id: str, summary: str, *, details: dict[str, Any] | None = None,
                  event_at: int | None = None, post_id: str = "") -> TimelineEntry:
         """Add a person's note to the timeline (those who may change the incident may)."""
         with self.uow_factory() as uow:
@@ -466,7 +466,7 @@ class IncidentService:
             entry.delete(user_id, self.clock())
             uow.timeline.delete(entry)
             uow.add_event(IncidentEvent("remove_timeline_event", incident, user_id, {
-                "EventType": entry.event_type, "WasCreator": entry.creator_user_id == user_id}))
+                "EventType": entry.event_type, "WasCreator": entry.creator_user_id == user_id}, entry=entry))
             self._commit(uow)
 
     # ----- the one path of a change --------------------------------------------------

@@ -1,6 +1,7 @@
 """Marshmallow schemas: all parsing and dumping of the HTTP API happens here."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
@@ -37,6 +38,39 @@ class Trimmed(Text):
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+NO_NUL = "^[^\\u0000]*$"
+
+
+FLAT = "Must be text, a number or true/false: details is a flat object."
+
+
+def _check_scalar(value: Any) -> None:
+    if isinstance(value, (dict, list)):
+        raise ValidationError(FLAT)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError("Must be a finite number (JSON has no NaN or Infinity).")
+
+
+class Details(fields.Dict):
+    """A flat JSON object of facts: text keys; text, number or true/false values (``document_details``)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(keys=fields.String(), values=fields.Raw(validate=_check_scalar, error_messages={
+            "null": FLAT}), error_messages={"invalid": "Must be a JSON object."}, **kwargs)
+
+
+def document_details(_converter: Any, field: Any, **_: Any) -> dict[str, Any]:
+    """What a Details field's values may be, for the document (an attribute function of apispec's converter).
+
+    OpenAPI 3.0 has no way to state a rule on property names, so the document cannot
+    say that a key holding a NUL is refused (as all text is, see plugin.api.Parser).
+    """
+    if not isinstance(field, Details):
+        return {}
+    return {"additionalProperties": {
+        "anyOf": [{"type": "string", "pattern": NO_NUL}, {"type": "number"}, {"type": "boolean"}]}}
 
 
 def _check_id(value: str) -> None:
@@ -190,9 +224,9 @@ class NewNoteSchema(StrictSchema):
     summary = Trimmed(required=True, validate=validate.Length(1, model.SUMMARY_MAX), metadata={
         "description": "One line saying what happened.",
         "pattern": "^\\s*[^\\s\\u0000]([^\\u0000\\n\\r]*[^\\s\\u0000])?\\s*$"})
-    details = fields.Dict(keys=fields.String(), load_default=dict, error_messages={
-        "invalid": "Must be a JSON object."}, metadata={
-        "description": f"A JSON object of further facts, at most {model.DETAILS_MAX} characters written out."})
+    details = Details(load_default=dict, metadata={
+        "description": "A flat JSON object of further facts (text, numbers, true/false), at most "
+                       f"{model.DETAILS_MAX} characters written out."})
     event_at = fields.Integer(load_default=None, strict=True, validate=validate.Range(0, 2 ** 53), metadata={
         "description": "When it happened, in milliseconds since 1970 (default: now); not in the future."})
     post_id = OptionalId(load_default="", metadata={"description": "The post the note is about, if any."})

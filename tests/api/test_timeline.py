@@ -151,6 +151,8 @@ def test_only_channel_members_and_admins_add_or_delete_entries(client, component
     ({"summary": "ok", "details": ["a"]}, "details: Must be a JSON object"),
     ({"summary": "ok", "details": "text"}, "details: Must be a JSON object"),
     ({"summary": "ok", "details": {"big": "x" * 9000}}, "too large"),
+    ({"summary": "ok", "details": {"nested": {"a": 1}}}, "flat object"),
+    ({"summary": "ok", "details": {"none": None}}, "flat object"),
     ({"summary": "ok", "event_at": 4_000_000_000_000}, "in the future"),
     ({"summary": "ok", "event_at": -1}, "event_at"),
     ({"summary": "ok", "event_at": "yesterday"}, "event_at"),
@@ -199,3 +201,11 @@ def test_starting_an_incident_writes_its_entry_with_one_statement_and_reads_no_t
     start(client)
     touching = [statement for statement in seen if "timeline_events" in statement]
     assert len(touching) == 1 and touching[0].lstrip().startswith("INSERT INTO timeline_events"), touching
+
+
+def test_a_note_whose_details_hold_nan_is_a_400_not_a_database_error(client, components):
+    incident = start(client)
+    response = client.post(url(incident), headers={**as_user(ALICE), "Content-Type": "application/json"},
+                           data='{"summary": "ok", "details": {"ratio": NaN}}')
+    assert response.status_code == 400 and "finite number" in response.json["error"]
+    assert len(rows(components)) == 1
