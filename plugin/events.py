@@ -1,35 +1,66 @@
 """Domain events: what a use case did, recorded in its unit of work and acted on at commit.
 
-The unit of work turns the telemetry events into outbox rows in the commit's own
-transaction, writes the posts of a chat host that keeps them in our database there
-too, and hands the other posts back to be sent after the commit.
+The unit of work turns the telemetry events into outbox rows and timeline entries
+(``plugin.timeline``) in the commit's own transaction, writes the posts of a chat
+host that keeps them in our database there too, and hands the other posts back to
+be sent after the commit.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin.model import Incident, Playbook
+from plugin.model import Incident, Playbook, TimelineEntry
+
+
+@dataclass(frozen=True)
+class Before:
+    """The commander and the active stage an incident had before a change: what the change replaced."""
+
+    commander_user_id: str
+    active_stage: int
+    active_stage_title: str
+
+    @classmethod
+    def of(cls, incident: Incident) -> Before:
+        """The incident's commander and stage as they are now."""
+        return cls(incident.commander_user_id, incident.active_stage, incident.active_stage_title)
 
 
 @dataclass(frozen=True)
 class IncidentEvent:
-    """The incident was created, ended, restarted, or changed commander, stage or members."""
+    """The incident was created, ended, restarted, or changed commander, stage, members or timeline.
 
-    action: str
-    incident: Incident
-    user_id: str
-    properties: dict[str, Any] = field(default_factory=dict)  # the action's own catalogued values
-
-
-@dataclass(frozen=True)
-class TaskEvent:
-    """A task of the incident was added, removed, renamed, moved, re-stated or re-assigned."""
+    ``properties`` are the action's own catalogued telemetry values. The rest is
+    for the timeline: ``mentions`` names the users involved as the chat host named
+    them at the time (id -> "@name"), ``before`` is what a commander or stage change
+    replaced, and ``entry`` the timeline entry a person added or removed.
+    """
 
     action: str
     incident: Incident
     user_id: str
     properties: dict[str, Any] = field(default_factory=dict)
+    mentions: Mapping[str, str] = field(default_factory=dict)
+    before: Before | None = None
+    entry: TimelineEntry | None = None
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A task of the incident was added, removed, renamed, moved, re-stated or re-assigned.
+
+    ``task`` is the (stage, task) position the change left the task at (-1, -1 for
+    one removed); ``mentions`` as for IncidentEvent.
+    """
+
+    action: str
+    incident: Incident
+    user_id: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    mentions: Mapping[str, str] = field(default_factory=dict)
+    task: tuple[int, int] = (-1, -1)
 
 
 @dataclass(frozen=True)

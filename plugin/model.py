@@ -7,6 +7,7 @@ the tests all get the same answers.
 from __future__ import annotations
 
 import enum
+import json
 import os
 import re
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin.errors import InvalidState, NotFound
+from plugin.errors import BadInput, InvalidState, NotFound
 
 ID_LENGTH = 26
 # Matched with fullmatch: "$" would also accept a trailing newline.
@@ -366,6 +367,78 @@ class Playbook:
         return [Checklist(make_id(), stage.title, [
             ChecklistItem(make_id(), item.title, command=item.command, description=item.description)
             for item in stage.items]) for stage in self.checklists]
+
+
+# What a timeline entry tells: each kind of change writes its own, and people add notes.
+TIMELINE_EVENT_TYPES = ("incident_created", "stage_changed", "commander_changed", "task_state_changed",
+                        "task_assigned", "incident_ended", "incident_restarted", "note")
+SUMMARY_MAX = 1024
+# A note's details are a small JSON object, at most this long when written out.
+DETAILS_MAX = 8192
+# A note may be dated this far past the server's clock: the writer's clock may run a little ahead.
+CLOCK_SKEW_MS = 60_000
+
+
+@dataclass
+class TimelineEntry:
+    """One line of an incident's timeline: what happened, when and who did it.
+
+    ``summary`` is one line built from ids and names as they were then (or a
+    person's note); ``details`` holds the ids and positions behind it. A deleted
+    entry is hidden but kept, with who deleted it and when.
+    """
+
+    id: str
+    incident_id: str
+    event_type: str
+    event_at: int
+    create_at: int
+    creator_user_id: str
+    summary: str
+    subject_user_id: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    post_id: str = ""
+    deleted: bool = False
+    deleted_at: int = 0
+    deleted_by: str = ""
+
+    @classmethod
+    def note(cls, entry_id: str, incident_id: str, user_id: str, summary: str, now: int, *,
+             details: dict[str, Any] | None = None, event_at: int | None = None, post_id: str = "") -> TimelineEntry:
+        """A note a person adds; BadInput, saying what to fix, unless it is one line of text dated no later than now."""
+        summary = summary.strip() if isinstance(summary, str) else summary
+        if not isinstance(summary, str) or not summary:
+            raise BadInput("A note needs a summary: one line saying what happened.", {"summary": "required"})
+        if len(summary) > SUMMARY_MAX:
+            raise BadInput(f"The summary is {len(summary)} characters long; use at most {SUMMARY_MAX} and put "
+                           "the rest in details.", {"summary": len(summary), "max": SUMMARY_MAX})
+        if "\n" in summary or "\r" in summary:
+            raise BadInput("The summary must be one line; put more in details.", {"summary": "one line"})
+        if problem := text_problem(summary):
+            raise BadInput(f"The summary {problem}.", {"summary": problem})
+        details = {} if details is None else details
+        if not isinstance(details, dict):
+            raise BadInput("details must be a JSON object.", {"details": type(details).__name__})
+        if len(json.dumps(details)) > DETAILS_MAX:
+            raise BadInput(f"details is too large: keep it under {DETAILS_MAX} characters of JSON.",
+                           {"details": "too large", "max": DETAILS_MAX})
+        if event_at is None:
+            event_at = now
+        elif event_at > now + CLOCK_SKEW_MS:
+            raise BadInput("event_at is in the future: give when it happened, in milliseconds since 1970, "
+                           "no later than now.", {"event_at": event_at, "now": now})
+        if post_id and not is_id(post_id):
+            raise BadInput("post_id must be an id of 26 characters a-z0-9, or empty.", {"post_id": post_id[:40]})
+        return cls(id=entry_id, incident_id=incident_id, event_type="note", event_at=event_at, create_at=now,
+                   creator_user_id=user_id, summary=summary, details=details, post_id=post_id)
+
+    def delete(self, user_id: str, now: int) -> None:
+        """Hide the entry, keeping who hid it and when; NotFound when it is hidden already."""
+        if self.deleted:
+            raise NotFound(f"Timeline entry {self.id} was deleted already.", {"event_id": self.id})
+        self.deleted = True
+        self.deleted_at = now
+        self.deleted_by = user_id
 
 
 PLAYBOOK_SORT_KEYS = ("title", "stages", "tasks")

@@ -14,6 +14,9 @@ Decisions:
   after the commit, the incident's change stands and the failure is logged.
 - A change that changes nothing (same commander, same stage, same state) commits
   nothing, posts nothing and records no event.
+- The timeline is written from the same events: the unit of work asks
+  ``plugin.timeline.entry_for`` for each event's entry at commit, so a change and
+  its entry commit together, and a change that fails or changes nothing writes none.
 """
 from __future__ import annotations
 
@@ -23,11 +26,11 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from plugin.chat import ChatHost
 from plugin.errors import BadInput, ConcurrentUpdate, InvalidState, NotFound, PermissionDenied
-from plugin.events import Announcement, Event, IncidentEvent, TaskEvent
+from plugin.events import Announcement, Before, Event, IncidentEvent, TaskEvent
 from plugin.model import (
     DEFAULT_CHECKLIST_TITLE,
     Checklist,
@@ -37,6 +40,7 @@ from plugin.model import (
     ItemState,
     Playbook,
     PlaybookFilter,
+    TimelineEntry,
     new_id,
     now_ms,
     slugify,
@@ -73,6 +77,16 @@ class PlaybookRepository(Protocol):
     def list(self, query: PlaybookFilter) -> tuple[int, list[Playbook]]: ...
 
 
+class TimelineRepository(Protocol):
+    """Timeline entries within one unit of work: read at once, written at commit."""
+
+    def get(self, incident_id: str, entry_id: str) -> TimelineEntry | None: ...
+    def list(self, incident_id: str, event_types: Sequence[str] = (),
+             last: int | None = None) -> list[TimelineEntry]: ...
+    def add(self, entry: TimelineEntry) -> None: ...
+    def delete(self, entry: TimelineEntry) -> None: ...
+
+
 class ChatRepository(Protocol):
     """The chat host's channels and posts, when they live in our database: written at commit."""
 
@@ -86,10 +100,12 @@ class UnitOfWork(AbstractContextManager, Protocol):
 
     Commit raises ConcurrentUpdate, having written nothing, when an incident saved
     has moved on since it was read, and returns the posts left for the chat host.
+    It writes each event's timeline entry (``plugin.timeline.entry_for``) too.
     """
 
     incidents: IncidentRepository
     playbooks: PlaybookRepository
+    timeline: TimelineRepository
     chat: ChatRepository | None
 
     def add_event(self, event: Event) -> None: ...
@@ -240,7 +256,8 @@ class IncidentService:
                                                                public=public, purpose=new.description[:250],
                                                                member_ids=members)
             uow.incidents.add(incident)
-            uow.add_event(IncidentEvent("create", incident, user_id, {"Public": incident.public}))
+            uow.add_event(IncidentEvent("create", incident, user_id, {"Public": incident.public},
+                                        mentions={user_id: starter, new.commander_user_id: commander}))
             uow.add_event(Announcement(incident.channel_id, announcement))
             self._commit(uow)
         return incident
@@ -272,30 +289,35 @@ class IncidentService:
         """End an active incident."""
         def end(incident: Incident) -> Change | None:
             incident.end(self.clock())
-            return Change(IncidentEvent("end", incident, user_id),
-                          f"This incident was ended by {self.host.mention(user_id)}.")
+            who = self.host.mention(user_id)
+            return Change(IncidentEvent("end", incident, user_id, mentions={user_id: who}),
+                          f"This incident was ended by {who}.")
         return self._mutate(user_id, incident_id, end)
 
     def restart_incident(self, user_id: str, incident_id: str) -> Outcome:
         """Make an ended incident active again."""
         def restart(incident: Incident) -> Change | None:
             incident.restart()
-            return Change(IncidentEvent("restart", incident, user_id),
-                          f"This incident was restarted by {self.host.mention(user_id)}.")
+            who = self.host.mention(user_id)
+            return Change(IncidentEvent("restart", incident, user_id, mentions={user_id: who}),
+                          f"This incident was restarted by {who}.")
         return self._mutate(user_id, incident_id, restart)
 
     def change_commander(self, user_id: str, incident_id: str, commander_id: str) -> Outcome:
         """Hand the incident to another channel member (unchanged when they already command it)."""
         def change(incident: Incident) -> Change | None:
-            previous = incident.commander_user_id
+            before = Before.of(incident)
+            previous = before.commander_user_id
             if commander_id != previous and not self.host.is_channel_member(incident.channel_id, commander_id):
                 raise InvalidState("The new commander must be a member of the incident channel; add them first "
                                    "(`/incident add`, or POST .../members).", {"commander_id": commander_id})
             if not incident.change_commander(commander_id):
                 return None
-            return Change(IncidentEvent("change_commander", incident, user_id),
-                          f"{self.host.mention(user_id)} changed the incident commander "
-                          f"from {self.host.mention(previous)} to {self.host.mention(commander_id)}.")
+            names = {previous: self.host.mention(previous), commander_id: self.host.mention(commander_id)}
+            names.setdefault(user_id, self.host.mention(user_id))
+            return Change(IncidentEvent("change_commander", incident, user_id, mentions=names, before=before),
+                          f"{names[user_id]} changed the incident commander "
+                          f"from {names[previous]} to {names[commander_id]}.")
         return self._mutate(user_id, incident_id, change)
 
     def set_active_stage(self, user_id: str, incident_id: str, stage: int) -> Outcome:
@@ -313,12 +335,13 @@ class IncidentService:
     def _change_stage(self, user_id: str, incident_id: str, move: Callable[[Incident], bool]) -> Outcome:
         """Make a stage move and post from which stage to which, both as found by the change."""
         def change(incident: Incident) -> Change | None:
-            before = incident.active_stage_title
+            before = Before.of(incident)
             if not move(incident):
                 return None
-            return Change(IncidentEvent("change_stage", incident, user_id),
-                          f"{self.host.mention(user_id)} changed the active stage from "
-                          f"**{before}** to **{incident.active_stage_title}**.")
+            who = self.host.mention(user_id)
+            return Change(IncidentEvent("change_stage", incident, user_id, mentions={user_id: who}, before=before),
+                          f"{who} changed the active stage from "
+                          f"**{before.active_stage_title}** to **{incident.active_stage_title}**.")
         return self._mutate(user_id, incident_id, change)
 
     def add_members(self, user_id: str, incident_id: str, member_ids: list[str]) -> tuple[list[str], list[str]]:
@@ -370,8 +393,15 @@ class IncidentService:
     def set_item_assignee(self, user_id: str, incident_id: str, checklist: int, index: int,
                           assignee_id: str) -> Outcome:
         """Assign a task to a user, or unassign it with an empty id."""
-        return self._change_task(user_id, incident_id, "set_assignee_for_task",
-                                 lambda incident: incident.set_item_assignee(checklist, index, assignee_id))
+        def change(incident: Incident) -> Change | None:
+            if not incident.set_item_assignee(checklist, index, assignee_id):
+                return None
+            names = {user_id: self.host.mention(user_id)}
+            if assignee_id:
+                names.setdefault(assignee_id, self.host.mention(assignee_id))
+            return Change(TaskEvent("set_assignee_for_task", incident, user_id, mentions=names,
+                                    task=(checklist, index)))
+        return self._mutate(user_id, incident_id, change)
 
     def _change_task(self, user_id: str, incident_id: str, action: str, apply: Callable[[Incident], bool]) -> Outcome:
         """A task change: its event, no post."""
@@ -399,8 +429,45 @@ class IncidentService:
                 return None
             return Change(TaskEvent("modify_task_state", incident, user_id, {
                 "NewState": item.state.value, "WasCommander": user_id == incident.commander_user_id,
-                "WasAssignee": bool(item.assignee_id) and user_id == item.assignee_id}))
+                "WasAssignee": bool(item.assignee_id) and user_id == item.assignee_id},
+                mentions={user_id: self.host.mention(user_id)}, task=(checklist, index)))
         return self._mutate(user_id, incident_id, change)
+
+    # ----- the timeline ----------------------------------------------------------------
+    def get_timeline(self, user_id: str, incident_id: str, event_types: Sequence[str] = (),
+                     last: int | None = None) -> list[TimelineEntry]:
+        """The incident's entries not deleted, oldest first, if the user may view the incident."""
+        self.get_incident(user_id, incident_id)
+        with self.uow_factory(write=False) as uow:
+            return uow.timeline.list(incident_id, event_types, last)
+
+    def add_note(self, user_id: str, incident_id: str, summary: str, *, details: dict[str, Any] | None = None,
+                 event_at: int | None = None, post_id: str = "") -> TimelineEntry:
+        """Add a person's note to the timeline (those who may change the incident may)."""
+        with self.uow_factory() as uow:
+            incident = self._get(uow, incident_id)
+            self._check_edit(user_id, incident)
+            entry = TimelineEntry.note(new_id(), incident_id, user_id, summary, self.clock(), details=details,
+                                       event_at=event_at, post_id=post_id)
+            uow.add_event(IncidentEvent("add_timeline_event", incident, user_id, {
+                "EventType": entry.event_type, "Backdated": entry.event_at < entry.create_at,
+                "HasPost": bool(entry.post_id), "NumDetails": len(entry.details)}, entry=entry))
+            self._commit(uow)
+        return entry
+
+    def remove_timeline_entry(self, user_id: str, incident_id: str, entry_id: str) -> None:
+        """Hide an entry of the incident's timeline, keeping who hid it and when (as for a change)."""
+        with self.uow_factory() as uow:
+            incident = self._get(uow, incident_id)
+            self._check_edit(user_id, incident)
+            entry = uow.timeline.get(incident_id, entry_id)
+            if entry is None:
+                raise NotFound(f"Incident {incident_id} has no timeline entry {entry_id}.", {"event_id": entry_id})
+            entry.delete(user_id, self.clock())
+            uow.timeline.delete(entry)
+            uow.add_event(IncidentEvent("remove_timeline_event", incident, user_id, {
+                "EventType": entry.event_type, "WasCreator": entry.creator_user_id == user_id}, entry=entry))
+            self._commit(uow)
 
     # ----- the one path of a change --------------------------------------------------
     def _mutate(self, user_id: str, incident_id: str, change: Callable[[Incident], Change | None]) -> Outcome:

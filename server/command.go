@@ -17,7 +17,7 @@ import (
 // incidentCommand is /incident with its autocomplete tree.
 func incidentCommand() *model.Command {
 	root := model.NewAutocompleteData(commandTrigger, "[command]",
-		"Available commands: start, end, restart, stage, check, commander, announce, list, info, help")
+		"Available commands: start, end, restart, stage, check, commander, announce, list, info, timeline, note, help")
 	start := model.NewAutocompleteData("start", "<name> [--public] [--description \"...\"] [--playbook <id>]",
 		"Start an incident in a new channel")
 	start.AddTextArgument("Name of the incident", "<name>", "")
@@ -32,6 +32,8 @@ func incidentCommand() *model.Command {
 	commander.AddTextArgument("The new commander", "[@username]", "")
 	announce := model.NewAutocompleteData("announce", "~channel ...", "Announce the incident in other channels")
 	announce.AddTextArgument("Channels to announce in", "~channel ...", "")
+	note := model.NewAutocompleteData("note", "<text>", "Add a note to the incident's timeline")
+	note.AddTextArgument("What happened", "<text>", "")
 	for _, sub := range []*model.AutocompleteData{
 		start,
 		model.NewAutocompleteData("end", "", "End the incident of this channel"),
@@ -39,6 +41,8 @@ func incidentCommand() *model.Command {
 		stage, check, commander, announce,
 		model.NewAutocompleteData("list", "", "List the incidents you can see"),
 		model.NewAutocompleteData("info", "", "Show the incident of this channel"),
+		model.NewAutocompleteData("timeline", "", "Show what happened in the incident, the last 20 entries"),
+		note,
 		model.NewAutocompleteData("help", "", "Show the help"),
 	} {
 		root.AddCommand(sub)

@@ -93,7 +93,8 @@ func TestIncidentCommandOffersEverySubcommandInAutocomplete(t *testing.T) {
 	for _, sub := range command.AutocompleteData.SubCommands {
 		names = append(names, sub.Trigger)
 	}
-	for _, want := range []string{"start", "end", "restart", "stage", "check", "commander", "list", "info"} {
+	for _, want := range []string{"start", "end", "restart", "stage", "check", "commander", "list", "info",
+		"timeline", "note"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("autocomplete lacks %q: %v", want, names)
 		}

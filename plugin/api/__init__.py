@@ -17,7 +17,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
 from plugin import logs, model
-from plugin.api.schemas import ErrorSchema
+from plugin.api.schemas import ErrorSchema, document_details
 from plugin.errors import BadInput, DomainError, Unauthorized, UnsupportedMediaType
 from plugin.model import ID_PATTERN, is_id
 
@@ -298,6 +298,7 @@ def init_app(app: Flask, components: Any) -> Api:
 
     app.url_map.converters["id"] = IdConverter
     api.register_converter(IdConverter, _id_parameter)
+    api.ma_plugin.converter.add_attribute_function(document_details)
     # Registered first, so the routes refer to these components with their body rules.
     for schema in _schemas_with_body_rules():
         api.spec.components.schema(schema.__name__.removesuffix("Schema"), dict(schema.body_rules), schema=schema)

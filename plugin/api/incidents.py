@@ -19,8 +19,11 @@ from plugin.api.schemas import (
     ListQuerySchema,
     MembersAddedSchema,
     NewItemSchema,
+    NewNoteSchema,
     ReorderSchema,
     StageSchema,
+    TimelineEntrySchema,
+    TimelineQuerySchema,
 )
 from plugin.model import IncidentFilter, ItemState
 from plugin.service import NewChecklist, NewIncident, NewItem
@@ -160,5 +163,25 @@ def create_blueprint(components: Any) -> Blueprint:
         """Assign a task (an empty assignee_id unassigns it)."""
         return service.set_item_assignee(g.user_id, incident_id, checklist, item,
                                          body["assignee_id"]).incident
+
+    @blp.route("/<id:incident_id>/timeline", methods=["GET"])
+    @blp.arguments(TimelineQuerySchema, location="query")
+    @blp.response(200, TimelineEntrySchema(many=True))
+    def timeline(query: dict[str, Any], incident_id: str) -> Any:
+        """The incident's timeline, oldest first (deleted entries hidden); whoever may view the incident may."""
+        return service.get_timeline(g.user_id, incident_id, query["event_type"])
+
+    @blp.route("/<id:incident_id>/timeline", methods=["POST"])
+    @blp.arguments(NewNoteSchema)
+    @blp.response(201, TimelineEntrySchema)
+    def add_note(body: dict[str, Any], incident_id: str) -> Any:
+        """Add a note to the timeline (those who may change the incident may)."""
+        return service.add_note(g.user_id, incident_id, body.pop("summary"), **body)
+
+    @blp.route("/<id:incident_id>/timeline/<id:event_id>", methods=["DELETE"])
+    @blp.response(204)
+    def remove_timeline_entry(incident_id: str, event_id: str) -> Any:
+        """Delete an entry of the timeline: hidden from then on, kept with who deleted it and when."""
+        service.remove_timeline_entry(g.user_id, incident_id, event_id)
 
     return blp

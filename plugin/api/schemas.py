@@ -1,12 +1,13 @@
 """Marshmallow schemas: all parsing and dumping of the HTTP API happens here."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from plugin import model
-from plugin.model import ID_PATTERN, SORT_KEYS, STATUSES, ItemState, is_id
+from plugin.model import ID_PATTERN, SORT_KEYS, STATUSES, TIMELINE_EVENT_TYPES, ItemState, is_id
 
 SERVER_SET_FIELDS = ("id", "channel_id", "create_at", "end_at", "is_active", "active_stage",
                      "active_stage_title")
@@ -37,6 +38,39 @@ class Trimmed(Text):
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+NO_NUL = "^[^\\u0000]*$"
+
+
+FLAT = "Must be text, a number or true/false: details is a flat object."
+
+
+def _check_scalar(value: Any) -> None:
+    if isinstance(value, (dict, list)):
+        raise ValidationError(FLAT)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError("Must be a finite number (JSON has no NaN or Infinity).")
+
+
+class Details(fields.Dict):
+    """A flat JSON object of facts: text keys; text, number or true/false values (``document_details``)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(keys=fields.String(), values=fields.Raw(validate=_check_scalar, error_messages={
+            "null": FLAT}), error_messages={"invalid": "Must be a JSON object."}, **kwargs)
+
+
+def document_details(_converter: Any, field: Any, **_: Any) -> dict[str, Any]:
+    """What a Details field's values may be, for the document (an attribute function of apispec's converter).
+
+    OpenAPI 3.0 has no way to state a rule on property names, so the document cannot
+    say that a key holding a NUL is refused (as all text is, see plugin.api.Parser).
+    """
+    if not isinstance(field, Details):
+        return {}
+    return {"additionalProperties": {
+        "anyOf": [{"type": "string", "pattern": NO_NUL}, {"type": "number"}, {"type": "boolean"}]}}
 
 
 def _check_id(value: str) -> None:
@@ -178,6 +212,31 @@ class AssigneeSchema(StrictSchema):
     assignee_id = OptionalId(required=True)
 
 
+class TimelineQuerySchema(StrictSchema):
+    event_type = fields.List(fields.String(validate=validate.OneOf(TIMELINE_EVENT_TYPES)), load_default=list,
+                             metadata={"description": "Only entries of these types (repeat the parameter for more)."})
+
+
+class NewNoteSchema(StrictSchema):
+    """A note for the timeline; the rules that need the clock (no date in the future) are the model's."""
+
+    # The pattern: one line once the surrounding whitespace is trimmed, no NUL.
+    summary = Trimmed(required=True, validate=validate.Length(1, model.SUMMARY_MAX), metadata={
+        "description": "One line saying what happened.",
+        "pattern": "^\\s*[^\\s\\u0000]([^\\u0000\\n\\r]*[^\\s\\u0000])?\\s*$"})
+    details = Details(load_default=dict, metadata={
+        "description": "A flat JSON object of further facts (text, numbers, true/false), at most "
+                       f"{model.DETAILS_MAX} characters written out."})
+    event_at = fields.Integer(load_default=None, strict=True, validate=validate.Range(0, 2 ** 53), metadata={
+        "description": "When it happened, in milliseconds since 1970 (default: now); not in the future."})
+    post_id = OptionalId(load_default="", metadata={"description": "The post the note is about, if any."})
+
+    @validates_schema
+    def one_line(self, data: dict[str, Any], **_: Any) -> None:
+        if "\n" in data.get("summary", "") or "\r" in data.get("summary", ""):
+            raise ValidationError("Must be one line; put more in details.", "summary")
+
+
 # ----- responses --------------------------------------------------------------------------
 class ItemSchema(Schema):
     id = fields.String()
@@ -226,6 +285,20 @@ class IncidentSchema(Schema):
     active_stage_title = fields.String()
     checklists = ChecklistsField()
     playbook_id = fields.String()
+
+
+class TimelineEntrySchema(Schema):
+    id = fields.String()
+    incident_id = fields.String()
+    event_type = fields.String(metadata={"enum": list(TIMELINE_EVENT_TYPES)})
+    event_at = fields.Integer(metadata={"description": "When it happened, in milliseconds since 1970."})
+    create_at = fields.Integer(metadata={"description": "When the entry was written, in milliseconds since 1970."})
+    subject_user_id = fields.String(metadata={"description": "The user the entry is about (\"\" for none)."})
+    creator_user_id = fields.String(metadata={"description": "The user who made the change or wrote the note."})
+    summary = fields.String()
+    details = fields.Dict()
+    post_id = fields.String()
+    deleted = fields.Boolean()
 
 
 class IncidentPageSchema(Schema):

@@ -14,6 +14,7 @@ clients may send typographic quotes, so ``“...”`` and ``‘...’`` quote to
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -96,7 +97,23 @@ class Info:
     """``info``: a summary of the incident of this channel."""
 
 
-Command = Help | Usage | Start | End | Restart | Stage | Check | Commander | Add | Announce | List | Info
+@dataclass(frozen=True)
+class Timeline:
+    """``timeline``: the last entries of this incident's timeline."""
+
+
+@dataclass(frozen=True)
+class Note:
+    """``note <text>``: the text exactly as typed (no quoting rules), on one line."""
+
+    text: str
+
+
+Command = (Help | Usage | Start | End | Restart | Stage | Check | Commander | Add | Announce | List | Info
+           | Timeline | Note)
+
+# The verb, then the rest of the line as typed.
+_VERB_AND_REST = re.compile(r"\s*\S+\s*(.*)", re.DOTALL)
 
 _OPEN_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201e": "\u201c"}
 
@@ -227,6 +244,16 @@ def _announce(args: list[str]) -> Command:
     return Announce(names)
 
 
+def _note(text: str) -> Command:
+    # A note is prose: quotes and backslashes are the person's own, so the raw rest of
+    # the line is kept, its line breaks joined into one line.
+    rest = _VERB_AND_REST.fullmatch(text)
+    note = " ".join(line.strip() for line in rest.group(1).splitlines() if line.strip()) if rest else ""
+    if not note:
+        return Usage("note needs some text, e.g. `/incident note rolled back the deploy`.")
+    return Note(note)
+
+
 def _no_args(name: str, make: type, args: list[str]) -> Command:
     if args:
         return Usage(f"{name} takes no arguments: type `/incident {name}`.")
@@ -253,7 +280,9 @@ def parse(text: str) -> Command:
         return _add(args)
     if verb == "announce":
         return _announce(args)
-    simple = {"end": End, "restart": Restart, "list": List, "info": Info}
+    if verb == "note":
+        return _note(text)
+    simple = {"end": End, "restart": Restart, "list": List, "info": Info, "timeline": Timeline}
     if verb in simple:
         return _no_args(verb, simple[verb], args)
     if verb in ("help", "-h", "--help", "?"):

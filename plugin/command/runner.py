@@ -15,17 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from plugin.chat import ChatHost
 from plugin.command import parser as p
 from plugin.errors import DomainError, InvalidState, NotFound
-from plugin.model import DESCRIPTION_MAX, NAME_MAX, Incident, IncidentFilter, ItemState, now_ms
+from plugin.model import DESCRIPTION_MAX, NAME_MAX, SUMMARY_MAX, Incident, IncidentFilter, ItemState, now_ms
 from plugin.service import IncidentService, NewIncident
 
 EPHEMERAL = "ephemeral"
 IN_CHANNEL = "in_channel"
 LIST_LIMIT = 10
+TIMELINE_LIMIT = 20
 
 HELP_TEXT = """\
 ###### `/incident` commands
@@ -39,6 +41,8 @@ HELP_TEXT = """\
 * `/incident announce ~channel [~channel ...]` - tell other channels about this incident.
 * `/incident list` - your active incidents in this team (newest 10).
 * `/incident info` - name, duration, commander, stage and task progress.
+* `/incident timeline` - what happened in this incident, the last 20 entries, oldest first.
+* `/incident note <text>` - add a note to this incident's timeline.
 * `/incident help` - this text.
 
 Stages and tasks are numbered from 1, as `info` shows them."""
@@ -63,6 +67,11 @@ class Caller:
 def reply(text: str, response_type: str = EPHEMERAL) -> dict[str, Any]:
     """A slash command response body."""
     return {"response_type": response_type, "text": text}
+
+
+def _when(milliseconds: int) -> str:
+    """A moment as people read it in a list: date and minute, in UTC."""
+    return datetime.fromtimestamp(milliseconds / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _duration(milliseconds: int) -> str:
@@ -272,3 +281,20 @@ class CommandRunner:
         else:
             lines.append("* No stages")
         return reply("\n".join(lines))
+
+    def _timeline(self, command: p.Timeline, caller: Caller) -> dict[str, Any]:
+        incident = self._here(caller)
+        entries = self.service.get_timeline(caller.user_id, incident.id, last=TIMELINE_LIMIT)
+        if not entries:
+            return reply(f"The timeline of **{incident.name}** is empty. Add a note with `/incident note <text>`.")
+        lines = [f"Timeline of **{incident.name}**, oldest first"
+                 f"{f' (the last {TIMELINE_LIMIT})' if len(entries) == TIMELINE_LIMIT else ''}:"]
+        lines += [f"* {_when(entry.event_at)}: {entry.summary}" for entry in entries]
+        return reply("\n".join(lines))
+
+    def _note(self, command: p.Note, caller: Caller) -> dict[str, Any]:
+        if len(command.text) > SUMMARY_MAX:
+            return reply(f"The note is {len(command.text)} characters long; use at most {SUMMARY_MAX}.")
+        incident = self._here(caller)
+        self.service.add_note(caller.user_id, incident.id, command.text)
+        return reply(f"Added your note to the timeline of **{incident.name}**. `/incident timeline` shows it.")

@@ -21,7 +21,9 @@ from plugin.store.incidents import SqlIncidentRepository
 from plugin.store.outbox import SqlOutboxRepository
 from plugin.store.playbooks import SqlPlaybookRepository
 from plugin.store.saved_settings import SqlSavedSettings, read_version
+from plugin.store.timeline import SqlTimelineRepository
 from plugin.telemetry import NoopTelemetry, Telemetry
+from plugin.timeline import entry_for
 
 log = logging.getLogger(__name__)
 
@@ -266,8 +268,9 @@ class SqlUnitOfWork:
     rolls everything back when one fails. An incident is saved only at the version
     it was read at: when another change committed first, commit writes nothing and
     raises ConcurrentUpdate. The domain events collected (``add_event``) become
-    outbox rows in the same transaction, and so do the posts of the local chat host
-    (``local_chat``); commit returns the posts left for a remote host to send.
+    outbox rows and timeline entries (``plugin.timeline.entry_for``) in the same
+    transaction, and so do the posts of the local chat host (``local_chat``); commit
+    returns the posts left for a remote host to send.
     """
 
     def __init__(self, db: Database, *, write: bool = True, telemetry: Telemetry | None = None,
@@ -282,6 +285,7 @@ class SqlUnitOfWork:
     def __enter__(self) -> "SqlUnitOfWork":
         self.incidents = SqlIncidentRepository(self._reading)
         self.playbooks = SqlPlaybookRepository(self._reading)
+        self.timeline = SqlTimelineRepository(self._reading)
         self.saved_settings = SqlSavedSettings(self._writing if self.write else self._reading)
         self.outbox = SqlOutboxRepository()
         #: The local chat host's channels and posts; None when the host keeps them elsewhere.
@@ -308,14 +312,18 @@ class SqlUnitOfWork:
     def commit(self) -> list[Announcement]:
         """Make every write and the events' rows in one transaction; return the posts left to send."""
         left: list[Announcement] = []
+        now = now_ms()
         for event in self.events:
             if isinstance(event, Announcement):
                 if self.chat is not None:
                     self.chat.add_post(event.channel_id, event.message)
                 else:
                     left.append(event)
-            elif (row := self.telemetry.row(event)) is not None:
+                continue
+            if (row := self.telemetry.row(event)) is not None:
                 self.outbox.add(row)
+            if (entry := entry_for(event, now)) is not None:
+                self.timeline.add(entry)
         self.events.clear()
         # The reads are done: give their connection back before taking one to write with,
         # so that no unit of work holds one connection while it waits for another.
@@ -324,6 +332,7 @@ class SqlUnitOfWork:
         try:
             self.incidents.flush(connection)  # first: a version that moved on stops the rest
             self.playbooks.flush(connection)
+            self.timeline.flush(connection)
             if self.chat is not None:
                 self.chat.flush(connection)
             self.outbox.flush(connection)

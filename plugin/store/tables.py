@@ -32,6 +32,29 @@ incidents = sa.Table(
     sa.Index("ix_incidents_team_commander", "team_id", "commander_user_id"),
 )
 
+# What happened to each incident, when and by whom: one row per change and per note.
+# A deleted entry is hidden but kept, with who deleted it and when. ``seq`` orders
+# entries of the same millisecond as they were written.
+timeline_events = sa.Table(
+    "timeline_events", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("id", ID, nullable=False, unique=True),
+    sa.Column("incident_id", ID, nullable=False),
+    sa.Column("event_type", sa.String(32), nullable=False),
+    sa.Column("event_at", sa.BigInteger, nullable=False),
+    sa.Column("create_at", sa.BigInteger, nullable=False),
+    sa.Column("subject_user_id", sa.String(26), nullable=False),
+    sa.Column("creator_user_id", sa.String(26), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("post_id", sa.String(26), nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False),
+    sa.Column("deleted_at", sa.BigInteger, nullable=False),
+    sa.Column("deleted_by", sa.String(26), nullable=False),
+    # An incident's timeline is always read alone, oldest first.
+    sa.Index("ix_timeline_events_incident_event_at", "incident_id", "event_at"),
+)
+
 # The embedded local chat host keeps its channels, members, posts and users here.
 chat_channels = sa.Table(
     "chat_channels", metadata,

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from plugin.model import TIMELINE_EVENT_TYPES
+
 log = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[a-z0-9]{26}$")
@@ -152,6 +154,16 @@ EVENTS: dict[str, Event] = {
         Action("change_stage", "The active stage changed."),
         Action("add_members", "People were added to the incident channel.",
                (Prop("NumMembersAdded", INT, "How many people were added."),)),
+        Action("add_timeline_event", "A person added a note to the incident's timeline.", (
+            Prop("EventType", enum(*TIMELINE_EVENT_TYPES), "The kind of timeline entry added."),
+            Prop("Backdated", BOOL, "Whether the entry is dated earlier than when it was added."),
+            Prop("HasPost", BOOL, "Whether the entry points to a post."),
+            Prop("NumDetails", INT, "How many fields the entry's details hold."),
+        )),
+        Action("remove_timeline_event", "An entry of the incident's timeline was deleted (hidden, kept for audit).", (
+            Prop("EventType", enum(*TIMELINE_EVENT_TYPES), "The kind of timeline entry deleted."),
+            Prop("WasCreator", BOOL, "Whether the user who deleted it is the one who made it."),
+        )),
     ), INCIDENT_METADATA, "plugin/service.py"),
     "tasks": Event("tasks", (
         Action("add_task", "A task was added."),

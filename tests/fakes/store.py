@@ -3,20 +3,23 @@
 They keep the contracts the service relies on and nothing more: a unit of work
 commits all of its writes or none; an incident saved at a version that moved on
 fails the commit with ConcurrentUpdate; events added to a unit of work count
-only once it has committed, and its posts are handed back to be sent. Playbooks are not faked (the playbook use cases run
-against the real stores in tests/api/).
+only once it has committed, with their timeline entries (from the same
+``plugin.timeline.entry_for`` the real unit of work uses), and its posts are handed
+back to be sent. Playbooks are not faked (the playbook use cases run against the
+real stores in tests/api/).
 """
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from plugin.chat import ServerFacts
-from plugin.errors import ConcurrentUpdate, HostUnavailable
+from plugin.errors import ConcurrentUpdate, HostUnavailable, NotFound
 from plugin.events import Announcement, Event, IncidentEvent, PlaybookEvent, TaskEvent
-from plugin.model import Incident, IncidentFilter
+from plugin.model import Incident, IncidentFilter, TimelineEntry, now_ms
+from plugin.timeline import entry_for
 
 
 @dataclass
@@ -26,6 +29,10 @@ class Memory:
     incidents: dict[str, Incident] = field(default_factory=dict)
     #: (catalogue name, action, incident id, version committed, the action's properties)
     events: list[tuple[str, str, str, int, dict[str, Any]]] = field(default_factory=list)
+    #: Timeline entries, in the order their commits wrote them (deleted ones too).
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    #: The time of a commit (the service's clock, when a test shares one).
+    clock: Callable[[], int] = now_ms
     #: Runs just before a commit's version check: a test's way to let another change in first.
     before_commit: Callable[[], None] | None = None
 
@@ -60,6 +67,31 @@ class FakeIncidents:
         return len(found), [copy.deepcopy(i) for i in found[start:start + query.per_page]]
 
 
+class FakeTimeline:
+    """The timeline repository of one unit of work."""
+
+    def __init__(self, memory: Memory):
+        self.memory = memory
+        self.added: list[TimelineEntry] = []
+        self.deleted: list[TimelineEntry] = []
+
+    def get(self, incident_id: str, entry_id: str) -> TimelineEntry | None:
+        return copy.deepcopy(next((e for e in self.memory.timeline
+                                   if e.incident_id == incident_id and e.id == entry_id), None))
+
+    def list(self, incident_id: str, event_types: Sequence[str] = (), last: int | None = None) -> list[TimelineEntry]:
+        found = [e for e in self.memory.timeline if e.incident_id == incident_id and not e.deleted
+                 and (not event_types or e.event_type in event_types)]
+        found.sort(key=lambda e: e.event_at)  # stable: entries of one millisecond stay in commit order
+        return copy.deepcopy(found if last is None else found[-last:] if last else [])
+
+    def add(self, entry: TimelineEntry) -> None:
+        self.added.append(entry)
+
+    def delete(self, entry: TimelineEntry) -> None:
+        self.deleted.append(entry)
+
+
 _NAMES = {IncidentEvent: "incident", TaskEvent: "tasks", PlaybookEvent: "playbook"}
 
 
@@ -75,6 +107,7 @@ class FakeUnitOfWork:
         self.memory = memory
         self.writes = write
         self.incidents = FakeIncidents(memory)
+        self.timeline = FakeTimeline(memory)
         self.events: list[Event] = []
 
     def __enter__(self) -> FakeUnitOfWork:
@@ -94,11 +127,21 @@ class FakeUnitOfWork:
         for incident in self.incidents.saved:
             if self.memory.incidents[incident.id].version != incident.version:
                 raise ConcurrentUpdate()
+        positions = {(e.incident_id, e.id): n for n, e in enumerate(self.memory.timeline)}
+        for entry in self.timeline.deleted:
+            if self.memory.timeline[positions[entry.incident_id, entry.id]].deleted:
+                raise NotFound(f"Timeline entry {entry.id} was deleted already.")
+        for entry in self.timeline.deleted:
+            self.memory.timeline[positions[entry.incident_id, entry.id]] = copy.deepcopy(entry)
         for incident in self.incidents.saved:
             incident.version += 1
         for incident in [*self.incidents.added, *self.incidents.saved]:
             self.memory.incidents[incident.id] = copy.deepcopy(incident)
         left = [event for event in self.events if isinstance(event, Announcement)]
+        now = self.memory.clock()
+        self.timeline.added.extend(entry for event in self.events if not isinstance(event, Announcement)
+                                   if (entry := entry_for(event, now)) is not None)
+        self.memory.timeline.extend(copy.deepcopy(entry) for entry in self.timeline.added)
         self.memory.events.extend(
             (_NAMES[type(event)], event.action, event.incident.id, event.incident.version, dict(event.properties))
             for event in self.events if isinstance(event, (IncidentEvent, TaskEvent)))

@@ -78,3 +78,19 @@ def test_0004_downgrades_and_upgrades_again(blank_db):
         assert connection.execute(sa.text("SELECT state FROM telemetry_outbox")).scalars().all() == ["pending"]
     migrate(blank_db)
     assert outbox.pending_count() == 1
+
+
+def test_0006_adds_the_timeline_beside_existing_incidents_and_downgrades_cleanly(blank_db):
+    from alembic import command
+
+    migrate(blank_db, "0005")
+    assert "timeline_events" not in sa.inspect(blank_db.read_engine).get_table_names()
+    migrate(blank_db, "0006")
+    blank_db.dispose()  # a SQLite connection that read the schema before keeps its index list
+    indexes = sa.inspect(blank_db.read_engine).get_indexes("timeline_events")
+    assert [index["column_names"] for index in indexes if index["name"].startswith("ix_timeline")] == [
+        ["incident_id", "event_at"]]
+    command.downgrade(alembic_config(blank_db), "0005")
+    assert "timeline_events" not in sa.inspect(blank_db.read_engine).get_table_names()
+    migrate(blank_db)
+    assert "timeline_events" in sa.inspect(blank_db.read_engine).get_table_names()

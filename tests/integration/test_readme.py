@@ -46,6 +46,7 @@ def test_the_readme_walk_throughs_run_under_sh_against_a_real_server(tmp_path):
         assert "@bob is now the commander of **db is down**." in chat.stdout
         assert "bob in ~db-is-down> /incident end" in chat.stdout
         assert "This incident was ended by @bob." in chat.stdout
+        assert "paged the DBA" in chat.stdout and "@bob ended the incident." in chat.stdout
 
         curl = subprocess.run(["sh", "-e"], input=block_after("## A first incident with curl").replace(
             "127.0.0.1:9065", f"127.0.0.1:{port}"), capture_output=True, text=True, timeout=120, env=env)

@@ -188,3 +188,49 @@ def test_add_needs_a_member_of_the_incident_channel(local_backend):
 
 def test_add_without_a_username_shows_how(local_backend):
     assert run(local_backend, "add")["text"].startswith("add needs at least one @username")
+
+
+def test_note_and_timeline_tell_what_happened_with_times_oldest_first(local_backend):
+    run(local_backend, "start timeline me")
+    host = local_backend.components.host
+    room = host.find_channel_by_name(TEAM, "timeline-me")
+    assert run(local_backend, "note it's \"down\" for EU users", channel=room)["text"] == (
+        "Added your note to the timeline of **timeline me**. `/incident timeline` shows it.")
+    run(local_backend, "end", channel=room)
+    lines = run(local_backend, "timeline", channel=room)["text"].splitlines()
+    assert lines[0] == "Timeline of **timeline me**, oldest first:"
+    assert [line.split(" UTC: ", 1)[1] for line in lines[1:]] == [
+        '@alice started the incident "timeline me" as its commander.', 'it\'s "down" for EU users',
+        "@alice ended the incident."]
+    assert all(line.startswith("* 20") for line in lines[1:])
+    assert len(host.posts(room)) == 2  # a note is not posted to the channel
+
+
+def test_timeline_shows_the_last_twenty_entries_and_says_so(local_backend):
+    run(local_backend, "start long one")
+    room = local_backend.components.host.find_channel_by_name(TEAM, "long-one")
+    for number in range(1, 22):
+        run(local_backend, f"note step {number}", channel=room)
+    lines = run(local_backend, "timeline", channel=room)["text"].splitlines()
+    assert lines[0] == "Timeline of **long one**, oldest first (the last 20):"
+    assert [line.rsplit(": ", 1)[1] for line in (lines[1], lines[-1])] == ["step 2", "step 21"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("note", "note needs some text"),
+    ("note " + "x" * 1025, "use at most 1024"),
+    ("note tab\x00nul", "NUL"),
+])
+def test_a_bad_note_gets_an_ephemeral_reply_and_writes_nothing(local_backend, text, expected):
+    run(local_backend, "start noted")
+    room = local_backend.components.host.find_channel_by_name(TEAM, "noted")
+    reply = run(local_backend, text, channel=room)
+    assert reply["response_type"] == "ephemeral" and expected in reply["text"]
+    incident = incidents(local_backend)[0]
+    assert [e.event_type for e in local_backend.components.service.get_timeline(ALICE, incident.id)] == [
+        "incident_created"]
+
+
+def test_timeline_and_note_outside_an_incident_channel_say_where_to_run_them(local_backend):
+    for text in ("timeline", "note hello"):
+        assert "This channel has no incident you can see" in run(local_backend, text)["text"]

@@ -6,13 +6,14 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from plugin.errors import ConcurrentUpdate
-from plugin.events import Announcement
-from plugin.model import Checklist, ChecklistItem, Incident, IncidentFilter, Playbook, new_id
+from plugin.errors import ConcurrentUpdate, NotFound
+from plugin.events import Announcement, IncidentEvent
+from plugin.model import Checklist, ChecklistItem, Incident, IncidentFilter, Playbook, TimelineEntry, new_id
 from plugin.store import migrate
 from plugin.store.incidents import SqlIncidentRepository
 from plugin.store.migrate import current_revision
 from plugin.store.tables import chat_posts, incidents, telemetry_outbox
+from plugin.store.timeline import SqlTimelineRepository
 from plugin.telemetry import OutboxRow
 from tests.conftest import TEAM
 
@@ -212,3 +213,83 @@ def test_the_settings_version_is_read_again_only_once_its_lease_has_run_out(data
         assert len(seen) == 2
     finally:
         db.dispose()
+
+
+# ----- the timeline -----------------------------------------------------------------------------
+def test_migrations_make_the_timeline_table_with_an_index_led_by_the_incident(db):
+    indexes = sa.inspect(db.read_engine).get_indexes("timeline_events")
+    assert any(index["column_names"][0] == "incident_id" for index in indexes), indexes
+
+
+def test_reading_an_incidents_timeline_uses_the_incident_index(db):
+    for statement in (SqlTimelineRepository.list_statement("i" * 26),
+                      SqlTimelineRepository.list_statement("i" * 26, ["note"], last=20)):
+        plan = _plan(db, statement)
+        assert "ix_timeline_events_incident" in plan, plan
+        assert "Seq Scan" not in plan and "SCAN timeline_events " not in plan + " ", plan
+
+
+def _statements(db) -> list[str]:
+    """The SQL every connection of the database runs from now on (a listener, not a stand-in)."""
+    seen: list[str] = []
+    # On PostgreSQL the writing engine is a variant of the reading one and shares its listeners.
+    for engine in ([db.read_engine, db.write_engine] if db.dialect == "sqlite" else [db.read_engine]):
+        sa.event.listen(engine, "before_cursor_execute",
+                        lambda _c, _cursor, statement, *_: seen.append(" ".join(statement.split())))
+    return seen
+
+
+def test_a_commit_writes_all_its_entries_with_one_insert_in_their_order(db):
+    incident = _incident(active_stage=-1, checklists=[])
+    events = [IncidentEvent("create", incident, "a" * 26), IncidentEvent("end", incident, "a" * 26),
+              IncidentEvent("restart", incident, "a" * 26)]
+    seen = _statements(db)
+    with db.unit_of_work() as uow:
+        uow.incidents.add(incident)
+        for event in events:
+            uow.add_event(event)
+        uow.commit()
+    writes = [statement for statement in seen if "timeline_events" in statement]
+    assert len(writes) == 1 and writes[0].startswith("INSERT INTO timeline_events"), writes
+    with db.unit_of_work(write=False) as uow:
+        assert [e.event_type for e in uow.timeline.list(incident.id)] == [
+            "incident_created", "incident_ended", "incident_restarted"]
+
+
+def test_an_entry_is_written_only_with_its_change_in_one_transaction(db):
+    incident = _incident()
+    with db.unit_of_work() as uow:
+        uow.incidents.add(incident)
+        uow.commit()
+    stale = _incident(id=incident.id, version=0)
+    with db.unit_of_work() as uow:
+        uow.incidents.save(_incident(id=incident.id))
+        uow.commit()  # the incident moves on to version 1
+    with db.unit_of_work() as uow, pytest.raises(ConcurrentUpdate):
+        uow.incidents.save(stale)
+        uow.add_event(IncidentEvent("end", stale, "a" * 26))
+        uow.commit()
+    with db.unit_of_work() as uow:
+        uow.add_event(IncidentEvent("end", incident, "a" * 26))  # never committed
+    with db.unit_of_work(write=False) as uow:
+        assert uow.timeline.list(incident.id) == []
+
+
+def test_deleting_an_entry_twice_at_once_keeps_the_first_deletion(db):
+    entry = TimelineEntry.note(new_id(), "i" * 26, "a" * 26, "a note", 10)
+    with db.unit_of_work() as uow:
+        uow.timeline.add(entry)
+        uow.commit()
+    first, second = db.unit_of_work(), db.unit_of_work()
+    with first, second:
+        one, two = first.timeline.get("i" * 26, entry.id), second.timeline.get("i" * 26, entry.id)
+        one.delete("b" * 26, 20)
+        two.delete("c" * 26, 30)
+        first.timeline.delete(one)
+        second.timeline.delete(two)
+        first.commit()
+        with pytest.raises(NotFound, match="deleted already"):
+            second.commit()
+    with db.unit_of_work(write=False) as uow:
+        kept = uow.timeline.get("i" * 26, entry.id)
+    assert (kept.deleted, kept.deleted_by, kept.deleted_at) == (True, "b" * 26, 20)

@@ -87,6 +87,10 @@ BODIES = [
     ("POST", "{incident}/commander", lambda t: {"commander_id": t}, "commander_id"),
     ("PUT", "{incident}/checklists/0/items/0/assignee", lambda t: {"assignee_id": t}, "assignee_id"),
     ("PUT", "{incident}/checklists/0/items/0/state", lambda t: {"new_state": t}, "new_state"),
+    ("POST", "{incident}/timeline", lambda t: {"summary": t}, "summary"),
+    ("POST", "{incident}/timeline", lambda t: {"summary": "ok", "details": {"said": t}}, "details.said"),
+    ("POST", "{incident}/timeline", lambda t: {"summary": "ok", "details": {t: 1}}, "(in the field name)"),
+    ("POST", "{incident}/timeline", lambda t: {"summary": "ok", "post_id": t}, "post_id"),
     ("POST", "/api/v0/playbooks", lambda t: {"title": t, "team_id": TEAM}, "title"),
     ("POST", "/api/v0/playbooks", lambda t: {"title": "ok", "team_id": TEAM, "description": t}, "description"),
     ("POST", "/api/v0/playbooks", lambda t: {"title": "ok", "team_id": TEAM, "checklists": _stages("title", t)},
@@ -126,6 +130,7 @@ QUERIES = [
     ("/api/v0/incidents", "team_id=", "team_id"),
     ("/api/v0/playbooks", f"team_id={TEAM}&direction=", "direction"),
     ("/api/v0/telemetry", "limit=", "limit"),
+    ("{incident}/timeline", "event_type=", "event_type"),
 ]
 
 
@@ -133,7 +138,7 @@ QUERIES = [
 def test_query_string_with_nul_is_a_400_naming_the_field(client, components, world, caplog, path, query, field):
     caplog.set_level(logging.DEBUG)
     before = snapshot(components)
-    response = client.get(f"{path}?{query}{quote(typed('nul'))}", headers=as_user(ADMIN))
+    response = client.get(f"{_path(path, world)}?{query}{quote(typed('nul'))}", headers=as_user(ADMIN))
     assert response.status_code == 400, response.json
     assert f"{field}: " in response.json["error"], response.json["error"]
     assert snapshot(components) == before
@@ -161,6 +166,7 @@ SLASH = [
     ("text", lambda t: {"text": f"start db down --playbook {t}"}),
     ("text", lambda t: {"text": f"announce ~{t}"}),
     ("text", lambda t: {"text": f"commander @{t}"}),
+    ("text", lambda t: {"text": f"note {t}"}),
     ("user_name", lambda t: {"text": "start db down", "user_name": t}),
     ("user_mentions", lambda t: {"text": "start db down", "user_mentions": t, "user_mentions_ids": ALICE}),
     ("channel_name", lambda t: {"text": "start db down", "channel_name": t}),

@@ -46,3 +46,13 @@ def drive_every_mutation(client: Any, components: Any, *, name: str = "db is dow
         ("tasks", "remove_task"), ("incident", "change_commander"), ("incident", "end"),
         ("incident", "restart"),
     ]
+
+
+def drive_the_timeline(client: Any, incident_id: str, note: str = "rolled back the deploy") -> list[tuple[str, str]]:
+    """Add a note to an incident's timeline (with a refusal in between) and delete it; return the events expected."""
+    user = as_user(ALICE)
+    base = f"/api/v0/incidents/{incident_id}/timeline"
+    added = _ok(client.post(base, headers=user, json={"summary": note, "details": {"said": note}, "event_at": 1}), 201)
+    assert client.post(base, headers=user, json={"summary": ""}).status_code == 400  # refused: no event
+    assert client.delete(f"{base}/{added['id']}", headers=user).status_code == 204
+    return [("incident", "add_timeline_event"), ("incident", "remove_timeline_event")]

@@ -15,12 +15,14 @@ from plugin.store.tables import telemetry_outbox
 from tests.conftest import ADMIN, ALICE, BOB, CAROL, TEAM, as_user
 from tests.telemetry.conftest import make_app
 from tests.telemetry.dataplane import DataPlane, wait_until
-from tests.telemetry.lifecycle import drive_every_mutation
+from tests.telemetry.lifecycle import drive_every_mutation, drive_the_timeline
 
 COMMON = {"diagnosticID", "serverVersion", "pluginVersion", "eventTimeStamp"}
 METADATA = {"incidentID", "IsActive", "CommanderUserID", "TeamID", "CreatedAt", "PostID", "NumChecklists",
             "TotalChecklistItems", "ActiveStage", "UserActualID"}
-EXTRA = {"create": {"Public"}, "modify_task_state": {"NewState", "WasCommander", "WasAssignee"}}
+EXTRA = {"create": {"Public"}, "modify_task_state": {"NewState", "WasCommander", "WasAssignee"},
+         "add_timeline_event": {"EventType", "Backdated", "HasPost", "NumDetails"},
+         "remove_timeline_event": {"EventType", "WasCreator"}}
 
 
 def _pending(components) -> int:
@@ -30,6 +32,7 @@ def _pending(components) -> int:
 
 def test_full_lifecycle_sends_exactly_the_expected_events_with_exact_keys(tclient, tcomponents, dataplane):
     incident_id, expected = drive_every_mutation(tclient, tcomponents)
+    expected += drive_the_timeline(tclient, incident_id)
     messages = wait_until(lambda: len(dataplane.delivered()) >= len(expected) and dataplane.delivered())
     assert [(m["event"], m["properties"]["Action"]) for m in messages] == expected
     diagnostic_id = tcomponents.host.server_facts().diagnostic_id
@@ -53,6 +56,10 @@ def test_full_lifecycle_sends_exactly_the_expected_events_with_exact_keys(tclien
             by_action["modify_task_state"]["WasAssignee"]) == ("in_progress", True, False)
     assert by_action["change_commander"]["CommanderUserID"] == BOB
     assert by_action["end"]["IsActive"] is False and by_action["restart"]["IsActive"] is True
+    assert {key: by_action["add_timeline_event"][key] for key in EXTRA["add_timeline_event"]} == {
+        "EventType": "note", "Backdated": True, "HasPost": False, "NumDetails": 1}
+    assert {key: by_action["remove_timeline_event"][key] for key in EXTRA["remove_timeline_event"]} == {
+        "EventType": "note", "WasCreator": True}
     assert len(set(dataplane.delivered_ids())) == len(expected)
 
 

@@ -14,15 +14,17 @@ from plugin.command.parser import (
     Help,
     Info,
     List,
+    Note,
     Restart,
     Stage,
     Start,
+    Timeline,
     Usage,
     parse,
     split,
 )
 
-COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Commander, Add, Announce, List, Info)
+COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Commander, Add, Announce, List, Info, Timeline, Note)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -129,3 +131,19 @@ def test_parse_never_raises_on_command_like_word_soup(words):
        .filter(lambda name: not name.startswith("--")))
 def test_a_single_word_name_survives_start_unchanged(name):
     assert parse(f"start {name}") == Start(name)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("timeline", Timeline()),
+    ("note rolled back the deploy", Note("rolled back the deploy")),
+    ("note it's \"down\" \\ again", Note("it's \"down\" \\ again")),
+    ("Note   two  spaces kept inside  ", Note("two  spaces kept inside")),
+    ("note first line\n  second line", Note("first line second line")),
+])
+def test_timeline_and_note_parse_and_a_note_keeps_its_text_as_typed(text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["note", "note   ", "note \n \n", "timeline 5"])
+def test_a_note_without_text_or_timeline_with_arguments_gets_usage(text):
+    assert isinstance(parse(text), Usage)

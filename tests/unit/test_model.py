@@ -5,8 +5,20 @@ import collections
 
 import pytest
 
-from plugin.errors import InvalidState, NotFound
-from plugin.model import Checklist, ChecklistItem, Incident, ItemState, is_id, new_id, slugify
+from plugin.errors import BadInput, InvalidState, NotFound
+from plugin.model import (
+    CLOCK_SKEW_MS,
+    DETAILS_MAX,
+    SUMMARY_MAX,
+    Checklist,
+    ChecklistItem,
+    Incident,
+    ItemState,
+    TimelineEntry,
+    is_id,
+    new_id,
+    slugify,
+)
 
 
 def make_incident(stages: int = 2, items: int = 3) -> Incident:
@@ -166,3 +178,52 @@ def test_assignee_can_be_set_and_cleared():
 ])
 def test_slugify_makes_channel_names(name, slug):
     assert slugify(name) == slug
+
+
+# ----- timeline entries -----------------------------------------------------------------------
+NOW = 1_700_000_000_000
+
+
+def note(summary: str = "rolled back the deploy", **options) -> TimelineEntry:
+    return TimelineEntry.note("e" * 26, "i" * 26, "a" * 26, summary, NOW, **options)
+
+
+def test_a_note_is_dated_now_unless_it_gives_an_earlier_time():
+    assert (note().event_type, note().event_at, note().create_at) == ("note", NOW, NOW)
+    assert note(event_at=NOW - 3_600_000).event_at == NOW - 3_600_000
+
+
+def test_a_note_trims_its_summary_and_keeps_details_and_post():
+    entry = note("  paged the DBA  ", details={"ticket": 42}, post_id="p" * 26)
+    assert (entry.summary, entry.details, entry.post_id, entry.deleted) == ("paged the DBA", {"ticket": 42},
+                                                                           "p" * 26, False)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"summary": "   "}, "needs a summary"),
+    ({"summary": "x" * (SUMMARY_MAX + 1)}, f"at most {SUMMARY_MAX}"),
+    ({"summary": "two\nlines"}, "one line"),
+    ({"summary": "nul\x00inside"}, "NUL"),
+    ({"summary": "lone \ud800 surrogate"}, "surrogate"),
+    ({"details": ["not", "an", "object"]}, "JSON object"),
+    ({"details": {"big": "x" * DETAILS_MAX}}, "too large"),
+    ({"event_at": NOW + CLOCK_SKEW_MS + 1}, "in the future"),
+    ({"post_id": "not-an-id"}, "post_id"),
+])
+def test_a_note_that_breaks_a_rule_is_refused_saying_what_to_fix(options, message):
+    summary = options.pop("summary", "fine")
+    with pytest.raises(BadInput, match=message):
+        note(summary, **options)
+
+
+def test_a_note_a_little_ahead_of_the_server_clock_is_accepted():
+    assert note(event_at=NOW + CLOCK_SKEW_MS).event_at == NOW + CLOCK_SKEW_MS
+
+
+def test_deleting_an_entry_keeps_it_with_who_and_when_and_a_second_delete_is_not_found():
+    entry = note()
+    entry.delete("b" * 26, NOW + 5)
+    assert (entry.deleted, entry.deleted_by, entry.deleted_at, entry.summary) == (True, "b" * 26, NOW + 5,
+                                                                                 "rolled back the deploy")
+    with pytest.raises(NotFound, match="deleted already"):
+        entry.delete("a" * 26, NOW + 6)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.errors import InvalidState, NotFound, PermissionDenied
+from plugin.errors import BadInput, InvalidState, NotFound, PermissionDenied
 from plugin.model import ItemState
 from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
 from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory
@@ -27,7 +27,8 @@ def host() -> FakeChatHost:
 @pytest.fixture
 def service(memory: Memory, host: FakeChatHost) -> IncidentService:
     ticks = iter(range(1_000, 1_000_000))
-    return IncidentService(lambda **options: FakeUnitOfWork(memory, **options), host, clock=lambda: next(ticks))
+    memory.clock = lambda: next(ticks)  # one clock for the service and the commits
+    return IncidentService(lambda **options: FakeUnitOfWork(memory, **options), host, clock=memory.clock)
 
 
 def start(service: IncidentService, user: str = ALICE, **fields):
@@ -152,3 +153,166 @@ def test_a_new_task_and_its_state_each_record_one_task_event(service, memory):
     assert [item.title for item in stored.checklists[2].items] == ["Write the review"]
     assert stored.checklists[2].items[0].state.value == "closed"
     assert events(memory)[1:] == [("tasks", "add_task"), ("tasks", "modify_task_state")]
+
+
+# ----- the timeline ---------------------------------------------------------------------------
+def timeline(memory: Memory) -> list[tuple[str, str]]:
+    """Every entry written, in order: (type, summary)."""
+    return [(entry.event_type, entry.summary) for entry in memory.timeline]
+
+
+# Each kind of change, made on a fresh incident of STAGES with bob in the channel, and the entry it writes.
+CHANGES = [
+    ("end", lambda s, i: s.end_incident(ALICE, i), "incident_ended", "@alice ended the incident."),
+    ("stage", lambda s, i: s.set_active_stage(ALICE, i, 1), "stage_changed",
+     '@alice changed the stage from "Triage" to "Resolve".'),
+    ("next stage", lambda s, i: s.next_stage(ALICE, i, force=True), "stage_changed",
+     '@alice changed the stage from "Triage" to "Resolve".'),
+    ("commander", lambda s, i: s.change_commander(ALICE, i, BOB), "commander_changed",
+     "@alice changed the commander from @alice to @bob."),
+    ("task state", lambda s, i: s.set_item_state(ALICE, i, 0, 1, ItemState.IN_PROGRESS), "task_state_changed",
+     '@alice started the task "Open a status page" in stage "Triage".'),
+    ("toggle", lambda s, i: s.toggle_item_state(ALICE, i, 0, 0), "task_state_changed",
+     '@alice closed the task "Page the on-call" in stage "Triage".'),
+    ("assign", lambda s, i: s.set_item_assignee(ALICE, i, 1, 0, BOB), "task_assigned",
+     '@alice assigned the task "Roll back" to @bob.'),
+]
+
+
+@pytest.mark.parametrize("name, change, event_type, summary", CHANGES, ids=[c[0] for c in CHANGES])
+def test_each_kind_of_change_writes_exactly_one_timeline_entry_with_its_commit(service, memory, name, change,
+                                                                               event_type, summary):
+    incident = start(service)
+    service.add_members(ALICE, incident.id, [BOB])
+    before = len(memory.timeline)
+    change(service, incident.id)
+    assert timeline(memory)[before:] == [(event_type, summary)]
+    entry = memory.timeline[-1]
+    assert (entry.incident_id, entry.creator_user_id, entry.deleted) == (incident.id, ALICE, False)
+
+
+def test_start_and_restart_write_their_entries_naming_the_starter_and_the_commander(service, memory):
+    incident = start(service, commander_user_id=BOB)
+    service.end_incident(ALICE, incident.id)
+    service.restart_incident(BOB, incident.id)
+    assert timeline(memory) == [
+        ("incident_created", '@alice started the incident "db is down" with @bob as commander.'),
+        ("incident_ended", "@alice ended the incident."), ("incident_restarted", "@bob restarted the incident.")]
+    created = memory.timeline[0]
+    assert (created.event_at, created.subject_user_id, created.details) == (
+        incident.create_at, BOB, {"public": False, "playbook_id": ""})
+
+
+def test_unassigning_a_task_says_so_and_names_nobody(service, memory):
+    incident = start(service)
+    service.set_item_assignee(ALICE, incident.id, 0, 0, ALICE)
+    service.set_item_assignee(ALICE, incident.id, 0, 0, "")
+    assert timeline(memory)[-1] == ("task_assigned", '@alice unassigned the task "Page the on-call".')
+    assert memory.timeline[-1].subject_user_id == ""
+
+
+@pytest.mark.parametrize("change", [
+    lambda s, i: s.add_item(ALICE, i, 0, NewItem("Call the vendor")),
+    lambda s, i: s.edit_item(ALICE, i, 0, 0, title="Page the DBA"),
+    lambda s, i: s.move_item(ALICE, i, 0, 0, 1),
+    lambda s, i: s.remove_item(ALICE, i, 0, 0),
+    lambda s, i: s.add_members(ALICE, i, [BOB]),
+], ids=["add task", "edit task", "move task", "remove task", "add members"])
+def test_changes_the_timeline_does_not_tell_write_no_entry(service, memory, change):
+    incident = start(service)
+    change(service, incident.id)
+    assert [event_type for event_type, _ in timeline(memory)] == ["incident_created"]
+
+
+@pytest.mark.parametrize("change", [
+    lambda s, i: s.change_commander(ALICE, i, ALICE),
+    lambda s, i: s.set_active_stage(ALICE, i, 0),
+    lambda s, i: s.set_item_state(ALICE, i, 0, 0, ItemState.OPEN),
+    lambda s, i: s.set_item_assignee(ALICE, i, 0, 0, ""),
+], ids=["same commander", "same stage", "same state", "same assignee"])
+def test_a_change_that_changes_nothing_writes_no_entry(service, memory, change):
+    incident = start(service)
+    assert not change(service, incident.id).changed
+    assert len(memory.timeline) == 1
+
+
+@pytest.mark.parametrize("change, error", [
+    (lambda s, i: s.restart_incident(ALICE, i), InvalidState),
+    (lambda s, i: s.previous_stage(ALICE, i), InvalidState),
+    (lambda s, i: s.change_commander(ALICE, i, CAROL), InvalidState),
+    (lambda s, i: s.set_active_stage(BOB, i, 1), PermissionDenied),
+    (lambda s, i: s.set_item_state(ALICE, i, 0, 9, ItemState.CLOSED), NotFound),
+], ids=["restart active", "before first stage", "commander outside", "outsider", "no such task"])
+def test_a_refused_change_writes_no_entry(service, memory, change, error):
+    incident = start(service)
+    with pytest.raises(error):
+        change(service, incident.id)
+    assert len(memory.timeline) == 1
+
+
+def test_a_change_that_loses_a_race_writes_one_entry_telling_what_the_committed_attempt_did(service, memory):
+    incident = start(service)
+
+    def another_change_gets_in_first() -> None:
+        memory.incidents[incident.id].active_stage = 1
+        memory.incidents[incident.id].version += 1
+
+    memory.before_commit = another_change_gets_in_first
+    service.next_stage(ALICE, incident.id, force=True)
+    assert timeline(memory)[1:] == [("stage_changed", '@alice changed the stage from "Resolve" to "Review".')]
+
+
+def test_a_note_is_added_by_a_channel_member_and_listed_oldest_first_by_when_it_happened(service, memory):
+    incident = start(service)
+    service.set_active_stage(ALICE, incident.id, 1)
+    earlier = service.add_note(ALICE, incident.id, "  first page at 09:00  ", event_at=incident.create_at - 60_000,
+                               details={"pager": "ops"})
+    entries = service.get_timeline(ALICE, incident.id)
+    assert [e.event_type for e in entries] == ["note", "incident_created", "stage_changed"]
+    assert (entries[0].id, entries[0].summary, entries[0].details) == (earlier.id, "first page at 09:00",
+                                                                       {"pager": "ops"})
+    assert [e.event_type for e in service.get_timeline(ALICE, incident.id, ["stage_changed"])] == ["stage_changed"]
+    assert [e.event_type for e in service.get_timeline(ALICE, incident.id, last=1)] == ["stage_changed"]
+    assert events(memory)[-1] == ("incident", "add_timeline_event")
+    assert memory.events[-1][4] == {"EventType": "note", "Backdated": True, "HasPost": False, "NumDetails": 1}
+
+
+def test_deleting_an_entry_hides_it_but_keeps_who_deleted_it_and_when(service, memory):
+    incident = start(service)
+    added = service.add_note(ALICE, incident.id, "wrong channel, ignore")
+    service.remove_timeline_entry(ALICE, incident.id, added.id)
+    assert [e.event_type for e in service.get_timeline(ALICE, incident.id)] == ["incident_created"]
+    kept = next(e for e in memory.timeline if e.id == added.id)
+    assert kept.deleted and kept.deleted_by == ALICE and kept.deleted_at >= kept.create_at
+    assert memory.events[-1][1:2] == ("remove_timeline_event",)
+    assert memory.events[-1][4] == {"EventType": "note", "WasCreator": True}
+    with pytest.raises(NotFound, match="deleted already"):
+        service.remove_timeline_entry(ALICE, incident.id, added.id)
+
+
+def test_an_entry_of_another_incident_or_none_at_all_is_not_found_and_nothing_changes(service, memory):
+    first, second = start(service), start(service)
+    entry = service.add_note(ALICE, first.id, "only in the first")
+    for incident_id, entry_id in ((second.id, entry.id), (first.id, "nothing".ljust(26, "0"))):
+        with pytest.raises(NotFound, match="has no timeline entry"):
+            service.remove_timeline_entry(ALICE, incident_id, entry_id)
+    assert not any(e.deleted for e in memory.timeline)
+
+
+def test_only_those_who_may_change_the_incident_add_or_delete_and_only_viewers_read(service, memory):
+    incident = start(service)
+    entry = service.add_note(ALICE, incident.id, "ours")
+    for act in (lambda: service.add_note(BOB, incident.id, "theirs"),
+                lambda: service.remove_timeline_entry(BOB, incident.id, entry.id),
+                lambda: service.get_timeline(BOB, incident.id)):
+        with pytest.raises(PermissionDenied):
+            act()
+    assert [e.summary for e in service.get_timeline(ADMIN, incident.id)][-1] == "ours"
+    assert len(memory.timeline) == 2 and not memory.timeline[-1].deleted
+
+
+def test_a_bad_note_is_refused_and_writes_nothing(service, memory):
+    incident = start(service)
+    with pytest.raises(BadInput, match="in the future"):
+        service.add_note(ALICE, incident.id, "from tomorrow", event_at=10 ** 12 * 9)
+    assert len(memory.timeline) == 1 and events(memory) == [("incident", "create")]
