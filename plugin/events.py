@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin.model import Incident, Playbook
+from plugin.model import Incident, Playbook, StatusUpdate
 
 
 @dataclass(frozen=True)
@@ -49,5 +49,25 @@ class Announcement:
     message: str
 
 
+@dataclass(frozen=True)
+class StatusUpdated:
+    """Someone posted a status update: the unit of work keeps it with the incident's updates."""
+
+    update: StatusUpdate
+    incident: Incident
+
+
+@dataclass(frozen=True)
+class ReminderDue:
+    """The incident's next reminder is due at ``due_at`` (ms), or is not due at all (None).
+
+    Set by a status update, a snooze, an end (None) and a restart; the unit of work
+    writes it to the incident's reminder row, which the servers claim when it comes due.
+    """
+
+    incident_id: str
+    due_at: int | None
+
+
 TelemetryEvent = IncidentEvent | TaskEvent | PlaybookEvent
-Event = TelemetryEvent | Announcement
+Event = TelemetryEvent | Announcement | StatusUpdated | ReminderDue

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from plugin.events import Announcement, Event
+from plugin.events import Announcement, Event, ReminderDue, StatusUpdated
 from plugin.lockfile import LockFile
 from plugin.model import now_ms
 from plugin.store.chat import SqlChatRepository
@@ -20,6 +20,7 @@ from plugin.store.incidents import SqlIncidentRepository
 from plugin.store.outbox import SqlOutboxRepository
 from plugin.store.playbooks import SqlPlaybookRepository
 from plugin.store.saved_settings import SqlSavedSettings, read_version
+from plugin.store.status_updates import SqlReminderRepository, SqlStatusUpdateRepository
 from plugin.telemetry import NoopTelemetry, Telemetry
 
 log = logging.getLogger(__name__)
@@ -263,9 +264,12 @@ class SqlUnitOfWork:
     only (on SQLite, that is the writer's turn for the database's write lock), and
     rolls everything back when one fails. An incident is saved only at the version
     it was read at: when another change committed first, commit writes nothing and
-    raises ConcurrentUpdate. The domain events collected (``add_event``) become
-    outbox rows in the same transaction, and so do the posts of the local chat host
-    (``local_chat``); commit returns the posts left for a remote host to send.
+    raises ConcurrentUpdate, and so it does when a reminder claimed (moved on from
+    the due time read) was moved by someone else first. The domain events collected
+    (``add_event``) are written in the same transaction: telemetry events as outbox
+    rows, status updates as their rows, reminders' due times, and the posts of the
+    local chat host (``local_chat``); commit returns the posts left for a remote host
+    to send.
     """
 
     def __init__(self, db: Database, *, write: bool = True, telemetry: Telemetry | None = None,
@@ -280,6 +284,8 @@ class SqlUnitOfWork:
     def __enter__(self) -> "SqlUnitOfWork":
         self.incidents = SqlIncidentRepository(self._reading)
         self.playbooks = SqlPlaybookRepository(self._reading)
+        self.status_updates = SqlStatusUpdateRepository(self._reading)
+        self.reminders = SqlReminderRepository(self._reading)
         self.saved_settings = SqlSavedSettings(self._writing if self.write else self._reading)
         self.outbox = SqlOutboxRepository()
         #: The local chat host's channels and posts; None when the host keeps them elsewhere.
@@ -312,6 +318,10 @@ class SqlUnitOfWork:
                     self.chat.add_post(event.channel_id, event.message)
                 else:
                     left.append(event)
+            elif isinstance(event, StatusUpdated):
+                self.status_updates.add(event.update)
+            elif isinstance(event, ReminderDue):
+                self.reminders.schedule(event.incident_id, event.due_at)
             elif (row := self.telemetry.row(event)) is not None:
                 self.outbox.add(row)
         self.events.clear()
@@ -321,7 +331,9 @@ class SqlUnitOfWork:
         connection = self._writing()
         try:
             self.incidents.flush(connection)  # first: a version that moved on stops the rest
+            self.reminders.flush(connection)  # then a reminder claimed by another server
             self.playbooks.flush(connection)
+            self.status_updates.flush(connection)
             if self.chat is not None:
                 self.chat.flush(connection)
             self.outbox.flush(connection)

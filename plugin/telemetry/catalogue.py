@@ -152,6 +152,14 @@ EVENTS: dict[str, Event] = {
         Action("change_stage", "The active stage changed."),
         Action("add_members", "People were added to the incident channel.",
                (Prop("NumMembersAdded", INT, "How many people were added."),)),
+        Action("update_status", "A status update was posted (its message is never sent).", (
+            Prop("ReminderSeconds", INT, "The reminder period in force after the update, in seconds (0: none)."),
+            Prop("NumBroadcastChannels", INT, "How many broadcast channels got a copy."),
+        )),
+        Action("change_reminder", "The status update reminder was set, snoozed or switched off.",
+               (Prop("ReminderSeconds", INT, "The new reminder period, in seconds (0: none)."),)),
+        Action("change_broadcast_channels", "The channels that get a copy of each status update changed.",
+               (Prop("NumBroadcastChannels", INT, "How many broadcast channels the incident has now."),)),
     ), INCIDENT_METADATA, "plugin/service.py"),
     "tasks": Event("tasks", (
         Action("add_task", "A task was added."),

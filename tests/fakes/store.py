@@ -2,8 +2,10 @@
 
 They keep the contracts the service relies on and nothing more: a unit of work
 commits all of its writes or none; an incident saved at a version that moved on
-fails the commit with ConcurrentUpdate; events added to a unit of work count
-only once it has committed, and its posts are handed back to be sent. Playbooks are not faked (the playbook use cases run
+fails the commit with ConcurrentUpdate, and so does a reminder claimed at a due
+time that moved on; events added to a unit of work count only once it has
+committed (status updates and reminders' due times among them), and its posts are
+handed back to be sent. Playbooks are not faked (the playbook use cases run
 against the real stores in tests/api/).
 """
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 
 from plugin.chat import ServerFacts
 from plugin.errors import ConcurrentUpdate, HostUnavailable
-from plugin.events import Announcement, Event, IncidentEvent, PlaybookEvent, TaskEvent
-from plugin.model import Incident, IncidentFilter
+from plugin.events import Announcement, Event, IncidentEvent, PlaybookEvent, ReminderDue, StatusUpdated, TaskEvent
+from plugin.model import Incident, IncidentFilter, Reminder, StatusUpdate
 
 
 @dataclass
@@ -28,6 +30,41 @@ class Memory:
     events: list[tuple[str, str, str, int, dict[str, Any]]] = field(default_factory=list)
     #: Runs just before a commit's version check: a test's way to let another change in first.
     before_commit: Callable[[], None] | None = None
+    status_updates: list[StatusUpdate] = field(default_factory=list)
+    #: incident id: when its next reminder is due (None: not due)
+    reminders: dict[str, int | None] = field(default_factory=dict)
+
+
+class FakeStatusUpdates:
+    """Status updates as committed."""
+
+    def __init__(self, memory: Memory):
+        self.memory = memory
+
+    def list(self, incident_id: str, page: int, per_page: int) -> tuple[int, list[StatusUpdate]]:
+        found = sorted((u for u in self.memory.status_updates if u.incident_id == incident_id),
+                       key=lambda u: (u.create_at, u.id), reverse=True)
+        return len(found), found[page * per_page:(page + 1) * per_page]
+
+
+class FakeReminders:
+    """Reminders as committed; claims wait for the commit."""
+
+    def __init__(self, memory: Memory):
+        self.memory = memory
+        self.claims: list[tuple[Reminder, int | None]] = []
+
+    def get(self, incident_id: str) -> Reminder | None:
+        due_at = self.memory.reminders.get(incident_id)
+        return None if due_at is None else Reminder(incident_id, due_at)
+
+    def due(self, now: int, limit: int) -> list[Reminder]:
+        found = sorted((due_at, incident_id) for incident_id, due_at in self.memory.reminders.items()
+                       if due_at is not None and due_at <= now)
+        return [Reminder(incident_id, due_at) for due_at, incident_id in found[:limit]]
+
+    def claim(self, reminder: Reminder, next_due_at: int | None) -> None:
+        self.claims.append((reminder, next_due_at))
 
 
 class FakeIncidents:
@@ -75,6 +112,8 @@ class FakeUnitOfWork:
         self.memory = memory
         self.writes = write
         self.incidents = FakeIncidents(memory)
+        self.status_updates = FakeStatusUpdates(memory)
+        self.reminders = FakeReminders(memory)
         self.events: list[Event] = []
 
     def __enter__(self) -> FakeUnitOfWork:
@@ -94,6 +133,16 @@ class FakeUnitOfWork:
         for incident in self.incidents.saved:
             if self.memory.incidents[incident.id].version != incident.version:
                 raise ConcurrentUpdate()
+        for reminder, _ in self.reminders.claims:
+            if self.memory.reminders.get(reminder.incident_id) != reminder.due_at:
+                raise ConcurrentUpdate()
+        for reminder, next_due_at in self.reminders.claims:
+            self.memory.reminders[reminder.incident_id] = next_due_at
+        for event in self.events:
+            if isinstance(event, StatusUpdated):
+                self.memory.status_updates.append(event.update)
+            elif isinstance(event, ReminderDue):
+                self.memory.reminders[event.incident_id] = event.due_at
         for incident in self.incidents.saved:
             incident.version += 1
         for incident in [*self.incidents.added, *self.incidents.saved]:
@@ -165,7 +214,7 @@ class FakeChatHost:
         return self.channels.get(channel_id, ("", None))[1]
 
     def can_post(self, channel_id: str, user_id: str) -> bool:
-        return self.is_channel_member(channel_id, user_id)
+        return self.is_channel_member(channel_id, user_id) or self.is_system_admin(user_id)
 
     def note_user(self, user_id: str, username: str) -> None:
         self.usernames[user_id] = username

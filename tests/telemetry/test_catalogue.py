@@ -28,7 +28,8 @@ def _incident_values(**changes):
 
 def test_catalogue_holds_exactly_the_published_events_and_actions():
     assert {name: [a.name for a in event.actions] for name, event in EVENTS.items()} == {
-        "incident": ["create", "end", "restart", "change_commander", "change_stage", "add_members"],
+        "incident": ["create", "end", "restart", "change_commander", "change_stage", "add_members",
+                     "update_status", "change_reminder", "change_broadcast_channels"],
         "tasks": ["add_task", "remove_task", "rename_task", "modify_task_state", "move_task",
                   "set_assignee_for_task", "run_task_slash_command"],
         "playbook": ["create", "update", "delete"],
@@ -39,6 +40,9 @@ def test_catalogue_holds_exactly_the_published_events_and_actions():
     ("incident", "create", ["Public"], METADATA),
     ("incident", "end", [], METADATA),
     ("incident", "add_members", ["NumMembersAdded"], METADATA),
+    ("incident", "update_status", ["ReminderSeconds", "NumBroadcastChannels"], METADATA),
+    ("incident", "change_reminder", ["ReminderSeconds"], METADATA),
+    ("incident", "change_broadcast_channels", ["NumBroadcastChannels"], METADATA),
     ("tasks", "modify_task_state", ["NewState", "WasCommander", "WasAssignee"], METADATA),
     ("tasks", "add_task", [], METADATA),
     ("playbook", "update", [], PLAYBOOK),
