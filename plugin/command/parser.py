@@ -14,6 +14,7 @@ clients may send typographic quotes, so ``“...”`` and ``‘...’`` quote to
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -87,6 +88,21 @@ class Announce:
 
 
 @dataclass(frozen=True)
+class Update:
+    """``update <message> [--remind 30m]``: post a status update; ``remind`` in seconds (0: never), None: keep."""
+
+    message: str
+    remind: int | None = None
+
+
+@dataclass(frozen=True)
+class Remind:
+    """``remind 30m|never``: remind the commander every ``seconds`` from now (0: never)."""
+
+    seconds: int
+
+
+@dataclass(frozen=True)
 class List:
     """``list``: the caller's active incidents in this team."""
 
@@ -96,7 +112,8 @@ class Info:
     """``info``: a summary of the incident of this channel."""
 
 
-Command = Help | Usage | Start | End | Restart | Stage | Check | Commander | Add | Announce | List | Info
+Command = (Help | Usage | Start | End | Restart | Stage | Check | Commander | Add | Announce | Update | Remind | List
+           | Info)
 
 _OPEN_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201e": "\u201c"}
 
@@ -227,6 +244,58 @@ def _announce(args: list[str]) -> Command:
     return Announce(names)
 
 
+_DURATION = re.compile(r"(?:(\d{1,4})d)?(?:(\d{1,5})h)?(?:(\d{1,6})m)?(?:(\d{1,7})s)?")
+_NEVER = ("never", "off", "0")
+_REMIND_OPTION = re.compile(r"(?<!\S)--remind(?:=|\s+|$)(\S*)")
+DURATION_EXAMPLES = "e.g. 30s, 15m, 2h, 1d or 1h30m"
+
+
+def duration(word: str) -> int | None:
+    """Seconds in a duration such as 30s, 15m, 2h, 1d or 1h30m; None when it is not one."""
+    match = _DURATION.fullmatch(word.strip().lower())
+    if not word.strip() or match is None:
+        return None
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def _reminder(word: str, example: str) -> int | str:
+    """Seconds for never/off or a duration; else the Usage message saying what to type."""
+    if word.lower() in _NEVER:
+        return 0
+    seconds = duration(word)
+    if seconds is None:
+        if not word:
+            return f"--remind needs a duration ({DURATION_EXAMPLES}) or never, e.g. {example}."
+        return (f"'{word[:40]}' is not a duration: use a number and a unit ({DURATION_EXAMPLES}) or never, "
+                f"e.g. {example}.")
+    return seconds
+
+
+def _update(rest: str) -> Command:
+    """The message keeps its own spacing and lines; ``--remind <duration>`` may stand anywhere in it."""
+    options = _REMIND_OPTION.findall(rest)
+    if len(options) > 1:
+        return Usage("Give --remind once, e.g. `/incident update rolled back --remind 30m`.")
+    remind: int | None = None
+    if options:
+        found = _reminder(options[0], "`/incident update rolled back --remind 30m`")
+        if isinstance(found, str):
+            return Usage(found)
+        remind = found
+    message = _REMIND_OPTION.sub("", rest).strip()
+    if not message:
+        return Usage("update needs a message, e.g. `/incident update rolled back, errors dropping --remind 30m`.")
+    return Update(message, remind)
+
+
+def _remind(args: list[str]) -> Command:
+    if len(args) != 1:
+        return Usage(f"remind takes one duration ({DURATION_EXAMPLES}) or never, e.g. `/incident remind 30m`.")
+    found = _reminder(args[0], "`/incident remind 30m`")
+    return Usage(found) if isinstance(found, str) else Remind(found)
+
+
 def _no_args(name: str, make: type, args: list[str]) -> Command:
     if args:
         return Usage(f"{name} takes no arguments: type `/incident {name}`.")
@@ -253,6 +322,11 @@ def parse(text: str) -> Command:
         return _add(args)
     if verb == "announce":
         return _announce(args)
+    if verb == "update":
+        # The message as typed (quotes, spacing and lines kept): the text after the verb.
+        return _update(text.strip()[len(words[0]):] if text.strip().startswith(words[0]) else " ".join(args))
+    if verb == "remind":
+        return _remind(args)
     simple = {"end": End, "restart": Restart, "list": List, "info": Info}
     if verb in simple:
         return _no_args(verb, simple[verb], args)
