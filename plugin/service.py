@@ -182,16 +182,18 @@ def describe_seconds(seconds: int) -> str:
 
 
 def check_broadcast_channels_usable(host: ChatHost, user_id: str, channel_ids: Sequence[str]) -> None:
-    """BadInput naming every channel that does not exist or that the user cannot post in.
+    """PermissionDenied naming every channel that does not exist or that the user cannot post in.
 
     A broadcast channel gets the bot's copies of status updates; choosing one is
     allowed to whoever could post there themselves (its members and system admins).
+    A channel that does not exist gets the same answer as one the user may not post
+    in: to someone outside a private channel the two look alike, as in Mattermost.
     """
     refused = [channel_id for channel_id in dict.fromkeys(channel_ids)
                if host.channel_name(channel_id) is None or not host.can_post(channel_id, user_id)]
     if refused:
-        raise BadInput("Broadcast channels must exist and you must be able to post in them (join them "
-                       f"first): {', '.join(refused)}.", {"broadcast_channel_ids": refused})
+        raise PermissionDenied("You can choose as broadcast channels only channels you can post in (join them "
+                               f"first): {', '.join(refused)}.", {"broadcast_channel_ids": refused})
 
 
 def _new_item(item: NewItem) -> ChecklistItem:

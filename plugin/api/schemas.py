@@ -32,7 +32,9 @@ class Trimmed(Text):
         validators = kwargs.get("validate")
         validators = validators if isinstance(validators, list) else [validators]
         if any(isinstance(v, validate.Length) and (v.min or 0) >= 1 for v in validators):
-            kwargs["metadata"] = {"pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$", **kwargs.get("metadata", {})}
+            # Python's strip also removes \x1c-\x1f and \x85, which JSON Schema's \s does not name.
+            kwargs["metadata"] = {"pattern": "^[^\\u0000]*[^\\s\\u0000\\u001c-\\u001f\\u0085][^\\u0000]*$",
+                                  **kwargs.get("metadata", {})}
         super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
@@ -158,7 +160,8 @@ def _check_reminder_seconds(value: int) -> None:
 def ReminderSeconds(**kwargs: Any) -> fields.Integer:  # noqa: N802 - reads like a field class
     """A reminder period in seconds: 0 for never, else within the model's range."""
     metadata = {"description": f"Seconds between reminders: 0 for never, else {model.REMINDER_MIN_SECONDS} "
-                               f"to {model.REMINDER_MAX_SECONDS}.", **kwargs.pop("metadata", {})}
+                               f"to {model.REMINDER_MAX_SECONDS}.",
+                "anyOf": [{"enum": [0]}, {"minimum": model.REMINDER_MIN_SECONDS}], **kwargs.pop("metadata", {})}
     return fields.Integer(strict=True, validate=[validate.Range(0, model.REMINDER_MAX_SECONDS),
                                                  _check_reminder_seconds], metadata=metadata, **kwargs)
 

@@ -122,7 +122,7 @@ def test_a_broadcast_channel_that_does_not_exist_or_the_person_cannot_post_in_is
     missing = uid("missingchannel")
     response = client.patch(f"/api/v0/incidents/{incident['id']}", json={"broadcast_channel_ids": [bobs, missing]},
                             headers=as_user(ALICE))
-    assert response.status_code == 400 and response.json["details"] == {"broadcast_channel_ids": [bobs, missing]}
+    assert response.status_code == 403 and response.json["details"] == {"broadcast_channel_ids": [bobs, missing]}
     assert client.get(f"/api/v0/incidents/{incident['id']}", headers=as_user(ALICE)).json[
         "broadcast_channel_ids"] == []
     components.host.add_channel_member(incident["channel_id"], ADMIN)
@@ -178,4 +178,4 @@ def test_a_playbook_broadcast_channel_the_person_cannot_post_in_is_refused(clien
     bobs = channel(components, "bobs", BOB)
     response = client.post("/api/v0/playbooks", json={"title": "db", "team_id": TEAM, "broadcast_channel_ids": [bobs]},
                            headers=as_user(ALICE))
-    assert response.status_code == 400 and response.json["details"] == {"broadcast_channel_ids": [bobs]}
+    assert response.status_code == 403 and response.json["details"] == {"broadcast_channel_ids": [bobs]}

@@ -302,7 +302,7 @@ def test_a_status_update_reaches_the_incident_and_broadcast_channels_through_the
     patch = httpx.patch(f"{world.backend.url}/api/v0/incidents/{incident.id}",
                         headers={"Authorization": f"Bearer {alice_token}"},
                         json={"broadcast_channel_ids": [stakeholders, secret]})
-    assert patch.status_code == 400 and patch.json()["details"] == {"broadcast_channel_ids": [secret]}
+    assert patch.status_code == 403 and patch.json()["details"] == {"broadcast_channel_ids": [secret]}
     world.backend.components.service.set_broadcast_channels(world.alice, incident.id, [stakeholders])
 
     reply = world.run("update replica promoted --remind 1h", channel=room)["text"]

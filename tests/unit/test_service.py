@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.errors import BadInput, InvalidState, NotFound, PermissionDenied
+from plugin.errors import InvalidState, NotFound, PermissionDenied
 from plugin.model import ItemState
 from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
 from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory
@@ -223,7 +223,7 @@ def test_broadcast_channels_must_exist_and_be_ones_the_person_can_post_in(clocke
     incident = start(clocked)
     theirs = broadcast_channel(host, "bobs-channel", BOB)
     missing = "missing".ljust(26, "0")
-    with pytest.raises(BadInput, match="must exist and you must be able to post") as refused:
+    with pytest.raises(PermissionDenied, match="only channels you can post in") as refused:
         clocked.set_broadcast_channels(ALICE, incident.id, [theirs, missing])
     assert refused.value.details == {"broadcast_channel_ids": [theirs, missing]}
     assert memory.incidents[incident.id].broadcast_channel_ids == []
