@@ -89,7 +89,6 @@ class ReminderRepository(Protocol):
     moved it first, the commit raises ConcurrentUpdate and writes nothing.
     """
 
-    def get(self, incident_id: str) -> Reminder | None: ...
     def due(self, now: int, limit: int) -> list[Reminder]: ...
     def claim(self, reminder: Reminder, next_due_at: int | None) -> None: ...
 
@@ -477,7 +476,15 @@ class IncidentService:
         now = self.clock()
         with self.uow_factory(write=False) as uow:
             due = uow.reminders.due(now, limit)
-        return sum(self._send_reminder(reminder, now) for reminder in due)
+        sent = 0
+        for reminder in due:
+            try:
+                sent += self._send_reminder(reminder, now)
+            except HostUnavailable:
+                # Nothing was claimed: the next scan tries again; the others go out now.
+                log.warning("could not send the reminder of incident %s; trying again at the next scan",
+                            reminder.incident_id)
+        return sent
 
     def _send_reminder(self, reminder: Reminder, now: int) -> bool:
         with self.uow_factory() as uow:

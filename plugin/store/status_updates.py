@@ -24,8 +24,6 @@ _CLAIM = (sa.update(incident_reminders)
           .where(incident_reminders.c.incident_id == sa.bindparam("old_incident_id"),
                  incident_reminders.c.due_at == sa.bindparam("old_due_at"))
           .values(due_at=sa.bindparam("next_due_at")))
-_GET = sa.select(incident_reminders.c.incident_id, incident_reminders.c.due_at).where(
-    incident_reminders.c.incident_id == sa.bindparam("incident_id"), incident_reminders.c.due_at.is_not(None))
 _DUE = (sa.select(incident_reminders.c.incident_id, incident_reminders.c.due_at)
         .where(incident_reminders.c.due_at <= sa.bindparam("now"))
         .order_by(incident_reminders.c.due_at).limit(sa.bindparam("limit")))
@@ -74,11 +72,6 @@ class SqlReminderRepository:
         self._connection = connection
         self._scheduled: dict[str, int | None] = {}
         self._claims: list[tuple[Reminder, int | None]] = []
-
-    def get(self, incident_id: str) -> Reminder | None:
-        """The incident's next reminder, or None when none is due."""
-        row = self._connection().execute(_GET, {"incident_id": incident_id}).first()
-        return Reminder(row.incident_id, row.due_at) if row else None
 
     def due(self, now: int, limit: int) -> list[Reminder]:
         """Up to limit reminders due by now, the longest overdue first."""

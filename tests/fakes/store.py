@@ -54,10 +54,6 @@ class FakeReminders:
         self.memory = memory
         self.claims: list[tuple[Reminder, int | None]] = []
 
-    def get(self, incident_id: str) -> Reminder | None:
-        due_at = self.memory.reminders.get(incident_id)
-        return None if due_at is None else Reminder(incident_id, due_at)
-
     def due(self, now: int, limit: int) -> list[Reminder]:
         found = sorted((due_at, incident_id) for incident_id, due_at in self.memory.reminders.items()
                        if due_at is not None and due_at <= now)

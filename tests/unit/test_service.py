@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.errors import InvalidState, NotFound, PermissionDenied
+from plugin.errors import HostUnavailable, InvalidState, NotFound, PermissionDenied
 from plugin.model import ItemState
 from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
 from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory
@@ -318,3 +318,24 @@ def test_an_incident_started_from_a_playbook_copies_its_broadcast_channels_and_r
     assert memory.reminders[incident.id] == clock.now + 900_000
     service.post_status_update(ALICE, incident.id, "on it")
     assert host.posts_in(stakeholders)[-1].endswith("on it")
+
+
+def test_a_reminder_the_chat_host_cannot_word_now_is_tried_again_and_does_not_hold_up_the_others(
+        clocked, clock, host):
+    first, second = start(clocked), start(clocked)
+    clocked.set_reminder(ALICE, first.id, 60)
+    clock.advance(1)
+    clocked.set_reminder(ALICE, second.id, 60)
+    clock.advance(60)
+    mention, failures = host.mention, [True]
+
+    def mention_failing_once(user_id: str) -> str:
+        if failures and failures.pop():
+            raise HostUnavailable("Mattermost is having trouble right now; try again in a minute.")
+        return mention(user_id)
+
+    host.mention = mention_failing_once
+    assert clocked.send_due_reminders() == 1  # the first could not be worded; the second went out
+    assert [channel for channel, post in host.posts if "please post" in post] == [second.channel_id]
+    assert clocked.send_due_reminders() == 1  # the first, at the next scan
+    assert clocked.send_due_reminders() == 0
