@@ -17,6 +17,7 @@ from plugin.chat.local import LocalChatHost
 from plugin.chat.mattermost import MattermostChatHost
 from plugin.command import views as command_views
 from plugin.playbooks import PlaybookService
+from plugin.reminders import ReminderScanner
 from plugin.service import IncidentService
 from plugin.settings_admin import SettingsAdmin
 from plugin.settings import LiveSettings, Settings, load_settings
@@ -39,6 +40,7 @@ class Components:
     service: IncidentService
     playbooks: PlaybookService
     settings_admin: SettingsAdmin
+    reminders: ReminderScanner
 
 
 def _save_chat_diagnostics(settings_admin: SettingsAdmin, enabled: bool) -> None:
@@ -63,13 +65,15 @@ def _logged(function: Any) -> Any:
 
 def build_components(settings: Settings, *, host: ChatHost | None = None,
                      telemetry: Telemetry | None = None, migrate_db: bool = True,
-                     telemetry_options: dict[str, Any] | None = None, send_telemetry: bool = True) -> Components:
+                     telemetry_options: dict[str, Any] | None = None, send_telemetry: bool = True,
+                     scan_reminders: bool = True) -> Components:
     """Wire the store, chat host, telemetry and service for these settings.
 
     Call it after fork (each gunicorn worker does): it starts this process's
     telemetry dispatcher when telemetry is on, unless ``send_telemetry`` is false
-    (a short-lived command: its events wait in the outbox for a server to send).
-    ``telemetry_options`` tunes the dispatcher (poll interval, backoff) for tests.
+    (a short-lived command: its events wait in the outbox for a server to send),
+    and its reminder scanner unless ``scan_reminders`` is false (the same) or the
+    settings' scan interval is 0. ``telemetry_options`` tunes the dispatcher (poll interval, backoff) for tests.
     """
     live = LiveSettings(settings)
     db = Database(settings.database_url)
@@ -103,7 +107,10 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     uow_factory = partial(db.unit_of_work, telemetry=telemetry, local_chat=host.shares_database)
     service = IncidentService(uow_factory, host)
     playbooks = PlaybookService(uow_factory, host)
-    return Components(live, db, host, telemetry, service, playbooks, settings_admin)
+    reminders = ReminderScanner(service.send_due_reminders, settings.reminder_scan_seconds)
+    if scan_reminders:
+        reminders.start()
+    return Components(live, db, host, telemetry, service, playbooks, settings_admin, reminders)
 
 
 def create_app(settings: Settings | None = None, *, host: ChatHost | None = None,

@@ -88,8 +88,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 # Several servers may run on one machine; a shared control socket
                 # path would collide, and nothing here needs it.
                 "control_socket_disable": True,
-                # In the worker, as it exits: a bounded last attempt to deliver telemetry.
-                "worker_exit": _flush_telemetry,
+                # In the worker, as it exits: a bounded last attempt to deliver telemetry,
+                # and the reminder scanner stopped between two scans.
+                "worker_exit": _stop_background_work,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
@@ -144,7 +145,7 @@ def _on_console(args: argparse.Namespace, action: Callable[[Any], None], team_id
     from plugin.command.console import DEFAULT_TEAM, Console
     from plugin.errors import DomainError
 
-    components = build_components(_settings(args), send_telemetry=False)
+    components = build_components(_settings(args), send_telemetry=False, scan_reminders=False)
     try:
         action(Console(components, team_id or DEFAULT_TEAM))
     except DomainError as exc:
@@ -212,10 +213,12 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flush_telemetry(_server: Any, _worker: Any) -> None:
-    from plugin.telemetry.dispatcher import stop_all
+def _stop_background_work(_server: Any, _worker: Any) -> None:
+    from plugin.reminders import stop_all as stop_reminders
+    from plugin.telemetry.dispatcher import stop_all as stop_telemetry
 
-    stop_all(timeout=5.0)
+    stop_reminders(timeout=2.0)
+    stop_telemetry(timeout=5.0)
 
 
 def cmd_telemetry_docs(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin.model import Incident, Playbook, TimelineEntry
+from plugin.model import Incident, Playbook, StatusUpdate, TimelineEntry
 
 
 @dataclass(frozen=True)
@@ -80,5 +80,26 @@ class Announcement:
     message: str
 
 
+@dataclass(frozen=True)
+class StatusUpdated:
+    """Someone posted a status update: the unit of work keeps it with the incident's updates."""
+
+    update: StatusUpdate
+    incident: Incident
+    author: str = ""  # the author as the chat host named them then, for the timeline
+
+
+@dataclass(frozen=True)
+class ReminderDue:
+    """The incident's next reminder is due at ``due_at`` (ms), or is not due at all (None).
+
+    Set by a status update, a snooze, an end (None) and a restart; the unit of work
+    writes it to the incident's reminder row, which the servers claim when it comes due.
+    """
+
+    incident_id: str
+    due_at: int | None
+
+
 TelemetryEvent = IncidentEvent | TaskEvent | PlaybookEvent
-Event = TelemetryEvent | Announcement
+Event = TelemetryEvent | Announcement | StatusUpdated | ReminderDue

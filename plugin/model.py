@@ -32,6 +32,11 @@ DESCRIPTION_MAX = 4096
 TITLE_MAX = 256
 COMMAND_MAX = 1024
 DEFAULT_CHECKLIST_TITLE = "Checklist"
+STATUS_MESSAGE_MAX = 4000
+# A reminder's period: from ten seconds (what a drill needs) to thirty days.
+REMINDER_MIN_SECONDS = 10
+REMINDER_MAX_SECONDS = 30 * 24 * 3600
+MAX_BROADCAST_CHANNELS = 20
 
 
 def now_ms() -> int:
@@ -177,6 +182,11 @@ class Incident:
     checklists: list[Checklist] = field(default_factory=list)
     version: int = 0
     playbook_id: str = ""
+    #: Channels that get a copy of every status update (besides the incident channel).
+    broadcast_channel_ids: list[str] = field(default_factory=list)
+    #: How often the commander is reminded to post a status update; 0: never. The due
+    #: time itself is not kept here (see ``Reminder``).
+    reminder_seconds: int = 0
 
     @property
     def active_stage_title(self) -> str:
@@ -199,6 +209,43 @@ class Incident:
                 {"checklist": index, "checklist_count": len(self.checklists)},
             )
         return self.checklists[index]
+
+    def require_active(self, what: str) -> None:
+        """InvalidState unless the incident is active; ``what`` names what an ended incident refuses."""
+        if not self.is_active:
+            raise InvalidState(f"This incident has ended: it takes no {what}. Restart it first "
+                               "(`/incident restart`, or PUT .../restart).", {"is_active": False})
+
+    def next_reminder_at(self, now: int) -> int | None:
+        """When the next reminder is due if the clock were reset now, or None when there is none."""
+        if not self.is_active or self.reminder_seconds <= 0:
+            return None
+        return now + self.reminder_seconds * 1000
+
+    def post_status_update(self, reminder_seconds: int | None) -> bool:
+        """Accept a status update, setting the reminder period when given; True (an update always counts).
+
+        Refused (InvalidState) once the incident has ended.
+        """
+        self.require_active("status updates")
+        if reminder_seconds is not None:
+            self.reminder_seconds = check_reminder_seconds(reminder_seconds)
+        return True
+
+    def set_reminder(self, seconds: int) -> bool:
+        """Remind every ``seconds`` from now on (0: never); True (the clock restarts even at the same period)."""
+        self.require_active("reminders")
+        self.reminder_seconds = check_reminder_seconds(seconds)
+        return True
+
+    def set_broadcast_channels(self, channel_ids: list[str]) -> bool:
+        """Replace the broadcast channels (repeats dropped, order kept); False when they are the same."""
+        wanted = check_broadcast_channels(channel_ids)
+        if wanted == self.broadcast_channel_ids:
+            return False
+        self.require_active("changes to its broadcast channels")
+        self.broadcast_channel_ids = wanted
+        return True
 
     def end(self, now: int) -> bool:
         """End an active incident (True: every change method answers whether it changed anything)."""
@@ -343,6 +390,9 @@ class Playbook:
     member_ids: list[str] = field(default_factory=list)
     create_at: int = 0
     update_at: int = 0
+    #: Copied into each incident started from the playbook.
+    broadcast_channel_ids: list[str] = field(default_factory=list)
+    reminder_seconds: int = 0
 
     @property
     def num_stages(self) -> int:
@@ -371,7 +421,7 @@ class Playbook:
 
 # What a timeline entry tells: each kind of change writes its own, and people add notes.
 TIMELINE_EVENT_TYPES = ("incident_created", "stage_changed", "commander_changed", "task_state_changed",
-                        "task_assigned", "incident_ended", "incident_restarted", "note")
+                        "task_assigned", "status_updated", "incident_ended", "incident_restarted", "note")
 SUMMARY_MAX = 1024
 # A note's details are a small JSON object, at most this long when written out.
 DETAILS_MAX = 8192
@@ -439,6 +489,68 @@ class TimelineEntry:
         self.deleted = True
         self.deleted_at = now
         self.deleted_by = user_id
+
+
+def check_reminder_seconds(seconds: int) -> int:
+    """The period, if it is 0 (never) or within the allowed range; BadInput saying the range otherwise."""
+    if seconds != 0 and not REMINDER_MIN_SECONDS <= seconds <= REMINDER_MAX_SECONDS:
+        raise BadInput(f"A reminder period is 0 (never) or from {REMINDER_MIN_SECONDS} seconds to "
+                       f"{REMINDER_MAX_SECONDS // 86400} days ({REMINDER_MAX_SECONDS} seconds).",
+                       {"reminder_seconds": seconds})
+    return seconds
+
+
+def check_broadcast_channels(channel_ids: list[str]) -> list[str]:
+    """The channel ids without repeats, if there are not too many; BadInput otherwise."""
+    wanted = list(dict.fromkeys(channel_ids))
+    if len(wanted) > MAX_BROADCAST_CHANNELS:
+        raise BadInput(f"Give at most {MAX_BROADCAST_CHANNELS} broadcast channels.",
+                       {"broadcast_channel_ids": len(wanted)})
+    return wanted
+
+
+def check_status_message(message: str) -> str:
+    """The message without surrounding whitespace, if it is not blank nor too long; BadInput otherwise."""
+    text = message.strip()
+    if not text:
+        raise BadInput("A status update needs a message: say what changed, e.g. `/incident update "
+                       "rolled back, errors dropping`.", {"message": "blank"})
+    if len(text) > STATUS_MESSAGE_MAX:
+        raise BadInput(f"The status update is {len(text)} characters long; use at most {STATUS_MESSAGE_MAX}.",
+                       {"message": len(text)})
+    return text
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """What the incident's people told everyone, and when: kept, and posted to the incident's channels."""
+
+    id: str
+    incident_id: str
+    user_id: str
+    message: str
+    create_at: int
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """A reminder to post a status update that is due at ``due_at`` (ms).
+
+    Kept apart from the incident's row: the servers that fire reminders claim one by
+    moving its due time (compare-and-set), while changes to the incident save its
+    whole row at its version, so the two never overwrite each other.
+    """
+
+    incident_id: str
+    due_at: int
+
+    def next_due(self, period_seconds: int, now: int) -> int:
+        """When it is due again after firing now: a period after this due time, keeping the rhythm; but a
+        period after now when that is already past (a server that was down fires late once, not once per
+        missed period)."""
+        period = period_seconds * 1000
+        following = self.due_at + period
+        return following if following > now else now + period
 
 
 PLAYBOOK_SORT_KEYS = ("title", "stages", "tasks")

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 from plugin.chat import ChatHost
 from plugin.errors import NotFound, PermissionDenied
-from plugin.model import Checklist, ChecklistItem, Playbook, PlaybookFilter, new_id, now_ms
+from plugin.model import (Checklist, ChecklistItem, Playbook, PlaybookFilter, check_broadcast_channels,
+                          check_reminder_seconds, new_id, now_ms)
 from plugin.events import PlaybookEvent
-from plugin.service import NewChecklist, UnitOfWork
+from plugin.service import NewChecklist, UnitOfWork, check_broadcast_channels_usable
 
 
 @dataclass
@@ -32,6 +33,8 @@ class NewPlaybook:
     create_public_incident: bool = False
     checklists: list[NewChecklist] = field(default_factory=list)
     member_ids: list[str] = field(default_factory=list)
+    broadcast_channel_ids: list[str] = field(default_factory=list)
+    reminder_seconds: int = 0
 
 
 @dataclass
@@ -43,6 +46,8 @@ class PlaybookChanges:
     create_public_incident: bool | None = None
     checklists: list[NewChecklist] | None = None
     member_ids: list[str] | None = None
+    broadcast_channel_ids: list[str] | None = None
+    reminder_seconds: int | None = None
 
 
 def _stages(stages: list[NewChecklist]) -> list[Checklist]:
@@ -63,10 +68,13 @@ class PlaybookService:
         """Create a playbook in a team the caller belongs to; the caller becomes a member."""
         if not self.host.is_team_member(new.team_id, user_id):
             raise PermissionDenied("You must be a member of the team to create a playbook in it.")
+        check_broadcast_channels_usable(self.host, user_id, new.broadcast_channel_ids)
         now = self.clock()
         playbook = Playbook(id=new_id(), title=new.title, team_id=new.team_id, description=new.description,
                             create_public_incident=new.create_public_incident, checklists=_stages(new.checklists),
-                            create_at=now, update_at=now)
+                            create_at=now, update_at=now,
+                            broadcast_channel_ids=check_broadcast_channels(new.broadcast_channel_ids),
+                            reminder_seconds=check_reminder_seconds(new.reminder_seconds))
         playbook.set_members(new.member_ids, keep=user_id)
         with self.uow_factory() as uow:
             uow.playbooks.add(playbook)
@@ -100,9 +108,19 @@ class PlaybookService:
     def update(self, user_id: str, playbook_id: str, changes: PlaybookChanges) -> Playbook:
         """Change a playbook's title and any of its description, public default, stages and members."""
         admin = self.host.is_system_admin(user_id)  # asked before the transaction: no lock held meanwhile
+        if changes.broadcast_channel_ids is not None:
+            with self.uow_factory(write=False) as uow:
+                current = self._usable(uow.playbooks.get(playbook_id), playbook_id, user_id, admin=admin)
+            added = [channel for channel in changes.broadcast_channel_ids
+                     if channel not in current.broadcast_channel_ids]
+            check_broadcast_channels_usable(self.host, user_id, added)
         with self.uow_factory() as uow:
             playbook = self._usable(uow.playbooks.get(playbook_id), playbook_id, user_id, admin=admin)
             playbook.title = changes.title
+            if changes.broadcast_channel_ids is not None:
+                playbook.broadcast_channel_ids = check_broadcast_channels(changes.broadcast_channel_ids)
+            if changes.reminder_seconds is not None:
+                playbook.reminder_seconds = check_reminder_seconds(changes.reminder_seconds)
             if changes.description is not None:
                 playbook.description = changes.description
             if changes.create_public_incident is not None:

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from plugin.chat import ChatHost
-from plugin.errors import BadInput, ConcurrentUpdate, InvalidState, NotFound, PermissionDenied
-from plugin.events import Announcement, Before, Event, IncidentEvent, TaskEvent
+from plugin.errors import BadInput, ConcurrentUpdate, HostUnavailable, InvalidState, NotFound, PermissionDenied
+from plugin.events import Announcement, Before, Event, IncidentEvent, ReminderDue, StatusUpdated, TaskEvent
 from plugin.model import (
     DEFAULT_CHECKLIST_TITLE,
     Checklist,
@@ -40,7 +40,10 @@ from plugin.model import (
     ItemState,
     Playbook,
     PlaybookFilter,
+    Reminder,
+    StatusUpdate,
     TimelineEntry,
+    check_status_message,
     new_id,
     now_ms,
     slugify,
@@ -87,6 +90,23 @@ class TimelineRepository(Protocol):
     def delete(self, entry: TimelineEntry) -> None: ...
 
 
+class StatusUpdateRepository(Protocol):
+    """Incidents' status updates: read at once (they are added through StatusUpdated events)."""
+
+    def list(self, incident_id: str, page: int, per_page: int) -> tuple[int, list[StatusUpdate]]: ...
+
+
+class ReminderRepository(Protocol):
+    """Incidents' next reminders: read at once; a claim is made at commit (they are set through ReminderDue events).
+
+    ``claim`` moves a reminder on from the due time read; when another unit of work
+    moved it first, the commit raises ConcurrentUpdate and writes nothing.
+    """
+
+    def due(self, now: int, limit: int) -> list[Reminder]: ...
+    def claim(self, reminder: Reminder, next_due_at: int | None) -> None: ...
+
+
 class ChatRepository(Protocol):
     """The chat host's channels and posts, when they live in our database: written at commit."""
 
@@ -106,6 +126,8 @@ class UnitOfWork(AbstractContextManager, Protocol):
     incidents: IncidentRepository
     playbooks: PlaybookRepository
     timeline: TimelineRepository
+    status_updates: StatusUpdateRepository
+    reminders: ReminderRepository
     chat: ChatRepository | None
 
     def add_event(self, event: Event) -> None: ...
@@ -157,10 +179,36 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Change:
-    """What a change did to an incident: its telemetry event and the post that tells the channel, if any."""
+    """What a change did to an incident: its telemetry event, the post that tells the channel, if any,
+    and any further domain events (posts to other channels, a status update, a reminder's due time)."""
 
     event: IncidentEvent | TaskEvent
     announcement: str | None = None
+    events: tuple[Event, ...] = ()
+
+
+def describe_seconds(seconds: int) -> str:
+    """A period as people say it: 30 seconds, 15 minutes, 2 hours, 1 day, or 90 minutes."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def check_broadcast_channels_usable(host: ChatHost, user_id: str, channel_ids: Sequence[str]) -> None:
+    """PermissionDenied naming every channel that does not exist or that the user cannot post in.
+
+    A broadcast channel gets the bot's copies of status updates; choosing one is
+    allowed to whoever could post there themselves (its members and system admins).
+    A channel that does not exist gets the same answer as one the user may not post
+    in: to someone outside a private channel the two look alike, as in Mattermost.
+    """
+    refused = [channel_id for channel_id in dict.fromkeys(channel_ids)
+               if host.channel_name(channel_id) is None or not host.can_post(channel_id, user_id)]
+    if refused:
+        raise PermissionDenied("You can choose as broadcast channels only channels you can post in (join them "
+                               f"first): {', '.join(refused)}.", {"broadcast_channel_ids": refused})
 
 
 def _new_item(item: NewItem) -> ChecklistItem:
@@ -229,9 +277,13 @@ class IncidentService:
             raise BadInput("The commander must be a member of the incident's team.",
                            {"commander_user_id": new.commander_user_id})
         playbook = self._playbook_for(user_id, new) if new.playbook_id else None
+        broadcast_channel_ids: list[str] = []
+        reminder_seconds = 0
         if playbook is not None:
             checklists = playbook.stage_copies(new_id)
             public = playbook.create_public_incident if new.public is None else new.public
+            broadcast_channel_ids = list(playbook.broadcast_channel_ids)
+            reminder_seconds = playbook.reminder_seconds
         else:
             stages = new.checklists if new.checklists is not None else [NewChecklist(DEFAULT_CHECKLIST_TITLE)]
             checklists = [Checklist(new_id(), stage.title, [_new_item(item) for item in stage.items])
@@ -242,6 +294,7 @@ class IncidentService:
             commander_user_id=new.commander_user_id, channel_id="", create_at=self.clock(),
             post_id=new.post_id, public=public, active_stage=0 if checklists else -1,
             checklists=checklists, playbook_id=new.playbook_id,
+            broadcast_channel_ids=broadcast_channel_ids, reminder_seconds=reminder_seconds,
         )
         members = list(dict.fromkeys((user_id, new.commander_user_id)))
         starter = self.host.mention(user_id)
@@ -259,6 +312,9 @@ class IncidentService:
             uow.add_event(IncidentEvent("create", incident, user_id, {"Public": incident.public},
                                         mentions={user_id: starter, new.commander_user_id: commander}))
             uow.add_event(Announcement(incident.channel_id, announcement))
+            # A playbook's reminder period asks for the first update a period after the start.
+            if (due_at := incident.next_reminder_at(incident.create_at)) is not None:
+                uow.add_event(ReminderDue(incident.id, due_at))
             self._commit(uow)
         return incident
 
@@ -291,16 +347,18 @@ class IncidentService:
             incident.end(self.clock())
             who = self.host.mention(user_id)
             return Change(IncidentEvent("end", incident, user_id, mentions={user_id: who}),
-                          f"This incident was ended by {who}.")
+                          f"This incident was ended by {who}.",
+                          (ReminderDue(incident.id, None),))  # an ended incident is not reminded
         return self._mutate(user_id, incident_id, end)
 
     def restart_incident(self, user_id: str, incident_id: str) -> Outcome:
-        """Make an ended incident active again."""
+        """Make an ended incident active again; its reminder period, if any, starts again from now."""
         def restart(incident: Incident) -> Change | None:
             incident.restart()
             who = self.host.mention(user_id)
             return Change(IncidentEvent("restart", incident, user_id, mentions={user_id: who}),
-                          f"This incident was restarted by {who}.")
+                          f"This incident was restarted by {who}.",
+                          (ReminderDue(incident.id, incident.next_reminder_at(self.clock())),))
         return self._mutate(user_id, incident_id, restart)
 
     def change_commander(self, user_id: str, incident_id: str, commander_id: str) -> Outcome:
@@ -367,6 +425,116 @@ class IncidentService:
             uow.add_event(Announcement(current.channel_id, f"{self.host.mention(user_id)} added {names} to the incident."))
             self._commit(uow)
         return added, already
+
+    # ----- status updates, broadcast channels and reminders ---------------------------
+    def post_status_update(self, user_id: str, incident_id: str, message: str,
+                           reminder_seconds: int | None = None) -> StatusUpdate:
+        """Tell the incident channel and the broadcast channels how things stand, and restart the reminder.
+
+        ``reminder_seconds`` sets the reminder period from now on (0: never); without
+        it the incident keeps its period (its playbook's, at first). Refused once the
+        incident has ended.
+        """
+        text = check_status_message(message)
+        author = self.host.mention(user_id)
+        update_id = new_id()
+        posted: list[StatusUpdate] = []  # the update as the attempt that commits made it
+
+        def post(incident: Incident) -> Change | None:
+            incident.post_status_update(reminder_seconds)
+            now = self.clock()
+            posted[:] = [StatusUpdate(update_id, incident.id, user_id, text, now)]
+            here = self._channel_ref(incident.channel_id)
+            copies = tuple(Announcement(channel_id, f"Status update on **{incident.name}** ({here}) from "
+                                                    f"{author}:\n\n{text}")
+                           for channel_id in incident.broadcast_channel_ids if channel_id != incident.channel_id)
+            return Change(IncidentEvent("update_status", incident, user_id, {
+                              "ReminderSeconds": incident.reminder_seconds,
+                              "NumBroadcastChannels": len(incident.broadcast_channel_ids)}),
+                          f"Status update from {author}:\n\n{text}",
+                          (StatusUpdated(posted[0], incident, author), *copies,
+                           ReminderDue(incident.id, incident.next_reminder_at(now))))
+        self._mutate(user_id, incident_id, post)
+        return posted[0]
+
+    def list_status_updates(self, user_id: str, incident_id: str, page: int, per_page: int
+                            ) -> tuple[int, list[StatusUpdate]]:
+        """A page of the incident's status updates, newest first, if the user may view the incident."""
+        incident = self.get_incident(user_id, incident_id)
+        with self.uow_factory(write=False) as uow:
+            return uow.status_updates.list(incident.id, page, per_page)
+
+    def set_reminder(self, user_id: str, incident_id: str, seconds: int) -> Outcome:
+        """Remind the commander every ``seconds`` from now (0: never, until an update sets a period)."""
+        def snooze(incident: Incident) -> Change | None:
+            incident.set_reminder(seconds)
+            when = f"every {describe_seconds(seconds)}" if seconds else "no more (until an update sets it)"
+            return Change(IncidentEvent("change_reminder", incident, user_id, {"ReminderSeconds": seconds}),
+                          f"{self.host.mention(user_id)} set the status update reminder: {when}.",
+                          (ReminderDue(incident.id, incident.next_reminder_at(self.clock())),))
+        return self._mutate(user_id, incident_id, snooze)
+
+    def set_broadcast_channels(self, user_id: str, incident_id: str, channel_ids: list[str]) -> Outcome:
+        """Choose the channels that get a copy of each status update (unchanged when they are the same).
+
+        Each channel added must exist and the user must be able to post in it (a member,
+        or a system admin); channels kept from before are not asked about again.
+        """
+        def change(incident: Incident) -> Change | None:
+            before = set(incident.broadcast_channel_ids)
+            check_broadcast_channels_usable(self.host, user_id, [c for c in channel_ids if c not in before])
+            if not incident.set_broadcast_channels(channel_ids):
+                return None
+            return Change(IncidentEvent("change_broadcast_channels", incident, user_id,
+                                        {"NumBroadcastChannels": len(incident.broadcast_channel_ids)}))
+        return self._mutate(user_id, incident_id, change)
+
+    def send_due_reminders(self, limit: int = 100) -> int:
+        """Post every reminder due by now (at most limit of them); returns how many this call posted.
+
+        Each is claimed by moving its due time on in the transaction that writes its
+        post (with the local host; a remote host's post follows the commit): a reminder
+        another server claimed first is skipped, so each due time is posted once.
+        """
+        now = self.clock()
+        with self.uow_factory(write=False) as uow:
+            due = uow.reminders.due(now, limit)
+        sent = 0
+        for reminder in due:
+            try:
+                sent += self._send_reminder(reminder, now)
+            except HostUnavailable:
+                # Nothing was claimed: the next scan tries again; the others go out now.
+                log.warning("could not send the reminder of incident %s; trying again at the next scan",
+                            reminder.incident_id)
+        return sent
+
+    def _send_reminder(self, reminder: Reminder, now: int) -> bool:
+        with self.uow_factory() as uow:
+            incident = uow.incidents.get(reminder.incident_id)
+            if incident is None or incident.next_reminder_at(now) is None:
+                # Ended or switched off (its own change stops it too): stop it without a post.
+                uow.reminders.claim(reminder, None)
+                message = None
+            else:
+                uow.reminders.claim(reminder, reminder.next_due(incident.reminder_seconds, now))
+                message = (f"{self.host.mention(incident.commander_user_id)}, please post a status update on "
+                           f"**{incident.name}**: `/incident update <what changed>`. Snooze this reminder "
+                           "with `/incident remind 30m`, or stop it with `/incident remind never`.")
+                uow.add_event(Announcement(incident.channel_id, message))
+            try:
+                self._commit(uow)
+            except ConcurrentUpdate:
+                return False  # another server sent it, or an update or a snooze moved it first
+        return message is not None
+
+    def _channel_ref(self, channel_id: str) -> str:
+        """~name of a channel for a post, or "its channel" when the host does not say."""
+        try:
+            name = self.host.channel_name(channel_id)
+        except HostUnavailable:
+            name = None
+        return f"~{name}" if name else "its channel"
 
     # ----- task changes --------------------------------------------------------------
     def add_item(self, user_id: str, incident_id: str, checklist: int, item: NewItem) -> Outcome:
@@ -488,6 +656,8 @@ class IncidentService:
                 uow.add_event(done.event)
                 if done.announcement is not None:
                     uow.add_event(Announcement(incident.channel_id, done.announcement))
+                for event in done.events:
+                    uow.add_event(event)
                 try:
                     self._commit(uow)
                 except ConcurrentUpdate:

@@ -5,12 +5,15 @@ key, type and default). This module is the only reader of ``os.environ``: each
 setting ``SomeKey`` may be given as ``INCIDENT_SOME_KEY``. Invalid values raise
 :class:`SettingsError` naming the setting, so start-up stops with a clear message.
 
-Settings that are not admin-facing (where files live) are read here too:
-``INCIDENT_DATA_DIR`` (default ``./data``) holds the SQLite file of the default
-database URL and the lock file by which one worker process sends telemetry.
+Settings that are not admin-facing are read here too: ``INCIDENT_DATA_DIR``
+(default ``./data``) holds the SQLite file of the default database URL and the lock
+file by which one worker process sends telemetry; ``INCIDENT_REMINDER_SCAN_SECONDS``
+(default 5) is how often each server process looks for reminders come due (0: never,
+for tests that send them themselves and for processes that only run commands).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -183,6 +186,7 @@ class Settings:
     specs: Mapping[str, SettingSpec]
     sources: Mapping[str, str] = field(default_factory=dict)
     data_dir: Path = Path("data")
+    reminder_scan_seconds: float = 5.0
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -257,7 +261,7 @@ class Settings:
                 raise SettingsError(f"Unknown setting {key}: known settings are {', '.join(sorted(self.specs))}.")
             values[key] = validate_value(self.specs[key], value, "override")
             sources[key] = "override"
-        return Settings(values, self.specs, sources, self.data_dir)
+        return dataclasses.replace(self, values=values, sources=sources)
 
     def with_saved(self, saved: Mapping[str, Any]) -> "Settings":
         """A copy with values saved at run time applied above the config file, below the environment.
@@ -278,7 +282,7 @@ class Settings:
                 _log.warning("ignoring the saved value of setting %s: it is no longer valid", key)
                 continue
             sources[key] = "saved"
-        return Settings(values, self.specs, sources, self.data_dir)
+        return dataclasses.replace(self, values=values, sources=sources)
 
     def public_view(self) -> dict[str, Any]:
         """All settings with secrets masked (non-empty secrets show as ********)."""
@@ -319,7 +323,15 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
             values[key] = validate_value(spec, environ[name], f"environment variable {name}")
             sources[key] = "environment"
     data_dir = Path(environ.get(ENV_PREFIX + "DATA_DIR") or "data")
-    return Settings(values, specs, sources, data_dir)
+    scan = environ.get(ENV_PREFIX + "REMINDER_SCAN_SECONDS") or "5"
+    try:
+        reminder_scan_seconds = float(scan)
+    except ValueError:
+        reminder_scan_seconds = -1.0
+    if not 0 <= reminder_scan_seconds <= 3600:
+        raise SettingsError(f"Environment variable {ENV_PREFIX}REMINDER_SCAN_SECONDS must be a number of seconds "
+                            "from 0 (no scanning) to 3600.")
+    return Settings(values, specs, sources, data_dir, reminder_scan_seconds)
 
 
 class LiveSettings:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugin.events import Event, IncidentEvent, TaskEvent
+from plugin.events import Event, IncidentEvent, StatusUpdated, TaskEvent
 from plugin.model import ItemState, TimelineEntry, new_id
 
 # How a task's new state reads in a summary.
@@ -63,7 +63,19 @@ def entry_for(event: Event, now: int) -> TimelineEntry | None:
                        if item.assignee_id else f"{_who(event)} unassigned the task \"{_line(item.title)}\".")
             return _entry(event, "task_assigned", summary, now, subject=item.assignee_id,
                           details=_task_details(stage, index, item.id, assignee_id=item.assignee_id))
+        case StatusUpdated(update=update, author=author):
+            who = author or f"@{update.user_id}"
+            first = update.message.splitlines()[0] if update.message.strip() else ""
+            return TimelineEntry(id=new_id(), incident_id=update.incident_id, event_type="status_updated",
+                                 event_at=update.create_at, create_at=now, creator_user_id=update.user_id,
+                                 summary=f"{who} posted a status update: {_clip(first)}",
+                                 subject_user_id=update.user_id, details={"status_update_id": update.id})
     return None
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """The start of a text for a one-line summary."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _entry(event: IncidentEvent | TaskEvent, event_type: str, summary: str, now: int, *, event_at: int | None = None,

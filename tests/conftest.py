@@ -120,6 +120,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         "INCIDENT_DATABASE_URL": database_url,
         "INCIDENT_ADMIN_USER_IDS": ADMIN,
         "INCIDENT_DATA_DIR": str(tmp_path),
+        # Tests send due reminders themselves, on a clock they control.
+        "INCIDENT_REMINDER_SCAN_SECONDS": "0",
     })
 
 

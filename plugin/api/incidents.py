@@ -20,8 +20,13 @@ from plugin.api.schemas import (
     MembersAddedSchema,
     NewItemSchema,
     NewNoteSchema,
+    NewStatusUpdateSchema,
+    PatchIncidentSchema,
+    ReminderSchema,
     ReorderSchema,
-    StageSchema,
+    StatusUpdateListQuerySchema,
+    StatusUpdatePageSchema,
+    StatusUpdateSchema,
     TimelineEntrySchema,
     TimelineQuerySchema,
 )
@@ -114,11 +119,38 @@ def create_blueprint(components: Any) -> Blueprint:
         return {"added": added, "already_members": already}
 
     @blp.route("/<id:incident_id>", methods=["PATCH"])
-    @blp.arguments(StageSchema)
+    @blp.arguments(PatchIncidentSchema)
     @blp.response(200, IncidentSchema)
     def patch(body: dict[str, Any], incident_id: str) -> Any:
-        """Change the active stage."""
+        """Change the active stage, or the channels that get a copy of each status update."""
+        if "broadcast_channel_ids" in body:
+            return service.set_broadcast_channels(g.user_id, incident_id, body["broadcast_channel_ids"]).incident
         return service.set_active_stage(g.user_id, incident_id, body["active_stage"]).incident
+
+    @blp.route("/<id:incident_id>/status-updates", methods=["POST"])
+    @blp.arguments(NewStatusUpdateSchema)
+    @blp.response(201, StatusUpdateSchema)
+    def post_status_update(body: dict[str, Any], incident_id: str) -> Any:
+        """Post a status update to the incident channel and its broadcast channels; restart the reminder.
+
+        409 when the incident has ended.
+        """
+        return service.post_status_update(g.user_id, incident_id, body["message"], body["reminder_seconds"])
+
+    @blp.route("/<id:incident_id>/status-updates", methods=["GET"])
+    @blp.arguments(StatusUpdateListQuerySchema, location="query")
+    @blp.response(200, StatusUpdatePageSchema)
+    def list_status_updates(query: dict[str, Any], incident_id: str) -> Any:
+        """The incident's status updates, newest first, paged."""
+        total, items = service.list_status_updates(g.user_id, incident_id, query["page"], query["per_page"])
+        return page_of(items, total, query["page"], query["per_page"])
+
+    @blp.route("/<id:incident_id>/reminder", methods=["POST"])
+    @blp.arguments(ReminderSchema)
+    @blp.response(200, IncidentSchema)
+    def reminder(body: dict[str, Any], incident_id: str) -> Any:
+        """Remind the commander every `seconds` from now, or never (0)."""
+        return service.set_reminder(g.user_id, incident_id, body["seconds"]).incident
 
     @blp.route("/<id:incident_id>/checklists/<int:checklist>/items", methods=["POST"])
     @blp.arguments(NewItemSchema)

@@ -33,7 +33,9 @@ class Trimmed(Text):
         validators = kwargs.get("validate")
         validators = validators if isinstance(validators, list) else [validators]
         if any(isinstance(v, validate.Length) and (v.min or 0) >= 1 for v in validators):
-            kwargs["metadata"] = {"pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$", **kwargs.get("metadata", {})}
+            # Python's strip also removes \x1c-\x1f and \x85, which JSON Schema's \s does not name.
+            kwargs["metadata"] = {"pattern": "^[^\\u0000]*[^\\s\\u0000\\u001c-\\u001f\\u0085][^\\u0000]*$",
+                                  **kwargs.get("metadata", {})}
         super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
@@ -183,8 +185,54 @@ class MembersAddedSchema(Schema):
     already_members = fields.List(fields.String())
 
 
-class StageSchema(StrictSchema):
-    active_stage = fields.Integer(required=True, strict=True, validate=validate.Range(0))
+def _check_reminder_seconds(value: int) -> None:
+    if value != 0 and not model.REMINDER_MIN_SECONDS <= value <= model.REMINDER_MAX_SECONDS:
+        raise ValidationError(f"Must be 0 (never) or from {model.REMINDER_MIN_SECONDS} to "
+                              f"{model.REMINDER_MAX_SECONDS} seconds.")
+
+
+def ReminderSeconds(**kwargs: Any) -> fields.Integer:  # noqa: N802 - reads like a field class
+    """A reminder period in seconds: 0 for never, else within the model's range."""
+    metadata = {"description": f"Seconds between reminders: 0 for never, else {model.REMINDER_MIN_SECONDS} "
+                               f"to {model.REMINDER_MAX_SECONDS}.",
+                "anyOf": [{"enum": [0]}, {"minimum": model.REMINDER_MIN_SECONDS}], **kwargs.pop("metadata", {})}
+    return fields.Integer(strict=True, validate=[validate.Range(0, model.REMINDER_MAX_SECONDS),
+                                                 _check_reminder_seconds], metadata=metadata, **kwargs)
+
+
+def BroadcastChannels(**kwargs: Any) -> fields.List:  # noqa: N802
+    """Channel ids that get a copy of each status update."""
+    return fields.List(Id(), validate=validate.Length(0, model.MAX_BROADCAST_CHANNELS), **kwargs)
+
+
+class PatchIncidentSchema(StrictSchema):
+    """One change per request: the active stage, or the broadcast channels."""
+
+    body_rules = {"minProperties": 1, "maxProperties": 1}
+    active_stage = fields.Integer(strict=True, validate=validate.Range(0))
+    broadcast_channel_ids = BroadcastChannels(metadata={
+        "description": "Replaces the list. Each channel added must exist and the caller must be able to post "
+                       "in it."})
+
+    @validates_schema
+    def require_one(self, data: dict[str, Any], **_: Any) -> None:
+        if len(data) != 1:
+            raise ValidationError("Give exactly one of active_stage or broadcast_channel_ids.", "_schema")
+
+
+class NewStatusUpdateSchema(StrictSchema):
+    message = Trimmed(required=True, validate=validate.Length(1, model.STATUS_MESSAGE_MAX))
+    reminder_seconds = ReminderSeconds(load_default=None, metadata={
+        "description": "The reminder period from now on (0: never); default: the incident's current period."})
+
+
+class StatusUpdateListQuerySchema(StrictSchema):
+    page = fields.Integer(load_default=0, validate=validate.Range(0, 100_000))
+    per_page = fields.Integer(load_default=100, validate=validate.Range(1, 200))
+
+
+class ReminderSchema(StrictSchema):
+    seconds = ReminderSeconds(required=True)
 
 
 class EditItemSchema(StrictSchema):
@@ -285,6 +333,8 @@ class IncidentSchema(Schema):
     active_stage_title = fields.String()
     checklists = ChecklistsField()
     playbook_id = fields.String()
+    broadcast_channel_ids = fields.List(fields.String())
+    reminder_seconds = fields.Integer()
 
 
 class TimelineEntrySchema(Schema):
@@ -308,6 +358,21 @@ class IncidentPageSchema(Schema):
     items = fields.List(fields.Nested(IncidentSchema))
 
 
+class StatusUpdateSchema(Schema):
+    id = fields.String()
+    incident_id = fields.String()
+    user_id = fields.String()
+    message = fields.String()
+    create_at = fields.Integer()
+
+
+class StatusUpdatePageSchema(Schema):
+    total_count = fields.Integer()
+    page_count = fields.Integer()
+    has_more = fields.Boolean()
+    items = fields.List(fields.Nested(StatusUpdateSchema))
+
+
 # ----- playbooks --------------------------------------------------------------------------
 class CreatePlaybookSchema(StrictSchema):
     title = Trimmed(required=True, validate=validate.Length(1, model.TITLE_MAX))
@@ -317,6 +382,10 @@ class CreatePlaybookSchema(StrictSchema):
     checklists = fields.List(fields.Nested(NewChecklistSchema), load_default=list,
                              validate=validate.Length(0, MAX_STAGES))
     member_ids = fields.List(Id(), load_default=list, validate=validate.Length(0, 1000))
+    broadcast_channel_ids = BroadcastChannels(load_default=list, metadata={
+        "description": "Copied to each incident started from the playbook; the caller must be able to post in each."})
+    reminder_seconds = ReminderSeconds(load_default=0, metadata={
+        "description": "Each incident started from the playbook reminds its commander this often (0: never)."})
 
 
 class UpdatePlaybookSchema(StrictSchema):
@@ -328,6 +397,8 @@ class UpdatePlaybookSchema(StrictSchema):
     checklists = fields.List(fields.Nested(NewChecklistSchema), load_default=None,
                              validate=validate.Length(0, MAX_STAGES))
     member_ids = fields.List(Id(), load_default=None, validate=validate.Length(0, 1000))
+    broadcast_channel_ids = BroadcastChannels(load_default=None)
+    reminder_seconds = ReminderSeconds(load_default=None)
 
 
 class PlaybookListQuerySchema(StrictSchema):
@@ -367,6 +438,8 @@ class PlaybookSchema(Schema):
     num_tasks = fields.Integer()
     create_at = fields.Integer()
     update_at = fields.Integer()
+    broadcast_channel_ids = fields.List(fields.String())
+    reminder_seconds = fields.Integer()
 
 
 class PlaybookPageSchema(Schema):

@@ -88,6 +88,21 @@ class Announce:
 
 
 @dataclass(frozen=True)
+class Update:
+    """``update <message> [--remind 30m]``: post a status update; ``remind`` in seconds (0: never), None: keep."""
+
+    message: str
+    remind: int | None = None
+
+
+@dataclass(frozen=True)
+class Remind:
+    """``remind 30m|never``: remind the commander every ``seconds`` from now (0: never)."""
+
+    seconds: int
+
+
+@dataclass(frozen=True)
 class List:
     """``list``: the caller's active incidents in this team."""
 
@@ -109,8 +124,8 @@ class Note:
     text: str
 
 
-Command = (Help | Usage | Start | End | Restart | Stage | Check | Commander | Add | Announce | List | Info
-           | Timeline | Note)
+Command = (Help | Usage | Start | End | Restart | Stage | Check | Commander | Add | Announce | Update | Remind | List
+           | Info | Timeline | Note)
 
 # The verb, then the rest of the line as typed.
 _VERB_AND_REST = re.compile(r"\s*\S+\s*(.*)", re.DOTALL)
@@ -254,6 +269,58 @@ def _note(text: str) -> Command:
     return Note(note)
 
 
+_DURATION = re.compile(r"(?:(\d{1,4})d)?(?:(\d{1,5})h)?(?:(\d{1,6})m)?(?:(\d{1,7})s)?")
+_NEVER = ("never", "off", "0")
+_REMIND_OPTION = re.compile(r"(?<!\S)--remind(?:=|\s+|$)(\S*)")
+DURATION_EXAMPLES = "e.g. 30s, 15m, 2h, 1d or 1h30m"
+
+
+def duration(word: str) -> int | None:
+    """Seconds in a duration such as 30s, 15m, 2h, 1d or 1h30m; None when it is not one."""
+    match = _DURATION.fullmatch(word.strip().lower())
+    if not word.strip() or match is None:
+        return None
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def _reminder(word: str, example: str) -> int | str:
+    """Seconds for never/off or a duration; else the Usage message saying what to type."""
+    if word.lower() in _NEVER:
+        return 0
+    seconds = duration(word)
+    if seconds is None:
+        if not word:
+            return f"--remind needs a duration ({DURATION_EXAMPLES}) or never, e.g. {example}."
+        return (f"'{word[:40]}' is not a duration: use a number and a unit ({DURATION_EXAMPLES}) or never, "
+                f"e.g. {example}.")
+    return seconds
+
+
+def _update(rest: str) -> Command:
+    """The message keeps its own spacing and lines; ``--remind <duration>`` may stand anywhere in it."""
+    options = _REMIND_OPTION.findall(rest)
+    if len(options) > 1:
+        return Usage("Give --remind once, e.g. `/incident update rolled back --remind 30m`.")
+    remind: int | None = None
+    if options:
+        found = _reminder(options[0], "`/incident update rolled back --remind 30m`")
+        if isinstance(found, str):
+            return Usage(found)
+        remind = found
+    message = _REMIND_OPTION.sub("", rest).strip()
+    if not message:
+        return Usage("update needs a message, e.g. `/incident update rolled back, errors dropping --remind 30m`.")
+    return Update(message, remind)
+
+
+def _remind(args: list[str]) -> Command:
+    if len(args) != 1:
+        return Usage(f"remind takes one duration ({DURATION_EXAMPLES}) or never, e.g. `/incident remind 30m`.")
+    found = _reminder(args[0], "`/incident remind 30m`")
+    return Usage(found) if isinstance(found, str) else Remind(found)
+
+
 def _no_args(name: str, make: type, args: list[str]) -> Command:
     if args:
         return Usage(f"{name} takes no arguments: type `/incident {name}`.")
@@ -280,6 +347,11 @@ def parse(text: str) -> Command:
         return _add(args)
     if verb == "announce":
         return _announce(args)
+    if verb == "update":
+        # The message as typed (quotes, spacing and lines kept): the text after the verb.
+        return _update(text.strip()[len(words[0]):] if text.strip().startswith(words[0]) else " ".join(args))
+    if verb == "remind":
+        return _remind(args)
     if verb == "note":
         return _note(text)
     simple = {"end": End, "restart": Restart, "list": List, "info": Info, "timeline": Timeline}

@@ -22,7 +22,7 @@ from plugin.chat import ChatHost
 from plugin.command import parser as p
 from plugin.errors import DomainError, InvalidState, NotFound
 from plugin.model import DESCRIPTION_MAX, NAME_MAX, SUMMARY_MAX, Incident, IncidentFilter, ItemState, now_ms
-from plugin.service import IncidentService, NewIncident
+from plugin.service import IncidentService, NewIncident, describe_seconds
 
 EPHEMERAL = "ephemeral"
 IN_CHANNEL = "in_channel"
@@ -39,13 +39,15 @@ HELP_TEXT = """\
 * `/incident commander [@username]` - show the commander, or hand over to a member of this channel.
 * `/incident add @username [@username ...]` - add people to this incident's channel.
 * `/incident announce ~channel [~channel ...]` - tell other channels about this incident.
+* `/incident update <message> [--remind 30m]` - post a status update here and in the broadcast channels; `--remind` sets how often the commander is reminded to post the next one (`never` to stop).
+* `/incident remind 30m|never` - snooze the status update reminder: the next one comes after this long, and then as often; `never` switches it off.
 * `/incident list` - your active incidents in this team (newest 10).
 * `/incident info` - name, duration, commander, stage and task progress.
 * `/incident timeline` - what happened in this incident, the last 20 entries, oldest first.
 * `/incident note <text>` - add a note to this incident's timeline.
 * `/incident help` - this text.
 
-Stages and tasks are numbered from 1, as `info` shows them."""
+Stages and tasks are numbered from 1, as `info` shows them. Durations: 30s, 15m, 2h, 1d or 1h30m."""
 
 # What to do about a refused `stage next` or `stage prev`, by the detail the refusal carries.
 _STAGE_HINTS = {
@@ -249,6 +251,25 @@ class CommandRunner:
         if skipped:
             lines.append(f"Not announced in {', '.join(skipped)}.")
         return reply("\n".join(lines))
+
+    def _update(self, command: p.Update, caller: Caller) -> dict[str, Any]:
+        here = self._here(caller)
+        self.service.post_status_update(caller.user_id, here.id, command.message, command.remind)
+        incident = self.service.get_incident(caller.user_id, here.id)
+        copies = len([c for c in incident.broadcast_channel_ids if c != incident.channel_id])
+        where = f" and in {copies} broadcast channel{'s' if copies != 1 else ''}" if copies else ""
+        return reply(f"Status update posted in this channel{where}. {self._reminder_words(incident.reminder_seconds)}")
+
+    def _remind(self, command: p.Remind, caller: Caller) -> dict[str, Any]:
+        here = self._here(caller)
+        incident = self.service.set_reminder(caller.user_id, here.id, command.seconds).incident
+        return reply(self._reminder_words(incident.reminder_seconds))
+
+    @staticmethod
+    def _reminder_words(seconds: int) -> str:
+        if not seconds:
+            return "No status update reminders for this incident: `/incident remind 30m` sets one."
+        return f"The commander will be reminded to post an update in {describe_seconds(seconds)}, and as often after."
 
     def _list(self, command: p.List, caller: Caller) -> dict[str, Any]:
         _, incidents = self.service.list_incidents(caller.user_id, IncidentFilter(

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from plugin.events import Announcement, Event
+from plugin.events import Announcement, Event, ReminderDue, StatusUpdated
 from plugin.lockfile import LockFile
 from plugin.model import now_ms
 from plugin.store.chat import SqlChatRepository
@@ -21,6 +21,7 @@ from plugin.store.incidents import SqlIncidentRepository
 from plugin.store.outbox import SqlOutboxRepository
 from plugin.store.playbooks import SqlPlaybookRepository
 from plugin.store.saved_settings import SqlSavedSettings, read_version
+from plugin.store.status_updates import SqlReminderRepository, SqlStatusUpdateRepository
 from plugin.store.timeline import SqlTimelineRepository
 from plugin.telemetry import NoopTelemetry, Telemetry
 from plugin.timeline import entry_for
@@ -267,10 +268,12 @@ class SqlUnitOfWork:
     only (on SQLite, that is the writer's turn for the database's write lock), and
     rolls everything back when one fails. An incident is saved only at the version
     it was read at: when another change committed first, commit writes nothing and
-    raises ConcurrentUpdate. The domain events collected (``add_event``) become
-    outbox rows and timeline entries (``plugin.timeline.entry_for``) in the same
-    transaction, and so do the posts of the local chat host (``local_chat``); commit
-    returns the posts left for a remote host to send.
+    raises ConcurrentUpdate, and so it does when a reminder claimed (moved on from
+    the due time read) was moved by someone else first. The domain events collected
+    (``add_event``) are written in the same transaction: telemetry events as outbox
+    rows, timeline entries (``plugin.timeline.entry_for``), status updates as their
+    rows, reminders' due times, and the posts of the local chat host (``local_chat``);
+    commit returns the posts left for a remote host to send.
     """
 
     def __init__(self, db: Database, *, write: bool = True, telemetry: Telemetry | None = None,
@@ -286,6 +289,8 @@ class SqlUnitOfWork:
         self.incidents = SqlIncidentRepository(self._reading)
         self.playbooks = SqlPlaybookRepository(self._reading)
         self.timeline = SqlTimelineRepository(self._reading)
+        self.status_updates = SqlStatusUpdateRepository(self._reading)
+        self.reminders = SqlReminderRepository(self._reading)
         self.saved_settings = SqlSavedSettings(self._writing if self.write else self._reading)
         self.outbox = SqlOutboxRepository()
         #: The local chat host's channels and posts; None when the host keeps them elsewhere.
@@ -320,7 +325,11 @@ class SqlUnitOfWork:
                 else:
                     left.append(event)
                 continue
-            if (row := self.telemetry.row(event)) is not None:
+            if isinstance(event, StatusUpdated):
+                self.status_updates.add(event.update)
+            elif isinstance(event, ReminderDue):
+                self.reminders.schedule(event.incident_id, event.due_at)
+            elif (row := self.telemetry.row(event)) is not None:
                 self.outbox.add(row)
             if (entry := entry_for(event, now)) is not None:
                 self.timeline.add(entry)
@@ -331,8 +340,10 @@ class SqlUnitOfWork:
         connection = self._writing()
         try:
             self.incidents.flush(connection)  # first: a version that moved on stops the rest
+            self.reminders.flush(connection)  # then a reminder claimed by another server
             self.playbooks.flush(connection)
             self.timeline.flush(connection)
+            self.status_updates.flush(connection)
             if self.chat is not None:
                 self.chat.flush(connection)
             self.outbox.flush(connection)

@@ -34,6 +34,7 @@ def _row_values(incident: Incident) -> dict[str, Any]:
         "public": incident.public, "create_at": incident.create_at, "end_at": incident.end_at,
         "active_stage": incident.active_stage, "checklists": checklists_to_json(incident.checklists),
         "version": incident.version, "playbook_id": incident.playbook_id,
+        "broadcast_channel_ids": incident.broadcast_channel_ids, "reminder_seconds": incident.reminder_seconds,
     }
 
 
@@ -45,6 +46,7 @@ def _from_row(row: Any) -> Incident:
         post_id=row.post_id, public=row.public, create_at=row.create_at, end_at=row.end_at,
         active_stage=row.active_stage, checklists=checklists_from_json(row.checklists),
         version=row.version, playbook_id=row.playbook_id,
+        broadcast_channel_ids=list(row.broadcast_channel_ids), reminder_seconds=row.reminder_seconds,
     )
 
 

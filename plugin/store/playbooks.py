@@ -19,6 +19,7 @@ def _row_values(playbook: Playbook) -> dict[str, Any]:
         "team_id": playbook.team_id, "create_public_incident": playbook.create_public_incident,
         "checklists": checklists_to_json(playbook.checklists), "num_stages": playbook.num_stages,
         "num_tasks": playbook.num_tasks, "create_at": playbook.create_at, "update_at": playbook.update_at,
+        "broadcast_channel_ids": playbook.broadcast_channel_ids, "reminder_seconds": playbook.reminder_seconds,
     }
 
 
@@ -55,7 +56,9 @@ class SqlPlaybookRepository:
         return [Playbook(id=row.id, title=row.title, team_id=row.team_id, description=row.description,
                          create_public_incident=row.create_public_incident,
                          checklists=checklists_from_json(row.checklists), member_ids=members[row.id],
-                         create_at=row.create_at, update_at=row.update_at) for row in rows]
+                         create_at=row.create_at, update_at=row.update_at,
+                         broadcast_channel_ids=list(row.broadcast_channel_ids),
+                         reminder_seconds=row.reminder_seconds) for row in rows]
 
     def get(self, playbook_id: str) -> Playbook | None:
         """The playbook with its members, or None."""

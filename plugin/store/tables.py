@@ -27,6 +27,10 @@ incidents = sa.Table(
     sa.Column("version", sa.Integer, nullable=False, default=0),
     # The playbook the incident was started from ("" for none); kept when the playbook is deleted.
     sa.Column("playbook_id", sa.String(26), nullable=False, default="", server_default=""),
+    # Channels that get a copy of each status update: a JSON list of ids, read and written with the incident.
+    sa.Column("broadcast_channel_ids", sa.JSON, nullable=False, server_default="[]"),
+    # The reminder period in seconds (0: none); the due time is in incident_reminders.
+    sa.Column("reminder_seconds", sa.Integer, nullable=False, server_default="0"),
     # Listing is always within a team: these keep its cost independent of other teams.
     sa.Index("ix_incidents_team_active_create", "team_id", "is_active", "create_at"),
     sa.Index("ix_incidents_team_commander", "team_id", "commander_user_id"),
@@ -129,7 +133,33 @@ playbooks = sa.Table(
     sa.Column("num_tasks", sa.Integer, nullable=False),
     sa.Column("create_at", sa.BigInteger, nullable=False),
     sa.Column("update_at", sa.BigInteger, nullable=False),
+    sa.Column("broadcast_channel_ids", sa.JSON, nullable=False, server_default="[]"),
+    sa.Column("reminder_seconds", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_playbooks_team_title", "team_id", "title"),
+)
+
+# Status updates, one row each, written in the transaction that posts them; always
+# read per incident, newest first.
+status_updates = sa.Table(
+    "status_updates", metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("incident_id", ID, nullable=False),
+    sa.Column("user_id", ID, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("create_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_status_updates_incident_create", "incident_id", "create_at"),
+)
+
+# The next reminder of each incident that has one. Its own table, not the incident's
+# row: a server fires a reminder by moving due_at from the value it read (a
+# compare-and-set) in the transaction that writes the reminder's post, while a change
+# to the incident saves the whole row at its version; kept apart, neither overwrites
+# the other. due_at is null while no reminder is due (none set, or the incident ended).
+incident_reminders = sa.Table(
+    "incident_reminders", metadata,
+    sa.Column("incident_id", ID, primary_key=True),
+    sa.Column("due_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_incident_reminders_due", "due_at"),
 )
 
 playbook_members = sa.Table(

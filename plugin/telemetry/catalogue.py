@@ -164,6 +164,14 @@ EVENTS: dict[str, Event] = {
             Prop("EventType", enum(*TIMELINE_EVENT_TYPES), "The kind of timeline entry deleted."),
             Prop("WasCreator", BOOL, "Whether the user who deleted it is the one who made it."),
         )),
+        Action("update_status", "A status update was posted (its message is never sent).", (
+            Prop("ReminderSeconds", INT, "The reminder period in force after the update, in seconds (0: none)."),
+            Prop("NumBroadcastChannels", INT, "How many broadcast channels got a copy."),
+        )),
+        Action("change_reminder", "The status update reminder was set, snoozed or switched off.",
+               (Prop("ReminderSeconds", INT, "The new reminder period, in seconds (0: none)."),)),
+        Action("change_broadcast_channels", "The channels that get a copy of each status update changed.",
+               (Prop("NumBroadcastChannels", INT, "How many broadcast channels the incident has now."),)),
     ), INCIDENT_METADATA, "plugin/service.py"),
     "tasks": Event("tasks", (
         Action("add_task", "A task was added."),

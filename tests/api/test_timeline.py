@@ -209,3 +209,13 @@ def test_a_note_whose_details_hold_nan_is_a_400_not_a_database_error(client, com
                            data='{"summary": "ok", "details": {"ratio": NaN}}')
     assert response.status_code == 400 and "finite number" in response.json["error"]
     assert len(rows(components)) == 1
+
+
+def test_a_status_update_shows_on_the_timeline_with_its_first_line(client, components):
+    incident = start(client)
+    base, user = f"/api/v0/incidents/{incident['id']}", as_user(ALICE)
+    posted = client.post(f"{base}/status-updates", headers=user, json={"message": "rolled back\nerrors dropping"})
+    assert posted.status_code == 201, posted.json
+    listed = entries(client, incident, query="?event_type=status_updated")
+    assert [(e["event_type"], e["summary"], e["details"]) for e in listed] == [
+        ("status_updated", f"@{ALICE} posted a status update: rolled back", {"status_update_id": posted.json["id"]})]

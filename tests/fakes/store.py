@@ -2,11 +2,12 @@
 
 They keep the contracts the service relies on and nothing more: a unit of work
 commits all of its writes or none; an incident saved at a version that moved on
-fails the commit with ConcurrentUpdate; events added to a unit of work count
-only once it has committed, with their timeline entries (from the same
-``plugin.timeline.entry_for`` the real unit of work uses), and its posts are handed
-back to be sent. Playbooks are not faked (the playbook use cases run against the
-real stores in tests/api/).
+fails the commit with ConcurrentUpdate, and so does a reminder claimed at a due
+time that moved on; events added to a unit of work count only once it has
+committed, with their timeline entries (from the same ``plugin.timeline.entry_for``
+the real unit of work uses), status updates and reminders' due times, and its posts
+are handed back to be sent. Playbooks are not faked (the playbook use cases run
+against the real stores in tests/api/).
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from typing import Any
 
 from plugin.chat import ServerFacts
 from plugin.errors import ConcurrentUpdate, HostUnavailable, NotFound
-from plugin.events import Announcement, Event, IncidentEvent, PlaybookEvent, TaskEvent
-from plugin.model import Incident, IncidentFilter, TimelineEntry, now_ms
+from plugin.events import Announcement, Event, IncidentEvent, PlaybookEvent, ReminderDue, StatusUpdated, TaskEvent
+from plugin.model import Incident, IncidentFilter, Reminder, StatusUpdate, TimelineEntry, now_ms
 from plugin.timeline import entry_for
 
 
@@ -35,6 +36,37 @@ class Memory:
     clock: Callable[[], int] = now_ms
     #: Runs just before a commit's version check: a test's way to let another change in first.
     before_commit: Callable[[], None] | None = None
+    status_updates: list[StatusUpdate] = field(default_factory=list)
+    #: incident id: when its next reminder is due (None: not due)
+    reminders: dict[str, int | None] = field(default_factory=dict)
+
+
+class FakeStatusUpdates:
+    """Status updates as committed."""
+
+    def __init__(self, memory: Memory):
+        self.memory = memory
+
+    def list(self, incident_id: str, page: int, per_page: int) -> tuple[int, list[StatusUpdate]]:
+        found = sorted((u for u in self.memory.status_updates if u.incident_id == incident_id),
+                       key=lambda u: (u.create_at, u.id), reverse=True)
+        return len(found), found[page * per_page:(page + 1) * per_page]
+
+
+class FakeReminders:
+    """Reminders as committed; claims wait for the commit."""
+
+    def __init__(self, memory: Memory):
+        self.memory = memory
+        self.claims: list[tuple[Reminder, int | None]] = []
+
+    def due(self, now: int, limit: int) -> list[Reminder]:
+        found = sorted((due_at, incident_id) for incident_id, due_at in self.memory.reminders.items()
+                       if due_at is not None and due_at <= now)
+        return [Reminder(incident_id, due_at) for due_at, incident_id in found[:limit]]
+
+    def claim(self, reminder: Reminder, next_due_at: int | None) -> None:
+        self.claims.append((reminder, next_due_at))
 
 
 class FakeIncidents:
@@ -108,6 +140,8 @@ class FakeUnitOfWork:
         self.writes = write
         self.incidents = FakeIncidents(memory)
         self.timeline = FakeTimeline(memory)
+        self.status_updates = FakeStatusUpdates(memory)
+        self.reminders = FakeReminders(memory)
         self.events: list[Event] = []
 
     def __enter__(self) -> FakeUnitOfWork:
@@ -133,6 +167,16 @@ class FakeUnitOfWork:
                 raise NotFound(f"Timeline entry {entry.id} was deleted already.")
         for entry in self.timeline.deleted:
             self.memory.timeline[positions[entry.incident_id, entry.id]] = copy.deepcopy(entry)
+        for reminder, _ in self.reminders.claims:
+            if self.memory.reminders.get(reminder.incident_id) != reminder.due_at:
+                raise ConcurrentUpdate()
+        for reminder, next_due_at in self.reminders.claims:
+            self.memory.reminders[reminder.incident_id] = next_due_at
+        for event in self.events:
+            if isinstance(event, StatusUpdated):
+                self.memory.status_updates.append(event.update)
+            elif isinstance(event, ReminderDue):
+                self.memory.reminders[event.incident_id] = event.due_at
         for incident in self.incidents.saved:
             incident.version += 1
         for incident in [*self.incidents.added, *self.incidents.saved]:
@@ -208,7 +252,7 @@ class FakeChatHost:
         return self.channels.get(channel_id, ("", None))[1]
 
     def can_post(self, channel_id: str, user_id: str) -> bool:
-        return self.is_channel_member(channel_id, user_id)
+        return self.is_channel_member(channel_id, user_id) or self.is_system_admin(user_id)
 
     def note_user(self, user_id: str, username: str) -> None:
         self.usernames[user_id] = username

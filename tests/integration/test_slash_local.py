@@ -234,3 +234,57 @@ def test_a_bad_note_gets_an_ephemeral_reply_and_writes_nothing(local_backend, te
 def test_timeline_and_note_outside_an_incident_channel_say_where_to_run_them(local_backend):
     for text in ("timeline", "note hello"):
         assert "This channel has no incident you can see" in run(local_backend, text)["text"]
+
+
+def test_update_posts_here_and_in_the_broadcast_channels_and_remind_snoozes_on_the_local_host(local_backend):
+    components = local_backend.components
+    host, service = components.host, components.service
+    run(local_backend, "start db is down")
+    room = host.find_channel_by_name(TEAM, "db-is-down")
+    stakeholders = host.create_channel(TEAM, "stakeholders", "Stakeholders", public=True, member_ids=[ALICE])
+    incident = service.get_incident_by_channel(ALICE, room)
+    service.set_broadcast_channels(ALICE, incident.id, [stakeholders])
+
+    reply = run(local_backend, 'update rolled back, "errors" dropping --remind 30m', channel=room)["text"]
+
+    assert reply == ("Status update posted in this channel and in 1 broadcast channel. The commander will be "
+                     "reminded to post an update in 30 minutes, and as often after.")
+    assert host.posts(room)[-1] == 'Status update from @alice:\n\nrolled back, "errors" dropping'
+    assert host.posts(stakeholders) == ['Status update on **db is down** (~db-is-down) from @alice:\n\n'
+                                        'rolled back, "errors" dropping']
+    assert service.get_incident(ALICE, incident.id).reminder_seconds == 1800
+    assert run(local_backend, "remind never", channel=room)["text"] == (
+        "No status update reminders for this incident: `/incident remind 30m` sets one.")
+    assert host.posts(room)[-1] == "@alice set the status update reminder: no more (until an update sets it)."
+    assert run(local_backend, "remind 2h", channel=room)["text"].endswith("in 2 hours, and as often after.")
+
+
+@pytest.mark.parametrize("text, says", [
+    ("update", "update needs a message"),
+    ("update fixed --remind soon", "'soon' is not a duration"),
+    ("remind 5s", "A reminder period is 0 (never) or from 10 seconds to 30 days"),
+])
+def test_update_and_remind_answer_bad_input_with_an_ephemeral_reply_and_change_nothing(local_backend, text, says):
+    run(local_backend, "start quiet")
+    room = local_backend.components.host.find_channel_by_name(TEAM, "quiet")
+    posts = local_backend.components.host.posts(room)
+    reply = run(local_backend, text, channel=room)
+    assert reply["response_type"] == "ephemeral" and says in reply["text"]
+    assert local_backend.components.host.posts(room) == posts
+
+
+def test_update_in_an_ended_incident_says_why_it_is_refused(local_backend):
+    run(local_backend, "start over")
+    room = local_backend.components.host.find_channel_by_name(TEAM, "over")
+    run(local_backend, "end", channel=room)
+    reply = run(local_backend, "update all good", channel=room)["text"]
+    assert reply.startswith("This incident has ended: it takes no status updates. Restart it first")
+
+
+def test_update_outside_an_incident_channel_says_where_to_run_it(local_backend):
+    assert "This channel has no incident you can see" in run(local_backend, "update hello")["text"]
+
+
+def test_help_lists_update_and_remind(local_backend):
+    text = run(local_backend, "help")["text"]
+    assert "`/incident update <message> [--remind 30m]`" in text and "`/incident remind 30m|never`" in text

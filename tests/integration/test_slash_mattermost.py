@@ -289,3 +289,43 @@ def test_add_of_an_unknown_user_adds_nobody(world):
     reply = world.run("add @bob @nobody", channel=room)
     assert reply["text"] == "There is no user @nobody; nobody was added. Check the spelling of the username."
     assert (room, world.bob) not in world.fake.state.channel_members
+
+
+def test_a_status_update_reaches_the_incident_and_broadcast_channels_through_the_mattermost_api(world):
+    fake = world.fake
+    world.run("start db is down")
+    room = fake.channel_named(world.team, "db-is-down")["id"]
+    stakeholders = fake.add_channel(world.team, "stakeholders", [world.alice, fake.bot_id])
+    secret = fake.add_channel(world.team, "secret", [world.bob, fake.bot_id], private=True)
+    incident = world.incidents()[0]
+    alice_token = fake.token_for(world.alice)
+    patch = httpx.patch(f"{world.backend.url}/api/v0/incidents/{incident.id}",
+                        headers={"Authorization": f"Bearer {alice_token}"},
+                        json={"broadcast_channel_ids": [stakeholders, secret]})
+    assert patch.status_code == 403 and patch.json()["details"] == {"broadcast_channel_ids": [secret]}
+    world.backend.components.service.set_broadcast_channels(world.alice, incident.id, [stakeholders])
+
+    reply = world.run("update replica promoted --remind 1h", channel=room)["text"]
+
+    assert reply.startswith("Status update posted in this channel and in 1 broadcast channel.")
+    assert fake.posts_in(room)[-1] == "Status update from @alice:\n\nreplica promoted"
+    assert fake.posts_in(stakeholders) == ["Status update on **db is down** (~db-is-down) from @alice:\n\n"
+                                           "replica promoted"]
+    assert fake.posts_in(secret) == [] and fake.posts_in(world.square) == []
+    assert {p.user_id for p in fake.state.posts} == {fake.bot_id}
+
+
+def test_a_due_reminder_is_posted_once_through_the_mattermost_api_mentioning_the_commander(world):
+    fake, service = world.fake, world.backend.components.service
+    world.run("start api slow")
+    room = fake.channel_named(world.team, "api-slow")["id"]
+    fake.join(room, world.bob)
+    world.run("commander @bob", channel=room)
+    now = [2_000_000_000_000]
+    service.clock = lambda: now[0]
+    world.run("remind 15m", channel=room)
+    now[0] += 15 * 60 * 1000
+    assert service.send_due_reminders() == 1 and service.send_due_reminders() == 0
+    reminders = [post for post in fake.posts_in(room) if "please post a status update" in post]
+    assert reminders == ["@bob, please post a status update on **api slow**: `/incident update <what changed>`. "
+                         "Snooze this reminder with `/incident remind 30m`, or stop it with `/incident remind never`."]

@@ -56,3 +56,23 @@ def drive_the_timeline(client: Any, incident_id: str, note: str = "rolled back t
     assert client.post(base, headers=user, json={"summary": ""}).status_code == 400  # refused: no event
     assert client.delete(f"{base}/{added['id']}", headers=user).status_code == 204
     return [("incident", "add_timeline_event"), ("incident", "remove_timeline_event")]
+
+
+def drive_status_updates(client: Any, components: Any, *, name: str = "db is down",
+                         update: str = "rolled back") -> tuple[str, list[tuple[str, str]]]:
+    """Broadcast channels, a status update and a snooze on a new incident (with a no-op and a refusal);
+    return its id and the events they should send."""
+    user = as_user(ALICE)
+    incident = _ok(client.post("/api/v0/incidents", headers=user, json={
+        "name": name, "team_id": TEAM, "commander_user_id": ALICE}), 201)
+    base = f"/api/v0/incidents/{incident['id']}"
+    stakeholders = components.host.create_channel(TEAM, "stakeholders", "Stakeholders", public=True,
+                                                  member_ids=[ALICE])
+    _ok(client.patch(base, headers=user, json={"broadcast_channel_ids": [stakeholders]}))
+    _ok(client.patch(base, headers=user, json={"broadcast_channel_ids": [stakeholders]}))  # no-op: no event
+    _ok(client.post(f"{base}/status-updates", headers=user, json={"message": update, "reminder_seconds": 1800}), 201)
+    _ok(client.post(f"{base}/reminder", headers=user, json={"seconds": 0}))
+    _ok(client.put(f"{base}/end", headers=user))
+    assert client.post(f"{base}/status-updates", headers=user, json={"message": update}).status_code == 409
+    return incident["id"], [("incident", "create"), ("incident", "change_broadcast_channels"),
+                            ("incident", "update_status"), ("incident", "change_reminder"), ("incident", "end")]

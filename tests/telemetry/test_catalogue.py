@@ -29,7 +29,8 @@ def _incident_values(**changes):
 def test_catalogue_holds_exactly_the_published_events_and_actions():
     assert {name: [a.name for a in event.actions] for name, event in EVENTS.items()} == {
         "incident": ["create", "end", "restart", "change_commander", "change_stage", "add_members",
-                     "add_timeline_event", "remove_timeline_event"],
+                     "add_timeline_event", "remove_timeline_event", "update_status", "change_reminder",
+                     "change_broadcast_channels"],
         "tasks": ["add_task", "remove_task", "rename_task", "modify_task_state", "move_task",
                   "set_assignee_for_task", "run_task_slash_command"],
         "playbook": ["create", "update", "delete"],
@@ -42,6 +43,9 @@ def test_catalogue_holds_exactly_the_published_events_and_actions():
     ("incident", "add_members", ["NumMembersAdded"], METADATA),
     ("incident", "add_timeline_event", ["EventType", "Backdated", "HasPost", "NumDetails"], METADATA),
     ("incident", "remove_timeline_event", ["EventType", "WasCreator"], METADATA),
+    ("incident", "update_status", ["ReminderSeconds", "NumBroadcastChannels"], METADATA),
+    ("incident", "change_reminder", ["ReminderSeconds"], METADATA),
+    ("incident", "change_broadcast_channels", ["NumBroadcastChannels"], METADATA),
     ("tasks", "modify_task_state", ["NewState", "WasCommander", "WasAssignee"], METADATA),
     ("tasks", "add_task", [], METADATA),
     ("playbook", "update", [], PLAYBOOK),

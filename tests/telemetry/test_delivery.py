@@ -15,14 +15,16 @@ from plugin.store.tables import telemetry_outbox
 from tests.conftest import ADMIN, ALICE, BOB, CAROL, TEAM, as_user
 from tests.telemetry.conftest import make_app
 from tests.telemetry.dataplane import DataPlane, wait_until
-from tests.telemetry.lifecycle import drive_every_mutation, drive_the_timeline
+from tests.telemetry.lifecycle import drive_every_mutation, drive_status_updates, drive_the_timeline
 
 COMMON = {"diagnosticID", "serverVersion", "pluginVersion", "eventTimeStamp"}
 METADATA = {"incidentID", "IsActive", "CommanderUserID", "TeamID", "CreatedAt", "PostID", "NumChecklists",
             "TotalChecklistItems", "ActiveStage", "UserActualID"}
 EXTRA = {"create": {"Public"}, "modify_task_state": {"NewState", "WasCommander", "WasAssignee"},
          "add_timeline_event": {"EventType", "Backdated", "HasPost", "NumDetails"},
-         "remove_timeline_event": {"EventType", "WasCreator"}}
+         "remove_timeline_event": {"EventType", "WasCreator"},
+         "change_broadcast_channels": {"NumBroadcastChannels"},
+         "update_status": {"ReminderSeconds", "NumBroadcastChannels"}, "change_reminder": {"ReminderSeconds"}}
 
 
 def _pending(components) -> int:
@@ -69,6 +71,22 @@ def test_requests_reach_v1_batch_with_basic_auth_write_key_and_gzip(tclient, tco
     assert {r.path for r in dataplane.requests} == {"/v1/batch"}
     assert {r.write_key for r in dataplane.requests} == {dataplane.write_key}
     assert {r.content_encoding for r in dataplane.requests} == {"gzip"}
+
+
+def test_status_updates_send_their_period_and_channel_count_and_never_their_text(tclient, tcomponents, dataplane):
+    incident_id, expected = drive_status_updates(tclient, tcomponents, update="CANARYUPDATE rolled back")
+    messages = wait_until(lambda: len(dataplane.delivered()) >= len(expected) and dataplane.delivered())
+    assert [(m["event"], m["properties"]["Action"]) for m in messages] == expected
+    for message in messages:
+        action = message["properties"]["Action"]
+        assert set(message["properties"]) == {"Action"} | COMMON | METADATA | EXTRA.get(action, set())
+        assert message["properties"]["incidentID"] == incident_id
+    by_action = {m["properties"]["Action"]: m["properties"] for m in messages}
+    assert (by_action["update_status"]["ReminderSeconds"], by_action["update_status"]["NumBroadcastChannels"]) == (
+        1800, 1)
+    assert by_action["change_reminder"]["ReminderSeconds"] == 0
+    assert by_action["change_broadcast_channels"]["NumBroadcastChannels"] == 1
+    assert b"CANARYUPDATE" not in dataplane.all_bytes()
 
 
 def test_message_id_is_the_outbox_id_and_the_audit_keeps_the_message_as_sent(tclient, tcomponents, dataplane):

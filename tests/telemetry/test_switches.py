@@ -158,7 +158,7 @@ def test_mattermost_diagnostics_switched_off_flip_the_database_switch_when_the_e
     from plugin.settings import load_settings
     environ = {"INCIDENT_DATABASE_URL": settings.database_url, "INCIDENT_DATA_DIR": str(settings.data_dir),
                "INCIDENT_SERVER_DIAGNOSTICS_ENABLED": "true", "INCIDENT_RUDDER_WRITE_KEY": "k",
-               "INCIDENT_RUDDER_DATA_PLANE_URL": dataplane.url}
+               "INCIDENT_RUDDER_DATA_PLANE_URL": dataplane.url, "INCIDENT_REMINDER_SCAN_SECONDS": "0"}
     host = MattermostChatHost(lambda: mattermost.url, lambda: mattermost.bot_token, facts_ttl=0.0, retries=0)
     components = create_app(load_settings(environ=environ), host=host, migrate_db=False,
                             telemetry_options=FAST).extensions["incident"]

@@ -15,16 +15,20 @@ from plugin.command.parser import (
     Info,
     List,
     Note,
+    Remind,
     Restart,
     Stage,
     Start,
     Timeline,
+    Update,
     Usage,
+    duration,
     parse,
     split,
 )
 
-COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Commander, Add, Announce, List, Info, Timeline, Note)
+COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Commander, Add, Announce, Update, Remind, List, Info,
+                 Timeline, Note)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -118,7 +122,8 @@ def test_parse_never_raises_and_always_returns_a_command(text):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["start", "stage", "check", "commander", "announce", "end", "--public",
+@given(st.lists(st.sampled_from(["start", "stage", "check", "commander", "announce", "end", "update", "remind",
+                                 "--remind", "--remind=", "30m", "never", "--public",
                                  "--force", "--description", "--playbook", "next", "prev", "1", "0", "@",
                                  "~", '"', "'", "\\", "\u201c", " ", "x y"]), max_size=8))
 def test_parse_never_raises_on_command_like_word_soup(words):
@@ -147,3 +152,41 @@ def test_timeline_and_note_parse_and_a_note_keeps_its_text_as_typed(text, expect
 @pytest.mark.parametrize("text", ["note", "note   ", "note \n \n", "timeline 5"])
 def test_a_note_without_text_or_timeline_with_arguments_gets_usage(text):
     assert isinstance(parse(text), Usage)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("update rolled back", Update("rolled back")),
+    ("update rolled back --remind 30m", Update("rolled back", 1800)),
+    ("update --remind=2h rolled back", Update("rolled back", 7200)),
+    ("update still down --remind never", Update("still down", 0)),
+    ('update "db" is  back\nerrors dropping', Update('"db" is  back\nerrors dropping')),
+    ("remind 15m", Remind(900)),
+    ("remind 1h30m", Remind(5400)),
+    ("remind 30s", Remind(30)),
+    ("remind never", Remind(0)),
+    ("remind OFF", Remind(0)),
+])
+def test_update_keeps_the_message_as_typed_and_remind_reads_durations(text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("text, says", [
+    ("update", "update needs a message"),
+    ("update --remind 30m", "update needs a message"),
+    ("update down --remind", "--remind needs a duration"),
+    ("update down --remind soon", "'soon' is not a duration"),
+    ("update down --remind 1m --remind 2m", "Give --remind once"),
+    ("remind", "remind takes one duration"),
+    ("remind 30", "'30' is not a duration: use a number and a unit"),
+    ("remind 30m 1h", "remind takes one duration"),
+])
+def test_update_and_remind_explain_what_to_type_when_they_cannot_be_read(text, says):
+    command = parse(text)
+    assert isinstance(command, Usage) and says in command.message
+
+
+@pytest.mark.parametrize("word, seconds", [("45s", 45), ("15m", 900), ("2h", 7200), ("1d", 86400),
+                                           ("1h30m", 5400), ("2H", 7200), ("", None), ("m", None), ("1.5h", None),
+                                           ("-5m", None), ("5 m", None)])
+def test_durations_are_numbers_with_units_from_days_to_seconds(word, seconds):
+    assert duration(word) == seconds

@@ -9,12 +9,15 @@ from plugin.errors import BadInput, InvalidState, NotFound
 from plugin.model import (
     CLOCK_SKEW_MS,
     DETAILS_MAX,
+    STATUS_MESSAGE_MAX,
     SUMMARY_MAX,
     Checklist,
     ChecklistItem,
     Incident,
     ItemState,
+    Reminder,
     TimelineEntry,
+    check_status_message,
     is_id,
     new_id,
     slugify,
@@ -227,3 +230,55 @@ def test_deleting_an_entry_keeps_it_with_who_and_when_and_a_second_delete_is_not
                                                                                  "rolled back the deploy")
     with pytest.raises(NotFound, match="deleted already"):
         entry.delete("a" * 26, NOW + 6)
+
+
+# ----- status updates, broadcast channels, reminders ----------------------------------------
+def test_an_ended_incident_refuses_status_updates_reminders_and_new_broadcast_channels_saying_why():
+    incident = make_incident()
+    incident.end(5)
+    for attempt in (lambda: incident.post_status_update(None), lambda: incident.set_reminder(600),
+                    lambda: incident.set_broadcast_channels(["b" * 26])):
+        with pytest.raises(InvalidState, match="has ended: it takes no .* Restart it first"):
+            attempt()
+    assert incident.reminder_seconds == 0 and incident.broadcast_channel_ids == []
+
+
+@pytest.mark.parametrize("seconds", [1, 9, 30 * 24 * 3600 + 1, -5])
+def test_a_reminder_period_outside_ten_seconds_to_thirty_days_is_bad_input(seconds):
+    incident = make_incident()
+    with pytest.raises(BadInput, match="0 \\(never\\) or from 10 seconds to 30 days"):
+        incident.set_reminder(seconds)
+    assert incident.reminder_seconds == 0
+
+
+def test_a_status_update_keeps_the_period_unless_it_gives_one_and_zero_means_never():
+    incident = make_incident()
+    incident.set_reminder(600)
+    incident.post_status_update(None)
+    assert incident.next_reminder_at(1_000) == 601_000
+    incident.post_status_update(0)
+    assert incident.reminder_seconds == 0 and incident.next_reminder_at(1_000) is None
+
+
+def test_broadcast_channels_drop_repeats_and_setting_the_same_list_changes_nothing():
+    incident = make_incident()
+    assert incident.set_broadcast_channels(["b" * 26, "c" * 26, "b" * 26])
+    assert incident.broadcast_channel_ids == ["b" * 26, "c" * 26]
+    assert not incident.set_broadcast_channels(["b" * 26, "c" * 26])
+
+
+def test_a_reminder_fired_on_time_keeps_its_rhythm_and_one_fired_late_waits_a_period_from_now():
+    reminder = Reminder("i" * 26, due_at=60_000)
+    assert reminder.next_due(60, now=62_500) == 120_000  # a scan a little after the due time
+    assert reminder.next_due(60, now=200_000) == 260_000  # down for two periods: once now, then a period on
+
+
+@pytest.mark.parametrize("message", ["", "   \n "])
+def test_a_blank_status_update_is_bad_input(message):
+    with pytest.raises(BadInput, match="needs a message"):
+        check_status_message(message)
+
+
+def test_a_status_update_over_the_length_limit_is_bad_input_naming_the_limit():
+    with pytest.raises(BadInput, match=f"at most {STATUS_MESSAGE_MAX}"):
+        check_status_message("x" * (STATUS_MESSAGE_MAX + 1))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.errors import BadInput, InvalidState, NotFound, PermissionDenied
+from plugin.errors import BadInput, HostUnavailable, InvalidState, NotFound, PermissionDenied
 from plugin.model import ItemState
 from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
 from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory
@@ -316,3 +316,209 @@ def test_a_bad_note_is_refused_and_writes_nothing(service, memory):
     with pytest.raises(BadInput, match="in the future"):
         service.add_note(ALICE, incident.id, "from tomorrow", event_at=10 ** 12 * 9)
     assert len(memory.timeline) == 1 and events(memory) == [("incident", "create")]
+
+
+# ----- status updates, broadcast channels, reminders ----------------------------------------
+class Clock:
+    """A clock the test moves: milliseconds since 1970."""
+
+    def __init__(self, now: int = 1_000_000):
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1000)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def clocked(memory: Memory, host: FakeChatHost, clock: Clock) -> IncidentService:
+    return IncidentService(lambda **options: FakeUnitOfWork(memory, **options), host, clock=clock)
+
+
+def broadcast_channel(host: FakeChatHost, name: str, *members: str) -> str:
+    channel_id = host.create_channel(TEAM, name, name, public=True, member_ids=members)
+    return channel_id
+
+
+def test_a_status_update_is_posted_in_the_incident_channel_and_each_broadcast_channel_and_kept(clocked, memory, host):
+    incident = start(clocked)
+    stakeholders = broadcast_channel(host, "stakeholders", ALICE)
+    support = broadcast_channel(host, "support", ALICE)
+    clocked.set_broadcast_channels(ALICE, incident.id, [stakeholders, support])
+
+    update = clocked.post_status_update(ALICE, incident.id, "  rolled back; errors dropping  ")
+
+    assert update.message == "rolled back; errors dropping" and update.user_id == ALICE
+    assert host.posts_in(incident.channel_id)[-1] == "Status update from @alice:\n\nrolled back; errors dropping"
+    for channel in (stakeholders, support):
+        assert host.posts_in(channel) == ["Status update on **db is down** (~db-is-down) from @alice:\n\n"
+                                          "rolled back; errors dropping"]
+    assert memory.status_updates == [update]
+    assert memory.events[-1][:2] == ("incident", "update_status")
+    assert memory.events[-1][4] == {"ReminderSeconds": 0, "NumBroadcastChannels": 2}
+
+
+def test_a_status_update_writes_one_status_updated_entry_on_the_timeline(clocked, memory):
+    incident = start(clocked)
+    update = clocked.post_status_update(ALICE, incident.id, "rolled back\nerrors dropping")
+    entries = [entry for entry in memory.timeline if entry.event_type == "status_updated"]
+    assert len(entries) == 1
+    entry = entries[0]
+    assert (entry.summary, entry.subject_user_id, entry.event_at, entry.details) == (
+        "@alice posted a status update: rolled back", ALICE, update.create_at, {"status_update_id": update.id})
+
+
+def test_a_refused_status_update_writes_no_timeline_entry(clocked, memory):
+    incident = start(clocked)
+    clocked.end_incident(ALICE, incident.id)
+    before = len(memory.timeline)
+    with pytest.raises(InvalidState):
+        clocked.post_status_update(ALICE, incident.id, "too late")
+    assert len(memory.timeline) == before
+
+
+def test_status_updates_are_listed_newest_first_and_paged(clocked, clock):
+    incident = start(clocked)
+    for number in range(5):
+        clock.advance(1)
+        clocked.post_status_update(ALICE, incident.id, f"update {number}")
+    total, page = clocked.list_status_updates(ALICE, incident.id, page=1, per_page=2)
+    assert total == 5 and [u.message for u in page] == ["update 2", "update 1"]
+
+
+def test_an_ended_incident_refuses_a_status_update_and_nothing_is_posted_or_kept(clocked, memory, host):
+    incident = start(clocked)
+    clocked.end_incident(ALICE, incident.id)
+    posts = list(host.posts)
+    with pytest.raises(InvalidState, match="has ended"):
+        clocked.post_status_update(ALICE, incident.id, "still down")
+    assert host.posts == posts and memory.status_updates == []
+
+
+def test_broadcast_channels_must_exist_and_be_ones_the_person_can_post_in(clocked, memory, host):
+    incident = start(clocked)
+    theirs = broadcast_channel(host, "bobs-channel", BOB)
+    missing = "missing".ljust(26, "0")
+    with pytest.raises(PermissionDenied, match="only channels you can post in") as refused:
+        clocked.set_broadcast_channels(ALICE, incident.id, [theirs, missing])
+    assert refused.value.details == {"broadcast_channel_ids": [theirs, missing]}
+    assert memory.incidents[incident.id].broadcast_channel_ids == []
+    clocked.set_broadcast_channels(ADMIN, incident.id, [theirs])  # a system admin may post anywhere
+    assert memory.incidents[incident.id].broadcast_channel_ids == [theirs]
+    assert events(memory)[-1] == ("incident", "change_broadcast_channels")
+
+
+def test_a_reminder_comes_due_once_then_each_period_until_an_update_is_posted(clocked, clock, host):
+    incident = start(clocked)
+    clocked.post_status_update(ALICE, incident.id, "looking", reminder_seconds=60)
+    clock.advance(59)
+    assert clocked.send_due_reminders() == 0
+    clock.advance(1)
+    assert clocked.send_due_reminders() == 1
+    assert clocked.send_due_reminders() == 0  # the same due time never fires twice
+    assert host.posts_in(incident.channel_id)[-1].startswith("@alice, please post a status update on **db is down**")
+    clock.advance(60)
+    assert clocked.send_due_reminders() == 1
+    clock.advance(30)
+    clocked.post_status_update(ALICE, incident.id, "found it")  # the clock starts again from here
+    clock.advance(30)
+    assert clocked.send_due_reminders() == 0
+    clock.advance(30)
+    assert clocked.send_due_reminders() == 1
+    reminders = [post for post in host.posts_in(incident.channel_id) if "please post a status update" in post]
+    assert len(reminders) == 3
+
+
+def test_a_reminder_missed_while_no_server_ran_fires_once_late_then_a_period_after(clocked, clock, memory):
+    incident = start(clocked)
+    clocked.set_reminder(ALICE, incident.id, 60)
+    clock.advance(60 * 10)  # ten periods with nobody scanning
+    assert clocked.send_due_reminders() == 1
+    assert clocked.send_due_reminders() == 0
+    assert memory.reminders[incident.id] == clock.now + 60_000
+
+
+def test_a_snooze_moves_the_reminder_and_never_switches_it_off(clocked, clock, memory):
+    incident = start(clocked)
+    clocked.set_reminder(ALICE, incident.id, 60)
+    clock.advance(50)
+    clocked.set_reminder(ALICE, incident.id, 600)
+    clock.advance(20)
+    assert clocked.send_due_reminders() == 0
+    clocked.set_reminder(ALICE, incident.id, 0)
+    clock.advance(3600)
+    assert clocked.send_due_reminders() == 0 and memory.reminders[incident.id] is None
+    assert [props for _, action, _, _, props in memory.events if action == "change_reminder"] == [
+        {"ReminderSeconds": 60}, {"ReminderSeconds": 600}, {"ReminderSeconds": 0}]
+
+
+def test_ending_stops_the_reminder_and_a_restart_starts_its_period_again(clocked, clock, memory):
+    incident = start(clocked)
+    clocked.set_reminder(ALICE, incident.id, 60)
+    clocked.end_incident(ALICE, incident.id)
+    clock.advance(120)
+    assert clocked.send_due_reminders() == 0
+    clocked.restart_incident(ALICE, incident.id)
+    assert memory.reminders[incident.id] == clock.now + 60_000
+    clock.advance(60)
+    assert clocked.send_due_reminders() == 1
+
+
+def test_a_reminder_another_server_sent_first_is_not_sent_again(clocked, clock, memory, host):
+    incident = start(clocked)
+    clocked.set_reminder(ALICE, incident.id, 60)
+    clock.advance(60)
+
+    def another_server_claims_it() -> None:
+        memory.reminders[incident.id] = clock.now + 60_000
+
+    memory.before_commit = another_server_claims_it
+    posts = len(host.posts)
+    assert clocked.send_due_reminders() == 0 and len(host.posts) == posts
+
+
+def test_an_incident_started_from_a_playbook_copies_its_broadcast_channels_and_reminder(memory, host, clock):
+    from plugin.model import Playbook
+    stakeholders = broadcast_channel(host, "stakeholders", ALICE)
+    playbook = Playbook(id="playbook".ljust(26, "0"), title="db", team_id=TEAM, member_ids=[ALICE],
+                        broadcast_channel_ids=[stakeholders], reminder_seconds=900)
+
+    class WithPlaybook(FakeUnitOfWork):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.playbooks = type("Playbooks", (), {"get": staticmethod(lambda _id: playbook)})()
+
+    service = IncidentService(lambda **options: WithPlaybook(memory, **options), host, clock=clock)
+    incident = service.create_incident(ALICE, NewIncident("db is down", TEAM, ALICE, playbook_id=playbook.id))
+    assert incident.broadcast_channel_ids == [stakeholders] and incident.reminder_seconds == 900
+    assert memory.reminders[incident.id] == clock.now + 900_000
+    service.post_status_update(ALICE, incident.id, "on it")
+    assert host.posts_in(stakeholders)[-1].endswith("on it")
+
+
+def test_a_reminder_the_chat_host_cannot_word_now_is_tried_again_and_does_not_hold_up_the_others(
+        clocked, clock, host):
+    first, second = start(clocked), start(clocked)
+    clocked.set_reminder(ALICE, first.id, 60)
+    clock.advance(1)
+    clocked.set_reminder(ALICE, second.id, 60)
+    clock.advance(60)
+    mention, failures = host.mention, [True]
+
+    def mention_failing_once(user_id: str) -> str:
+        if failures and failures.pop():
+            raise HostUnavailable("Mattermost is having trouble right now; try again in a minute.")
+        return mention(user_id)
+
+    host.mention = mention_failing_once
+    assert clocked.send_due_reminders() == 1  # the first could not be worded; the second went out
+    assert [channel for channel, post in host.posts if "please post" in post] == [second.channel_id]
+    assert clocked.send_due_reminders() == 1  # the first, at the next scan
+    assert clocked.send_due_reminders() == 0
