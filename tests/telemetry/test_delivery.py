@@ -189,20 +189,29 @@ def test_fresh_install_without_write_key_records_nothing_and_runs_no_dispatcher(
 
 def test_outbox_past_its_bound_drops_the_oldest_events_and_counts_them(telemetry_settings, dataplane):
     dataplane.stop()
-    application = make_app(telemetry_settings.replace(TelemetryOutboxMaxEvents=5))
+    settings = telemetry_settings.replace(TelemetryOutboxMaxEvents=5)
+    application = make_app(settings)
     components = application.extensions["incident"]
     try:
         client = application.test_client()
         drive_every_mutation(client, components)
         assert _pending(components) == 5
         assert components.telemetry.report()["dropped"] == 6
-        dataplane.start()
+    finally:
+        # Stopped before the data plane is back: a batch it read before the bound dropped
+        # those events could otherwise still go out once the plane answers.
+        assert components.telemetry.stop(5.0)
+        components.db.dispose()
+    dataplane.start()
+    sender = make_app(settings).extensions["incident"]
+    try:
+        sender.telemetry.start()
         wait_until(lambda: len(dataplane.delivered()) == 5)
         assert [m["properties"]["Action"] for m in dataplane.delivered()] == [
             "set_assignee_for_task", "remove_task", "change_commander", "end", "restart"]
     finally:
-        components.telemetry.stop(2.0)
-        components.db.dispose()
+        sender.telemetry.stop(2.0)
+        sender.db.dispose()
 
 
 def test_two_dispatchers_on_one_database_never_send_an_event_twice(telemetry_settings, dataplane):
