@@ -329,3 +329,20 @@ def test_a_due_reminder_is_posted_once_through_the_mattermost_api_mentioning_the
     reminders = [post for post in fake.posts_in(room) if "please post a status update" in post]
     assert reminders == ["@bob, please post a status update on **api slow**: `/incident update <what changed>`. "
                          "Snooze this reminder with `/incident remind 30m`, or stop it with `/incident remind never`."]
+
+
+def test_note_and_timeline_work_through_the_mattermost_api_with_names_as_mattermost_gives_them(world):
+    fake = world.fake
+    world.run("start db is down")
+    room = fake.channel_named(world.team, "db-is-down")["id"]
+    posts_before = list(fake.posts_in(room))
+    assert world.run("note failover started by hand", channel=room)["text"] == (
+        "Added your note to the timeline of **db is down**. `/incident timeline` shows it.")
+    world.run("update replica promoted", channel=room)
+    lines = world.run("timeline", channel=room)["text"].splitlines()
+    assert lines[0] == "Timeline of **db is down**, oldest first:"
+    assert [line.split(" UTC: ", 1)[1] for line in lines[1:]] == [
+        '@alice started the incident "db is down" as its commander.', "failover started by hand",
+        "@alice posted a status update: replica promoted"]
+    # A note is not posted to the channel; the status update is.
+    assert fake.posts_in(room) == [*posts_before, "Status update from @alice:\n\nreplica promoted"]
