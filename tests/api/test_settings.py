@@ -28,7 +28,8 @@ def make_app(database_url: str, tmp_path: Path, environ: dict[str, str] | None =
         config_file = tmp_path / "config.json"
         config_file.write_text(json.dumps(config))
     settings = load_settings(config_file, environ={
-        "INCIDENT_ADMIN_USER_IDS": ADMIN, "INCIDENT_DATA_DIR": str(tmp_path), **(environ or {}),
+        "INCIDENT_ADMIN_USER_IDS": ADMIN, "INCIDENT_DATA_DIR": str(tmp_path),
+        "INCIDENT_REMINDER_SCAN_SECONDS": "0", **(environ or {}),
         **({} if config and "DatabaseUrl" in config else {"INCIDENT_DATABASE_URL": database_url})})
     app = create_app(settings, migrate_db=False)
     app.config["TESTING"] = True

@@ -20,6 +20,7 @@ def shell_env(monkeypatch, database_url, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("INCIDENT_DATABASE_URL", database_url)
     monkeypatch.setenv("INCIDENT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("INCIDENT_REMINDER_SCAN_SECONDS", "0")  # no scanner outliving the test's database
     return database_url
 
 
