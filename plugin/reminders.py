@@ -10,59 +10,26 @@ then, once.
 """
 from __future__ import annotations
 
-import atexit
 import logging
-import threading
-import time
-import weakref
 from collections.abc import Callable
+
+from plugin import background
 
 log = logging.getLogger(__name__)
 
-_RUNNING: "weakref.WeakSet[ReminderScanner]" = weakref.WeakSet()
-_ATEXIT_REGISTERED = False
 
-
-class ReminderScanner:
+class ReminderScanner(background.BackgroundThread):
     """Calls ``send_due`` at once and then every ``interval`` seconds, in a daemon thread, until stopped."""
 
     def __init__(self, send_due: Callable[[], int], interval: float):
+        super().__init__("reminder-scanner")
         self.send_due = send_due
         self.interval = interval
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def running(self) -> bool:
-        """Is the thread alive?"""
-        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         """Start the thread (after fork, never at import); an interval of 0 or less starts nothing."""
-        global _ATEXIT_REGISTERED
-        if self.interval <= 0:
-            return
-        with self._lock:
-            if self.running or self._stopping.is_set():
-                return
-            self._thread = threading.Thread(target=self._run, name="reminder-scanner", daemon=True)
-            self._thread.start()
-            _RUNNING.add(self)
-            if not _ATEXIT_REGISTERED:
-                atexit.register(stop_all)
-                _ATEXIT_REGISTERED = True
-
-    def stop(self, timeout: float = 5.0) -> bool:
-        """Stop after the scan under way, if any; True when the thread ended within timeout seconds."""
-        self._stopping.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        if self.interval > 0:
+            super().start()
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -76,6 +43,4 @@ class ReminderScanner:
 
 def stop_all(timeout: float = 5.0) -> None:
     """Stop every scanner of this process, sharing one bounded wait (atexit, gunicorn worker_exit)."""
-    deadline = time.monotonic() + timeout
-    for scanner in list(_RUNNING):
-        scanner.stop(max(0.0, deadline - time.monotonic()))
+    background.stop_all(ReminderScanner, timeout)

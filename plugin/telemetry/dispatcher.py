@@ -36,16 +36,13 @@ Two servers (each its own data directory) both dispatch; leases keep them apart.
 """
 from __future__ import annotations
 
-import atexit
 import email.utils
 import gzip
 import json
 import logging
 import os
 import random
-import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -54,12 +51,12 @@ from typing import Any
 
 import httpx
 
+from plugin import background
 from plugin.lockfile import LockFile
 from plugin.telemetry.outbox import Outbox, OutboxEvent
 
 log = logging.getLogger(__name__)
 
-_RUNNING: "weakref.WeakSet[Dispatcher]" = weakref.WeakSet()
 # Seconds for connecting and again for reading the answer (requests applies it to each).
 SEND_TIMEOUT = 5.0
 # A Retry-After is honoured up to this many seconds (a broken gateway must not park us for days).
@@ -70,7 +67,6 @@ RETRY_AFTER_MAX = 300.0
 REFUSED = frozenset({400, 413})
 # Property values a message is built from directly; anything else goes through the SDK's clean().
 _PLAIN = frozenset({str, int, bool})
-_ATEXIT_REGISTERED = False
 
 
 @dataclass(frozen=True)
@@ -216,7 +212,7 @@ class Turn:
         return True
 
 
-class Dispatcher:
+class Dispatcher(background.BackgroundThread):
     """Claims pending outbox events and sends them in batches, in a daemon thread, until stopped."""
 
     def __init__(self, outbox: Outbox, destination: Callable[[], Destination | None], *,
@@ -227,6 +223,7 @@ class Dispatcher:
                  poll_interval: float = 1.0, batch_size: int = 500, lease_ms: int = 20_000,
                  backoff_base: float = 1.0, backoff_max: float = 60.0, retry_after_max: float = RETRY_AFTER_MAX,
                  turn_file: str | Path | None = None):
+        super().__init__("telemetry-dispatcher")
         self.outbox = outbox
         self.destination = destination
         self.on_disabled = on_disabled
@@ -243,30 +240,6 @@ class Dispatcher:
         self.failures = 0
         self._more = False
         self._sender: Any = None
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def running(self) -> bool:
-        """Is the thread alive?"""
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        """Start the thread (once per process; call after fork, never at import)."""
-        global _ATEXIT_REGISTERED
-        if self.running:  # every recorded event calls this: the common case takes no lock
-            return
-        with self._lock:
-            if self.running or self._stopping.is_set():
-                return
-            self._thread = threading.Thread(target=self._run, name="telemetry-dispatcher", daemon=True)
-            self._thread.start()
-            _RUNNING.add(self)
-            if not _ATEXIT_REGISTERED:
-                atexit.register(stop_all)
-                _ATEXIT_REGISTERED = True
 
     def nudge(self) -> None:
         """Look at the outbox now rather than at the next poll."""
@@ -278,13 +251,7 @@ class Dispatcher:
         Returns True when the thread ended in time. Events not delivered stay in the
         outbox for the next process.
         """
-        self._stopping.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        return super().stop(timeout)
 
     # ----- the loop -------------------------------------------------------------------
     def _run(self) -> None:
@@ -408,6 +375,4 @@ class Dispatcher:
 
 def stop_all(timeout: float = 5.0) -> None:
     """Stop every dispatcher of this process, sharing one bounded wait (atexit, gunicorn worker_exit)."""
-    deadline = time.monotonic() + timeout
-    for dispatcher in list(_RUNNING):
-        dispatcher.stop(max(0.0, deadline - time.monotonic()))
+    background.stop_all(Dispatcher, timeout)
