@@ -9,24 +9,12 @@ import sqlalchemy as sa
 from plugin.store.tables import incident_reminders, status_updates
 from tests.api.helpers import start
 from tests.conftest import ADMIN, ALICE, BOB, TEAM, as_user, uid
-
-
-class Clock:
-    """The service's clock, moved by the test (ms since 1970)."""
-
-    def __init__(self, now: int = 1_800_000_000_000):
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1000)
+from tests.fakes.clock import Clock
 
 
 @pytest.fixture
 def clock(components) -> Clock:
-    clock = Clock()
+    clock = Clock(1_800_000_000_000)
     components.service.clock = clock
     return clock
 

@@ -7,14 +7,7 @@ import sqlalchemy as sa
 from plugin.store.tables import telemetry_audit
 from plugin.telemetry import OutboxRow
 from plugin.telemetry.outbox import KEEP_SENT, REJECTED, Outbox
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000
-
-    def __call__(self) -> int:
-        return self.now
+from tests.fakes.clock import Clock
 
 
 def _record(db, outbox: Outbox, count: int, max_events: int = 100) -> None:

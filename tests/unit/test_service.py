@@ -6,6 +6,7 @@ import pytest
 from plugin.errors import BadInput, HostUnavailable, InvalidState, NotFound, PermissionDenied
 from plugin.model import ItemState
 from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
+from tests.fakes.clock import Clock
 from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory
 
 ALICE, BOB, CAROL, ADMIN = (name.ljust(26, "0") for name in ("alice", "bob", "carol", "admin"))
@@ -319,19 +320,6 @@ def test_a_bad_note_is_refused_and_writes_nothing(service, memory):
 
 
 # ----- status updates, broadcast channels, reminders ----------------------------------------
-class Clock:
-    """A clock the test moves: milliseconds since 1970."""
-
-    def __init__(self, now: int = 1_000_000):
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1000)
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
