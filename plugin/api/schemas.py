@@ -156,7 +156,22 @@ class CreateIncidentSchema(StrictSchema):
         return data
 
 
-class ListQuerySchema(StrictSchema):
+class PagingSchema(StrictSchema):
+    """Which page of a list, counted from 0, and how long a page is."""
+
+    page = fields.Integer(load_default=0, validate=validate.Range(0, 100_000))
+    per_page = fields.Integer(load_default=100, validate=validate.Range(1, 200))
+
+
+class PageSchema(Schema):
+    """One page of a list and how many items the whole list holds."""
+
+    total_count = fields.Integer()
+    page_count = fields.Integer()
+    has_more = fields.Boolean()
+
+
+class ListQuerySchema(PagingSchema):
     team_id = Id(load_default="")
     status = fields.String(load_default="all", validate=validate.OneOf(STATUSES))
     commander_user_id = Id(load_default="")
@@ -164,8 +179,6 @@ class ListQuerySchema(StrictSchema):
     search_term = Text(load_default="", validate=validate.Length(0, model.NAME_MAX))
     sort = fields.String(load_default="create_at", validate=validate.OneOf(SORT_KEYS))
     direction = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
-    page = fields.Integer(load_default=0, validate=validate.Range(0, 100_000))
-    per_page = fields.Integer(load_default=100, validate=validate.Range(1, 200))
 
     @post_load
     def to_filter(self, data: dict[str, Any], **_: Any) -> model.IncidentFilter:
@@ -226,9 +239,8 @@ class NewStatusUpdateSchema(StrictSchema):
         "description": "The reminder period from now on (0: never); default: the incident's current period."})
 
 
-class StatusUpdateListQuerySchema(StrictSchema):
-    page = fields.Integer(load_default=0, validate=validate.Range(0, 100_000))
-    per_page = fields.Integer(load_default=100, validate=validate.Range(1, 200))
+class StatusUpdateListQuerySchema(PagingSchema):
+    """A page of an incident's status updates."""
 
 
 class ReminderSchema(StrictSchema):
@@ -351,10 +363,7 @@ class TimelineEntrySchema(Schema):
     deleted = fields.Boolean()
 
 
-class IncidentPageSchema(Schema):
-    total_count = fields.Integer()
-    page_count = fields.Integer()
-    has_more = fields.Boolean()
+class IncidentPageSchema(PageSchema):
     items = fields.List(fields.Nested(IncidentSchema))
 
 
@@ -366,10 +375,7 @@ class StatusUpdateSchema(Schema):
     create_at = fields.Integer()
 
 
-class StatusUpdatePageSchema(Schema):
-    total_count = fields.Integer()
-    page_count = fields.Integer()
-    has_more = fields.Boolean()
+class StatusUpdatePageSchema(PageSchema):
     items = fields.List(fields.Nested(StatusUpdateSchema))
 
 
@@ -401,12 +407,10 @@ class UpdatePlaybookSchema(StrictSchema):
     reminder_seconds = ReminderSeconds(load_default=None)
 
 
-class PlaybookListQuerySchema(StrictSchema):
+class PlaybookListQuerySchema(PagingSchema):
     team_id = Id(required=True)
     sort = fields.String(load_default="title", validate=validate.OneOf(model.PLAYBOOK_SORT_KEYS))
     direction = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
-    page = fields.Integer(load_default=0, validate=validate.Range(0, 100_000))
-    per_page = fields.Integer(load_default=100, validate=validate.Range(1, 200))
 
     @post_load
     def to_filter(self, data: dict[str, Any], **_: Any) -> model.PlaybookFilter:
@@ -442,10 +446,7 @@ class PlaybookSchema(Schema):
     reminder_seconds = fields.Integer()
 
 
-class PlaybookPageSchema(Schema):
-    total_count = fields.Integer()
-    page_count = fields.Integer()
-    has_more = fields.Boolean()
+class PlaybookPageSchema(PageSchema):
     items = fields.List(fields.Nested(PlaybookSchema))
 
 
