@@ -444,7 +444,7 @@ class IncidentService:
             incident.post_status_update(reminder_seconds)
             now = self.clock()
             posted[:] = [StatusUpdate(update_id, incident.id, user_id, text, now)]
-            here = self._channel_ref(incident.channel_id)
+            here = self.channel_ref(incident.channel_id)
             copies = tuple(Announcement(channel_id, f"Status update on **{incident.name}** ({here}) from "
                                                     f"{author}:\n\n{text}")
                            for channel_id in incident.broadcast_channel_ids if channel_id != incident.channel_id)
@@ -528,8 +528,11 @@ class IncidentService:
                 return False  # another server sent it, or an update or a snooze moved it first
         return message is not None
 
-    def _channel_ref(self, channel_id: str) -> str:
-        """~name of a channel for a post, or "its channel" when the host does not say."""
+    def channel_ref(self, channel_id: str) -> str:
+        """~name of a channel for a post or a reply, or "its channel" when the host does not say.
+
+        Only decoration: a host that fails here must not turn a change that is done into an error.
+        """
         try:
             name = self.host.channel_name(channel_id)
         except HostUnavailable:

@@ -121,14 +121,6 @@ class CommandRunner:
             raise NotFound("This channel has no incident you can see: run this command in an incident's "
                            "channel, or start one with `/incident start <name>`.") from None
 
-    def _channel_ref(self, channel_id: str) -> str:
-        # Only decoration: a host hiccup here must not turn a done change into an error reply.
-        try:
-            name = self.host.channel_name(channel_id)
-        except DomainError:
-            name = None
-        return f"~{name}" if name else "its channel"
-
     # ----- subcommands -----------------------------------------------------------------------
     def _start(self, command: p.Start, caller: Caller) -> dict[str, Any]:
         if len(command.name) > NAME_MAX:
@@ -139,7 +131,7 @@ class CommandRunner:
             name=command.name, team_id=caller.team_id, commander_user_id=caller.user_id,
             description=command.description, public=True if command.public else None, playbook_id=command.playbook_id))
         kind = "public" if incident.public else "private"
-        return reply(f"Incident **{incident.name}** started in {self._channel_ref(incident.channel_id)} "
+        return reply(f"Incident **{incident.name}** started in {self.service.channel_ref(incident.channel_id)} "
                      f"({kind} channel); you are the commander.")
 
     def _end(self, command: p.End, caller: Caller) -> dict[str, Any]:
@@ -230,7 +222,7 @@ class CommandRunner:
 
     def _announce(self, command: p.Announce, caller: Caller) -> dict[str, Any]:
         incident = self._here(caller)
-        here = self._channel_ref(incident.channel_id)
+        here = self.service.channel_ref(incident.channel_id)
         message = f"{self.host.mention(incident.commander_user_id)} started an incident in {here}"
         done: list[str] = []
         skipped: list[str] = []
@@ -279,7 +271,7 @@ class CommandRunner:
             return reply("You have no active incidents in this team. Start one with `/incident start <name>`.")
         lines = ["Your active incidents in this team, newest first:"]
         for incident in incidents:
-            lines.append(f"* **{incident.name}** in {self._channel_ref(incident.channel_id)}, commander "
+            lines.append(f"* **{incident.name}** in {self.service.channel_ref(incident.channel_id)}, commander "
                          f"{self.host.mention(incident.commander_user_id)}, running for "
                          f"{_duration(self.clock() - incident.create_at)}")
         return reply("\n".join(lines))
