@@ -109,14 +109,18 @@ def test_the_commander_goes_only_to_a_member_of_the_channel_added_first(service,
     assert events(memory)[-2:] == [("incident", "add_members"), ("incident", "change_commander")]
 
 
+def another_change_moves_the_stage_first(memory: Memory, incident_id: str) -> None:
+    """Before the next commit, another change moves the incident to its second stage and commits."""
+    def move() -> None:
+        memory.incidents[incident_id].active_stage = 1
+        memory.incidents[incident_id].version += 1
+
+    memory.before_commit = move
+
+
 def test_a_change_that_loses_a_race_is_made_again_on_the_state_the_winner_left(service, memory):
     incident = start(service)
-
-    def another_change_gets_in_first() -> None:
-        memory.incidents[incident.id].active_stage = 1
-        memory.incidents[incident.id].version += 1
-
-    memory.before_commit = another_change_gets_in_first
+    another_change_moves_the_stage_first(memory, incident.id)
     outcome = service.next_stage(ALICE, incident.id, force=True)
     assert outcome.changed and outcome.incident.active_stage == 2
     assert memory.incidents[incident.id].active_stage == 2 and memory.incidents[incident.id].version == 2
@@ -253,12 +257,7 @@ def test_a_refused_change_writes_no_entry(service, memory, change, error):
 
 def test_a_change_that_loses_a_race_writes_one_entry_telling_what_the_committed_attempt_did(service, memory):
     incident = start(service)
-
-    def another_change_gets_in_first() -> None:
-        memory.incidents[incident.id].active_stage = 1
-        memory.incidents[incident.id].version += 1
-
-    memory.before_commit = another_change_gets_in_first
+    another_change_moves_the_stage_first(memory, incident.id)
     service.next_stage(ALICE, incident.id, force=True)
     assert timeline(memory)[1:] == [("stage_changed", '@alice changed the stage from "Resolve" to "Review".')]
 
