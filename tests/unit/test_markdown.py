@@ -1,0 +1,86 @@
+"""The report's Markdown: people's text stays text, so the document's headings and tables are only its own."""
+from __future__ import annotations
+
+from markdown_it import MarkdownIt
+
+from plugin.markdown import Line, Report, StageTime, TaskLine, block, inline, render
+
+HOSTILE = ("# Heading\n## also | a | b |\n|---|---|\n> quote\n- item\n1. first\n2) second\n===\n---\n"
+           "    indented code\n```\nfence\n<script>alert(1)</script> [link](http://x) ![img](y) *em* _u_ "
+           "`code` ~~gone~~ &amp; \\ trailing #")
+PARSER = MarkdownIt("commonmark").enable("table").enable("strikethrough")
+
+
+def tokens(markdown: str) -> list:
+    return PARSER.parse(markdown)
+
+
+def kinds(markdown: str) -> set[str]:
+    """Every kind of token the text parses into, inline ones included."""
+    found = set()
+    for token in tokens(markdown):
+        found.add(token.type)
+        found.update(child.type for child in token.children or [])
+    return found
+
+
+def test_inline_text_is_one_plain_paragraph_whatever_it_holds():
+    assert kinds(inline(HOSTILE)) == {"paragraph_open", "inline", "text", "paragraph_close"}
+
+
+def test_block_text_keeps_its_lines_and_paragraphs_as_plain_text():
+    text = block(HOSTILE + "\n\n   second paragraph")
+    assert kinds(text) <= {"paragraph_open", "inline", "text", "hardbreak", "paragraph_close"}
+    assert sum(1 for token in tokens(text) if token.type == "paragraph_open") == 2
+
+
+def test_escaped_text_renders_as_the_characters_typed():
+    rendered = PARSER.renderInline(inline("a *b* | c # [d](e) <f> &amp; 1. g_h"))
+    assert rendered == "a *b* | c # [d](e) &lt;f&gt; &amp;amp; 1. g_h"
+    assert PARSER.render(block("1. one\n- two\n# three")).strip() == "<p>1. one<br />\n- two<br />\n# three</p>"
+
+
+def _report(text: str) -> Report:
+    return Report(
+        name=text, description=text, is_active=False, severity=text, commander=text, create_at=0,
+        end_at=3_600_000, duration_ms=3_600_000, stages=[StageTime(text, 60_000), StageTime("Resolve", None)],
+        timeline=[Line(0, text), Line(60_000, text)], status_updates=[Line(0, text, who=text)],
+        tasks=[TaskLine(text, text, "closed", text, text)], retrospective=text)
+
+
+def test_the_reports_headings_and_table_shapes_are_its_own_however_hostile_the_text():
+    parsed = tokens(render(_report(HOSTILE)))
+    headings = [parsed[i + 1].content for i, token in enumerate(parsed) if token.type == "heading_open"]
+    assert PARSER.renderInline(headings[0]).startswith("Incident report: # Heading ## also | a | b |")
+    assert headings[1:] == ["Description", "Time in each stage", "Timeline", "Status updates", "Tasks",
+                            "Retrospective"]
+    rows = {}
+    table = 0
+    for token in parsed:
+        if token.type == "table_open":
+            table += 1
+            rows[table] = []
+        elif token.type == "tr_open":
+            rows[table].append(0)
+        elif token.type in ("td_open", "th_open"):
+            rows[table][-1] += 1
+    # Time in each stage: header and two stages of 3 cells; timeline: header and two entries of 2;
+    # tasks: header and one task of 5.
+    assert rows == {1: [3, 3, 3], 2: [2, 2, 2], 3: [5, 5]}
+    found = [token.type for token in parsed] + [child.type for token in parsed for child in token.children or []]
+    assert not {"html_block", "html_inline", "link_open", "image", "code_block", "fence", "blockquote_open",
+                "ordered_list_open", "hr", "em_open", "s_open", "code_inline"} & set(found)
+    # The one list is the report's own facts: status, severity, commander, start, end, duration.
+    assert found.count("bullet_list_open") == 1 and found.count("list_item_open") == 6
+
+
+def test_a_report_says_so_when_a_section_is_empty():
+    report = Report(name="quiet", description="", is_active=True, severity="", commander="@alice", create_at=0,
+                    end_at=0, duration_ms=90_000)
+    text = render(report)
+    for words in ("- **Status:** active", "- **Severity:** none", "- **Ended:** not yet (still active)",
+                  "- **Duration:** 1m 30s so far", "This incident has no stages.", "The timeline is empty.",
+                  "No status updates were posted.", "This incident has no tasks.",
+                  "No retrospective has been written."):
+        assert words in text
+    assert "## Description" not in text
