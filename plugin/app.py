@@ -18,6 +18,7 @@ from plugin.chat.mattermost import MattermostChatHost
 from plugin.command import views as command_views
 from plugin.playbooks import PlaybookService
 from plugin.reminders import ReminderScanner
+from plugin.reports import ReportService
 from plugin.service import IncidentService
 from plugin.settings_admin import SettingsAdmin
 from plugin.settings import LiveSettings, Settings, load_settings
@@ -41,6 +42,7 @@ class Components:
     playbooks: PlaybookService
     settings_admin: SettingsAdmin
     reminders: ReminderScanner
+    reports: ReportService
 
 
 def _save_chat_diagnostics(settings_admin: SettingsAdmin, enabled: bool) -> None:
@@ -110,7 +112,8 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     reminders = ReminderScanner(service.send_due_reminders, settings.reminder_scan_seconds)
     if scan_reminders:
         reminders.start()
-    return Components(live, db, host, telemetry, service, playbooks, settings_admin, reminders)
+    reports = ReportService(service, uow_factory, host)
+    return Components(live, db, host, telemetry, service, playbooks, settings_admin, reminders, reports)
 
 
 def create_app(settings: Settings | None = None, *, host: ChatHost | None = None,

@@ -478,3 +478,58 @@ class SettingsChangeSchema(Schema):
 class ErrorSchema(Schema):
     error = fields.String(required=True, metadata={"description": "What is wrong and how to fix it."})
     details = fields.Dict(metadata={"description": "Structured details, e.g. the message of each bad field."})
+
+
+# ----- statistics -------------------------------------------------------------------------
+def Millis(**kwargs: Any) -> fields.Integer:  # noqa: N802 - reads like a field class
+    """A moment in milliseconds since 1970."""
+    return fields.Integer(validate=validate.Range(0, 2 ** 53), **kwargs)
+
+
+class StatsQuerySchema(StrictSchema):
+    """A team and a window of time; from <= to, at most ten years apart (the service checks, with the defaults)."""
+
+    team_id = Id(required=True)
+    from_ms = Millis(data_key="from", load_default=None, metadata={
+        "description": "Start of the window, ms since 1970, included; default: 90 days before `to`."})
+    to_ms = Millis(data_key="to", load_default=None, metadata={
+        "description": "End of the window, ms since 1970, included; default: now."})
+
+
+class PercentilesSchema(Schema):
+    p50 = fields.Integer(allow_none=True)
+    p90 = fields.Integer(allow_none=True)
+
+
+class StageStatsSchema(Schema):
+    name = fields.String(metadata={"description": "A stage title; stages of the same title are counted together."})
+    p50_ms = fields.Integer(allow_none=True, metadata={"description": "Median time spent in the stage."})
+    count = fields.Integer(metadata={"description": "Incidents ended in the window that entered the stage."})
+
+
+class SeverityCountSchema(Schema):
+    severity = fields.String(metadata={"description": "A level, or \"\" for none."})
+    count = fields.Integer()
+
+
+class WeekStatsSchema(Schema):
+    week_start = fields.Integer(metadata={"description": "Monday 00:00 UTC, ms since 1970."})
+    started = fields.Integer()
+    ended = fields.Integer()
+
+
+class StatsSchema(Schema):
+    team_id = fields.String()
+    from_ms = fields.Integer(data_key="from")
+    to_ms = fields.Integer(data_key="to")
+    started = fields.Integer(metadata={"description": "Incidents started in the window."})
+    ended = fields.Integer(metadata={"description": "Incidents ended in the window (and not restarted since)."})
+    active = fields.Integer(metadata={"description": "Incidents active now that started by the end of the window."})
+    time_to_end_ms = fields.Nested(PercentilesSchema, attribute="time_to_end", metadata={"description": "Of the incidents ended in the window: percentiles of end minus start, in ms "
+                                 "(nearest rank; null when none ended)."})
+    stages = fields.List(fields.Nested(StageStatsSchema))
+    severity = fields.List(fields.Nested(SeverityCountSchema), metadata={
+        "description": "Incidents started in the window per severity: the levels in order, then levels no "
+                       "longer configured, then \"\" for none."})
+    weeks = fields.List(fields.Nested(WeekStatsSchema), metadata={
+        "description": "Every week that overlaps the window, oldest first."})

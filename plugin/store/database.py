@@ -20,6 +20,7 @@ from plugin.store.chat import SqlChatRepository
 from plugin.store.incidents import SqlIncidentRepository
 from plugin.store.outbox import SqlOutboxRepository
 from plugin.store.playbooks import SqlPlaybookRepository
+from plugin.store.reports import SqlReportRepository
 from plugin.store.saved_settings import SqlSavedSettings, read_version
 from plugin.store.status_updates import SqlReminderRepository, SqlStatusUpdateRepository
 from plugin.store.timeline import SqlTimelineRepository
@@ -291,6 +292,7 @@ class SqlUnitOfWork:
         self.timeline = SqlTimelineRepository(self._reading)
         self.status_updates = SqlStatusUpdateRepository(self._reading)
         self.reminders = SqlReminderRepository(self._reading)
+        self.reports = SqlReportRepository(self._reading)  # reads only: reports and statistics
         self.saved_settings = SqlSavedSettings(self._writing if self.write else self._reading)
         self.outbox = SqlOutboxRepository()
         #: The local chat host's channels and posts; None when the host keeps them elsewhere.

@@ -36,6 +36,10 @@ incidents = sa.Table(
     sa.Index("ix_incidents_team_commander", "team_id", "commander_user_id"),
 )
 
+# Statistics count a team's incidents started, and ended, in a window of time.
+sa.Index("ix_incidents_team_create", incidents.c.team_id, incidents.c.create_at)
+sa.Index("ix_incidents_team_end", incidents.c.team_id, incidents.c.end_at)
+
 # What happened to each incident, when and by whom: one row per change and per note.
 # A deleted entry is hidden but kept, with who deleted it and when. ``seq`` orders
 # entries of the same millisecond as they were written.
