@@ -17,7 +17,8 @@ import (
 // incidentCommand is /incident with its autocomplete tree.
 func incidentCommand() *model.Command {
 	root := model.NewAutocompleteData(commandTrigger, "[command]",
-		"Available commands: start, end, restart, stage, check, commander, announce, list, info, timeline, note, help")
+		"Available commands: start, end, restart, stage, check, commander, announce, list, info, timeline, note, "+
+			"export, stats, help")
 	start := model.NewAutocompleteData("start", "<name> [--public] [--description \"...\"] [--playbook <id>]",
 		"Start an incident in a new channel")
 	start.AddTextArgument("Name of the incident", "<name>", "")
@@ -43,6 +44,8 @@ func incidentCommand() *model.Command {
 		model.NewAutocompleteData("info", "", "Show the incident of this channel"),
 		model.NewAutocompleteData("timeline", "", "Show what happened in the incident, the last 20 entries"),
 		note,
+		model.NewAutocompleteData("export", "", "Link to the incident's Markdown report"),
+		model.NewAutocompleteData("stats", "", "Show this team's incident figures for the last 90 days"),
 		model.NewAutocompleteData("help", "", "Show the help"),
 	} {
 		root.AddCommand(sub)
@@ -79,6 +82,8 @@ func commandForm(args *model.CommandArgs, username string) url.Values {
 	form.Set("trigger_id", args.TriggerId)
 	form.Set("command", "/"+commandTrigger)
 	form.Set("text", commandText(args.Command))
+	// Where the browser reaches Mattermost, so that links in replies point under it.
+	form.Set("site_url", args.SiteURL)
 	addPairs(form, "user_mentions", args.UserMentions)
 	addPairs(form, "channel_mentions", args.ChannelMentions)
 	return form

@@ -26,12 +26,14 @@ func TestCommandTextDropsTheTrigger(t *testing.T) {
 func TestCommandFormCarriesTheCallerAndPairedMentions(t *testing.T) {
 	args := &model.CommandArgs{
 		UserId: "u1", TeamId: "t1", ChannelId: "c1", Command: "/incident commander @bob",
+		SiteURL:         "https://chat.example.com",
 		UserMentions:    model.UserMentionMap{"bob": "b1", "al": "a1"},
 		ChannelMentions: model.ChannelMentionMap{"town-square": "ts1"},
 	}
 	form := commandForm(args, "alice")
 	if form.Get("user_id") != "u1" || form.Get("user_name") != "alice" || form.Get("team_id") != "t1" ||
-		form.Get("channel_id") != "c1" || form.Get("text") != "commander @bob" {
+		form.Get("channel_id") != "c1" || form.Get("text") != "commander @bob" ||
+		form.Get("site_url") != "https://chat.example.com" {
 		t.Fatalf("unexpected form %v", form)
 	}
 	if !slices.Equal(form["user_mentions"], []string{"al", "bob"}) ||

@@ -46,7 +46,7 @@ class Console:
         self.components = components
         self.host: LocalChatHost = components.host
         self.team_id = team_id
-        self.runner = CommandRunner(components.service, components.host)
+        self.runner = CommandRunner(components.service, components.host, reports=components.reports)
         self.out = out
         self._seen_posts: dict[str, int] = {}
 

@@ -124,8 +124,18 @@ class Note:
     text: str
 
 
+@dataclass(frozen=True)
+class Export:
+    """``export``: a link to this incident's Markdown report."""
+
+
+@dataclass(frozen=True)
+class Stats:
+    """``stats``: the headline figures of this team's incidents."""
+
+
 Command = (Help | Usage | Start | End | Restart | Stage | Check | Commander | Add | Announce | Update | Remind | List
-           | Info | Timeline | Note)
+           | Info | Timeline | Note | Export | Stats)
 
 # The verb, then the rest of the line as typed.
 _VERB_AND_REST = re.compile(r"\s*\S+\s*(.*)", re.DOTALL)
@@ -354,7 +364,8 @@ def parse(text: str) -> Command:
         return _remind(args)
     if verb == "note":
         return _note(text)
-    simple = {"end": End, "restart": Restart, "list": List, "info": Info, "timeline": Timeline}
+    simple = {"end": End, "restart": Restart, "list": List, "info": Info, "timeline": Timeline,
+              "export": Export, "stats": Stats}
     if verb in simple:
         return _no_args(verb, simple[verb], args)
     if verb in ("help", "-h", "--help", "?"):

@@ -22,6 +22,8 @@ from plugin.chat import ChatHost
 from plugin.command import parser as p
 from plugin.errors import DomainError, InvalidState, NotFound
 from plugin.model import DESCRIPTION_MAX, NAME_MAX, SUMMARY_MAX, Incident, IncidentFilter, ItemState, now_ms
+from plugin.figures import describe_duration
+from plugin.reports import DEFAULT_WINDOW_DAYS, ReportService, StatsQuery
 from plugin.service import IncidentService, NewIncident, describe_seconds
 
 EPHEMERAL = "ephemeral"
@@ -45,6 +47,8 @@ HELP_TEXT = """\
 * `/incident info` - name, duration, commander, stage and task progress.
 * `/incident timeline` - what happened in this incident, the last 20 entries, oldest first.
 * `/incident note <text>` - add a note to this incident's timeline.
+* `/incident export` - a link to this incident's report: one Markdown document to file.
+* `/incident stats` - this team's incidents in the last 90 days: started, ended, active, time to end.
 * `/incident help` - this text.
 
 Stages and tasks are numbered from 1, as `info` shows them. Durations: 30s, 15m, 2h, 1d or 1h30m."""
@@ -64,6 +68,8 @@ class Caller:
     team_id: str
     channel_id: str
     user_name: str = ""
+    #: Where links to the server's API start (``https://chat.example.com/plugins/<id>``), "" when unknown.
+    link_base: str = ""
 
 
 def reply(text: str, response_type: str = EPHEMERAL) -> dict[str, Any]:
@@ -91,10 +97,11 @@ class CommandRunner:
     """Turns a Command and its Caller into a reply dict ``{response_type, text}``."""
 
     def __init__(self, service: IncidentService, host: ChatHost,
-                 clock: Callable[[], int] = now_ms):
+                 clock: Callable[[], int] = now_ms, reports: ReportService | None = None):
         self.service = service
         self.host = host
         self.clock = clock
+        self.reports = reports
 
     def run(self, command: p.Command, caller: Caller) -> dict[str, Any]:
         """Execute the command; domain errors become ephemeral replies."""
@@ -311,3 +318,28 @@ class CommandRunner:
         incident = self._here(caller)
         self.service.add_note(caller.user_id, incident.id, command.text)
         return reply(f"Added your note to the timeline of **{incident.name}**. `/incident timeline` shows it.")
+
+    def _export(self, command: p.Export, caller: Caller) -> dict[str, Any]:
+        incident = self._here(caller)
+        path = f"/api/v0/incidents/{incident.id}/report.md"
+        if not caller.link_base:
+            return reply(f"The report of **{incident.name}** is at `{path}` on the incident server.")
+        return reply(f"The report of **{incident.name}**, one Markdown document to file: {caller.link_base}{path}")
+
+    def _stats(self, command: p.Stats, caller: Caller) -> dict[str, Any]:
+        if self.reports is None:
+            return reply("Statistics are not available here.")
+        stats = self.reports.stats(caller.user_id, StatsQuery(caller.team_id, to_ms=self.clock()))
+        lines = [f"Incidents in this team in the last {DEFAULT_WINDOW_DAYS} days: {stats.started} started, "
+                 f"{stats.ended} ended; {stats.active} active now."]
+        if stats.time_to_end_p50 is not None and stats.time_to_end_p90 is not None:
+            lines.append(f"* Time to end: {describe_duration(stats.time_to_end_p50)} for half of them, "
+                         f"{describe_duration(stats.time_to_end_p90)} for nine in ten.")
+        for stage in stats.stages:
+            if stage.p50_ms is not None:
+                lines.append(f"* Stage **{stage.name}**: {describe_duration(stage.p50_ms)} (median of "
+                             f"{stage.count}).")
+        levels = [f"{entry.severity or 'none'} {entry.count}" for entry in stats.severity]
+        if levels:
+            lines.append(f"* By severity: {', '.join(levels)}.")
+        return reply("\n".join(lines))

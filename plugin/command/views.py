@@ -6,7 +6,8 @@ response_url``, and the repeated ``user_mentions``/``user_mentions_ids`` and
 ``channel_mentions``/``channel_mentions_ids`` paired by index) with
 ``Authorization: Token <token>``. The token is compared in constant time with
 the ``SlashCommandToken`` setting; a mismatch is a 401 in the one error shape and
-runs nothing.
+runs nothing. The plugin's launcher adds ``site_url`` (Mattermost's site URL), so that
+links in replies point where a browser reaches the plugin.
 
 A form field holding text no database can store (NUL) is refused, before anything
 is read or written, with an ephemeral reply naming the field.
@@ -27,6 +28,7 @@ from plugin.api import error_response
 from plugin.command.parser import parse
 from plugin.command.runner import Caller, CommandRunner, reply
 from plugin.model import is_id, unstorable_text
+from plugin.settings import load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,8 @@ def _token_matches(expected: str) -> bool:
 def create_blueprint(components: Any) -> Blueprint:
     """The /command blueprint bound to the app's service and chat host."""
     blp = Blueprint("command", __name__)
-    runner = CommandRunner(components.service, components.host)
+    runner = CommandRunner(components.service, components.host, reports=components.reports)
+    plugin_id = load_manifest()["id"]
 
     @blp.route("/command", methods=["POST", "GET"])
     def command() -> Any:
@@ -80,7 +83,8 @@ def create_blueprint(components: Any) -> Blueprint:
         g.user_id = ids["user_id"]
         try:
             _learn_users(components.host, fields)
-            caller = Caller(ids["user_id"], ids["team_id"], ids["channel_id"], fields.get("user_name", ""))
+            caller = Caller(ids["user_id"], ids["team_id"], ids["channel_id"], fields.get("user_name", ""),
+                            link_base=_link_base(fields.get("site_url", ""), plugin_id))
             body = runner.run(parse(fields.get("text", "")), caller)
         except Exception:  # noqa: BLE001 - Mattermost must always get a message it can show
             log.exception("the slash command failed unexpectedly")
@@ -88,6 +92,15 @@ def create_blueprint(components: Any) -> Blueprint:
         return jsonify(body)
 
     return blp
+
+
+def _link_base(site_url: str, plugin_id: str) -> str:
+    """Where links in replies start: under Mattermost's site URL for the plugin (the launcher sends ``site_url``,
+    and Mattermost serves the plugin's routes at /plugins/<id>), else this server's own URL as it was called."""
+    site = site_url.strip().rstrip("/")
+    if site.startswith(("http://", "https://")):
+        return f"{site}/plugins/{plugin_id}"
+    return request.url_root.rstrip("/")
 
 
 def _unstorable_reply(field: str, problem: str) -> str:

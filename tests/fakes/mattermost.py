@@ -381,13 +381,16 @@ def send_slash_command(backend_url: str, token: str, *, user_id: str, user_name:
                        channel_id: str, text: str, team_domain: str = "team", channel_name: str = "town-square",
                        response_url: str = "", mentions: list[tuple[str, str]] = (),
                        channel_mentions: list[tuple[str, str]] = (), method: str = "POST",
-                       timeout: float = 30.0) -> httpx.Response:
-    """Send one `/incident` command to the backend exactly as a Mattermost server does."""
+                       timeout: float = 30.0, site_url: str | None = None) -> httpx.Response:
+    """Send one `/incident` command to the backend exactly as a Mattermost server does (``site_url``: as the
+    plugin's launcher does, which adds Mattermost's site URL)."""
     fields: list[tuple[str, str]] = [
         ("channel_id", channel_id), ("channel_name", channel_name), ("command", "/incident"),
         ("response_url", response_url), ("team_domain", team_domain), ("team_id", team_id),
         ("text", text), ("token", token), ("trigger_id", new_id()), ("user_id", user_id),
         ("user_name", user_name), ("root_id", "")]
+    if site_url is not None:
+        fields.append(("site_url", site_url))
     for name, mention_id in mentions:
         fields += [("user_mentions", name), ("user_mentions_ids", mention_id)]
     for name, mention_id in channel_mentions:

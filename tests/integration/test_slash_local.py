@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from plugin.errors import PermissionDenied
@@ -288,3 +289,51 @@ def test_update_outside_an_incident_channel_says_where_to_run_it(local_backend):
 def test_help_lists_update_and_remind(local_backend):
     text = run(local_backend, "help")["text"]
     assert "`/incident update <message> [--remind 30m]`" in text and "`/incident remind 30m|never`" in text
+
+
+def _report_link(text: str) -> str:
+    """The one URL in a reply."""
+    links = [word for word in text.split() if word.startswith("http")]
+    assert len(links) == 1, text
+    return links[0]
+
+
+def test_export_replies_with_a_link_to_the_report_on_this_server_that_opens_it(local_backend):
+    run(local_backend, "start Payments failing")
+    room = local_backend.components.host.find_channel_by_name(TEAM, "payments-failing")
+    incident = incidents(local_backend)[0]
+    reply = run(local_backend, "export", channel=room)
+    assert reply["response_type"] == "ephemeral"
+    link = _report_link(reply["text"])
+    assert link == f"{local_backend.url}/api/v0/incidents/{incident.id}/report.md"
+    opened = httpx.get(link, headers={"Mattermost-User-ID": ALICE}, timeout=10)
+    assert opened.status_code == 200 and opened.headers["Content-Type"] == "text/markdown; charset=utf-8"
+    assert opened.text.startswith("# Incident report: Payments failing\n")
+
+
+def test_export_through_the_plugin_links_under_mattermosts_site_url(local_backend):
+    run(local_backend, "start Payments failing")
+    room = local_backend.components.host.find_channel_by_name(TEAM, "payments-failing")
+    incident = incidents(local_backend)[0]
+    reply = run(local_backend, "export", channel=room, site_url="https://chat.example.com/")
+    assert _report_link(reply["text"]) == ("https://chat.example.com/plugins/com.mattermost.plugin-incident-response"
+                                           f"/api/v0/incidents/{incident.id}/report.md")
+
+
+def test_export_outside_an_incident_channel_says_where_to_run_it(local_backend):
+    assert "This channel has no incident you can see" in run(local_backend, "export")["text"]
+    assert "export takes no arguments" in run(local_backend, "export now")["text"]
+
+
+def test_stats_reply_with_the_teams_figures_without_private_incidents_of_other_channels(local_backend):
+    run(local_backend, "start first", user=ALICE)
+    run(local_backend, "start second", user=ALICE)
+    room = local_backend.components.host.find_channel_by_name(TEAM, "second")
+    run(local_backend, "end", channel=room)
+    reply = run(local_backend, "stats")
+    assert reply["response_type"] == "ephemeral"
+    assert reply["text"].startswith("Incidents in this team in the last 90 days: 2 started, 1 ended; 1 active now.")
+    assert "* Time to end: " in reply["text"] and "* Stage **Checklist**: " in reply["text"]
+    # bob is in neither private channel: he sees no incident at all.
+    assert run(local_backend, "stats", user=BOB)["text"] == (
+        "Incidents in this team in the last 90 days: 0 started, 0 ended; 0 active now.")

@@ -346,3 +346,25 @@ def test_note_and_timeline_work_through_the_mattermost_api_with_names_as_matterm
         "@alice posted a status update: replica promoted"]
     # A note is not posted to the channel; the status update is.
     assert fake.posts_in(room) == [*posts_before, "Status update from @alice:\n\nreplica promoted"]
+
+
+def test_export_links_to_the_report_which_opens_with_a_mattermost_token(world):
+    world.run("start api slow")
+    room = world.fake.channel_named(world.team, "api-slow")["id"]
+    incident = world.incidents()[0]
+    text = world.run("export", channel=room)["text"]
+    link = f"{world.backend.url}/api/v0/incidents/{incident.id}/report.md"
+    assert text == f"The report of **api slow**, one Markdown document to file: {link}"
+    alice = httpx.get(link, headers={"Authorization": f"Bearer {world.fake.token_for(world.alice)}"}, timeout=10)
+    assert alice.status_code == 200 and "- **Commander:** @alice" in alice.text
+    carol = httpx.get(link, headers={"Authorization": f"Bearer {world.fake.token_for(world.carol)}"}, timeout=10)
+    assert carol.status_code == 404
+
+
+def test_stats_through_mattermost_count_what_the_caller_may_see(world):
+    world.run("start api slow")
+    world.run("start db down --public", user=world.bob)
+    assert world.run("stats")["text"].startswith(
+        "Incidents in this team in the last 90 days: 2 started, 0 ended; 2 active now.")
+    assert world.run("stats", user=world.carol)["text"].startswith(
+        "Incidents in this team in the last 90 days: 1 started, 0 ended; 1 active now.")

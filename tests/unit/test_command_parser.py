@@ -11,6 +11,7 @@ from plugin.command.parser import (
     Check,
     Commander,
     End,
+    Export,
     Help,
     Info,
     List,
@@ -18,6 +19,7 @@ from plugin.command.parser import (
     Remind,
     Restart,
     Stage,
+    Stats,
     Start,
     Timeline,
     Update,
@@ -190,3 +192,12 @@ def test_update_and_remind_explain_what_to_type_when_they_cannot_be_read(text, s
                                            ("-5m", None), ("5 m", None)])
 def test_durations_are_numbers_with_units_from_days_to_seconds(word, seconds):
     assert duration(word) == seconds
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("export", Export()), ("EXPORT", Export()), ("stats", Stats()), ("  stats  ", Stats()),
+    ("export md", Usage("export takes no arguments: type `/incident export`.")),
+    ("stats 30d", Usage("stats takes no arguments: type `/incident stats`.")),
+])
+def test_export_and_stats_take_no_arguments(text, expected):
+    assert parse(text) == expected
