@@ -42,7 +42,7 @@ from bench.loadgen import LoadResult, build_request, load_pool, run_load  # noqa
 from plugin.model import new_id  # noqa: E402
 from plugin.store import normalise_url  # noqa: E402
 from plugin.store.incidents import checklists_to_json  # noqa: E402
-from plugin.store.tables import chat_channel_members, chat_channels, incidents  # noqa: E402
+from plugin.store.tables import chat_channel_members, chat_channels, incidents, timeline_events  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("INCIDENT_BENCH_POSTGRES_URL", "postgresql+psycopg://incident:incident@127.0.0.1:5432/postgres")
 RESULTS = ROOT / "bench" / "results"
@@ -52,9 +52,13 @@ USER = "benchuser0000000000000000a"
 TEAMS = [f"team{n:03d}".ljust(26, "0") for n in range(100)]
 HOT_TEAM = TEAMS[0]
 HOT_TEAM_SIZE = 250
+# Incidents of the listed team that ended (after one stage change each), for the statistics' time per stage.
+HOT_TEAM_ENDED = 50
+SCALE_SIZES = (1_000, 100_000)
 TARGETS = {"fetch_vs_healthz": (">=", 0.4), "create_vs_healthz": (">=", 0.15),
            "scale_list_p50": ("<=", 1.5), "scale_list_p99": ("<=", 1.5),
            "scale_fetch_p50": ("<=", 1.5), "scale_fetch_p99": ("<=", 1.5),
+           "scale_stats_p50": ("<=", 1.5), "scale_stats_p99": ("<=", 1.5),
            "slash_info_p99_ms": ("<", 50.0), "slash_stage_next_p99_ms": ("<", 50.0),
            "telemetry_throughput_on_vs_off": (">=", 0.85), "telemetry_p99_down_vs_up": ("<=", 1.1)}
 SLASH_TOKEN = "benchslashtoken" + "0" * 11
@@ -123,22 +127,30 @@ def seed(engine: sa.Engine, count: int, start: int, rng: random.Random) -> list[
     """Insert `count` incidents across 100 teams with SQL in bulk; return ids the bench user may fetch.
 
     Team 0 (the listed team) holds the same HOT_TEAM_SIZE active incidents at every
-    size, so the page and what its user may see are the same; the rest of the table
-    (1,000 or 100,000 in all) spreads evenly over the other 99 teams. The figure thus
-    shows what other teams' incidents cost a team's reads.
+    size, so the page and what its user may see are the same, and the same
+    HOT_TEAM_ENDED ended ones, each with a stage change on its timeline, for the
+    statistics; the rest of the table (1,000 or 100,000 in all) spreads evenly over
+    the other 99 teams. The figure thus shows what other teams' incidents cost a team's reads.
     Half the incidents are public; the bench user is in every fifth channel of team 0.
     """
     checklists = checklists_to_json_template()
-    rows, channels, members, fetchable = [], [], [], []
+    rows, channels, members, fetchable, entries = [], [], [], [], []
     now = int(time.time() * 1000)
+    hot = HOT_TEAM_SIZE + HOT_TEAM_ENDED
     for n in range(start, start + count):
-        team = HOT_TEAM if n < HOT_TEAM_SIZE else TEAMS[1 + n % (len(TEAMS) - 1)]
+        team = HOT_TEAM if n < hot else TEAMS[1 + n % (len(TEAMS) - 1)]
         incident_id, channel_id = new_id(), new_id()
-        active = n < HOT_TEAM_SIZE or rng.random() < 0.6
+        active = n < HOT_TEAM_SIZE or (n >= hot and rng.random() < 0.6)
         rows.append({"id": incident_id, "name": f"incident {n}", "description": "seeded", "is_active": active,
                      "commander_user_id": USER, "team_id": team, "channel_id": channel_id, "post_id": "",
                      "public": n % 2 == 0, "create_at": now - n * 1000, "end_at": 0 if active else now,
                      "active_stage": 0, "checklists": checklists, "version": 0})
+        if HOT_TEAM_SIZE <= n < hot:
+            entries.append({"id": new_id(), "incident_id": incident_id, "event_type": "stage_changed",
+                            "event_at": now - n * 1000 + 400, "create_at": now - n * 1000 + 400,
+                            "subject_user_id": "", "creator_user_id": USER, "summary": "seeded stage change",
+                            "details": {"from_stage": 0, "to_stage": 1}, "post_id": "", "deleted": False,
+                            "deleted_at": 0, "deleted_by": ""})
         channels.append({"id": channel_id, "team_id": team, "name": f"incident-{n}", "display_name": f"incident {n}",
                          "type": "O" if n % 2 == 0 else "P", "create_at": now})
         # Every channel has its team's responder; the bench user is in every fifth
@@ -148,7 +160,8 @@ def seed(engine: sa.Engine, count: int, start: int, rng: random.Random) -> list[
             members.append({"channel_id": channel_id, "user_id": USER})
             fetchable.append(incident_id)
     with engine.begin() as connection:
-        for table, values in ((incidents, rows), (chat_channels, channels), (chat_channel_members, members)):
+        for table, values in ((incidents, rows), (chat_channels, channels), (chat_channel_members, members),
+                              (timeline_events, entries)):
             for chunk in range(0, len(values), 5000):
                 connection.execute(table.insert(), values[chunk:chunk + 5000])
     return fetchable
@@ -395,8 +408,8 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             results["ratios"]["telemetry_p99_down_vs_up"] = results["telemetry"]["p99_down_vs_up"]
         if "scale" in args.sections:
             results["scale"] = scale(kind, args, workdir)
-            small, large = results["scale"]["1000"], results["scale"]["100000"]
-            for key, label in (("list_active_page_100", "list"), ("fetch_one", "fetch")):
+            small, large = (results["scale"][str(size)] for size in args.scale_sizes)
+            for key, label in (("list_active_page_100", "list"), ("fetch_one", "fetch"), ("stats", "stats")):
                 for q in ("p50", "p99"):
                     results["ratios"][f"scale_{label}_{q}"] = round(large[key][f"{q}_ms"] / small[key][f"{q}_ms"], 3)
         return results
@@ -544,7 +557,8 @@ def telemetry_overhead(kind: str, args: argparse.Namespace, workdir: Path) -> di
 
 
 def scale(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """List a team's active incidents and fetch one, with 1,000 and with 100,000 stored.
+    """List a team's active incidents, fetch one and ask for the team's statistics (the default window: the
+    last 90 days), with 1,000 and with 100,000 stored (``--scale-sizes``).
 
     Two fresh databases, each with its own server, are seeded with SQL in bulk; the
     measurements then alternate between the two in short rounds, so the machine's
@@ -552,9 +566,11 @@ def scale(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """
     user = {"Mattermost-User-ID": USER}
     listing = [build_request("GET", f"/api/v0/incidents?team_id={HOT_TEAM}&status=active&per_page=100", user)]
+    stats = [build_request("GET", f"/api/v0/stats?team_id={HOT_TEAM}", user)]
+    names = ("list_active_page_100", "fetch_one", "stats")
     with ExitStack() as stack:
         targets: dict[int, tuple[int, list[bytes]]] = {}
-        for size in (1_000, 100_000):
+        for size in args.scale_sizes:
             folder = workdir / f"scale-{size}"
             folder.mkdir()
             url = stack.enter_context(fresh_database(kind, folder))
@@ -567,16 +583,17 @@ def scale(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             print(f"[{kind}] seeded {size:,} incidents in {time.perf_counter() - started:.1f}s", flush=True)
             page = api(port, "GET", f"/api/v0/incidents?team_id={HOT_TEAM}&status=active&per_page=100")
             assert len(page["items"]) == 100, "the listed team's first page must be full"
+            figures = api(port, "GET", f"/api/v0/stats?team_id={HOT_TEAM}")
+            assert figures["ended"] > 0 and figures["stages"], "the statistics must count ended incidents' stages"
             targets[size] = (port, [build_request("GET", f"/api/v0/incidents/{i}", user) for i in fetchable[:20]])
-        totals = {(size, name): LoadResult() for size in targets for name in ("list_active_page_100", "fetch_one")}
+        totals = {(size, name): LoadResult() for size in targets for name in names}
         for round_ in range(args.rounds):
-            for name in ("list_active_page_100", "fetch_one"):
+            for name in names:
                 for size, (port, fetch) in targets.items():
-                    requests = listing if name == "list_active_page_100" else fetch
+                    requests = {"list_active_page_100": listing, "stats": stats}.get(name, fetch)
                     totals[size, name].merge_sequential(measure(port, requests, args, warm_up=round_ == 0))
             print(f"[{kind}] scale round {round_ + 1} done", flush=True)
-    return {str(size): {name: summary(totals[size, name]) for name in ("list_active_page_100", "fetch_one")}
-            for size in targets}
+    return {str(size): {name: summary(totals[size, name]) for name in names} for size in targets}
 
 
 def profile(url: str, workdir: Path, kind: str) -> str:
@@ -672,11 +689,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--workers", type=int, default=WORKERS_FOR_TWO_CORES)
     parser.add_argument("--no-scale", action="store_true", help="skip the 1,000 vs 100,000 comparison")
+    parser.add_argument("--scale-sizes", default=",".join(map(str, SCALE_SIZES)),
+                        help="the two incident counts scale compares (a smaller pair is a quick check that the "
+                             f"section runs; its results are printed, not written; at least "
+                             f"{HOT_TEAM_SIZE + HOT_TEAM_ENDED + 100} each)")
     parser.add_argument("--no-telemetry", action="store_true", help="skip the telemetry overhead comparison")
     parser.add_argument("--only", default="", help=f"comma-separated sections to run, of {', '.join(SECTIONS)} "
                         "(a partial run writes bench/results/<db>-<sections>.json)")
     parser.add_argument("--profile", action="store_true", help="also profile fetch and create (pyinstrument)")
     args = parser.parse_args(argv)
+    try:
+        args.scale_sizes = tuple(int(size) for size in args.scale_sizes.split(","))
+    except ValueError:
+        parser.error("--scale-sizes takes two whole numbers, e.g. 1000,100000")
+    if len(args.scale_sizes) != 2 or min(args.scale_sizes) < HOT_TEAM_SIZE + HOT_TEAM_ENDED + 100:
+        parser.error(f"--scale-sizes takes two numbers of at least {HOT_TEAM_SIZE + HOT_TEAM_ENDED + 100}")
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     if only - set(SECTIONS):
         parser.error(f"--only takes sections of {', '.join(SECTIONS)}")
@@ -699,7 +726,10 @@ def main(argv: list[str] | None = None) -> int:
                                "telemetry_during_efficiency_and_slash": "on"}
         results["wall_seconds"] = round(time.perf_counter() - started, 1)
         results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        (RESULTS / f"{kind}{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
+        if args.scale_sizes == SCALE_SIZES or "scale" not in args.sections:
+            (RESULTS / f"{kind}{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
+        else:
+            print(f"[{kind}] scale sizes {args.scale_sizes} are not the figure's: results not written", flush=True)
         print(table(kind, results), flush=True)
         errors = {s: n for figures in [*results["endpoints"].values(), *results.get("slash", {}).values(),
                                        *(v for v in results.get("telemetry", {}).values() if isinstance(v, dict)),
