@@ -141,6 +141,19 @@ def test_a_user_outside_the_incident_channel_is_refused_its_incident(world: Worl
     assert changed.status_code in (403, 404), changed.text
 
 
+def test_export_links_under_the_site_url_to_a_report_the_browser_session_opens(world: World, incident: dict):
+    text = reply_text(world.alice.command(incident["channel_id"], "/incident export"))
+    link = next(word for word in text.split() if word.startswith("http"))
+    path = f"/api/v0/incidents/{incident['id']}/report.md"
+    assert link.endswith(f"/plugins/{PLUGIN_ID}{path}"), text
+    report = world.alice.plugin(PLUGIN_ID, "GET", path)
+    assert report.status_code == 200 and report.headers["Content-Type"] == "text/markdown; charset=utf-8"
+    assert report.text.startswith("# Incident report: Database is down\n")
+    assert world.carol.plugin(PLUGIN_ID, "GET", path).status_code == 404
+    stats = reply_text(world.alice.command(incident["channel_id"], "/incident stats"))
+    assert stats.startswith("Incidents in this team in the last 90 days: ") and "active now" in stats
+
+
 def test_a_request_without_a_mattermost_session_is_refused(world: World):
     from tests.e2e.mattermost import Client
 
