@@ -18,6 +18,7 @@ from plugin.command.parser import (
     Note,
     Remind,
     Restart,
+    Severity,
     Stage,
     Stats,
     Start,
@@ -30,7 +31,7 @@ from plugin.command.parser import (
 )
 
 COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Commander, Add, Announce, Update, Remind, List, Info,
-                 Timeline, Note)
+                 Timeline, Note, Severity)
 
 
 @pytest.mark.parametrize("text, expected", [
