@@ -46,6 +46,7 @@ class ReportRepository(Protocol):
     def history(self, incident_id: str, event_types: tuple[str, ...]) -> list[TimelineEntry]: ...
     def counts(self, scope: StatsScope) -> tuple[int, int, int]: ...
     def weeks(self, scope: StatsScope, first_week: int) -> dict[int, tuple[int, int]]: ...
+    def severities(self, scope: StatsScope) -> dict[str, int]: ...
     def ended_lives(self, scope: StatsScope) -> list[EndedLife]: ...
 
 
@@ -180,7 +181,7 @@ class ReportService:
         end = now if incident.is_active else incident.end_at
         return Report(
             name=incident.name, description=incident.description, is_active=incident.is_active,
-            severity=str(getattr(incident, "severity", "") or ""), commander=name(incident.commander_user_id),
+            severity=incident.severity, commander=name(incident.commander_user_id),
             create_at=incident.create_at, end_at=incident.end_at, duration_ms=max(0, end - incident.create_at),
             stages=stages, timeline=[Line(entry.event_at, entry.summary) for entry in shown],
             status_updates=[Line(update.create_at, update.message, name(update.user_id))
@@ -201,7 +202,7 @@ class ReportService:
             started, ended, active = uow.reports.counts(scope)
             weeks = uow.reports.weeks(scope, first)
             lives = uow.reports.ended_lives(scope)
-            severities = self._severity_counts(uow, scope, started)
+            severities = self._severity_counts(uow, scope)
         to_end = [life.life.end_at - life.life.create_at for life in lives]
         return Stats(
             team_id=query.team_id, from_ms=start, to_ms=to, started=started, ended=ended, active=active,
@@ -210,9 +211,15 @@ class ReportService:
             weeks=[WeekStats(first + n * WEEK_MS, *weeks.get(n, (0, 0)))
                    for n in range((to - first) // WEEK_MS + 1)])
 
-    def _severity_counts(self, uow: ReadingUnitOfWork, scope: StatsScope, started: int) -> list[SeverityCount]:
-        """Incidents started in the window by severity: the levels in order, then removed ones, then none ("")."""
-        return [SeverityCount("", started)] if started else []
+    def _severity_counts(self, uow: ReadingUnitOfWork, scope: StatsScope) -> list[SeverityCount]:
+        """Incidents started in the window by severity: every level in force in order (zeros included), then
+        levels since removed that some incident holds (by name), then none ("") when some incident has none."""
+        counts = uow.reports.severities(scope)
+        levels = self.incidents.severity_levels().names
+        removed = sorted(level for level in counts if level and level not in levels)
+        return ([SeverityCount(level, counts.get(level, 0)) for level in levels]
+                + [SeverityCount(level, counts[level]) for level in removed]
+                + ([SeverityCount("", counts[""])] if counts.get("") else []))
 
     def _stage_stats(self, lives: Sequence[EndedLife]) -> list[StageStats]:
         """Per stage title (ordered by the earliest position it holds, then by title): how many entered it, their median time."""

@@ -569,7 +569,7 @@ class StatsSchema(Schema):
                                  "(nearest rank; null when none ended)."})
     stages = fields.List(fields.Nested(StageStatsSchema))
     severity = fields.List(fields.Nested(SeverityCountSchema), metadata={
-        "description": "Incidents started in the window per severity: the levels in order, then levels no "
-                       "longer configured, then \"\" for none."})
+        "description": "Incidents started in the window per severity: every configured level in order (zeros "
+                       "included), then levels no longer configured that incidents hold, then \"\" for none."})
     weeks = fields.List(fields.Nested(WeekStatsSchema), metadata={
         "description": "Every week that overlaps the window, oldest first."})

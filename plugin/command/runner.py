@@ -358,7 +358,7 @@ class CommandRunner:
             if stage.p50_ms is not None:
                 lines.append(f"* Stage **{stage.name}**: {describe_duration(stage.p50_ms)} (median of "
                              f"{stage.count}).")
-        levels = [f"{entry.severity or 'none'} {entry.count}" for entry in stats.severity]
+        levels = [f"{entry.severity or 'none'} {entry.count}" for entry in stats.severity if entry.count]
         if levels:
             lines.append(f"* By severity: {', '.join(levels)}.")
         return reply("\n".join(lines))

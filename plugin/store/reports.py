@@ -80,6 +80,12 @@ class SqlReportRepository:
             found.setdefault(int(row.week), [0, 0])[int(row.kind)] += int(row.n)
         return {week: (counts[0], counts[1]) for week, counts in found.items()}
 
+    def severities(self, scope: StatsScope) -> dict[str, int]:
+        """{severity: how many} of the incidents started in the window ("" for none), counted in SQL."""
+        rows = self._connection().execute(sa.select(I.severity, sa.func.count().label("n"))
+                                          .where(*_started(scope)).group_by(I.severity))
+        return {row.severity: int(row.n) for row in rows}
+
     def ended_lives(self, scope: StatsScope) -> list[EndedLife]:
         """The incidents that ended in the window, with their stage histories (deleted entries too): two statements."""
         connection = self._connection()

@@ -42,14 +42,15 @@ def act(client, clock: Clock, minutes: int, user: str, method: str, path: str, *
 
 @pytest.fixture
 def lived(client, components, clock) -> dict:
-    """db is down: created by alice at 09:00, a whole life until bob ends it at 11:00."""
+    """db is down: created by alice at 09:00 at sev2, a whole life until bob ends it at 11:00."""
     incident = start(client, name="db | is *down*", description="primary out of disk\n# not a heading",
-                     checklists=TWO_STAGES)
+                     checklists=TWO_STAGES, severity="sev2")
     base = f"/api/v0/incidents/{incident['id']}"
     components.host.add_channel_member(incident["channel_id"], BOB)
     act(client, clock, 10, ALICE, "put", f"{base}/checklists/0/items/0/state", json={"new_state": "closed"})
     act(client, clock, 20, ALICE, "post", f"{base}/status-updates", json={"message": "rolled back\nerrors dropping"})
     act(client, clock, 30, ALICE, "patch", base, json={"active_stage": 1})
+    act(client, clock, 35, ALICE, "patch", base, json={"severity": "sev1"})
     act(client, clock, 40, ALICE, "post", f"{base}/commander", json={"commander_id": BOB})
     act(client, clock, 45, ALICE, "put", f"{base}/checklists/1/items/0/assignee", json={"assignee_id": BOB})
     act(client, clock, 50, BOB, "put", f"{base}/checklists/1/items/0/state", json={"new_state": "closed"})
@@ -73,7 +74,7 @@ def test_the_report_of_a_whole_life_tells_each_section(client, lived):
     assert found[""] == "\n".join([
         "# Incident report: db \\| is \\*down\\*", "",
         "- **Status:** ended",
-        "- **Severity:** none",
+        "- **Severity:** sev1",
         "- **Commander:** @bob\\_the\\_builder",
         "- **Started:** 2026-11-02 09:00 UTC",
         "- **Ended:** 2026-11-02 11:00 UTC",
@@ -87,6 +88,7 @@ def test_the_report_of_a_whole_life_tells_each_section(client, lived):
         '| 2026-11-02 09:10 UTC | @alice closed the task "Page the on-call" in stage "Triage". |',
         "| 2026-11-02 09:20 UTC | @alice posted a status update: rolled back |",
         '| 2026-11-02 09:30 UTC | @alice changed the stage from "Triage" to "Resolve". |',
+        "| 2026-11-02 09:35 UTC | @alice changed the severity from sev2 to sev1. |",
         "| 2026-11-02 09:40 UTC | @alice changed the commander from @alice to @bob\\_the\\_builder. |",
         '| 2026-11-02 09:45 UTC | @alice assigned the task "Roll back" to @bob\\_the\\_builder. |',
         '| 2026-11-02 09:50 UTC | @bob\\_the\\_builder closed the task "Roll back" in stage "Resolve". |',

@@ -29,10 +29,10 @@ def clock(components, monkeypatch) -> Clock:
 class Life:
     """Drives one incident through the API at the times the test gives."""
 
-    def __init__(self, client, clock: Clock, at: int, *, public: bool = True, team: str = TEAM, name: str = "x"):
+    def __init__(self, client, clock: Clock, at: int, *, public: bool = True, team: str = TEAM, severity: str = ""):
         self.client, self.clock = client, clock
         clock.now = at
-        self.incident = start(client, name=name, team_id=team, checklists=TWO_STAGES, public=public)
+        self.incident = start(client, team_id=team, checklists=TWO_STAGES, public=public, severity=severity)
         self.base = f"/api/v0/incidents/{self.incident['id']}"
 
     def at(self, when: int, method: str, suffix: str = "", **body) -> "Life":
@@ -53,32 +53,38 @@ class Life:
 
 @pytest.fixture
 def incidents(client, clock) -> dict[str, Life]:
-    """The hand-computed set (times from MONDAY; the window is FROM..TO):
+    """The hand-computed set (times from MONDAY; the window is FROM..TO), severities in brackets:
 
     A  started before the window (day 1), Resolve at +2h, ended day 3: ended in it; 2d to end (2h, 46h)
-    B  day 3, Resolve at +1h, ended at +5h (1h, 4h)
-    C  day 8, ended at +3h in Triage (3h, never Resolve)
-    D  day 9, Resolve at +1h, still active
-    E  day 10, private to alice, ended at +10h in Triage (10h)
-    F  day 15, ended on day 23, after the window: started in it, ended outside it
+    B  day 3, Resolve at +1h, ended at +5h (1h, 4h) [sev2]
+    C  day 8, ended at +3h in Triage (3h, never Resolve) [sev1]
+    D  day 9, Resolve at +1h, still active [sev2]
+    E  day 10, private to alice, ended at +10h in Triage (10h) [sev3]
+    F  day 15, ended on day 23, after the window: started in it, ended outside it [legacy, a level since removed]
     G  day 25, after the window, active: not counted anywhere
     H  another team's, in the window: not counted
     I  day 16, ended at +1h, restarted at +2h, ended at +4h: 4h to end, 3h in Triage
     """
+    assert set_levels(client, "sev1,sev2,sev3,sev4,legacy").status_code == 200
     lives = {
         "A": Life(client, clock, MONDAY + DAY).stage(MONDAY + DAY + 2 * HOUR, 1).end(MONDAY + 3 * DAY),
-        "B": Life(client, clock, MONDAY + 3 * DAY).stage(MONDAY + 3 * DAY + HOUR, 1).end(MONDAY + 3 * DAY + 5 * HOUR),
-        "C": Life(client, clock, MONDAY + 8 * DAY).end(MONDAY + 8 * DAY + 3 * HOUR),
-        "D": Life(client, clock, MONDAY + 9 * DAY).stage(MONDAY + 9 * DAY + HOUR, 1),
-        "E": Life(client, clock, MONDAY + 10 * DAY, public=False).end(MONDAY + 10 * DAY + 10 * HOUR),
-        "F": Life(client, clock, MONDAY + 15 * DAY).end(MONDAY + 23 * DAY),
+        "B": Life(client, clock, MONDAY + 3 * DAY, severity="sev2").stage(MONDAY + 3 * DAY + HOUR, 1).end(MONDAY + 3 * DAY + 5 * HOUR),
+        "C": Life(client, clock, MONDAY + 8 * DAY, severity="sev1").end(MONDAY + 8 * DAY + 3 * HOUR),
+        "D": Life(client, clock, MONDAY + 9 * DAY, severity="sev2").stage(MONDAY + 9 * DAY + HOUR, 1),
+        "E": Life(client, clock, MONDAY + 10 * DAY, public=False, severity="sev3").end(MONDAY + 10 * DAY + 10 * HOUR),
+        "F": Life(client, clock, MONDAY + 15 * DAY, severity="legacy").end(MONDAY + 23 * DAY),
         "G": Life(client, clock, MONDAY + 25 * DAY),
         "H": Life(client, clock, MONDAY + 10 * DAY, team=OTHER_TEAM).end(MONDAY + 10 * DAY + HOUR),
         "I": Life(client, clock, MONDAY + 16 * DAY).end(MONDAY + 16 * DAY + HOUR)
         .restart(MONDAY + 16 * DAY + 2 * HOUR).end(MONDAY + 16 * DAY + 4 * HOUR),
     }
+    assert set_levels(client, "sev1,sev2,sev3,sev4").status_code == 200
     clock.now = MONDAY + 30 * DAY
     return lives
+
+
+def set_levels(client, levels: str):
+    return client.put("/api/v0/settings", json={"SeverityLevels": levels}, headers=as_user(ADMIN))
 
 
 def stats(client, user: str = ALICE, query: str = f"team_id={TEAM}&from={FROM}&to={TO}"):
@@ -100,7 +106,10 @@ def test_stats_count_the_hand_computed_set_exactly(client, incidents):
         # Triage: 1h 2h 3h 3h 10h; Resolve: 4h 46h (entered by A and B only).
         "stages": [{"name": "Triage", "p50_ms": 3 * HOUR, "count": 5},
                    {"name": "Resolve", "p50_ms": 4 * HOUR, "count": 2}],
-        "severity": [{"severity": "", "count": 6}],
+        # The levels in force in order (sev4 with none), then the removed one, then none (I).
+        "severity": [{"severity": "sev1", "count": 1}, {"severity": "sev2", "count": 2},
+                     {"severity": "sev3", "count": 1}, {"severity": "sev4", "count": 0},
+                     {"severity": "legacy", "count": 1}, {"severity": "", "count": 1}],
         "weeks": weeks((1, 2), (3, 2), (2, 1), (0, 0)),
     }
 
@@ -111,6 +120,7 @@ def test_stats_leave_out_private_incidents_of_channels_the_caller_is_not_in(clie
     assert seen["time_to_end_ms"] == {"p50": 4 * HOUR, "p90": 48 * HOUR}  # 3h 4h 5h 48h
     assert seen["stages"][0] == {"name": "Triage", "p50_ms": 2 * HOUR, "count": 4}  # 1h 2h 3h 3h
     assert seen["weeks"] == weeks((1, 2), (2, 1), (2, 1), (0, 0))
+    assert [level["count"] for level in seen["severity"]] == [1, 2, 0, 0, 1, 1]  # no sev3: E is private
     assert stats(client, ADMIN) == stats(client, ALICE)
 
 
@@ -135,7 +145,8 @@ def test_the_window_defaults_to_the_ninety_days_before_now(client, incidents, cl
 def test_a_team_without_incidents_gets_zeros_and_nulls(client, clock):
     assert stats(client) == {
         "team_id": TEAM, "from": FROM, "to": TO, "started": 0, "ended": 0, "active": 0,
-        "time_to_end_ms": {"p50": None, "p90": None}, "stages": [], "severity": [],
+        "time_to_end_ms": {"p50": None, "p90": None}, "stages": [],
+        "severity": [{"severity": level, "count": 0} for level in ("sev1", "sev2", "sev3", "sev4")],
         "weeks": weeks((0, 0), (0, 0), (0, 0), (0, 0)),
     }
 

@@ -326,7 +326,7 @@ def test_export_outside_an_incident_channel_says_where_to_run_it(local_backend):
 
 
 def test_stats_reply_with_the_teams_figures_without_private_incidents_of_other_channels(local_backend):
-    run(local_backend, "start first", user=ALICE)
+    run(local_backend, "start first --severity sev2", user=ALICE)
     run(local_backend, "start second", user=ALICE)
     room = local_backend.components.host.find_channel_by_name(TEAM, "second")
     run(local_backend, "end", channel=room)
@@ -334,6 +334,7 @@ def test_stats_reply_with_the_teams_figures_without_private_incidents_of_other_c
     assert reply["response_type"] == "ephemeral"
     assert reply["text"].startswith("Incidents in this team in the last 90 days: 2 started, 1 ended; 1 active now.")
     assert "* Time to end: " in reply["text"] and "* Stage **Checklist**: " in reply["text"]
+    assert reply["text"].endswith("\n* By severity: sev2 1, none 1.")
     # bob is in neither private channel: he sees no incident at all.
     assert run(local_backend, "stats", user=BOB)["text"] == (
         "Incidents in this team in the last 90 days: 0 started, 0 ended; 0 active now.")
