@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from plugin.figures import describe_duration
@@ -106,8 +106,19 @@ class Report:
     timeline: Sequence[Line] = ()
     status_updates: Sequence[Line] = ()
     tasks: Sequence[TaskLine] = ()
-    retrospective: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    retrospective: Retrospective | None = None
+
+
+@dataclass(frozen=True)
+class Retrospective:
+    """The retrospective as the report shows it: its text and who last wrote it when, or that the reader may
+    not read it (``hidden``: only the incident channel's members and admins may)."""
+
+    text: str = ""
+    written_by: str = ""
+    written_at: int = 0
+    published_at: int = 0
+    hidden: bool = False
 
 
 _STATES = {"open": "open", "in_progress": "in progress", "closed": "done"}
@@ -158,8 +169,14 @@ def render(report: Report) -> str:
     else:
         out.append("This incident has no tasks.")
     out += ["", "## Retrospective", ""]
-    if report.retrospective is not None and report.retrospective.strip():
-        out.append(block(report.retrospective))
+    retrospective = report.retrospective
+    if retrospective is not None and retrospective.hidden:
+        out.append("Only the members of the incident channel may read the retrospective.")
+    elif retrospective is not None and retrospective.written_at and retrospective.text.strip():
+        published = (f"published {when(retrospective.published_at)}" if retrospective.published_at
+                     else "not published")
+        out += [f"Last written by {inline(retrospective.written_by)}, {when(retrospective.written_at)}; "
+                f"{published}.", "", block(retrospective.text)]
     else:
         out.append("No retrospective has been written.")
     return "\n".join(out) + "\n"

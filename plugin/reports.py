@@ -30,8 +30,15 @@ from plugin.figures import (
 )
 from plugin.errors import BadInput, NotFound
 from plugin.markdown import Line, Report, StageTime, TaskLine, render
-from plugin.model import Incident, ItemState, StatusUpdate, TimelineEntry
-from plugin.service import IncidentRepository, IncidentService, StatusUpdateRepository, TimelineRepository
+from plugin.markdown import Retrospective as RetrospectiveText
+from plugin.model import Incident, ItemState, Retrospective, StatusUpdate, TimelineEntry
+from plugin.service import (
+    IncidentRepository,
+    IncidentService,
+    RetrospectiveRepository,
+    StatusUpdateRepository,
+    TimelineRepository,
+)
 
 DAY_MS = 24 * 3600 * 1000
 DEFAULT_WINDOW_DAYS = 90
@@ -56,6 +63,7 @@ class ReadingUnitOfWork(AbstractContextManager, Protocol):
     incidents: IncidentRepository
     timeline: TimelineRepository
     status_updates: StatusUpdateRepository
+    retrospectives: RetrospectiveRepository
     reports: ReportRepository
 
 
@@ -150,14 +158,14 @@ class ReportService:
             shown = uow.timeline.list(incident.id)
             happened = uow.reports.history(incident.id, (*HISTORY_TYPES, "task_state_changed"))
             _, updates = uow.status_updates.list(incident.id, 0, REPORT_STATUS_UPDATES)
-        return render(self._report(incident, shown, happened, updates, self._retrospective(incident)))
-
-    def _retrospective(self, incident: Incident) -> str | None:
-        """The incident's retrospective text, when it has one."""
-        return getattr(incident, "retrospective", None)
+            retrospective = uow.retrospectives.get(incident.id)
+        # The retrospective is read by those who may change the incident (as GET .../retrospective):
+        # a team member viewing a public incident gets the rest of the report without it.
+        readable = self.incidents.can_edit(user_id, incident)
+        return render(self._report(incident, shown, happened, updates, retrospective, readable))
 
     def _report(self, incident: Incident, shown: Sequence[TimelineEntry], happened: Sequence[TimelineEntry],
-                updates: Sequence[StatusUpdate], retrospective: str | None) -> Report:
+                updates: Sequence[StatusUpdate], retrospective: Retrospective | None, readable: bool) -> Report:
         now = self.clock()
         life = Life(incident.create_at, incident.end_at, incident.is_active, len(incident.checklists),
                     tuple(Mark(e.event_type, e.event_at, e.details) for e in happened if e.event_type in HISTORY_TYPES))
@@ -186,7 +194,19 @@ class ReportService:
             stages=stages, timeline=[Line(entry.event_at, entry.summary) for entry in shown],
             status_updates=[Line(update.create_at, update.message, name(update.user_id))
                             for update in sorted(updates, key=lambda u: (u.create_at, u.id))],
-            tasks=tasks, retrospective=retrospective)
+            tasks=tasks, retrospective=self._retrospective_text(incident, retrospective, readable, name))
+
+    @staticmethod
+    def _retrospective_text(incident: Incident, retrospective: Retrospective | None, readable: bool,
+                            name: Callable[[str], str]) -> RetrospectiveText:
+        """The retrospective for the report: hidden from those who may not read it; empty until someone wrote it
+        (a playbook's template alone is not a retrospective)."""
+        if not readable:
+            return RetrospectiveText(hidden=True)
+        if retrospective is None or not retrospective.update_at:
+            return RetrospectiveText()
+        return RetrospectiveText(retrospective.text, name(retrospective.updated_by), retrospective.update_at,
+                                 incident.retrospective_published_at)
 
     # ----- statistics ---------------------------------------------------------------------
     def stats(self, user_id: str, query: StatsQuery) -> Stats:

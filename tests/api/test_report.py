@@ -42,7 +42,8 @@ def act(client, clock: Clock, minutes: int, user: str, method: str, path: str, *
 
 @pytest.fixture
 def lived(client, components, clock) -> dict:
-    """db is down: created by alice at 09:00 at sev2, a whole life until bob ends it at 11:00."""
+    """db is down: created by alice at 09:00 at sev2, a whole life until bob ends it at 11:00; bob writes the
+    retrospective at 11:10 and alice publishes it at 11:20."""
     incident = start(client, name="db | is *down*", description="primary out of disk\n# not a heading",
                      checklists=TWO_STAGES, severity="sev2")
     base = f"/api/v0/incidents/{incident['id']}"
@@ -56,6 +57,8 @@ def lived(client, components, clock) -> dict:
     act(client, clock, 50, BOB, "put", f"{base}/checklists/1/items/0/state", json={"new_state": "closed"})
     act(client, clock, 55, BOB, "post", f"{base}/status-updates", json={"message": "- fixed | for now"})
     act(client, clock, 120, BOB, "put", f"{base}/end")
+    act(client, clock, 130, BOB, "put", f"{base}/retrospective", json={"text": "## What went well\n- paging | fast"})
+    act(client, clock, 140, ALICE, "post", f"{base}/retrospective/publish")
     clock.now = T0 + 600 * MIN
     return incident
 
@@ -93,7 +96,8 @@ def test_the_report_of_a_whole_life_tells_each_section(client, lived):
         '| 2026-11-02 09:45 UTC | @alice assigned the task "Roll back" to @bob\\_the\\_builder. |',
         '| 2026-11-02 09:50 UTC | @bob\\_the\\_builder closed the task "Roll back" in stage "Resolve". |',
         "| 2026-11-02 09:55 UTC | @bob\\_the\\_builder posted a status update: - fixed \\| for now |",
-        "| 2026-11-02 11:00 UTC | @bob\\_the\\_builder ended the incident. |"])
+        "| 2026-11-02 11:00 UTC | @bob\\_the\\_builder ended the incident. |",
+        "| 2026-11-02 11:20 UTC | @alice published the retrospective. |"])
     assert found["Status updates"] == "\n".join([
         "**2026-11-02 09:20 UTC, @alice:**", "", "rolled back\\", "errors dropping", "",
         "**2026-11-02 09:55 UTC, @bob\\_the\\_builder:**", "", "\\- fixed \\| for now"])
@@ -102,7 +106,21 @@ def test_the_report_of_a_whole_life_tells_each_section(client, lived):
         "| Triage | Page the on-call | done | — | @alice |",
         "| Triage | Open a status page | open | — | — |",
         "| Resolve | Roll back | done | @bob\\_the\\_builder | @bob\\_the\\_builder |"])
-    assert found["Retrospective"] == "No retrospective has been written."
+    assert found["Retrospective"] == "\n".join([
+        "Last written by @bob\\_the\\_builder, 2026-11-02 11:10 UTC; published 2026-11-02 11:20 UTC.", "",
+        "\\#\\# What went well\\", "\\- paging \\| fast"])
+
+
+def test_a_team_member_outside_the_channel_gets_a_public_incidents_report_without_its_retrospective(
+        client, clock):
+    incident = start(client, public=True, checklists=TWO_STAGES)
+    base = f"/api/v0/incidents/{incident['id']}"
+    act(client, clock, 10, ALICE, "put", f"{base}/end")
+    act(client, clock, 20, ALICE, "put", f"{base}/retrospective", json={"text": "only for the channel"})
+    carol = report(client, incident, CAROL).get_data(as_text=True)
+    assert sections(carol)["Retrospective"] == "Only the members of the incident channel may read the retrospective."
+    assert "only for the channel" not in carol
+    assert "only for the channel" in sections(report(client, incident, ADMIN).get_data(as_text=True))["Retrospective"]
 
 
 def test_an_entry_deleted_from_the_timeline_leaves_the_report_but_its_stage_time_stays(client, lived):

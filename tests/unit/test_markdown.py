@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from markdown_it import MarkdownIt
 
-from plugin.markdown import Line, Report, StageTime, TaskLine, block, inline, render
+from plugin.markdown import Line, Report, Retrospective, StageTime, TaskLine, block, inline, render
 
 HOSTILE = ("# Heading\n## also | a | b |\n|---|---|\n> quote\n- item\n1. first\n2) second\n===\n---\n"
            "    indented code\n```\nfence\n<script>alert(1)</script> [link](http://x) ![img](y) *em* _u_ "
@@ -45,7 +45,8 @@ def _report(text: str) -> Report:
         name=text, description=text, is_active=False, severity=text, commander=text, create_at=0,
         end_at=3_600_000, duration_ms=3_600_000, stages=[StageTime(text, 60_000), StageTime("Resolve", None)],
         timeline=[Line(0, text), Line(60_000, text)], status_updates=[Line(0, text, who=text)],
-        tasks=[TaskLine(text, text, "closed", text, text)], retrospective=text)
+        tasks=[TaskLine(text, text, "closed", text, text)],
+        retrospective=Retrospective(text, written_by=text, written_at=60_000, published_at=120_000))
 
 
 def test_the_reports_headings_and_table_shapes_are_its_own_however_hostile_the_text():
@@ -84,3 +85,15 @@ def test_a_report_says_so_when_a_section_is_empty():
                   "No retrospective has been written."):
         assert words in text
     assert "## Description" not in text
+
+
+def test_the_retrospective_section_says_who_wrote_it_or_why_it_is_not_shown():
+    def section(retrospective: Retrospective | None) -> str:
+        return render(Report(name="x", description="", is_active=False, severity="", commander="@a", create_at=0,
+                             end_at=0, duration_ms=0, retrospective=retrospective)).split("## Retrospective\n\n")[1]
+    assert section(Retrospective("We *learnt*\n# this", "@bob", 60_000)) == (
+        "Last written by @bob, 1970-01-01 00:01 UTC; not published.\n\nWe \\*learnt\\*\\\n\\# this\n")
+    assert section(Retrospective("Done.", "@bob", 60_000, 120_000)).startswith(
+        "Last written by @bob, 1970-01-01 00:01 UTC; published 1970-01-01 00:02 UTC.")
+    assert section(Retrospective(hidden=True)) == "Only the members of the incident channel may read the retrospective.\n"
+    assert section(None) == section(Retrospective()) == "No retrospective has been written.\n"
