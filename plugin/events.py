@@ -101,5 +101,14 @@ class ReminderDue:
     due_at: int | None
 
 
-TelemetryEvent = IncidentEvent | TaskEvent | PlaybookEvent
+@dataclass(frozen=True)
+class WebhookEvent:
+    """A webhook was created or deleted, or a day's deliveries were counted: telemetry only (ids and counts)."""
+
+    action: str
+    user_id: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+TelemetryEvent = IncidentEvent | TaskEvent | PlaybookEvent | WebhookEvent
 Event = TelemetryEvent | Announcement | StatusUpdated | ReminderDue
