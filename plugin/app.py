@@ -85,7 +85,8 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     and its reminder scanner unless ``scan_reminders`` is false (the same) or the
     settings' scan interval is 0. ``telemetry_options`` tunes the dispatcher (poll interval, backoff) for tests.
     The webhook sender starts when a webhook exists or is created, unless ``send_webhooks`` is false;
-    ``webhook_options`` tunes it (and ``resolve``, the host name resolver of webhooks) for tests.
+    ``webhook_options`` tunes it for tests (with ``resolve``, the host name resolver of webhooks, and
+    ``transport``, the HTTP transport under the counting one).
     """
     live = LiveSettings(settings)
     db = Database(settings.database_url)
@@ -123,7 +124,8 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     resolve = options.pop("resolve", system_resolver)
     queue = DeliveryQueue(db)
     active_telemetry = telemetry
-    sender = WebhookSender(queue, lambda: live.current, transport=egress.transport("webhook"), resolve=resolve,
+    sender = WebhookSender(queue, lambda: live.current, transport=egress.transport("webhook", options.pop(
+                               "transport", None)), resolve=resolve,
                            daily_row=lambda counts: active_telemetry.row(deliveries_counted(counts)),
                            refresh=settings_admin.refresh, **options)
     # A change that wrote deliveries wakes this process's sender (starting it when it is not running).

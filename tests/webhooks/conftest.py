@@ -21,9 +21,8 @@ PUBLIC = "93.184.215.14"
 
 def fast(settings: Settings, **values: Any) -> Settings:
     """Settings with short webhook delays, loopback allowed, and these other values."""
-    return dataclasses.replace(settings.replace(WebhookAllowPrivateAddresses=True, WebhookHttpHosts="127.0.0.1",
-                                                **values),
-                               webhook_backoff_seconds=0.05, webhook_lease_seconds=2.0)
+    values = {"WebhookAllowPrivateAddresses": True, "WebhookHttpHosts": "127.0.0.1", **values}
+    return dataclasses.replace(settings.replace(**values), webhook_backoff_seconds=0.05, webhook_lease_seconds=2.0)
 
 
 class Names:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from collections import deque
@@ -38,20 +39,22 @@ class Received:
 class Receiver:
     """Answers POSTs with 200, or with scripted statuses; can be down, or slow; de-duplicates by delivery id."""
 
-    def __init__(self, secret: str = "") -> None:
+    def __init__(self, secret: str = "", tls: ssl.SSLContext | None = None) -> None:
         self.secret = secret
+        self.tls = tls
         self.port = 0
         self.requests: list[Received] = []
         self.processed: dict[str, dict[str, Any]] = {}  # delivery id -> body, processed once
         self.script: deque[tuple[int, dict[str, str]]] = deque()
         self.delay = 0.0
+        self.arrivals = 0  # requests whose body was read, answered or not yet
         self._verify = documented_verify()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
     def url(self, path: str = "/hook") -> str:
         """The receiver's URL (the same across stop/start)."""
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
     def start(self) -> "Receiver":
         """Listen (on a fresh port the first time, on the same port after a stop)."""
@@ -60,6 +63,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    receiver.arrivals += 1
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 headers = dict(self.headers.items())
@@ -84,6 +89,8 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
