@@ -321,10 +321,10 @@ class DeliveryQueue:
         with self.db.write_engine.begin() as connection:
             claimed = connection.execute(insert.on_conflict_do_update(
                 index_elements=["key"], set_={"value": insert.excluded.value},
-                where=plugin_kv.c.value < insert.excluded.value)).rowcount
+                where=plugin_kv.c.value < insert.excluded.value).returning(plugin_kv.c.key)).first() is not None
             if claimed and row is not None:
                 insert_event(connection, row)
-        return bool(claimed)
+        return claimed
 
     def prune(self, before: int) -> int:
         """Delete deliveries finished before this time, with their attempts; return how many."""

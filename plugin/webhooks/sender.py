@@ -131,12 +131,16 @@ class WebhookSender(background.BackgroundThread):
         if self.clock() < self._next_chores:
             return
         self._next_chores = self.clock() + 60.0
-        now = self._now_ms()
-        today = now // DAY_MS
-        if self.daily_row is not None:
-            counts = self.queue.counts((today - 1) * DAY_MS, today * DAY_MS)
-            self.queue.report_day(today - 1, self.daily_row(counts))
-        self.queue.prune(now - KEEP_FINISHED_MS)
+        self.report_previous_day()
+        self.queue.prune(self._now_ms() - KEEP_FINISHED_MS)
+
+    def report_previous_day(self) -> bool:
+        """Record the previous UTC day's delivery counts in telemetry, unless some process did; True if this one did."""
+        if self.daily_row is None:
+            return False
+        today = self._now_ms() // DAY_MS
+        counts = self.queue.counts((today - 1) * DAY_MS, today * DAY_MS)
+        return self.queue.report_day(today - 1, self.daily_row(counts))
 
     # ----- one attempt ----------------------------------------------------------------
     def _deliver(self, delivery: Claimed) -> None:

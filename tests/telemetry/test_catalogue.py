@@ -138,4 +138,5 @@ def test_source_file_of_each_event_exists_and_records_it(name):
     event = EVENTS[name]
     path = ROOT / event.source_file
     text = path.read_text(encoding="utf-8")
-    assert {"incident": "IncidentEvent(", "tasks": "TaskEvent(", "playbook": "PlaybookEvent("}[name] in text
+    assert {"incident": "IncidentEvent(", "tasks": "TaskEvent(", "playbook": "PlaybookEvent(",
+            "webhook": "WebhookEvent("}[name] in text
