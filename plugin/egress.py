@@ -54,8 +54,8 @@ class EgressRecorder:
                 row["last_error"], row["last_error_at"] = error[:300], now
         self._flusher.start()
 
-    def flush(self) -> None:
-        """Add the counts kept so far to the database (they are kept for the next flush if that fails)."""
+    def flush(self) -> int:
+        """Add the counts kept so far to the database (kept for the next flush if that fails); return how many rows."""
         with self._lock:
             counts, self._counts = self._counts, {}
         try:
@@ -65,6 +65,7 @@ class EgressRecorder:
                 for key, row in counts.items():
                     self._merge(key, row)
             raise
+        return len(counts)
 
     def _merge(self, key: tuple[int, str, str], row: dict[str, Any]) -> None:
         mine = self._counts.setdefault(key, dict(row, requests=0, failures=0, last_error_at=0))
@@ -90,7 +91,11 @@ class EgressRecorder:
 
 
 class _Flusher(background.BackgroundThread):
-    """Flushes a recorder every few seconds, and once more when stopped."""
+    """Flushes a recorder every few seconds, and once more when stopped.
+
+    A flush with nothing to add ends the thread: a process that sends nothing keeps
+    no thread for it, and the next request counted starts one again.
+    """
 
     def __init__(self, recorder: EgressRecorder, interval: float):
         super().__init__("egress-flusher")
@@ -101,10 +106,11 @@ class _Flusher(background.BackgroundThread):
         while True:
             self._wake.wait(self.interval)
             try:
-                self.recorder.flush()
+                flushed = self.recorder.flush()
             except Exception as exc:  # noqa: BLE001 - kept for the next flush
                 log.warning("egress: could not save the counts of outgoing requests (%s)", type(exc).__name__)
-            if self._stopping.is_set():
+                flushed = 1
+            if self._stopping.is_set() or not flushed:
                 return
 
 

@@ -85,9 +85,6 @@ class WebhookSender(background.BackgroundThread):
     # ----- the loop -------------------------------------------------------------------
     def _run(self) -> None:
         pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="webhook-post")
-        lease = self.settings().webhook_lease_seconds
-        self._client = httpx.Client(transport=self._transport, trust_env=False, follow_redirects=False,
-                                    timeout=httpx.Timeout(min(10.0, lease / 3), connect=min(5.0, lease / 4)))
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
@@ -101,7 +98,16 @@ class WebhookSender(background.BackgroundThread):
             # Posts under way get a moment to finish; one cut short is sent again once its lease ends.
             concurrent.futures.wait(list(self._inflight), timeout=2.0)
             pool.shutdown(wait=False, cancel_futures=True)
-            self._client.close()
+            if self._client is not None:
+                self._client.close()
+
+    def _http(self) -> httpx.Client:
+        """The HTTP client: no proxy from the environment, no redirects, timeouts well inside the lease."""
+        if self._client is None:
+            lease = self.settings().webhook_lease_seconds
+            self._client = httpx.Client(transport=self._transport, trust_env=False, follow_redirects=False,
+                                        timeout=httpx.Timeout(min(10.0, lease / 3), connect=min(5.0, lease / 4)))
+        return self._client
 
     def cycle(self, pool: concurrent.futures.Executor) -> int:
         """Claim what this process has room for and hand it to the pool; return how many were claimed."""
@@ -200,8 +206,7 @@ class WebhookSender(background.BackgroundThread):
                    "X-Incident-Timestamp": timestamp,
                    "X-Incident-Signature": signature(delivery.secret, timestamp, content)}
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-        assert self._client is not None
-        with self._client.stream("POST", url, content=content, headers=headers, extensions=extensions) as response:
+        with self._http().stream("POST", url, content=content, headers=headers, extensions=extensions) as response:
             # The answer's body is never read: only its status counts.
             status = response.status_code
             retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
