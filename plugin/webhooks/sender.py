@@ -17,7 +17,7 @@ request extension, against which the certificate is verified) set to the URL's h
 No redirect is followed and no proxy from the environment is used.
 
 Outcomes: a 2xx delivers; a 429 or 503 waits for its Retry-After (at most
-BACKOFF_MAX) or the backoff; other 5xx, 408, timeouts, connection errors and refused
+BACKOFF_MAX) or the backoff; other 5xx, timeouts, connection errors and refused
 addresses back off exponentially with jitter; any other status is final (failed).
 A delivery still not delivered WebhookRetrySeconds after its first attempt (or its
 redelivery) fails. Once a day one process records the ``webhook``/``deliveries``
@@ -44,7 +44,7 @@ from plugin.webhooks.rules import Refused, Resolver, body, parse_url, resolve_ch
 log = logging.getLogger(__name__)
 
 BACKOFF_MAX = 3600.0
-RETRY_STATUSES = frozenset({408, 429, 503})
+RETRY_STATUSES = frozenset({429})
 USER_AGENT = "incident-response-webhooks"
 DAY_MS = 86_400_000
 # Deliveries finished this long ago are deleted with their attempts.

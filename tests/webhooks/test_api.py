@@ -1,6 +1,7 @@
 """The webhook API: admins register, list, change and delete webhooks; the secret is shown once."""
 from __future__ import annotations
 
+import itertools
 import logging
 
 import pytest
@@ -84,7 +85,9 @@ def test_star_with_other_event_types_is_stored_as_star_alone(hclient):
     assert register(hclient, URL, ["note", "*"])["events"] == ["*"]
 
 
-def test_webhook_list_pages_oldest_first(hclient):
+def test_webhook_list_pages_oldest_first(hclient, happ):
+    ticks = itertools.count(1_700_000_000_000)
+    happ.extensions["incident"].webhooks.clock = lambda: next(ticks)  # no two in one millisecond
     ids = [register(hclient, URL)["id"] for _ in range(3)]
     first = hclient.get("/api/v0/webhooks?per_page=2", headers=as_user(ADMIN)).get_json()
     second = hclient.get("/api/v0/webhooks?per_page=2&page=1", headers=as_user(ADMIN)).get_json()

@@ -53,9 +53,9 @@ def test_attempt_posts_the_signed_body_to_the_checked_address_with_the_urls_host
     assert request.headers["X-Incident-Event"] == "note" and request.headers["X-Incident-Delivery"] == "d" * 26
 
 
-@pytest.mark.parametrize("status,expected", [(500, PENDING), (502, PENDING), (408, PENDING), (429, PENDING),
+@pytest.mark.parametrize("status,expected", [(500, PENDING), (502, PENDING), (503, PENDING), (429, PENDING), (408, FAILED),
                                              (301, FAILED), (400, FAILED), (401, FAILED), (404, FAILED)])
-def test_5xx_408_and_429_are_retried_and_other_answers_are_final(status, expected):
+def test_5xx_and_429_are_retried_and_other_answers_are_final(status, expected):
     sender, _ = _sender(lambda _request: httpx.Response(status))
     outcome = sender.attempt(_delivery())
     assert (outcome.status, outcome.response_code, outcome.error) == (expected, status, f"HTTP {status}")
