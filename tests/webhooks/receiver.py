@@ -36,6 +36,13 @@ class Received:
     at: float
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A sender that gave up waiting leaves a broken pipe behind: expected here, not worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 class Receiver:
     """Answers POSTs with 200, or with scripted statuses; can be down, or slow; de-duplicates by delivery id."""
 
@@ -87,7 +94,7 @@ class Receiver:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _QuietServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         if self.tls is not None:
             self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
