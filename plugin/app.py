@@ -132,8 +132,8 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     wake = sender.wake if send_webhooks else (lambda: None)
     uow_factory = partial(db.unit_of_work, telemetry=telemetry, local_chat=host.shares_database,
                           deliveries_written=wake)
-    service = IncidentService(uow_factory, host)
-    playbooks = PlaybookService(uow_factory, host)
+    service = IncidentService(uow_factory, host, severity_levels=lambda: live.current.severity_levels)
+    playbooks = PlaybookService(uow_factory, host, severity_levels=lambda: live.current.severity_levels)
     reminders = ReminderScanner(service.send_due_reminders, settings.reminder_scan_seconds)
     if scan_reminders:
         reminders.start()

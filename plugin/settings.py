@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugin.model import is_id, text_problem
+from plugin.model import SeverityLevels, is_id, parse_severity_levels, text_problem
 
 _log = logging.getLogger(__name__)
 
@@ -157,6 +157,10 @@ def _check_hosts(value: str) -> None:
         raise ValueError(f"not host names: {', '.join(bad)}")
 
 
+def _check_severity_levels(value: str) -> None:
+    parse_severity_levels(value)
+
+
 # Checks beyond the manifest type; a later setting adds its own here.
 VALIDATORS: dict[str, Callable[[Any], None]] = {
     "DatabaseUrl": _check_database_url,
@@ -167,6 +171,7 @@ VALIDATORS: dict[str, Callable[[Any], None]] = {
     "TelemetryOutboxMaxEvents": _check_outbox_size,
     "WebhookRetrySeconds": _check_retry_seconds,
     "WebhookHttpHosts": _check_hosts,
+    "SeverityLevels": _check_severity_levels,
 }
 
 
@@ -258,6 +263,12 @@ class Settings:
     def webhook_http_hosts(self) -> frozenset[str]:
         """Hosts webhooks may reach over plain http (lower case)."""
         return frozenset(part.lower() for part in _split_ids(self.values.get("WebhookHttpHosts") or ""))
+
+    @property
+    def severity_levels(self) -> SeverityLevels:
+        """The severity levels in force, most severe first."""
+        value = self.values.get("SeverityLevels")
+        return SeverityLevels(parse_severity_levels(value)) if value else SeverityLevels()
 
     @property
     def telemetry_off_reasons(self) -> tuple[str, ...]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from plugin.model import TIMELINE_EVENT_TYPES
 from plugin.webhooks.rules import signature
 from tests.webhooks.receiver import DOCS, documented_verify
 
@@ -28,8 +29,8 @@ def test_documented_receiver_refuses_a_changed_body_another_secret_an_old_timest
     assert not verify(SECRET, {"X-Incident-Timestamp": "soon", "X-Incident-Signature": "sha256=00"}, BODY)
 
 
-def test_docs_name_the_webhook_settings_and_headers():
+def test_docs_name_the_webhook_settings_headers_and_every_timeline_event_type():
     page = DOCS.read_text()
-    for name in ("WebhookAllowPrivateAddresses", "WebhookHttpHosts", "WebhookRetrySeconds", "X-Incident-Event",
+    for name in (*(f"`{kind}`" for kind in TIMELINE_EVENT_TYPES), "WebhookAllowPrivateAddresses", "WebhookHttpHosts", "WebhookRetrySeconds", "X-Incident-Event",
                  "X-Incident-Delivery", "X-Incident-Timestamp", "X-Incident-Signature", "GET /api/v0/egress"):
         assert name in page, name
