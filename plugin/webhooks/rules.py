@@ -102,6 +102,8 @@ def parse_url(url: str, http_hosts: frozenset[str]) -> Target:
     scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
     if scheme not in ("https", "http") or not host:
         raise Refused("The URL must start with https:// and name a host.")
+    if not host.isascii() or not all(char.isprintable() and not char.isspace() for char in host):
+        raise Refused("The URL's host must be written in ASCII: give an international name in its xn-- form.")
     if parts.username is not None or parts.password is not None:
         raise Refused("The URL must not carry a user name or password: receivers check the signature instead.")
     if parts.fragment:

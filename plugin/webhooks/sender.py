@@ -174,6 +174,8 @@ class WebhookSender(background.BackgroundThread):
             error = f"timed out ({type(exc).__name__})"
         except httpx.HTTPError as exc:
             error = f"not reached ({type(exc).__name__})"
+        except Exception as exc:  # noqa: BLE001 - recorded and retried, never a silent loop of leases
+            error = f"could not be sent ({type(exc).__name__})"
         duration = int((time.monotonic() - started) * 1000)
         now = self._now_ms()
         if not error:

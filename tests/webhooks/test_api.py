@@ -5,7 +5,9 @@ import itertools
 import logging
 
 import pytest
+import sqlalchemy as sa
 
+from plugin.store.tables import webhook_deliveries
 from tests.conftest import ADMIN, ALICE, TEAM, as_user
 from tests.webhooks.conftest import register, start_incident
 from tests.webhooks.receiver import wait_until
@@ -56,6 +58,7 @@ def test_webhooks_are_for_system_admins_only(hclient, method, path):
     ({"url": "http://hooks.example.com/x", "events": ["*"]}, "WebhookHttpHosts"),
     ({"url": "https://user:pw@hooks.example.com/x", "events": ["*"]}, "password"),
     ({"url": "https://nowhere.invalid/x", "events": ["*"]}, "could not be resolved"),
+    ({"url": "https://bücher.example/x", "events": ["*"]}, "xn--"),
     ({"url": URL, "events": ["*"], "secret": "short"}, "secret"),
     ({"url": URL, "events": ["*"], "team_id": "nope"}, "team_id"),
     ({"url": URL, "events": ["*"], "id": "a" * 26}, "id"),
@@ -145,10 +148,6 @@ def test_a_refused_change_writes_no_delivery(hclient, happ):
 
 
 def test_deleting_a_webhook_deletes_its_deliveries(hclient, happ, db):
-    import sqlalchemy as sa
-
-    from plugin.store.tables import webhook_deliveries
-
     happ.extensions["incident"].webhook_sender.stop(5)
     hook = register(hclient, URL)
     start_incident(hclient)

@@ -49,8 +49,7 @@ def test_claims_made_at_once_on_one_delivery_give_it_to_one_sender(happ, hclient
         start_incident(hclient, f"outage {number}")
     databases = [Database(database_url) for _ in range(6)]
     queues = [DeliveryQueue(db) for db in databases]
-    now = queues[0].due(2 ** 62, 100)
-    seqs = [seq for seq, _ in now]
+    seqs = [seq for seq, _ in queues[0].due(2 ** 62, 100)]
     assert len(seqs) == 8
     taken: list[list[int]] = [[] for _ in queues]
     barrier = threading.Barrier(len(queues))

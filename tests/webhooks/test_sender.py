@@ -96,3 +96,11 @@ def test_a_url_that_breaks_the_rules_at_send_time_is_retried_and_nothing_is_sent
     sender, seen = _sender(lambda _request: httpx.Response(200))
     outcome = sender.attempt(_delivery(url="http://hooks.example.com/in"))  # http, not an allowed host
     assert outcome.status == PENDING and "WebhookHttpHosts" in outcome.error and seen == []
+
+
+def test_an_unexpected_failure_while_sending_is_recorded_and_retried():
+    def broken(_request):
+        raise UnicodeEncodeError("ascii", "é", 0, 1, "no")
+
+    outcome = _sender(broken)[0].attempt(_delivery())
+    assert (outcome.status, outcome.error) == (PENDING, "could not be sent (UnicodeEncodeError)")
