@@ -1,13 +1,13 @@
 """Outgoing webhooks, their deliveries and attempts, and the record of what leaves the server.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
