@@ -15,6 +15,7 @@ from plugin import api, logs
 from plugin.chat import ChatHost
 from plugin.chat.local import LocalChatHost
 from plugin.chat.mattermost import MattermostChatHost
+from plugin.egress import EgressRecorder
 from plugin.command import views as command_views
 from plugin.playbooks import PlaybookService
 from plugin.reminders import ReminderScanner
@@ -24,7 +25,12 @@ from plugin.settings_admin import SettingsAdmin
 from plugin.settings import LiveSettings, Settings, load_settings
 from plugin.store import Database, migrate
 from plugin.telemetry import Telemetry
+from plugin.store.webhooks import DeliveryQueue
+from plugin.telemetry.dispatcher import RudderSender
 from plugin.telemetry.recorder import OutboxTelemetry
+from plugin.webhooks.rules import system_resolver
+from plugin.webhooks.sender import WebhookSender
+from plugin.webhooks.service import WebhookService, deliveries_counted
 
 access_log = logging.getLogger("plugin.access")
 log = logging.getLogger(__name__)
@@ -43,6 +49,9 @@ class Components:
     settings_admin: SettingsAdmin
     reminders: ReminderScanner
     reports: ReportService
+    webhooks: WebhookService | None = None
+    webhook_sender: WebhookSender | None = None
+    egress: EgressRecorder | None = None
 
 
 def _save_chat_diagnostics(settings_admin: SettingsAdmin, enabled: bool) -> None:
@@ -68,7 +77,8 @@ def _logged(function: Any) -> Any:
 def build_components(settings: Settings, *, host: ChatHost | None = None,
                      telemetry: Telemetry | None = None, migrate_db: bool = True,
                      telemetry_options: dict[str, Any] | None = None, send_telemetry: bool = True,
-                     scan_reminders: bool = True) -> Components:
+                     scan_reminders: bool = True, webhook_options: dict[str, Any] | None = None,
+                     send_webhooks: bool = True) -> Components:
     """Wire the store, chat host, telemetry and service for these settings.
 
     Call it after fork (each gunicorn worker does): it starts this process's
@@ -76,9 +86,14 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     (a short-lived command: its events wait in the outbox for a server to send),
     and its reminder scanner unless ``scan_reminders`` is false (the same) or the
     settings' scan interval is 0. ``telemetry_options`` tunes the dispatcher (poll interval, backoff) for tests.
+    The webhook sender starts when a webhook exists or is created, unless ``send_webhooks`` is false;
+    ``webhook_options`` tunes it for tests (with ``resolve``, the host name resolver of webhooks, and
+    ``transport``, the HTTP transport under the counting one).
     """
     live = LiveSettings(settings)
     db = Database(settings.database_url)
+    # Every outgoing request is counted for GET /api/v0/egress.
+    egress = EgressRecorder(db)
     if migrate_db:
         migrate(db)
     # Values saved through the settings API or CLI, above the config file and below
@@ -89,7 +104,7 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     if host is None and live.current.mattermost_configured:
         # URL and token are read live; switching between hosts needs a restart.
         host = MattermostChatHost(lambda: live.current.mattermost_site_url,
-                                  lambda: live.current.mattermost_bot_token)
+                                  lambda: live.current.mattermost_bot_token, transport=egress.transport("chat"))
     host = host or LocalChatHost(db, lambda: live.current.admin_user_ids,
                                  diagnostics_enabled=lambda: bool(live.current.get("ServerDiagnosticsEnabled", True)))
     settings_admin.host = host
@@ -99,30 +114,47 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
         # One worker of a server sends at a time (see plugin.telemetry.dispatcher); one
         # lock per database, in case one data directory serves several.
         turn_file = settings.data_dir / f"telemetry-{hashlib.sha256(db.url.encode()).hexdigest()[:12]}.lock"
-        telemetry = OutboxTelemetry(db, live, host,
-                                    dispatcher_options={"turn_file": turn_file, **(telemetry_options or {})},
+        counted = partial(RudderSender, transport=egress.transport("telemetry"))
+        telemetry = OutboxTelemetry(db, live, host, dispatcher_options={
+                                        "turn_file": turn_file, "sender_factory": counted, **(telemetry_options or {})},
                                     refresh=settings_admin.refresh, settings_version=lambda: settings_admin.version)
         if send_telemetry:
             telemetry.start()
     # Every use case's unit of work records through this telemetry and, on the local
     # host, writes the host's channels and posts in the change's own transaction.
-    uow_factory = partial(db.unit_of_work, telemetry=telemetry, local_chat=host.shares_database)
+    options = dict(webhook_options or {})
+    resolve = options.pop("resolve", system_resolver)
+    queue = DeliveryQueue(db)
+    active_telemetry = telemetry
+    sender = WebhookSender(queue, lambda: live.current, transport=egress.transport("webhook", options.pop(
+                               "transport", None)), resolve=resolve,
+                           daily_row=lambda counts: active_telemetry.row(deliveries_counted(counts)),
+                           refresh=settings_admin.refresh, **options)
+    # A change that wrote deliveries wakes this process's sender (starting it when it is not running).
+    wake = sender.wake if send_webhooks else (lambda: None)
+    uow_factory = partial(db.unit_of_work, telemetry=telemetry, local_chat=host.shares_database,
+                          deliveries_written=wake)
     service = IncidentService(uow_factory, host, severity_levels=lambda: live.current.severity_levels)
     playbooks = PlaybookService(uow_factory, host, severity_levels=lambda: live.current.severity_levels)
     reminders = ReminderScanner(service.send_due_reminders, settings.reminder_scan_seconds)
     if scan_reminders:
         reminders.start()
     reports = ReportService(service, uow_factory, host)
-    return Components(live, db, host, telemetry, service, playbooks, settings_admin, reminders, reports)
+    webhooks = WebhookService(uow_factory, host, lambda: live.current, resolve=resolve, wake=wake)
+    if send_webhooks and queue.has_webhooks():
+        sender.start()  # deliveries left by a process that stopped or died are sent from here too
+    return Components(live, db, host, telemetry, service, playbooks, settings_admin, reminders, reports, webhooks,
+                      sender, egress)
 
 
 def create_app(settings: Settings | None = None, *, host: ChatHost | None = None,
                telemetry: Telemetry | None = None, migrate_db: bool = True,
-               telemetry_options: dict[str, Any] | None = None) -> Flask:
+               telemetry_options: dict[str, Any] | None = None,
+               webhook_options: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app; settings default to plugin.json < config file < environment."""
     settings = settings or load_settings()
     components = build_components(settings, host=host, telemetry=telemetry, migrate_db=migrate_db,
-                                  telemetry_options=telemetry_options)
+                                  telemetry_options=telemetry_options, webhook_options=webhook_options)
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["incident"] = components

@@ -145,7 +145,8 @@ def _on_console(args: argparse.Namespace, action: Callable[[Any], None], team_id
     from plugin.command.console import DEFAULT_TEAM, Console
     from plugin.errors import DomainError
 
-    components = build_components(_settings(args), send_telemetry=False, scan_reminders=False)
+    components = build_components(_settings(args), send_telemetry=False, scan_reminders=False,
+                                  send_webhooks=False)
     try:
         action(Console(components, team_id or DEFAULT_TEAM))
     except DomainError as exc:
@@ -217,8 +218,13 @@ def _stop_background_work(_server: Any, _worker: Any) -> None:
     from plugin.reminders import stop_all as stop_reminders
     from plugin.telemetry.dispatcher import stop_all as stop_telemetry
 
+    from plugin.egress import stop_all as stop_egress
+    from plugin.webhooks.sender import stop_all as stop_webhooks
+
     stop_reminders(timeout=2.0)
+    stop_webhooks(timeout=3.0)
     stop_telemetry(timeout=5.0)
+    stop_egress(timeout=2.0)
 
 
 def cmd_telemetry_docs(args: argparse.Namespace) -> int:

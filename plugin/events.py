@@ -103,11 +103,20 @@ class ReminderDue:
 
 
 @dataclass(frozen=True)
+class WebhookEvent:
+    """A webhook was created or deleted, or a day's deliveries were counted: telemetry only (ids and counts)."""
+
+    action: str
+    user_id: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RetrospectiveSaved:
     """An incident's retrospective was written, or given its playbook's template at the start: the unit of work keeps it."""
 
     retrospective: Retrospective
 
 
-TelemetryEvent = IncidentEvent | TaskEvent | PlaybookEvent
+TelemetryEvent = IncidentEvent | TaskEvent | PlaybookEvent | WebhookEvent
 Event = TelemetryEvent | Announcement | StatusUpdated | ReminderDue | RetrospectiveSaved

@@ -146,6 +146,17 @@ def _check_outbox_size(value: int) -> None:
         raise ValueError("expected a number of events from 1 to 10000000")
 
 
+def _check_retry_seconds(value: int) -> None:
+    if not 1 <= value <= 7 * 86400:
+        raise ValueError("expected a number of seconds from 1 to 604800 (7 days)")
+
+
+def _check_hosts(value: str) -> None:
+    bad = [part for part in _split_ids(value) if not re.fullmatch(r"[A-Za-z0-9._:\[\]-]{1,255}", part)]
+    if bad:
+        raise ValueError(f"not host names: {', '.join(bad)}")
+
+
 def _check_severity_levels(value: str) -> None:
     parse_severity_levels(value)
 
@@ -158,6 +169,8 @@ VALIDATORS: dict[str, Callable[[Any], None]] = {
     "MattermostSiteUrl": _check_url,
     "RudderDataPlaneUrl": _check_url,
     "TelemetryOutboxMaxEvents": _check_outbox_size,
+    "WebhookRetrySeconds": _check_retry_seconds,
+    "WebhookHttpHosts": _check_hosts,
     "SeverityLevels": _check_severity_levels,
 }
 
@@ -192,6 +205,9 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict)
     data_dir: Path = Path("data")
     reminder_scan_seconds: float = 5.0
+    # The first pause between two attempts of a webhook delivery, and how long a sender holds one it claimed.
+    webhook_backoff_seconds: float = 5.0
+    webhook_lease_seconds: float = 60.0
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -242,6 +258,11 @@ class Settings:
     def mattermost_configured(self) -> bool:
         """Both the site URL and the bot token are set: use the Mattermost host."""
         return bool(self.mattermost_site_url and self.mattermost_bot_token)
+
+    @property
+    def webhook_http_hosts(self) -> frozenset[str]:
+        """Hosts webhooks may reach over plain http (lower case)."""
+        return frozenset(part.lower() for part in _split_ids(self.values.get("WebhookHttpHosts") or ""))
 
     @property
     def severity_levels(self) -> SeverityLevels:
@@ -342,7 +363,20 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
     if not 0 <= reminder_scan_seconds <= 3600:
         raise SettingsError(f"Environment variable {ENV_PREFIX}REMINDER_SCAN_SECONDS must be a number of seconds "
                             "from 0 (no scanning) to 3600.")
-    return Settings(values, specs, sources, data_dir, reminder_scan_seconds)
+    webhook_timing = [_seconds_from(environ, ENV_PREFIX + name, default, low, high) for name, default, low, high in (
+        ("WEBHOOK_BACKOFF_SECONDS", 5.0, 0.01, 3600.0), ("WEBHOOK_LEASE_SECONDS", 60.0, 0.5, 3600.0))]
+    return Settings(values, specs, sources, data_dir, reminder_scan_seconds, *webhook_timing)
+
+
+def _seconds_from(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """A number of seconds from an environment variable, within bounds (SettingsError otherwise)."""
+    try:
+        value = float(environ.get(name) or default)
+    except ValueError:
+        value = -1.0
+    if not low <= value <= high:
+        raise SettingsError(f"Environment variable {name} must be a number of seconds from {low:g} to {high:g}.")
+    return value
 
 
 class LiveSettings:

@@ -25,6 +25,7 @@ from plugin.store.retrospectives import SqlRetrospectiveRepository
 from plugin.store.saved_settings import SqlSavedSettings, read_version
 from plugin.store.status_updates import SqlReminderRepository, SqlStatusUpdateRepository
 from plugin.store.timeline import SqlTimelineRepository
+from plugin.store.webhooks import SqlDeliveryRepository, SqlWebhookRepository
 from plugin.telemetry import NoopTelemetry, Telemetry
 from plugin.timeline import entry_for
 
@@ -235,9 +236,10 @@ class Database:
         self._settings_version: tuple[int, float] | None = None
 
     def unit_of_work(self, *, write: bool = True, telemetry: Telemetry | None = None,
-                     local_chat: bool = False) -> "SqlUnitOfWork":
+                     local_chat: bool = False, deliveries_written: Callable[[], None] | None = None) -> "SqlUnitOfWork":
         """A new unit of work on this database (see SqlUnitOfWork)."""
-        return SqlUnitOfWork(self, write=write, telemetry=telemetry, local_chat=local_chat)
+        return SqlUnitOfWork(self, write=write, telemetry=telemetry, local_chat=local_chat,
+                             deliveries_written=deliveries_written)
 
     def settings_version(self) -> int:
         """The version of the settings saved at run time (raised by every change).
@@ -275,15 +277,18 @@ class SqlUnitOfWork:
     (``add_event``) are written in the same transaction: telemetry events as outbox
     rows, timeline entries (``plugin.timeline.entry_for``), status updates as their
     rows, reminders' due times, and the posts of the local chat host (``local_chat``);
-    commit returns the posts left for a remote host to send.
+    commit returns the posts left for a remote host to send. Each timeline entry also
+    writes one webhook delivery per matching webhook (``plugin.store.webhooks``);
+    ``deliveries_written`` is told after a commit that wrote some.
     """
 
     def __init__(self, db: Database, *, write: bool = True, telemetry: Telemetry | None = None,
-                 local_chat: bool = False):
+                 local_chat: bool = False, deliveries_written: Callable[[], None] | None = None):
         self.db = db
         self.write = write
         self.telemetry = telemetry or NoopTelemetry()
         self.local_chat = local_chat
+        self.deliveries_written = deliveries_written
         self._reads: sa.Connection | None = None
         self._writes: sa.Connection | None = None
 
@@ -297,6 +302,8 @@ class SqlUnitOfWork:
         self.reports = SqlReportRepository(self._reading)  # reads only: reports and statistics
         self.saved_settings = SqlSavedSettings(self._writing if self.write else self._reading)
         self.outbox = SqlOutboxRepository()
+        self.webhooks = SqlWebhookRepository(self._reading)
+        self.deliveries = SqlDeliveryRepository(self._reading, self.webhooks, now_ms)
         #: The local chat host's channels and posts; None when the host keeps them elsewhere.
         self.chat = SqlChatRepository(now_ms) if self.local_chat else None
         self.events: list[Event] = []
@@ -339,7 +346,10 @@ class SqlUnitOfWork:
                 self.outbox.add(row)
             if (entry := entry_for(event, now)) is not None:
                 self.timeline.add(entry)
+                if (incident := getattr(event, "incident", None)) is not None:
+                    self.deliveries.add(entry, incident)
         self.events.clear()
+        self.deliveries.prepare()
         # The reads are done: give their connection back before taking one to write with,
         # so that no unit of work holds one connection while it waits for another.
         self._close_reads()
@@ -354,9 +364,13 @@ class SqlUnitOfWork:
             if self.chat is not None:
                 self.chat.flush(connection)
             self.outbox.flush(connection)
+            self.webhooks.flush(connection)
+            self.deliveries.flush(connection)
             connection.commit()
         finally:
             self._close_writes()
+        if self.deliveries.written and self.deliveries_written is not None:
+            self.deliveries_written()
         if self.saved_settings.advanced:
             # Outwait every process's lease on the version it read before this commit.
             time.sleep(SETTINGS_LEASE_SECONDS)

@@ -244,3 +244,75 @@ telemetry_counters = sa.Table(
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
 )
+
+# Outgoing webhooks registered by system admins. ``events`` is a JSON list of
+# timeline event types or ["*"]; ``team_id`` "" means incidents of every team. The
+# secret signs each delivery and is never shown again after creation.
+webhooks = sa.Table(
+    "webhooks", metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("events", sa.JSON, nullable=False),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("team_id", sa.String(26), nullable=False),
+    sa.Column("creator_user_id", ID, nullable=False),
+    sa.Column("create_at", sa.BigInteger, nullable=False),
+    sa.Column("update_at", sa.BigInteger, nullable=False),
+)
+
+# One row per webhook and timeline entry, written in the transaction of the change
+# the entry tells. ``seq`` orders the deliveries of one incident to one webhook;
+# a sender claims a pending one by setting ``lease_until`` from a value already
+# past (a compare-and-set), so a sender that dies lets go when its lease runs out.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("id", ID, nullable=False, unique=True),
+    sa.Column("webhook_id", ID, nullable=False),
+    sa.Column("incident_id", ID, nullable=False),
+    sa.Column("event_type", sa.String(32), nullable=False),
+    # The body less its "id": {event_type, event_at, incident, entry} as JSON text.
+    sa.Column("payload", sa.Text, nullable=False),
+    # pending, delivered or failed (a final refusal, or out of retry time).
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("create_at", sa.BigInteger, nullable=False),
+    # When a pending delivery may next be tried, and until when a sender holds it.
+    sa.Column("next_at", sa.BigInteger, nullable=False),
+    sa.Column("lease_until", sa.BigInteger, nullable=False),
+    sa.Column("lease_token", sa.String(32), nullable=False),
+    # When the retry window started: creation, or the last redelivery.
+    sa.Column("window_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_webhook_deliveries_status_next", "status", "next_at"),
+    sa.Index("ix_webhook_deliveries_order", "webhook_id", "incident_id", "status", "seq"),
+    sa.Index("ix_webhook_deliveries_webhook_seq", "webhook_id", "seq"),
+)
+
+# Each attempt to post a delivery: when, the receiver's status (null: not reached) and a
+# short content-free error.
+webhook_attempts = sa.Table(
+    "webhook_attempts", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", ID, nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("response_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.String(300), nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Index("ix_webhook_attempts_delivery", "delivery_id", "seq"),
+)
+
+# What left the server, per UTC day (days since 1970), destination host and kind
+# (telemetry, webhook, chat): request counts, failures and the last error. Each
+# process adds its counts in one upsert every few seconds.
+egress = sa.Table(
+    "egress", metadata,
+    sa.Column("day", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("host", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("failures", sa.BigInteger, nullable=False),
+    sa.Column("last_at", sa.BigInteger, nullable=False),
+    sa.Column("last_error", sa.String(300), nullable=False),
+    sa.Column("last_error_at", sa.BigInteger, nullable=False),
+)

@@ -207,6 +207,24 @@ EVENTS: dict[str, Event] = {
         Action("update", "A playbook was changed."),
         Action("delete", "A playbook was deleted."),
     ), PLAYBOOK_METADATA, "plugin/playbooks.py"),
+    "webhook": Event("webhook", (
+        Action("create", "A system admin registered a webhook (its URL and secret are never sent).", (
+            Prop("WebhookID", ID, "Unique identifier of the webhook."),
+            Prop("NumEventTypes", INT, "How many timeline event types it receives (1 for all of them)."),
+            Prop("AllEventTypes", BOOL, "Whether it receives every timeline event type."),
+            Prop("OneTeam", BOOL, "Whether it receives the incidents of one team only."),
+            Prop("UserActualID", ID, "Unique identifier of the user who made the change."),
+        )),
+        Action("delete", "A system admin deleted a webhook.", (
+            Prop("WebhookID", ID, "Unique identifier of the webhook."),
+            Prop("UserActualID", ID, "Unique identifier of the user who made the change."),
+        )),
+        Action("deliveries", "Once a day: the webhook deliveries of the previous day (UTC).", (
+            Prop("NumDelivered", INT, "Deliveries a receiver accepted."),
+            Prop("NumFailed", INT, "Deliveries given up: refused by the receiver, or out of retry time."),
+            Prop("NumWebhooks", INT, "Webhooks registered when counted."),
+        )),
+    ), (), "plugin/webhooks/service.py"),
 }
 
 

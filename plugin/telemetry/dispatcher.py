@@ -108,7 +108,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 class RudderSender:
     """Builds messages with the real ``rudder-sdk-python`` client and posts batches as its ``request.post`` does."""
 
-    def __init__(self, destination: Destination, timeout: float = SEND_TIMEOUT):
+    def __init__(self, destination: Destination, timeout: float = SEND_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None):
         # Imported here, not at module import: the SDK loads .env files when imported,
         # and a host given explicitly below means a .env can never redirect events.
         from rudderstack.analytics.client import CHANNEL, Client
@@ -122,7 +123,7 @@ class RudderSender:
                              gzip=True, timeout=timeout, max_queue_size=1)
         self._version, self._channel, self._encoder = VERSION, CHANNEL, DatetimeSerializer
         self._url = destination.data_plane_url.rstrip("/") + "/v1/batch"
-        self._http = httpx.Client(timeout=timeout, auth=(destination.write_key, ""), headers={
+        self._http = httpx.Client(timeout=timeout, transport=transport, auth=(destination.write_key, ""), headers={
             "Content-Type": "application/json", "Content-Encoding": "gzip",
             "User-Agent": f"analytics-python/{VERSION}"})
 

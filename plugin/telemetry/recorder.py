@@ -22,7 +22,7 @@ from typing import Any
 
 import plugin
 from plugin.chat import ChatHost
-from plugin.events import IncidentEvent, PlaybookEvent, TaskEvent, TelemetryEvent
+from plugin.events import IncidentEvent, PlaybookEvent, TaskEvent, TelemetryEvent, WebhookEvent
 from plugin.model import Incident, Playbook, now_ms
 from plugin.settings import DIAGNOSTICS_OFF, LiveSettings, Settings
 from plugin.store import Database
@@ -34,7 +34,8 @@ from plugin.telemetry.outbox import REJECTED, Outbox
 log = logging.getLogger(__name__)
 
 # The catalogue's name of each kind of event.
-EVENT_NAMES: dict[type, str] = {IncidentEvent: "incident", TaskEvent: "tasks", PlaybookEvent: "playbook"}
+EVENT_NAMES: dict[type, str] = {IncidentEvent: "incident", TaskEvent: "tasks", PlaybookEvent: "playbook",
+                                WebhookEvent: "webhook"}
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ class OutboxTelemetry:
             return None
         if isinstance(event, PlaybookEvent):
             values = playbook_metadata(event.playbook, event.user_id)
+        elif isinstance(event, WebhookEvent):
+            values = dict(event.properties)  # ids and counts only: never a URL or a secret
         else:
             values = {**incident_metadata(event.incident, event.user_id), **event.properties}
         recorded_at = self.clock()

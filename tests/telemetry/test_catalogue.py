@@ -35,6 +35,7 @@ def test_catalogue_holds_exactly_the_published_events_and_actions():
         "tasks": ["add_task", "remove_task", "rename_task", "modify_task_state", "move_task",
                   "set_assignee_for_task", "run_task_slash_command"],
         "playbook": ["create", "update", "delete"],
+        "webhook": ["create", "delete", "deliveries"],
     }
 
 
@@ -53,6 +54,9 @@ def test_catalogue_holds_exactly_the_published_events_and_actions():
     ("tasks", "modify_task_state", ["NewState", "WasCommander", "WasAssignee"], METADATA),
     ("tasks", "add_task", [], METADATA),
     ("playbook", "update", [], PLAYBOOK),
+    ("webhook", "create", ["WebhookID", "NumEventTypes", "AllEventTypes", "OneTeam", "UserActualID"], []),
+    ("webhook", "delete", ["WebhookID", "UserActualID"], []),
+    ("webhook", "deliveries", ["NumDelivered", "NumFailed", "NumWebhooks"], []),
 ])
 def test_each_action_allows_exactly_the_keys_of_the_public_contract(event, action, extra, metadata):
     keys = [prop.key for prop in EVENTS[event].properties(action)]
@@ -158,4 +162,5 @@ def test_source_file_of_each_event_exists_and_records_it(name):
     event = EVENTS[name]
     path = ROOT / event.source_file
     text = path.read_text(encoding="utf-8")
-    assert {"incident": "IncidentEvent(", "tasks": "TaskEvent(", "playbook": "PlaybookEvent("}[name] in text
+    assert {"incident": "IncidentEvent(", "tasks": "TaskEvent(", "playbook": "PlaybookEvent(",
+            "webhook": "WebhookEvent("}[name] in text

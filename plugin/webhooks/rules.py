@@ -1,0 +1,190 @@
+"""What a webhook may be and how its deliveries are signed: no Flask, no SQL, no HTTP.
+
+URLs are ``https``, or ``http`` to the hosts the admin allows (``WebhookHttpHosts``).
+Every address a host name resolves to must be public unless
+``WebhookAllowPrivateAddresses`` is on: loopback, link-local, private, shared,
+unspecified, reserved and multicast addresses are refused when a webhook is saved
+and again at each delivery, where the sender connects to an address it has just
+checked (see ``plugin.webhooks.sender``), so a later DNS answer cannot send a
+delivery to the server's own network.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import SplitResult, urlsplit
+
+from plugin.model import TIMELINE_EVENT_TYPES, Incident, TimelineEntry
+
+ALL_EVENTS = "*"
+URL_MAX = 2048
+SECRET_MIN, SECRET_MAX = 16, 128
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Resolves a host name to its addresses (as text); a port of our own callers' choosing.
+Resolver = Callable[[str, int], Sequence[str]]
+
+
+class Refused(ValueError):
+    """A URL or an address a webhook may not use; the message says what to change."""
+
+
+@dataclass
+class Webhook:
+    """A registered webhook: where to post, which timeline event types, and the secret that signs."""
+
+    id: str
+    url: str
+    events: list[str]
+    secret: str
+    team_id: str = ""
+    creator_user_id: str = ""
+    create_at: int = 0
+    update_at: int = 0
+
+    def matches(self, event_type: str, team_id: str) -> bool:
+        """Does a timeline entry of this type, of an incident in this team, go to this webhook?"""
+        return (ALL_EVENTS in self.events or event_type in self.events) and self.team_id in ("", team_id)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL taken apart: scheme, host (lower case, no brackets), port, and path with query."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    host_header: str
+    addresses: tuple[Address, ...] = field(default=())
+
+
+def check_events(events: Sequence[str]) -> list[str]:
+    """The event types as stored: known timeline types, or ``*`` alone; Refused otherwise."""
+    wanted = list(dict.fromkeys(events))
+    if not wanted:
+        raise Refused(f"Name at least one timeline event type, or {ALL_EVENTS!r} for all of them.")
+    unknown = [name for name in wanted if name != ALL_EVENTS and name not in TIMELINE_EVENT_TYPES]
+    if unknown:
+        raise Refused(f"Unknown event type(s) {', '.join(unknown)}: use {', '.join(TIMELINE_EVENT_TYPES)} "
+                      f"or {ALL_EVENTS!r}.")
+    return [ALL_EVENTS] if ALL_EVENTS in wanted else wanted
+
+
+def new_secret() -> str:
+    """A fresh signing secret (256 random bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def check_secret(secret: str) -> str:
+    """A secret given by the admin, if usable; Refused otherwise."""
+    if not SECRET_MIN <= len(secret) <= SECRET_MAX or not secret.isprintable() or secret != secret.strip() \
+            or not secret.isascii():
+        raise Refused(f"The secret must be {SECRET_MIN} to {SECRET_MAX} printable ASCII characters without "
+                      "surrounding spaces; leave it out to have one generated.")
+    return secret
+
+
+def parse_url(url: str, http_hosts: frozenset[str]) -> Target:
+    """The URL taken apart, when its form is allowed (addresses not yet checked); Refused otherwise."""
+    if len(url) > URL_MAX:
+        raise Refused(f"The URL is longer than {URL_MAX} characters.")
+    try:
+        parts: SplitResult = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise Refused("The URL is not valid: expected https://host[:port]/path.") from None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("https", "http") or not host:
+        raise Refused("The URL must start with https:// and name a host.")
+    if not host.isascii() or not all(char.isprintable() and not char.isspace() for char in host):
+        raise Refused("The URL's host must be written in ASCII: give an international name in its xn-- form.")
+    if parts.username is not None or parts.password is not None:
+        raise Refused("The URL must not carry a user name or password: receivers check the signature instead.")
+    if parts.fragment:
+        raise Refused("The URL must not have a #fragment.")
+    if scheme == "http" and host not in http_hosts:
+        raise Refused(f"Plain http:// is allowed only to the hosts in the WebhookHttpHosts setting; use https:// "
+                      f"or ask an admin to add {host} there.")
+    default = 443 if scheme == "https" else 80
+    port = default if port is None else port
+    if not 0 < port < 65536:
+        raise Refused("The URL's port must be from 1 to 65535.")
+    literal = f"[{host}]" if ":" in host else host
+    return Target(scheme, host, port, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                  literal if port == default else f"{literal}:{port}")
+
+
+def address_problem(address: Address) -> str | None:
+    """Why a webhook may not reach this address without WebhookAllowPrivateAddresses, or None when it is public."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    for test, kind in ((address.is_loopback, "loopback"), (address.is_link_local, "link-local"),
+                       (address.is_unspecified, "unspecified"), (address.is_multicast, "multicast"),
+                       (address.is_private, "private"), (not address.is_global, "non-public")):
+        if test:
+            return f"{address} is a {kind} address"
+    return None
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """Every address the system resolves host to, in its order."""
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in found))
+
+
+def resolve_checked(target: Target, allow_private: bool, resolve: Resolver) -> Target:
+    """The target with every address its host resolves to, each checked; Refused when one may not be reached.
+
+    All of them are checked, not only the one used: a name that resolves to a public
+    and a private address is refused whole.
+    """
+    try:
+        addresses: list[Address] = [ipaddress.ip_address(target.host)]
+    except ValueError:
+        try:
+            addresses = [ipaddress.ip_address(found.split("%")[0]) for found in resolve(target.host, target.port)]
+        except (OSError, UnicodeError, ValueError) as exc:
+            raise Refused(f"The host {target.host} could not be resolved ({type(exc).__name__}).") from None
+    if not addresses:
+        raise Refused(f"The host {target.host} resolves to no address.")
+    if not allow_private:
+        for address in addresses:
+            problem = address_problem(address)
+            if problem:
+                raise Refused(f"The host {target.host} resolves to {problem}, which webhooks may not reach unless "
+                              "the WebhookAllowPrivateAddresses setting is on.")
+    return Target(target.scheme, target.host, target.port, target.path, target.host_header, tuple(addresses))
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """The X-Incident-Signature header: sha256= and the hex HMAC-SHA256 of "<timestamp>.<body>" with the secret."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def payload(entry: TimelineEntry, incident: Incident) -> str:
+    """A delivery's body less its id: the event, the incident as it is after the change, and the entry (JSON)."""
+    return json.dumps({
+        "event_type": entry.event_type, "event_at": entry.event_at,
+        "incident": {
+            "id": incident.id, "name": incident.name, "description": incident.description,
+            "is_active": incident.is_active, "commander_user_id": incident.commander_user_id,
+            "team_id": incident.team_id, "channel_id": incident.channel_id, "create_at": incident.create_at,
+            "end_at": incident.end_at, "active_stage": incident.active_stage,
+            "active_stage_title": incident.active_stage_title, "playbook_id": incident.playbook_id},
+        "entry": {
+            "id": entry.id, "event_type": entry.event_type, "event_at": entry.event_at,
+            "create_at": entry.create_at, "creator_user_id": entry.creator_user_id,
+            "subject_user_id": entry.subject_user_id, "summary": entry.summary, "details": entry.details,
+            "post_id": entry.post_id},
+    }, ensure_ascii=False, separators=(",", ":"))
+
+
+def body(delivery_id: str, stored_payload: str) -> bytes:
+    """The exact bytes posted for a delivery: its id first, then the stored payload (the same on every attempt)."""
+    return (f'{{"id":{json.dumps(delivery_id)},' + stored_payload[1:]).encode()

@@ -1,0 +1,220 @@
+"""The webhook sender: one background thread per server process that posts the deliveries that are due.
+
+Each cycle it looks (without a lock) for deliveries due, claims some in the database
+(``plugin.store.webhooks.DeliveryQueue``: a lease set by compare-and-set, so no two
+senders of any process or server hold one delivery at once, and a killed sender's
+deliveries are taken again when its lease runs out) and hands each to a small pool
+of threads that post them. A receiver that is slow or down holds at most
+``per_webhook`` of this process's posting threads, each for at most the request
+timeout, and its failed deliveries wait their backoff out of the queue: the other
+receivers' deliveries go on meanwhile.
+
+Each post is signed (``X-Incident-Signature``, see ``plugin.webhooks.rules``) and
+goes to an address checked just before it: the host name is resolved once, every
+address is checked against the rules, and the request is made to the first address
+itself, with the ``Host`` header and the TLS server name (httpx's ``sni_hostname``
+request extension, against which the certificate is verified) set to the URL's host.
+No redirect is followed and no proxy from the environment is used.
+
+Outcomes: a 2xx delivers; a 429 or 503 waits for its Retry-After (at most
+BACKOFF_MAX) or the backoff; other 5xx, timeouts, connection errors and refused
+addresses back off exponentially with jitter; any other status is final (failed).
+A delivery still not delivered WebhookRetrySeconds after its first attempt (or its
+redelivery) fails. Once a day one process records the ``webhook``/``deliveries``
+telemetry event with the previous day's counts.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from plugin import background
+from plugin.settings import Settings
+from plugin.store.webhooks import DELIVERED, FAILED, PENDING, Claimed, DeliveryQueue, Outcome
+from plugin.telemetry.dispatcher import parse_retry_after
+from plugin.webhooks.rules import Refused, Resolver, body, parse_url, resolve_checked, signature, system_resolver
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MAX = 3600.0
+RETRY_STATUSES = frozenset({429})
+USER_AGENT = "incident-response-webhooks"
+DAY_MS = 86_400_000
+# Deliveries finished this long ago are deleted with their attempts.
+KEEP_FINISHED_MS = 30 * DAY_MS
+
+
+class WebhookSender(background.BackgroundThread):
+    """Claims due deliveries and posts them from a pool of threads, until stopped."""
+
+    def __init__(self, queue: DeliveryQueue, settings: Callable[[], Settings], *,
+                 transport: httpx.BaseTransport | None = None, resolve: Resolver = system_resolver,
+                 clock: Callable[[], float] = time.time, poll_interval: float = 1.0, threads: int = 8,
+                 per_webhook: int = 2, daily_row: Callable[[dict[str, int]], Any] | None = None,
+                 refresh: Callable[[], Any] = lambda: None):
+        super().__init__("webhook-sender")
+        self.queue = queue
+        self.settings = settings
+        self.resolve = resolve
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.threads = threads
+        self.per_webhook = per_webhook
+        self.daily_row = daily_row
+        self.refresh = refresh
+        self._transport = transport
+        self._client: httpx.Client | None = None
+        self._inflight: dict[concurrent.futures.Future[None], str] = {}
+        self._next_chores = 0.0
+
+    def wake(self) -> None:
+        """Start the thread if needed and look for due deliveries now."""
+        self.start()
+        self._wake.set()
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # ----- the loop -------------------------------------------------------------------
+    def _run(self) -> None:
+        pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="webhook-post")
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    self.cycle(pool)
+                    self._chores()
+                except Exception as exc:  # noqa: BLE001 - the thread must outlive any database hiccup
+                    log.warning("webhook sender: cycle failed (%s)", type(exc).__name__)
+                self._wake.wait(self.poll_interval)
+        finally:
+            # Posts under way get a moment to finish; one cut short is sent again once its lease ends.
+            concurrent.futures.wait(list(self._inflight), timeout=2.0)
+            pool.shutdown(wait=False, cancel_futures=True)
+            if self._client is not None:
+                self._client.close()
+
+    def _http(self) -> httpx.Client:
+        """The HTTP client: no proxy from the environment, no redirects, timeouts well inside the lease."""
+        if self._client is None:
+            lease = self.settings().webhook_lease_seconds
+            self._client = httpx.Client(transport=self._transport, trust_env=False, follow_redirects=False,
+                                        timeout=httpx.Timeout(min(10.0, lease / 3), connect=min(5.0, lease / 4)))
+        return self._client
+
+    def cycle(self, pool: concurrent.futures.Executor) -> int:
+        """Claim what this process has room for and hand it to the pool; return how many were claimed."""
+        self._inflight = {future: hook for future, hook in self._inflight.items() if not future.done()}
+        room = self.threads - len(self._inflight)
+        if room <= 0:
+            return 0
+        now = self._now_ms()
+        busy = Counter(self._inflight.values())
+        chosen: list[int] = []
+        for seq, webhook_id in self.queue.due(now, room * 4):
+            if len(chosen) < room and busy[webhook_id] < self.per_webhook:
+                busy[webhook_id] += 1
+                chosen.append(seq)
+        if not chosen:
+            return 0
+        self.refresh()
+        claimed = self.queue.claim(chosen, now, int(self.settings().webhook_lease_seconds * 1000))
+        for delivery in claimed:
+            future = pool.submit(self._deliver, delivery)
+            future.add_done_callback(lambda _future: self._wake.set())
+            self._inflight[future] = delivery.webhook_id
+        return len(claimed)
+
+    def _chores(self) -> None:
+        """Now and then: the daily telemetry count and the pruning of old deliveries."""
+        if self.clock() < self._next_chores:
+            return
+        self._next_chores = self.clock() + 60.0
+        self.report_previous_day()
+        self.queue.prune(self._now_ms() - KEEP_FINISHED_MS)
+
+    def report_previous_day(self) -> bool:
+        """Record the previous UTC day's delivery counts in telemetry, unless some process did; True if this one did."""
+        if self.daily_row is None:
+            return False
+        today = self._now_ms() // DAY_MS
+        counts = self.queue.counts((today - 1) * DAY_MS, today * DAY_MS)
+        return self.queue.report_day(today - 1, self.daily_row(counts))
+
+    # ----- one attempt ----------------------------------------------------------------
+    def _deliver(self, delivery: Claimed) -> None:
+        try:
+            outcome = self.attempt(delivery)
+            if not self.queue.finish(delivery, outcome, self._now_ms()):
+                log.info("webhook sender: delivery %s was taken over or removed during its attempt", delivery.id)
+        except Exception as exc:  # noqa: BLE001 - the lease runs out and another attempt follows
+            log.warning("webhook sender: could not record an attempt (%s)", type(exc).__name__)
+
+    def attempt(self, delivery: Claimed) -> Outcome:
+        """Post one delivery once and decide what comes next."""
+        settings = self.settings()
+        started = time.monotonic()
+        code: int | None = None
+        retry_after: float | None = None
+        final = False
+        try:
+            code, retry_after = self._post(delivery, settings)
+            error = "" if 200 <= code < 300 else f"HTTP {code}"
+            final = not (code >= 500 or code in RETRY_STATUSES) and bool(error)
+        except Refused as exc:
+            error = f"refused: {exc}"
+        except httpx.TimeoutException as exc:
+            error = f"timed out ({type(exc).__name__})"
+        except httpx.HTTPError as exc:
+            error = f"not reached ({type(exc).__name__})"
+        except Exception as exc:  # noqa: BLE001 - recorded and retried, never a silent loop of leases
+            error = f"could not be sent ({type(exc).__name__})"
+        duration = int((time.monotonic() - started) * 1000)
+        now = self._now_ms()
+        if not error:
+            return Outcome(DELIVERED, now, code, "", duration)
+        if final:
+            return Outcome(FAILED, now, code, error, duration)
+        wait = retry_after if retry_after is not None else self.backoff(delivery.attempts + 1, settings)
+        next_at = now + int(min(wait, BACKOFF_MAX) * 1000)
+        if next_at > delivery.window_at + int(settings["WebhookRetrySeconds"]) * 1000:
+            return Outcome(FAILED, now, code, f"{error}; gave up after {delivery.attempts + 1} attempts", duration)
+        return Outcome(PENDING, next_at, code, error, duration)
+
+    @staticmethod
+    def backoff(attempt: int, settings: Settings) -> float:
+        """Seconds before the next attempt: doubling per attempt from the base, with jitter, at most BACKOFF_MAX."""
+        ceiling = min(BACKOFF_MAX, settings.webhook_backoff_seconds * 2 ** min(attempt - 1, 30))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _post(self, delivery: Claimed, settings: Settings) -> tuple[int, float | None]:
+        """Post to a checked address; return the status and any Retry-After (429 and 503)."""
+        target = resolve_checked(parse_url(delivery.url, settings.webhook_http_hosts),
+                                 bool(settings["WebhookAllowPrivateAddresses"]), self.resolve)
+        address = target.addresses[0]
+        literal = f"[{address}]" if address.version == 6 else str(address)
+        url = f"{target.scheme}://{literal}:{target.port}{target.path}"
+        content = body(delivery.id, delivery.payload)
+        timestamp = str(int(self.clock()))
+        headers = {"Host": target.host_header, "Content-Type": "application/json", "User-Agent": USER_AGENT,
+                   "X-Incident-Event": delivery.event_type, "X-Incident-Delivery": delivery.id,
+                   "X-Incident-Timestamp": timestamp,
+                   "X-Incident-Signature": signature(delivery.secret, timestamp, content)}
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        with self._http().stream("POST", url, content=content, headers=headers, extensions=extensions) as response:
+            # The answer's body is never read: only its status counts.
+            status = response.status_code
+            retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
+        return status, retry_after
+
+
+def stop_all(timeout: float = 5.0) -> None:
+    """Stop every webhook sender of this process, sharing one bounded wait (gunicorn worker_exit)."""
+    background.stop_all(WebhookSender, timeout)
