@@ -86,3 +86,17 @@ def backstage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ob
     users = {name: add_user(env, tmp_path, name) for name in ("alice", "bob")}
     with serve(tmp_path, env, workers=2) as base:
         yield {"base": base, "users": users, "env": env, "tmp_path": tmp_path}
+
+
+def screenshot(driver, name: str, max_height: int = 1800) -> Path:
+    """Save the whole page (up to max_height CSS pixels tall) as docs/screens/<name>.png."""
+    import base64
+
+    width, height = driver.execute_script(
+        "return [document.documentElement.clientWidth, document.documentElement.scrollHeight]")
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": width, "height": min(height, max_height), "scale": 1}})
+    path = SCREENS / f"{name}.png"
+    path.write_bytes(base64.b64decode(shot["data"]))
+    return path

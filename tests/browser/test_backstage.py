@@ -13,7 +13,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.browser.conftest import SCREENS, WAIT_SECONDS
+from tests.browser.conftest import WAIT_SECONDS, screenshot
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def test_a_person_signs_in_runs_an_incident_to_its_end_and_sees_each_step(page, 
     page.get(base + "/backstage/")
     wait(page, ec.presence_of_element_located((By.ID, "sign-in-user")))
     assert "For development only" in page.find_element(By.CSS_SELECTOR, ".dev-note").text
-    page.save_screenshot(str(SCREENS / "sign-in.png"))
+    screenshot(page, "sign-in")
     sign_in(page, base, "alice")
 
     page.find_element(By.LINK_TEXT, "Start an incident").click()
@@ -72,7 +72,7 @@ def test_a_person_signs_in_runs_an_incident_to_its_end_and_sees_each_step(page, 
     wait(page, lambda d: text_in(d, ".updates", "rolled back the deploy")
          and text_in(d, ".timeline", "posted a status update: rolled back the deploy"),
          "the status update never showed in the updates and the timeline")
-    page.save_screenshot(str(SCREENS / "incident.png"))
+    screenshot(page, "incident")
 
     page.find_element(By.XPATH, "//button[text()='End the incident']").click()
     wait(page, lambda d: text_in(d, "main.incident .heading-row", "Ended"), "the incident never showed as ended")
@@ -80,7 +80,7 @@ def test_a_person_signs_in_runs_an_incident_to_its_end_and_sees_each_step(page, 
 
     page.find_element(By.LINK_TEXT, "← All incidents").click()
     wait(page, lambda d: text_in(d, ".incident-list", "db is down"))
-    page.save_screenshot(str(SCREENS / "list.png"))
+    screenshot(page, "list")
 
 
 def test_the_commander_changes_from_the_incident_page(page, backstage):
@@ -141,7 +141,7 @@ def test_on_a_narrow_screen_the_list_and_the_incident_fit_without_sideways_scrol
     page.get(base + "/backstage/")
     wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, ".incident-row"))
     assert page.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
-    page.save_screenshot(str(SCREENS / "list-narrow.png"))
+    screenshot(page, "list-narrow")
     page.find_elements(By.CSS_SELECTOR, ".incident-row__name")[0].click()
     wait(page, ec.presence_of_element_located((By.CSS_SELECTOR, "main.incident h1")))
     assert page.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
@@ -169,3 +169,11 @@ def test_keyboard_alone_reaches_and_ticks_a_task(page, backstage):
         "return [...document.querySelectorAll('input, select, textarea')]"
         ".filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.id)")
     assert unlabelled == []
+
+
+def test_the_statistics_page_says_there_is_no_data_for_a_team_without_incidents(page, backstage):
+    sign_in(page, backstage["base"], "alice")
+    page.get(backstage["base"] + "/backstage/#/stats?team_id=emptyteam00000000000000000")
+    wait(page, lambda d: text_in(d, "main", "No data"), "the statistics page never said it had no data")
+    assert page.find_element(By.ID, "stats-period").is_displayed()
+    screenshot(page, "stats")

@@ -23,7 +23,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.conftest import ROOT, SCREENS, WAIT_SECONDS
+from tests.browser.conftest import ROOT, WAIT_SECONDS, screenshot
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +131,7 @@ def test_the_panel_registered_with_the_hosts_react_shows_the_incident_and_runs_i
     wait_for(page, lambda d: "payments failing" in rhs_text(d) and "Commander: @alice" in rhs_text(d),
              "the panel never showed the channel's incident")
     assert "Stage: Triage (1 of 2)" in rhs_text(page)
-    page.save_screenshot(str(SCREENS / "rhs.png"))
+    screenshot(page, "rhs")
 
     page.find_element(By.ID, "incident-rhs-task-0").click()
     wait_for(page, lambda d: "Tasks: 1 of 2 tasks done" in rhs_text(d), "the ticked task never counted")

@@ -364,8 +364,7 @@ function IncidentPage({id}) {
   const load = useCallback(async () => {
     const [one, entries, statusUpdates] = await Promise.all([
       api(`incidents/${id}`), api(`incidents/${id}/timeline`), api(`incidents/${id}/status-updates`)]);
-    await loadNames([one.commander_user_id, ...entries.map((e) => e.creator_user_id),
-      ...statusUpdates.items.map((u) => u.user_id)]).catch(() => {});
+    await loadNames([one.commander_user_id, ...statusUpdates.items.map((u) => u.user_id)]).catch(() => {});
     setIncident(one);
     setTimeline(entries);
     setUpdates(statusUpdates.items);
@@ -434,7 +433,6 @@ function IncidentPage({id}) {
           <ol class="timeline">{timeline.map((entry) => <li key={entry.id}>
             <time dateTime={new Date(entry.event_at).toISOString()}>{formatTime(entry.event_at)}</time>
             <span class="timeline__summary">{entry.summary}</span>
-            <span class="muted">{nameOf(entry.creator_user_id)}</span>
           </li>)}</ol>
         </section>
       </div>
