@@ -130,8 +130,9 @@ def test_a_hundred_incidents_render_quickly_in_the_browser(page, backstage):
     measures = page.execute_script(
         "return performance.getEntriesByName('incident-list-render').map(e => e.duration)")
     assert measures, "the page recorded no render measure"
-    # The goal is 200 ms; the bound is generous so a busy machine does not fail the run.
-    assert measures[-1] < 2000, measures
+    # The goal is 200 ms (bench/README.md records the figures); the bound is generous so a
+    # busy machine does not fail the run.
+    assert measures[-1] < 1000, measures
 
 
 def test_on_a_narrow_screen_the_list_and_the_incident_fit_without_sideways_scrolling(page, backstage):
