@@ -178,3 +178,40 @@ def test_the_statistics_page_says_there_is_no_data_for_a_team_without_incidents(
     wait(page, lambda d: text_in(d, "main", "No data"), "the statistics page never said it had no data")
     assert page.find_element(By.ID, "stats-period").is_displayed()
     screenshot(page, "stats")
+
+
+# Text whose colour against its nearest opaque background is below WCAG AA (4.5:1);
+# disabled buttons are exempt, as WCAG allows.
+LOW_CONTRAST = """
+const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+const luminance = (rgb) => 0.2126 * channel(rgb[0]) + 0.7152 * channel(rgb[1]) + 0.0722 * channel(rgb[2]);
+const parse = (text) => { const p = text.match(/rgba?\\(([^)]+)\\)/)[1].split(',').map(Number);
+  return {rgb: p.slice(0, 3), alpha: p.length > 3 ? p[3] : 1}; };
+const background = (el) => { for (; el; el = el.parentElement) { const c = parse(getComputedStyle(el).backgroundColor);
+  if (c.alpha > 0.5) return c.rgb; } return [255, 255, 255]; };
+const low = [];
+for (const el of document.querySelectorAll('body *')) {
+  if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+  if (el.closest('button:disabled, .uplot')) continue;
+  const a = luminance(parse(getComputedStyle(el).color).rgb), b = luminance(background(el));
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  if (ratio < 4.5) low.push(`${el.tagName} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+}
+return low;
+"""
+
+
+def test_text_on_every_page_meets_the_wcag_aa_contrast_ratio(page, backstage):
+    base, users = backstage["base"], backstage["users"]
+    incident = api(base, "POST", "/api/v0/incidents", users["alice"], {
+        "name": "contrast check", "team_id": "team0000000000000000000000", "commander_user_id": users["alice"],
+        "checklists": [{"title": "Triage", "items": [{"title": "Look", "command": "/look"}]}]})
+    page.get(base + "/backstage/")
+    wait(page, ec.presence_of_element_located((By.ID, "sign-in-user")))
+    assert page.execute_script(LOW_CONTRAST) == []
+    sign_in(page, base, "alice")
+    for path, ready in ((f"#/incidents/{incident['id']}", "main.incident h1"), ("#/", ".incident-row"),
+                        ("#/stats", "#stats-period"), ("#/new", "#new-name")):
+        page.get(f"{base}/backstage/{path}")
+        wait(page, ec.presence_of_element_located((By.CSS_SELECTOR, ready)))
+        assert page.execute_script(LOW_CONTRAST) == [], path
