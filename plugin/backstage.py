@@ -48,6 +48,12 @@ class StoredKeySessions(SecureCookieSessionInterface):
         self.db = db
         self._key: str | None = None
 
+    def open_session(self, app: Flask, request: Any) -> Any:
+        """A request without the cookie (nearly every API call) gets an empty session and reads no key."""
+        if not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
     def get_signing_serializer(self, app: Flask) -> Any:
         """The serializer of Flask's sessions, with the stored key as the app's secret."""
         if app.secret_key is None:

@@ -109,3 +109,24 @@ def test_the_page_is_served_at_backstage_with_a_content_security_policy(client):
     script = next(name for name in (backstage.DIST / "assets").iterdir() if name.suffix == ".js")
     assert client.get(f"/backstage/assets/{script.name}").status_code == 200
     assert client.get("/backstage/assets/nothing.js").status_code == 404
+
+
+def test_requests_without_the_sign_in_cookie_never_read_the_session_key(app, client, people):
+    assert client.get("/healthz").status_code == 200
+    assert client.get(f"/api/v0/incidents?team_id={TEAM}", headers=as_user(ALICE)).status_code == 200
+    assert app.secret_key is None
+    sign_in(client, ALICE)
+    assert app.secret_key
+
+
+def test_every_worker_signs_with_the_key_kept_in_the_database(settings, client, people):
+    from plugin.app import create_app
+
+    sign_in(client, ALICE)
+    other = create_app(settings, migrate_db=False)  # another worker process on the same database
+    try:
+        with other.test_client() as second:
+            second.set_cookie("incident_backstage", client.get_cookie("incident_backstage").value)
+            assert second.get("/backstage/api/session").json["user_id"] == ALICE
+    finally:
+        other.extensions["incident"].db.dispose()

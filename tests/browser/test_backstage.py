@@ -78,8 +78,15 @@ def test_a_person_signs_in_runs_an_incident_to_its_end_and_sees_each_step(page, 
     wait(page, lambda d: text_in(d, "main.incident .heading-row", "Ended"), "the incident never showed as ended")
     assert page.find_element(By.ID, "task-1-0").is_enabled() is False
 
+    # A few more, so the list looks like a team's.
+    users = backstage["users"]
+    for name, commander in (("checkout errors", "bob"), ("search latency above 2 s", "alice"),
+                            ("certificate expires in 3 days", "bob")):
+        api(base, "POST", "/api/v0/incidents", users[commander], {
+            "name": name, "team_id": "team0000000000000000000000", "commander_user_id": users[commander],
+            "checklists": [{"title": "Triage", "items": [{"title": "Look"}]}, {"title": "Resolve", "items": []}]})
     page.find_element(By.LINK_TEXT, "← All incidents").click()
-    wait(page, lambda d: text_in(d, ".incident-list", "db is down"))
+    wait(page, lambda d: text_in(d, ".incident-list", "db is down") and text_in(d, ".incident-list", "checkout"))
     screenshot(page, "list")
 
 
