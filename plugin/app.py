@@ -105,8 +105,8 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     # Every use case's unit of work records through this telemetry and, on the local
     # host, writes the host's channels and posts in the change's own transaction.
     uow_factory = partial(db.unit_of_work, telemetry=telemetry, local_chat=host.shares_database)
-    service = IncidentService(uow_factory, host)
-    playbooks = PlaybookService(uow_factory, host)
+    service = IncidentService(uow_factory, host, severity_levels=lambda: live.current.severity_levels)
+    playbooks = PlaybookService(uow_factory, host, severity_levels=lambda: live.current.severity_levels)
     reminders = ReminderScanner(service.send_due_reminders, settings.reminder_scan_seconds)
     if scan_reminders:
         reminders.start()

@@ -16,16 +16,17 @@ from plugin.model import Incident, Playbook, StatusUpdate, TimelineEntry
 
 @dataclass(frozen=True)
 class Before:
-    """The commander and the active stage an incident had before a change: what the change replaced."""
+    """The commander, active stage and severity an incident had before a change: what the change replaced."""
 
     commander_user_id: str
     active_stage: int
     active_stage_title: str
+    severity: str = ""
 
     @classmethod
     def of(cls, incident: Incident) -> Before:
-        """The incident's commander and stage as they are now."""
-        return cls(incident.commander_user_id, incident.active_stage, incident.active_stage_title)
+        """The incident's commander, stage and severity as they are now."""
+        return cls(incident.commander_user_id, incident.active_stage, incident.active_stage_title, incident.severity)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,14 @@ STATUS_MESSAGE_MAX = 4000
 REMINDER_MIN_SECONDS = 10
 REMINDER_MAX_SECONDS = 30 * 24 * 3600
 MAX_BROADCAST_CHANNELS = 20
+# Severity levels an admin defines (the SeverityLevels setting): short words, a handful of them.
+SEVERITY_NAME_MAX = 32
+SEVERITY_LEVELS_MAX = 20
+DEFAULT_SEVERITY_LEVELS = ("sev1", "sev2", "sev3", "sev4")
+# Ranks count the configured levels from 1 (most severe); these two mean no level, or one no longer configured.
+NO_SEVERITY_RANK = -1
+REMOVED_SEVERITY_RANK = 0
+_SEVERITY_NAME = re.compile(r"[^\s,]{1,%d}" % SEVERITY_NAME_MAX)
 
 
 def now_ms() -> int:
@@ -187,6 +195,9 @@ class Incident:
     #: How often the commander is reminded to post a status update; 0: never. The due
     #: time itself is not kept here (see ``Reminder``).
     reminder_seconds: int = 0
+    #: One of the configured severity levels, as spelt there when it was set ("" for none). A
+    #: level the admins have since removed stays readable (see ``SeverityLevels.rank``).
+    severity: str = ""
 
     @property
     def active_stage_title(self) -> str:
@@ -245,6 +256,16 @@ class Incident:
             return False
         self.require_active("changes to its broadcast channels")
         self.broadcast_channel_ids = wanted
+        return True
+
+    def set_severity(self, level: str) -> bool:
+        """Set the severity (a level already checked with ``SeverityLevels.resolve``); False when unchanged.
+
+        Allowed after the end as well: an incident is often graded again when it is reviewed.
+        """
+        if level == self.severity:
+            return False
+        self.severity = level
         return True
 
     def end(self, now: int) -> bool:
@@ -393,6 +414,8 @@ class Playbook:
     #: Copied into each incident started from the playbook.
     broadcast_channel_ids: list[str] = field(default_factory=list)
     reminder_seconds: int = 0
+    #: The severity of incidents started from the playbook when the request gives none ("" for none).
+    default_severity: str = ""
 
     @property
     def num_stages(self) -> int:
@@ -421,7 +444,8 @@ class Playbook:
 
 # What a timeline entry tells: each kind of change writes its own, and people add notes.
 TIMELINE_EVENT_TYPES = ("incident_created", "stage_changed", "commander_changed", "task_state_changed",
-                        "task_assigned", "status_updated", "incident_ended", "incident_restarted", "note")
+                        "task_assigned", "status_updated", "incident_ended", "incident_restarted", "note",
+                        "severity_changed")
 SUMMARY_MAX = 1024
 # A note's details are a small JSON object, at most this long when written out.
 DETAILS_MAX = 8192
@@ -553,6 +577,71 @@ class Reminder:
         return following if following > now else now + period
 
 
+def parse_severity_levels(text: str) -> tuple[str, ...]:
+    """The levels of a SeverityLevels value (comma-separated, most severe first); ValueError saying what to fix.
+
+    Each level is one word (no spaces or commas) of at most SEVERITY_NAME_MAX characters;
+    no two may differ only in case, since people type them in either case.
+    """
+    names = [part.strip() for part in text.split(",")]
+    if not text.strip():
+        raise ValueError("give at least one severity level, most severe first, e.g. sev1,sev2,sev3,sev4")
+    if any(not name for name in names):
+        raise ValueError("a severity level is empty: separate the levels by single commas, e.g. sev1,sev2,sev3")
+    bad = [name for name in names if not _SEVERITY_NAME.fullmatch(name) or text_problem(name)]
+    if bad:
+        raise ValueError(f"each severity level is one word of 1 to {SEVERITY_NAME_MAX} characters without spaces; "
+                         f"not {', '.join(repr(name[:40]) for name in bad[:5])}")
+    if len(names) > SEVERITY_LEVELS_MAX:
+        raise ValueError(f"give at most {SEVERITY_LEVELS_MAX} severity levels, not {len(names)}")
+    seen: dict[str, str] = {}
+    for name in names:
+        if name.lower() in seen:
+            raise ValueError(f"the severity level {name!r} is given twice (levels are matched ignoring case)")
+        seen[name.lower()] = name
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class SeverityLevels:
+    """The severity levels in force, most severe first: ranks, and the level a person meant.
+
+    A level that was removed from the setting stays on the incidents that hold it:
+    its rank is REMOVED_SEVERITY_RANK and it sorts after every configured level.
+    """
+
+    names: tuple[str, ...] = DEFAULT_SEVERITY_LEVELS
+
+    def rank(self, level: str) -> int:
+        """The level's position, counted from 1 (most severe); 0 for a level no longer configured, -1 for none."""
+        if not level:
+            return NO_SEVERITY_RANK
+        try:
+            return self.names.index(level) + 1
+        except ValueError:
+            return REMOVED_SEVERITY_RANK
+
+    def find(self, level: str) -> str | None:
+        """The configured level spelt as in the setting, matched ignoring case; None when there is none."""
+        wanted = level.strip().lower()
+        return next((name for name in self.names if name.lower() == wanted), None)
+
+    def resolve(self, level: str) -> str:
+        """The level to set: as spelt in the setting, or "" (none) for empty; BadInput naming the levels otherwise."""
+        if not level.strip():
+            return ""
+        found = self.find(level)
+        if found is None:
+            raise BadInput(f"'{level.strip()[:40]}' is not a severity level: use one of {self.describe()} "
+                           "(most severe first).",
+                           {"severity": level[:40], "levels": list(self.names)})
+        return found
+
+    def describe(self) -> str:
+        """The levels as a sentence lists them: sev1, sev2, sev3 or sev4."""
+        return self.names[0] if len(self.names) == 1 else f"{', '.join(self.names[:-1])} or {self.names[-1]}"
+
+
 PLAYBOOK_SORT_KEYS = ("title", "stages", "tasks")
 
 
@@ -598,7 +687,7 @@ def slugify(name: str, max_length: int = 50) -> str:
     return slug if len(slug) >= 2 else "incident"
 
 
-SORT_KEYS = ("create_at", "end_at", "name", "commander_user_id", "is_active")
+SORT_KEYS = ("create_at", "end_at", "name", "commander_user_id", "is_active", "severity")
 STATUSES = ("all", "active", "ended")
 
 
@@ -616,6 +705,8 @@ class IncidentFilter:
     commander_user_id: str = ""
     member_id: str = ""
     search_term: str = ""
+    #: Only incidents at one of these levels ("" stands for no severity); empty: any.
+    severity: list[str] = field(default_factory=list)
     sort: str = "create_at"
     direction: str = "desc"
     page: int = 0
@@ -623,3 +714,5 @@ class IncidentFilter:
     member_channel_ids: frozenset[str] | None = None
     visible_channel_ids: frozenset[str] | None = None
     include_public: bool = False
+    #: The levels in force, most severe first: the order of ``sort="severity"`` (set by the service).
+    severity_levels: tuple[str, ...] = DEFAULT_SEVERITY_LEVELS

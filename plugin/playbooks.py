@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from plugin.chat import ChatHost
 from plugin.errors import NotFound, PermissionDenied
-from plugin.model import (Checklist, ChecklistItem, Playbook, PlaybookFilter, check_broadcast_channels,
-                          check_reminder_seconds, new_id, now_ms)
+from plugin.model import (Checklist, ChecklistItem, Playbook, PlaybookFilter, SeverityLevels,
+                          check_broadcast_channels, check_reminder_seconds, new_id, now_ms)
 from plugin.events import PlaybookEvent
 from plugin.service import NewChecklist, UnitOfWork, check_broadcast_channels_usable
 
@@ -35,6 +35,7 @@ class NewPlaybook:
     member_ids: list[str] = field(default_factory=list)
     broadcast_channel_ids: list[str] = field(default_factory=list)
     reminder_seconds: int = 0
+    default_severity: str = ""
 
 
 @dataclass
@@ -48,6 +49,7 @@ class PlaybookChanges:
     member_ids: list[str] | None = None
     broadcast_channel_ids: list[str] | None = None
     reminder_seconds: int | None = None
+    default_severity: str | None = None
 
 
 def _stages(stages: list[NewChecklist]) -> list[Checklist]:
@@ -59,22 +61,27 @@ def _stages(stages: list[NewChecklist]) -> list[Checklist]:
 class PlaybookService:
     """Playbook use cases over a store, a chat host (for permissions) and telemetry."""
 
-    def __init__(self, uow_factory: Callable[..., UnitOfWork], host: ChatHost, clock: Callable[[], int] = now_ms):
+    def __init__(self, uow_factory: Callable[..., UnitOfWork], host: ChatHost, clock: Callable[[], int] = now_ms,
+                 severity_levels: Callable[[], SeverityLevels] = SeverityLevels):
         self.uow_factory = uow_factory
         self.host = host
         self.clock = clock
+        #: The severity levels in force: a default severity must be one of them when it is set.
+        self.severity_levels = severity_levels
 
     def create(self, user_id: str, new: NewPlaybook) -> Playbook:
         """Create a playbook in a team the caller belongs to; the caller becomes a member."""
         if not self.host.is_team_member(new.team_id, user_id):
             raise PermissionDenied("You must be a member of the team to create a playbook in it.")
         check_broadcast_channels_usable(self.host, user_id, new.broadcast_channel_ids)
+        default_severity = self.severity_levels().resolve(new.default_severity)
         now = self.clock()
         playbook = Playbook(id=new_id(), title=new.title, team_id=new.team_id, description=new.description,
                             create_public_incident=new.create_public_incident, checklists=_stages(new.checklists),
                             create_at=now, update_at=now,
                             broadcast_channel_ids=check_broadcast_channels(new.broadcast_channel_ids),
-                            reminder_seconds=check_reminder_seconds(new.reminder_seconds))
+                            reminder_seconds=check_reminder_seconds(new.reminder_seconds),
+                            default_severity=default_severity)
         playbook.set_members(new.member_ids, keep=user_id)
         with self.uow_factory() as uow:
             uow.playbooks.add(playbook)
@@ -108,6 +115,8 @@ class PlaybookService:
     def update(self, user_id: str, playbook_id: str, changes: PlaybookChanges) -> Playbook:
         """Change a playbook's title and any of its description, public default, stages and members."""
         admin = self.host.is_system_admin(user_id)  # asked before the transaction: no lock held meanwhile
+        default_severity = (None if changes.default_severity is None
+                            else self.severity_levels().resolve(changes.default_severity))
         if changes.broadcast_channel_ids is not None:
             with self.uow_factory(write=False) as uow:
                 current = self._usable(uow.playbooks.get(playbook_id), playbook_id, user_id, admin=admin)
@@ -121,6 +130,8 @@ class PlaybookService:
                 playbook.broadcast_channel_ids = check_broadcast_channels(changes.broadcast_channel_ids)
             if changes.reminder_seconds is not None:
                 playbook.reminder_seconds = check_reminder_seconds(changes.reminder_seconds)
+            if default_severity is not None:
+                playbook.default_severity = default_severity
             if changes.description is not None:
                 playbook.description = changes.description
             if changes.create_public_incident is not None:

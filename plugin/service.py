@@ -41,6 +41,7 @@ from plugin.model import (
     Playbook,
     PlaybookFilter,
     Reminder,
+    SeverityLevels,
     StatusUpdate,
     TimelineEntry,
     check_status_message,
@@ -163,6 +164,7 @@ class NewIncident:
     post_id: str = ""
     checklists: list[NewChecklist] | None = None
     playbook_id: str = ""
+    severity: str | None = None  # None: the playbook's default_severity, else none; "": none
 
 
 @dataclass(frozen=True)
@@ -218,10 +220,13 @@ def _new_item(item: NewItem) -> ChecklistItem:
 class IncidentService:
     """Incident use cases over a unit of work and a chat host."""
 
-    def __init__(self, uow_factory: Callable[..., UnitOfWork], host: ChatHost, clock: Callable[[], int] = now_ms):
+    def __init__(self, uow_factory: Callable[..., UnitOfWork], host: ChatHost, clock: Callable[[], int] = now_ms,
+                 severity_levels: Callable[[], SeverityLevels] = SeverityLevels):
         self.uow_factory = uow_factory
         self.host = host
         self.clock = clock
+        #: The severity levels in force (the SeverityLevels setting, read live).
+        self.severity_levels = severity_levels
 
     # ----- permissions -------------------------------------------------------------
     def can_view(self, user_id: str, incident: Incident) -> bool:
@@ -259,6 +264,10 @@ class IncidentService:
                                        {"team_id": "required"})
             query.visible_channel_ids = self.host.user_channel_ids(user_id, query.team_id)
             query.include_public = self.host.is_team_member(query.team_id, user_id)
+        levels = self.severity_levels()
+        query.severity_levels = levels.names
+        # A level is matched as the setting spells it; one no longer configured, as given.
+        query.severity = [levels.find(level) or level for level in query.severity]
         if query.member_id:
             query.member_channel_ids = self.host.user_channel_ids(query.member_id, query.team_id or None)
         with self.uow_factory(write=False) as uow:
@@ -276,7 +285,12 @@ class IncidentService:
         if not self.host.is_team_member(new.team_id, new.commander_user_id):
             raise BadInput("The commander must be a member of the incident's team.",
                            {"commander_user_id": new.commander_user_id})
+        levels = self.severity_levels()
+        severity = "" if new.severity is None else levels.resolve(new.severity)
         playbook = self._playbook_for(user_id, new) if new.playbook_id else None
+        if playbook is not None and new.severity is None:
+            # A default the admins have since removed from the levels starts the incident without one.
+            severity = (levels.find(playbook.default_severity) if playbook.default_severity else None) or ""
         broadcast_channel_ids: list[str] = []
         reminder_seconds = 0
         if playbook is not None:
@@ -294,7 +308,7 @@ class IncidentService:
             commander_user_id=new.commander_user_id, channel_id="", create_at=self.clock(),
             post_id=new.post_id, public=public, active_stage=0 if checklists else -1,
             checklists=checklists, playbook_id=new.playbook_id,
-            broadcast_channel_ids=broadcast_channel_ids, reminder_seconds=reminder_seconds,
+            broadcast_channel_ids=broadcast_channel_ids, reminder_seconds=reminder_seconds, severity=severity,
         )
         members = list(dict.fromkeys((user_id, new.commander_user_id)))
         starter = self.host.mention(user_id)
@@ -309,7 +323,8 @@ class IncidentService:
                                                                public=public, purpose=new.description[:250],
                                                                member_ids=members)
             uow.incidents.add(incident)
-            uow.add_event(IncidentEvent("create", incident, user_id, {"Public": incident.public},
+            uow.add_event(IncidentEvent("create", incident, user_id, {"Public": incident.public,
+                                                                      "SeverityRank": levels.rank(incident.severity)},
                                         mentions={user_id: starter, new.commander_user_id: commander}))
             uow.add_event(Announcement(incident.channel_id, announcement))
             # A playbook's reminder period asks for the first update a period after the start.
@@ -400,6 +415,30 @@ class IncidentService:
             return Change(IncidentEvent("change_stage", incident, user_id, mentions={user_id: who}, before=before),
                           f"{who} changed the active stage from "
                           f"**{before.active_stage_title}** to **{incident.active_stage_title}**.")
+        return self._mutate(user_id, incident_id, change)
+
+    def set_severity(self, user_id: str, incident_id: str, level: str) -> Outcome:
+        """Set the severity to a configured level, or clear it with ""; BadInput naming the levels otherwise.
+
+        Unchanged when the incident already has that level. Ended incidents may be graded too.
+        """
+        levels = self.severity_levels()
+        wanted = levels.resolve(level)
+
+        def change(incident: Incident) -> Change | None:
+            before = Before.of(incident)
+            if not incident.set_severity(wanted):
+                return None
+            who = self.host.mention(user_id)
+            if not wanted:
+                told = f"{who} cleared the severity (it was **{before.severity}**)."
+            elif before.severity:
+                told = f"{who} changed the severity from **{before.severity}** to **{wanted}**."
+            else:
+                told = f"{who} set the severity to **{wanted}**."
+            return Change(IncidentEvent("change_severity", incident, user_id, {
+                              "SeverityRank": levels.rank(wanted), "PreviousSeverityRank": levels.rank(before.severity)},
+                              mentions={user_id: who}, before=before), told)
         return self._mutate(user_id, incident_id, change)
 
     def add_members(self, user_id: str, incident_id: str, member_ids: list[str]) -> tuple[list[str], list[str]]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugin.model import is_id, text_problem
+from plugin.model import SeverityLevels, is_id, parse_severity_levels, text_problem
 
 _log = logging.getLogger(__name__)
 
@@ -146,6 +146,10 @@ def _check_outbox_size(value: int) -> None:
         raise ValueError("expected a number of events from 1 to 10000000")
 
 
+def _check_severity_levels(value: str) -> None:
+    parse_severity_levels(value)
+
+
 # Checks beyond the manifest type; a later setting adds its own here.
 VALIDATORS: dict[str, Callable[[Any], None]] = {
     "DatabaseUrl": _check_database_url,
@@ -154,6 +158,7 @@ VALIDATORS: dict[str, Callable[[Any], None]] = {
     "MattermostSiteUrl": _check_url,
     "RudderDataPlaneUrl": _check_url,
     "TelemetryOutboxMaxEvents": _check_outbox_size,
+    "SeverityLevels": _check_severity_levels,
 }
 
 
@@ -237,6 +242,12 @@ class Settings:
     def mattermost_configured(self) -> bool:
         """Both the site URL and the bot token are set: use the Mattermost host."""
         return bool(self.mattermost_site_url and self.mattermost_bot_token)
+
+    @property
+    def severity_levels(self) -> SeverityLevels:
+        """The severity levels in force, most severe first."""
+        value = self.values.get("SeverityLevels")
+        return SeverityLevels(parse_severity_levels(value)) if value else SeverityLevels()
 
     @property
     def telemetry_off_reasons(self) -> tuple[str, ...]:

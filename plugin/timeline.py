@@ -31,7 +31,8 @@ def entry_for(event: Event, now: int) -> TimelineEntry | None:
                        f"{_who(event)} started the incident \"{_line(incident.name)}\" with "
                        f"{_who(event, commander)} as commander.")
             return _entry(event, "incident_created", summary, now, event_at=incident.create_at,
-                          subject=commander, details={"public": incident.public, "playbook_id": incident.playbook_id})
+                          subject=commander, details={"public": incident.public, "playbook_id": incident.playbook_id,
+                                                        "severity": incident.severity})
         case IncidentEvent(action="change_stage", incident=incident, before=before) if before is not None:
             return _entry(event, "stage_changed",
                           f"{_who(event)} changed the stage from \"{_line(before.active_stage_title)}\" to "
@@ -43,6 +44,11 @@ def entry_for(event: Event, now: int) -> TimelineEntry | None:
                           f"{_who(event)} changed the commander from {_who(event, before.commander_user_id)} to "
                           f"{_who(event, commander)}.", now, subject=commander,
                           details={"from_user_id": before.commander_user_id, "to_user_id": commander})
+        case IncidentEvent(action="change_severity", incident=incident, before=before) if before is not None:
+            return _entry(event, "severity_changed", _severity_summary(event, before.severity, incident.severity), now,
+                          details={"from_severity": before.severity, "to_severity": incident.severity,
+                                   "from_rank": event.properties.get("PreviousSeverityRank", -1),
+                                   "to_rank": event.properties.get("SeverityRank", -1)})
         case IncidentEvent(action="end", incident=incident):
             return _entry(event, "incident_ended", f"{_who(event)} ended the incident.", now,
                           event_at=incident.end_at or now)
@@ -71,6 +77,15 @@ def entry_for(event: Event, now: int) -> TimelineEntry | None:
                                  summary=f"{who} posted a status update: {_clip(first)}",
                                  subject_user_id=update.user_id, details={"status_update_id": update.id})
     return None
+
+
+def _severity_summary(event: IncidentEvent, before: str, after: str) -> str:
+    """How a severity change reads: set, changed or cleared."""
+    if not before:
+        return f"{_who(event)} set the severity to {_line(after)}."
+    if not after:
+        return f"{_who(event)} cleared the severity (it was {_line(before)})."
+    return f"{_who(event)} changed the severity from {_line(before)} to {_line(after)}."
 
 
 def _clip(text: str, limit: int = 200) -> str:

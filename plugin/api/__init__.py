@@ -17,7 +17,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
 from plugin import logs, model
-from plugin.api.schemas import ErrorSchema, document_details
+from plugin.api.schemas import ErrorSchema, document_details, document_severity_levels
 from plugin.errors import BadInput, DomainError, Unauthorized, UnsupportedMediaType
 from plugin.model import ID_PATTERN, is_id
 
@@ -312,6 +312,9 @@ def init_app(app: Flask, components: Any) -> Api:
         api.spec.components.schema(schema.__name__.removesuffix("Schema"), dict(schema.body_rules), schema=schema)
     for module in (incidents, playbooks, settings, telemetry):
         api.register_blueprint(module.create_blueprint(components))
+    document_severity_levels(api.spec.components.schemas, components.settings.current.severity_levels)
+    components.settings.subscribe(
+        lambda _old, new: document_severity_levels(api.spec.components.schemas, new.severity_levels))
     return api
 
 

@@ -122,7 +122,9 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.arguments(PatchIncidentSchema)
     @blp.response(200, IncidentSchema)
     def patch(body: dict[str, Any], incident_id: str) -> Any:
-        """Change the active stage, or the channels that get a copy of each status update."""
+        """Change the active stage, the channels that get a copy of each status update, or the severity."""
+        if "severity" in body:
+            return service.set_severity(g.user_id, incident_id, body["severity"]).incident
         if "broadcast_channel_ids" in body:
             return service.set_broadcast_channels(g.user_id, incident_id, body["broadcast_channel_ids"]).incident
         return service.set_active_stage(g.user_id, incident_id, body["active_stage"]).incident

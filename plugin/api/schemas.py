@@ -123,6 +123,29 @@ class NewChecklistSchema(StrictSchema):
                         validate=validate.Length(0, MAX_ITEMS_PER_STAGE))
 
 
+# Marks a property whose values are the severity levels in force: the document lists them (see document_severity_levels).
+SEVERITY_MARK = "x-severity-levels"
+
+
+def Severity(**kwargs: Any) -> Trimmed:  # noqa: N802 - reads like a field class
+    """A severity level as typed: one of the SeverityLevels setting (checked by the service), or empty for none."""
+    metadata = {"pattern": "^\\s*[^\\s,\\u0000]{0,%d}\\s*$" % model.SEVERITY_NAME_MAX, SEVERITY_MARK: True,
+                "enum": ["", *model.DEFAULT_SEVERITY_LEVELS], **kwargs.pop("metadata", {})}
+    return Trimmed(validate=validate.Length(0, model.SEVERITY_NAME_MAX), metadata=metadata, **kwargs)
+
+
+def document_severity_levels(schemas: dict[str, dict[str, Any]], levels: model.SeverityLevels) -> None:
+    """Make the document's severity properties list the levels in force ("" for none); admins change them at run time.
+
+    ``schemas`` are the document's component schemas. Each list is replaced whole (no
+    key is added), so a document being written out meanwhile sees the old list or the new.
+    """
+    for schema in schemas.values():
+        for prop in schema.get("properties", {}).values():
+            if prop.get(SEVERITY_MARK):
+                prop["enum"] = ["", *levels.names]
+
+
 class CreateIncidentSchema(StrictSchema):
     name = Trimmed(required=True, validate=validate.Length(1, model.NAME_MAX))
     description = Text(load_default="", validate=validate.Length(0, model.DESCRIPTION_MAX))
@@ -136,6 +159,9 @@ class CreateIncidentSchema(StrictSchema):
                              validate=validate.Length(0, MAX_STAGES))
     playbook_id = OptionalId(load_default="", metadata={
         "description": "Start from this playbook's stages and tasks (not together with checklists)."})
+    severity = Severity(load_default=None, metadata={
+        "description": "A level of the SeverityLevels setting, or empty for none; default: the playbook's "
+                       "default_severity, or none."})
 
     body_rules = {"not": {"required": ["playbook_id", "checklists"]}}
 
@@ -177,7 +203,12 @@ class ListQuerySchema(PagingSchema):
     commander_user_id = Id(load_default="")
     member_id = Id(load_default="")
     search_term = Text(load_default="", validate=validate.Length(0, model.NAME_MAX))
-    sort = fields.String(load_default="create_at", validate=validate.OneOf(SORT_KEYS))
+    severity = fields.List(Text(validate=validate.Length(0, model.SEVERITY_NAME_MAX)), load_default=list, metadata={
+        "description": "Only incidents at these severity levels (repeat the parameter for more; an empty value "
+                       "stands for no severity). Levels no longer configured may be given too."})
+    sort = fields.String(load_default="create_at", validate=validate.OneOf(SORT_KEYS), metadata={
+        "description": "severity orders by the SeverityLevels setting: descending, the most severe first, then "
+                       "levels no longer configured, then incidents without a severity; ties newest first."})
     direction = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
 
     @post_load
@@ -219,18 +250,20 @@ def BroadcastChannels(**kwargs: Any) -> fields.List:  # noqa: N802
 
 
 class PatchIncidentSchema(StrictSchema):
-    """One change per request: the active stage, or the broadcast channels."""
+    """One change per request: the active stage, the broadcast channels, or the severity."""
 
     body_rules = {"minProperties": 1, "maxProperties": 1}
     active_stage = fields.Integer(strict=True, validate=validate.Range(0))
     broadcast_channel_ids = BroadcastChannels(metadata={
         "description": "Replaces the list. Each channel added must exist and the caller must be able to post "
                        "in it."})
+    severity = Severity(metadata={
+        "description": "A level of the SeverityLevels setting (400 names them otherwise), or empty to clear it."})
 
     @validates_schema
     def require_one(self, data: dict[str, Any], **_: Any) -> None:
         if len(data) != 1:
-            raise ValidationError("Give exactly one of active_stage or broadcast_channel_ids.", "_schema")
+            raise ValidationError("Give exactly one of active_stage, broadcast_channel_ids or severity.", "_schema")
 
 
 class NewStatusUpdateSchema(StrictSchema):
@@ -347,6 +380,8 @@ class IncidentSchema(Schema):
     playbook_id = fields.String()
     broadcast_channel_ids = fields.List(fields.String())
     reminder_seconds = fields.Integer()
+    severity = fields.String(metadata={"description": "The severity level, \"\" for none; it may be a level since "
+                                                      "removed from the SeverityLevels setting."})
 
 
 class TimelineEntrySchema(Schema):
@@ -392,6 +427,9 @@ class CreatePlaybookSchema(StrictSchema):
         "description": "Copied to each incident started from the playbook; the caller must be able to post in each."})
     reminder_seconds = ReminderSeconds(load_default=0, metadata={
         "description": "Each incident started from the playbook reminds its commander this often (0: never)."})
+    default_severity = Severity(load_default="", metadata={
+        "description": "The severity of incidents started from the playbook when they give none (a level of "
+                       "SeverityLevels, or empty for none)."})
 
 
 class UpdatePlaybookSchema(StrictSchema):
@@ -405,6 +443,7 @@ class UpdatePlaybookSchema(StrictSchema):
     member_ids = fields.List(Id(), load_default=None, validate=validate.Length(0, 1000))
     broadcast_channel_ids = BroadcastChannels(load_default=None)
     reminder_seconds = ReminderSeconds(load_default=None)
+    default_severity = Severity(load_default=None)
 
 
 class PlaybookListQuerySchema(PagingSchema):
@@ -444,6 +483,7 @@ class PlaybookSchema(Schema):
     update_at = fields.Integer()
     broadcast_channel_ids = fields.List(fields.String())
     reminder_seconds = fields.Integer()
+    default_severity = fields.String()
 
 
 class PlaybookPageSchema(PageSchema):

@@ -32,12 +32,16 @@ class Usage:
 
 @dataclass(frozen=True)
 class Start:
-    """``start <name> [--public] [--description "..."] [--playbook <id>]``."""
+    """``start <name> [--public] [--description "..."] [--playbook <id>] [--severity <level>]``.
+
+    ``severity`` is None when not given (the playbook's default applies).
+    """
 
     name: str
     public: bool = False
     description: str = ""
     playbook_id: str = ""
+    severity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,13 @@ class Remind:
 
 
 @dataclass(frozen=True)
+class Severity:
+    """``severity [<level>|none]``: show the severity and the levels (level empty), or set or clear it."""
+
+    level: str = ""
+
+
+@dataclass(frozen=True)
 class List:
     """``list``: the caller's active incidents in this team."""
 
@@ -125,7 +136,7 @@ class Note:
 
 
 Command = (Help | Usage | Start | End | Restart | Stage | Check | Commander | Add | Announce | Update | Remind | List
-           | Info | Timeline | Note)
+           | Info | Timeline | Note | Severity)
 
 # The verb, then the rest of the line as typed.
 _VERB_AND_REST = re.compile(r"\s*\S+\s*(.*)", re.DOTALL)
@@ -176,38 +187,46 @@ def _positive(word: str) -> int | None:
     return None
 
 
+_START_OPTIONS = {"--description": '"what happened"', "--playbook": "<playbook id>", "--severity": "sev1"}
+
+
 def _start(args: list[str]) -> Command:
     name_words: list[str] = []
-    public, description, playbook = False, "", ""
+    public = False
+    values: dict[str, str] = {}
     index = 0
     while index < len(args):
         word = args[index]
+        key, equals, value = word.partition("=")
         if word == "--public":
             public = True
-        elif word in ("--description", "--playbook"):
+        elif word in _START_OPTIONS:
             if index + 1 >= len(args):
-                example = '"what happened"' if word == "--description" else "<playbook id>"
-                return Usage(f"{word} needs a value, e.g. `/incident start db-down {word} {example}`.")
+                return Usage(f"{word} needs a value, e.g. `/incident start db-down {word} {_START_OPTIONS[word]}`.")
             index += 1
-            if word == "--description":
-                description = args[index]
-            else:
-                playbook = args[index]
-        elif word.startswith("--description=") or word.startswith("--playbook="):
-            key, _, value = word.partition("=")
-            if key == "--description":
-                description = value
-            else:
-                playbook = value
+            values[word] = args[index]
+        elif equals and key in _START_OPTIONS:
+            values[key] = value
         elif word.startswith("--") and len(word) > 2:
-            return Usage(f"Unknown option {word} for start: use --public, --description or --playbook.")
+            return Usage(f"Unknown option {word} for start: use --public, --description, --playbook or --severity.")
         else:
             name_words.append(word)
         index += 1
     name = " ".join(name_words).strip()
     if not name:
         return Usage("start needs a name, e.g. `/incident start Database is down`.")
-    return Start(name=name, public=public, description=description, playbook_id=playbook.strip())
+    severity = values.get("--severity")
+    if severity is not None and not severity.strip():
+        return Usage("--severity needs a level, e.g. `/incident start db-down --severity sev1`.")
+    return Start(name=name, public=public, description=values.get("--description", ""),
+                 playbook_id=values.get("--playbook", "").strip(),
+                 severity=None if severity is None else severity.strip())
+
+
+def _severity(args: list[str]) -> Command:
+    if len(args) > 1:
+        return Usage("severity takes one level, e.g. `/incident severity sev2` (`none` clears it).")
+    return Severity(args[0].strip() if args else "")
 
 
 def _stage(args: list[str]) -> Command:
@@ -354,6 +373,8 @@ def parse(text: str) -> Command:
         return _remind(args)
     if verb == "note":
         return _note(text)
+    if verb == "severity":
+        return _severity(args)
     simple = {"end": End, "restart": Restart, "list": List, "info": Info, "timeline": Timeline}
     if verb in simple:
         return _no_args(verb, simple[verb], args)

@@ -31,7 +31,7 @@ TIMELINE_LIMIT = 20
 
 HELP_TEXT = """\
 ###### `/incident` commands
-* `/incident start <name> [--public] [--description "..."] [--playbook <id>]` - start an incident with its own channel; you are the commander.
+* `/incident start <name> [--public] [--description "..."] [--playbook <id>] [--severity <level>]` - start an incident with its own channel; you are the commander.
 * `/incident end` - end the incident of this channel.
 * `/incident restart` - restart the ended incident of this channel.
 * `/incident stage next|prev|<n>` - move to the next, previous or n-th stage (add `--force` to leave a stage with open tasks).
@@ -41,6 +41,7 @@ HELP_TEXT = """\
 * `/incident announce ~channel [~channel ...]` - tell other channels about this incident.
 * `/incident update <message> [--remind 30m]` - post a status update here and in the broadcast channels; `--remind` sets how often the commander is reminded to post the next one (`never` to stop).
 * `/incident remind 30m|never` - snooze the status update reminder: the next one comes after this long, and then as often; `never` switches it off.
+* `/incident severity [<level>|none]` - show the severity and the levels, or set it (`none` clears it).
 * `/incident list` - your active incidents in this team (newest 10).
 * `/incident info` - name, duration, commander, stage and task progress.
 * `/incident timeline` - what happened in this incident, the last 20 entries, oldest first.
@@ -129,10 +130,12 @@ class CommandRunner:
             return reply(f"The description is too long; use at most {DESCRIPTION_MAX} characters.")
         incident = self.service.create_incident(caller.user_id, NewIncident(
             name=command.name, team_id=caller.team_id, commander_user_id=caller.user_id,
-            description=command.description, public=True if command.public else None, playbook_id=command.playbook_id))
+            description=command.description, public=True if command.public else None, playbook_id=command.playbook_id,
+            severity=command.severity))
         kind = "public" if incident.public else "private"
-        return reply(f"Incident **{incident.name}** started in {self.service.channel_ref(incident.channel_id)} "
-                     f"({kind} channel); you are the commander.")
+        graded = f" at severity **{incident.severity}**" if incident.severity else ""
+        return reply(f"Incident **{incident.name}** started{graded} in "
+                     f"{self.service.channel_ref(incident.channel_id)} ({kind} channel); you are the commander.")
 
     def _end(self, command: p.End, caller: Caller) -> dict[str, Any]:
         here = self._here(caller)
@@ -262,6 +265,22 @@ class CommandRunner:
         if not seconds:
             return "No status update reminders for this incident: `/incident remind 30m` sets one."
         return f"The commander will be reminded to post an update in {describe_seconds(seconds)}, and as often after."
+
+    def _severity(self, command: p.Severity, caller: Caller) -> dict[str, Any]:
+        here = self._here(caller)
+        levels = self.service.severity_levels()
+        if not command.level:
+            now = f"**{here.severity}**" if here.severity else "not set"
+            return reply(f"The severity of **{here.name}** is {now}. Levels, most severe first: "
+                         f"{levels.describe()}; set one with `/incident severity <level>`.")
+        # "none" clears, unless the admins made it a level of its own.
+        wanted = "" if command.level.lower() == "none" and levels.find(command.level) is None else command.level
+        outcome = self.service.set_severity(caller.user_id, here.id, wanted)
+        severity = outcome.incident.severity
+        if not outcome.changed:
+            return reply(f"The severity of **{here.name}** is already {f'**{severity}**' if severity else 'not set'}.")
+        return reply(f"The severity of **{here.name}** is now **{severity}**." if severity else
+                     f"The severity of **{here.name}** is cleared.")
 
     def _list(self, command: p.List, caller: Caller) -> dict[str, Any]:
         _, incidents = self.service.list_incidents(caller.user_id, IncidentFilter(

@@ -19,6 +19,18 @@ SORT_COLUMNS = {
 }
 
 
+def severity_order(levels: tuple[str, ...]) -> sa.ColumnElement[int]:
+    """How severe an incident's level is, as a number that grows with severity.
+
+    The most severe configured level is highest; a level no longer configured is 0,
+    below every configured one; no severity is -1. So ``sort=severity`` descending
+    lists the most severe first and the incidents without a severity last.
+    """
+    count = len(levels)
+    return sa.case(*[(incidents.c.severity == name, count - index) for index, name in enumerate(levels)],
+                   (incidents.c.severity == "", -1), else_=0)
+
+
 # Built once: the statements every request runs (SQLAlchemy then finds them compiled in its cache).
 _GET = sa.select(incidents).where(incidents.c.id == sa.bindparam("incident_id"))
 _GET_BY_CHANNEL = sa.select(incidents).where(incidents.c.channel_id == sa.bindparam("channel_id"))
@@ -35,6 +47,7 @@ def _row_values(incident: Incident) -> dict[str, Any]:
         "active_stage": incident.active_stage, "checklists": checklists_to_json(incident.checklists),
         "version": incident.version, "playbook_id": incident.playbook_id,
         "broadcast_channel_ids": incident.broadcast_channel_ids, "reminder_seconds": incident.reminder_seconds,
+        "severity": incident.severity,
     }
 
 
@@ -47,6 +60,7 @@ def _from_row(row: Any) -> Incident:
         active_stage=row.active_stage, checklists=checklists_from_json(row.checklists),
         version=row.version, playbook_id=row.playbook_id,
         broadcast_channel_ids=list(row.broadcast_channel_ids), reminder_seconds=row.reminder_seconds,
+        severity=row.severity,
     )
 
 
@@ -122,6 +136,8 @@ class SqlIncidentRepository:
             conditions.append(incidents.c.commander_user_id == query.commander_user_id)
         if query.member_channel_ids is not None:
             conditions.append(incidents.c.channel_id.in_(sorted(query.member_channel_ids)))
+        if query.severity:
+            conditions.append(incidents.c.severity.in_(sorted(set(query.severity))))
         if query.search_term:
             pattern = f"%{_escape_like(query.search_term.lower())}%"
             conditions.append(sa.func.lower(incidents.c.name).like(pattern, escape="\\"))
@@ -131,8 +147,12 @@ class SqlIncidentRepository:
                 visible = sa.or_(visible, incidents.c.public.is_(True))
             conditions.append(visible)
         where = sa.and_(sa.true(), *conditions)
-        column = SORT_COLUMNS[query.sort]
-        order = [column.desc(), incidents.c.id.desc()] if query.direction == "desc" else [column.asc(), incidents.c.id.asc()]
+        if query.sort == "severity":
+            # Levels of one rank (those no longer configured) grouped by name, then newest or oldest first.
+            keys = [severity_order(query.severity_levels), incidents.c.severity, incidents.c.create_at, incidents.c.id]
+        else:
+            keys = [SORT_COLUMNS[query.sort], incidents.c.id]
+        order = [key.desc() if query.direction == "desc" else key.asc() for key in keys]
         count = sa.select(sa.func.count()).select_from(incidents).where(where)
         page = (sa.select(incidents).where(where).order_by(*order)
                 .limit(query.per_page).offset(query.page * query.per_page))

@@ -20,6 +20,7 @@ def _row_values(playbook: Playbook) -> dict[str, Any]:
         "checklists": checklists_to_json(playbook.checklists), "num_stages": playbook.num_stages,
         "num_tasks": playbook.num_tasks, "create_at": playbook.create_at, "update_at": playbook.update_at,
         "broadcast_channel_ids": playbook.broadcast_channel_ids, "reminder_seconds": playbook.reminder_seconds,
+        "default_severity": playbook.default_severity,
     }
 
 
@@ -58,7 +59,8 @@ class SqlPlaybookRepository:
                          checklists=checklists_from_json(row.checklists), member_ids=members[row.id],
                          create_at=row.create_at, update_at=row.update_at,
                          broadcast_channel_ids=list(row.broadcast_channel_ids),
-                         reminder_seconds=row.reminder_seconds) for row in rows]
+                         reminder_seconds=row.reminder_seconds, default_severity=row.default_severity)
+                for row in rows]
 
     def get(self, playbook_id: str) -> Playbook | None:
         """The playbook with its members, or None."""

@@ -31,9 +31,12 @@ incidents = sa.Table(
     sa.Column("broadcast_channel_ids", sa.JSON, nullable=False, server_default="[]"),
     # The reminder period in seconds (0: none); the due time is in incident_reminders.
     sa.Column("reminder_seconds", sa.Integer, nullable=False, server_default="0"),
+    # A level of the SeverityLevels setting as spelt when it was set ("" for none).
+    sa.Column("severity", sa.String(32), nullable=False, server_default=""),
     # Listing is always within a team: these keep its cost independent of other teams.
     sa.Index("ix_incidents_team_active_create", "team_id", "is_active", "create_at"),
     sa.Index("ix_incidents_team_commander", "team_id", "commander_user_id"),
+    sa.Index("ix_incidents_team_severity", "team_id", "severity"),
 )
 
 # What happened to each incident, when and by whom: one row per change and per note.
@@ -135,6 +138,7 @@ playbooks = sa.Table(
     sa.Column("update_at", sa.BigInteger, nullable=False),
     sa.Column("broadcast_channel_ids", sa.JSON, nullable=False, server_default="[]"),
     sa.Column("reminder_seconds", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("default_severity", sa.String(32), nullable=False, server_default=""),
     sa.Index("ix_playbooks_team_title", "team_id", "title"),
 )
 

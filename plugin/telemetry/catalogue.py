@@ -41,7 +41,9 @@ class Kind:
         if self.name == "enum":
             return "one of " + ", ".join(f"`{choice}`" for choice in self.choices)
         return {"id": "id", "optional id": "id or empty", "bool": "true/false", "int": "number",
-                "stage index": "number (-1: none)", "version": "version"}[self.name]
+                "stage index": "number (-1: none)", "version": "version",
+                "severity rank": "number (1: the most severe level; 0: a level no longer configured; -1: none)",
+                }[self.name]
 
 
 def _is_int(value: Any) -> bool:
@@ -53,6 +55,7 @@ _CHECKS = {
     "bool": lambda _kind, value: value is True or value is False,
     "int": lambda _kind, value: _is_int(value) and 0 <= value < 2 ** 53,
     "stage index": lambda _kind, value: _is_int(value) and -1 <= value < 10_000,
+    "severity rank": lambda _kind, value: _is_int(value) and -1 <= value <= 1_000,
     "id": lambda _kind, value: type(value) is str and _ID.match(value) is not None,  # noqa: E721
     "optional id": lambda _kind, value: type(value) is str and (  # noqa: E721
         value == "" or _ID.match(value) is not None),
@@ -67,6 +70,9 @@ INT = Kind("int")
 # The active stage's position, -1 when the incident has no stages.
 STAGE_INDEX = Kind("stage index")
 VERSION = Kind("version")
+# A severity level's position in the SeverityLevels setting, counted from 1 (the most
+# severe): never the level's name, which the admins chose and so is content.
+SEVERITY_RANK = Kind("severity rank")
 
 
 def enum(*choices: str) -> Kind:
@@ -146,8 +152,11 @@ PLAYBOOK_METADATA = (
 
 EVENTS: dict[str, Event] = {
     "incident": Event("incident", (
-        Action("create", "An incident was started.",
-               (Prop("Public", BOOL, "Whether the incident channel is public."),)),
+        Action("create", "An incident was started.", (
+            Prop("Public", BOOL, "Whether the incident channel is public."),
+            Prop("SeverityRank", SEVERITY_RANK, "The severity it started with, as its position in the "
+                                                "configured levels (1: the most severe)."),
+        )),
         Action("end", "An incident was ended."),
         Action("restart", "An ended incident was restarted."),
         Action("change_commander", "The commander changed."),
@@ -172,6 +181,11 @@ EVENTS: dict[str, Event] = {
                (Prop("ReminderSeconds", INT, "The new reminder period, in seconds (0: none)."),)),
         Action("change_broadcast_channels", "The channels that get a copy of each status update changed.",
                (Prop("NumBroadcastChannels", INT, "How many broadcast channels the incident has now."),)),
+        Action("change_severity", "The severity was set, changed or cleared.", (
+            Prop("SeverityRank", SEVERITY_RANK, "The new severity, as its position in the configured levels "
+                                                "(1: the most severe)."),
+            Prop("PreviousSeverityRank", SEVERITY_RANK, "The severity before the change, the same way."),
+        )),
     ), INCIDENT_METADATA, "plugin/service.py"),
     "tasks": Event("tasks", (
         Action("add_task", "A task was added."),

@@ -81,7 +81,7 @@ def test_bad_request_is_a_clear_4xx_and_changes_nothing(client, components, meth
 
 
 @pytest.mark.parametrize("query", [
-    {"sort": "severity"}, {"direction": "up"}, {"status": "open"}, {"page": "-1"}, {"page": "x"},
+    {"sort": "urgency"}, {"severity": "x" * 33}, {"direction": "up"}, {"status": "open"}, {"page": "-1"}, {"page": "x"},
     {"per_page": "0"}, {"per_page": "201"}, {"team_id": "nope"}, {"member_id": "x"}, {"bogus": "1"},
     {"search_term": "x" * 65}, {"search_term": "a\x00b"},
 ])

@@ -122,7 +122,7 @@ def test_patch_takes_one_change_at_a_time(client):
     incident = start(client, checklists=[{"title": "a"}, {"title": "b"}])
     both = client.patch(f"/api/v0/incidents/{incident['id']}", json={"active_stage": 1, "broadcast_channel_ids": []},
                         headers=as_user(ALICE))
-    assert both.status_code == 400 and "exactly one of active_stage or broadcast_channel_ids" in str(both.json)
+    assert both.status_code == 400 and "exactly one of active_stage, broadcast_channel_ids or severity" in str(both.json)
     assert client.patch(f"/api/v0/incidents/{incident['id']}", json={"active_stage": 1},
                         headers=as_user(ALICE)).json["active_stage"] == 1
 

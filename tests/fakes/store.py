@@ -93,7 +93,8 @@ class FakeIncidents:
     def list(self, query: IncidentFilter) -> tuple[int, list[Incident]]:
         found = [i for i in self.memory.incidents.values() if (not query.team_id or i.team_id == query.team_id)
                  and (query.status != "active" or i.is_active)
-                 and (query.member_channel_ids is None or i.channel_id in query.member_channel_ids)]
+                 and (query.member_channel_ids is None or i.channel_id in query.member_channel_ids)
+                 and (not query.severity or i.severity in query.severity)]
         found.sort(key=lambda i: (i.create_at, i.id), reverse=query.direction == "desc")
         start = query.page * query.per_page
         return len(found), [copy.deepcopy(i) for i in found[start:start + query.per_page]]

@@ -30,7 +30,7 @@ def test_catalogue_holds_exactly_the_published_events_and_actions():
     assert {name: [a.name for a in event.actions] for name, event in EVENTS.items()} == {
         "incident": ["create", "end", "restart", "change_commander", "change_stage", "add_members",
                      "add_timeline_event", "remove_timeline_event", "update_status", "change_reminder",
-                     "change_broadcast_channels"],
+                     "change_broadcast_channels", "change_severity"],
         "tasks": ["add_task", "remove_task", "rename_task", "modify_task_state", "move_task",
                   "set_assignee_for_task", "run_task_slash_command"],
         "playbook": ["create", "update", "delete"],
@@ -38,7 +38,8 @@ def test_catalogue_holds_exactly_the_published_events_and_actions():
 
 
 @pytest.mark.parametrize("event,action,extra,metadata", [
-    ("incident", "create", ["Public"], METADATA),
+    ("incident", "create", ["Public", "SeverityRank"], METADATA),
+    ("incident", "change_severity", ["SeverityRank", "PreviousSeverityRank"], METADATA),
     ("incident", "end", [], METADATA),
     ("incident", "add_members", ["NumMembersAdded"], METADATA),
     ("incident", "add_timeline_event", ["EventType", "Backdated", "HasPost", "NumDetails"], METADATA),
@@ -55,8 +56,24 @@ def test_each_action_allows_exactly_the_keys_of_the_public_contract(event, actio
     assert keys == ["Action", *extra, *metadata, *COMMON]
 
 
+@pytest.mark.parametrize("rank", ["sev1", "1", 1.0, True, -2, 1001, None])
+def test_a_severity_rank_is_refused_unless_it_is_a_position_so_no_level_name_is_sent(rank, caplog):
+    values = _incident_values(SeverityRank=rank, PreviousSeverityRank=1)
+    with caplog.at_level(logging.WARNING):
+        sent = allowed_properties("incident", "change_severity", values)
+    assert "SeverityRank" not in sent and sent["PreviousSeverityRank"] == 1
+    assert "sev1" not in caplog.text
+
+
+@pytest.mark.parametrize("rank", [-1, 0, 1, 4, 20])
+def test_a_severity_rank_from_none_to_a_position_is_sent_as_it_is(rank):
+    sent = allowed_properties("incident", "change_severity", _incident_values(SeverityRank=rank,
+                                                                              PreviousSeverityRank=-1))
+    assert (sent["SeverityRank"], sent["PreviousSeverityRank"]) == (rank, -1)
+
+
 def test_allowed_values_pass_through_unchanged():
-    values = _incident_values(Public=True)
+    values = _incident_values(Public=True, SeverityRank=2)
     assert allowed_properties("incident", "create", values) == {"Action": "create", **values}
 
 

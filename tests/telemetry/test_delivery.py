@@ -20,7 +20,7 @@ from tests.telemetry.lifecycle import drive_every_mutation, drive_status_updates
 COMMON = {"diagnosticID", "serverVersion", "pluginVersion", "eventTimeStamp"}
 METADATA = {"incidentID", "IsActive", "CommanderUserID", "TeamID", "CreatedAt", "PostID", "NumChecklists",
             "TotalChecklistItems", "ActiveStage", "UserActualID"}
-EXTRA = {"create": {"Public"}, "modify_task_state": {"NewState", "WasCommander", "WasAssignee"},
+EXTRA = {"create": {"Public", "SeverityRank"}, "modify_task_state": {"NewState", "WasCommander", "WasAssignee"},
          "add_timeline_event": {"EventType", "Backdated", "HasPost", "NumDetails"},
          "remove_timeline_event": {"EventType", "WasCreator"},
          "change_broadcast_channels": {"NumBroadcastChannels"},
@@ -50,6 +50,7 @@ def test_full_lifecycle_sends_exactly_the_expected_events_with_exact_keys(tclien
         assert message["properties"]["serverVersion"] == "local"
     by_action = {m["properties"]["Action"]: m["properties"] for m in messages}
     assert by_action["create"]["Public"] is False and by_action["create"]["PostID"] == ""
+    assert by_action["create"]["SeverityRank"] == -1
     assert by_action["create"]["NumChecklists"] == 2 and by_action["create"]["TotalChecklistItems"] == 4
     assert by_action["change_stage"]["ActiveStage"] == 1
     assert by_action["add_task"]["TotalChecklistItems"] == 5

@@ -25,6 +25,7 @@ def _values(kind: Kind) -> st.SearchStrategy:
     return {
         "id": _ID, "optional id": st.one_of(st.just(""), _ID), "bool": st.booleans(),
         "int": st.integers(0, 2 ** 53 - 1), "stage index": st.integers(-1, 9_999), "version": _VERSIONS,
+        "severity rank": st.integers(-1, 1_000),
         "enum": st.sampled_from(kind.choices or ("",)),
     }[kind.name]
 

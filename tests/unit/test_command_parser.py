@@ -17,6 +17,7 @@ from plugin.command.parser import (
     Note,
     Remind,
     Restart,
+    Severity,
     Stage,
     Start,
     Timeline,
@@ -28,7 +29,7 @@ from plugin.command.parser import (
 )
 
 COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Commander, Add, Announce, Update, Remind, List, Info,
-                 Timeline, Note)
+                 Timeline, Note, Severity)
 
 
 @pytest.mark.parametrize("text, expected", [

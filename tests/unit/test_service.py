@@ -205,7 +205,7 @@ def test_start_and_restart_write_their_entries_naming_the_starter_and_the_comman
         ("incident_ended", "@alice ended the incident."), ("incident_restarted", "@bob restarted the incident.")]
     created = memory.timeline[0]
     assert (created.event_at, created.subject_user_id, created.details) == (
-        incident.create_at, BOB, {"public": False, "playbook_id": ""})
+        incident.create_at, BOB, {"public": False, "playbook_id": "", "severity": ""})
 
 
 def test_unassigning_a_task_says_so_and_names_nobody(service, memory):
