@@ -157,12 +157,14 @@ def create_blueprint(components: Any) -> Blueprint:
 
     @bp.get("/backstage/api/session")
     def who_am_i() -> Any:
-        """Who the page is showing things for, whether the development sign-in is offered, and the CSRF token."""
+        """Who the page is showing things for, whether the development sign-in is offered, the CSRF token
+        and the severity levels in force."""
         user_id, via = _current_user(components)
         body: dict[str, Any] = {"user_id": user_id, "username": components.host.mention(user_id)[1:] if user_id else "",
                                 "signed_in_via": via, "dev_sign_in": dev_sign_in_enabled(components),
                                 "is_admin": bool(user_id) and components.host.is_system_admin(user_id),
                                 "csrf_token": session.get("csrf", "") if via == "dev" else "",
+                                "severity_levels": list(components.settings.current.severity_levels.names),
                                 # The local host's users are in every team; the console uses this one.
                                 "default_team_id": DEFAULT_TEAM if hasattr(components.host, "users") else ""}
         return jsonify(body)

@@ -50,6 +50,8 @@ def browser() -> Iterator[object]:
                      "--window-size=1280,900", "--lang=en-US", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update"):
         options.add_argument(argument)
+    # The page's console, for a failing test to show.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(30)
     driver.set_script_timeout(30)

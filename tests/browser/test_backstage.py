@@ -80,10 +80,11 @@ def test_a_person_signs_in_runs_an_incident_to_its_end_and_sees_each_step(page, 
 
     # A few more, so the list looks like a team's.
     users = backstage["users"]
-    for name, commander in (("checkout errors", "bob"), ("search latency above 2 s", "alice"),
-                            ("certificate expires in 3 days", "bob")):
+    for name, commander, severity in (("checkout errors", "bob", "sev2"), ("search latency above 2 s", "alice", ""),
+                                      ("certificate expires in 3 days", "bob", "sev3")):
         api(base, "POST", "/api/v0/incidents", users[commander], {
             "name": name, "team_id": "team0000000000000000000000", "commander_user_id": users[commander],
+            "public": True, "severity": severity,
             "checklists": [{"title": "Triage", "items": [{"title": "Look"}]}, {"title": "Resolve", "items": []}]})
     page.find_element(By.LINK_TEXT, "← All incidents").click()
     wait(page, lambda d: text_in(d, ".incident-list", "db is down") and text_in(d, ".incident-list", "checkout"))
@@ -222,3 +223,24 @@ def test_text_on_every_page_meets_the_wcag_aa_contrast_ratio(page, backstage):
         page.get(f"{base}/backstage/{path}")
         wait(page, ec.presence_of_element_located((By.CSS_SELECTOR, ready)))
         assert page.execute_script(LOW_CONTRAST) == [], path
+
+
+def test_the_list_filters_by_severity_and_the_incident_page_changes_it(page, backstage):
+    base, users = backstage["base"], backstage["users"]
+    team = "sevteam0000000000000000000"
+    made = {severity: api(base, "POST", "/api/v0/incidents", users["alice"], {
+        "name": f"graded {severity or 'none'}", "team_id": team, "commander_user_id": users["alice"],
+        "severity": severity})["id"] for severity in ("sev1", "sev2", "")}
+    sign_in(page, base, "alice")
+    page.get(f"{base}/backstage/#/?team_id={team}")
+    wait(page, lambda d: text_in(d, ".count", "3 incidents"))
+    Select(page.find_element(By.ID, "filter-severity")).select_by_visible_text("sev1")
+    wait(page, lambda d: text_in(d, ".count", "1 incident") and text_in(d, ".incident-list", "graded sev1"))
+    Select(page.find_element(By.ID, "filter-severity")).select_by_visible_text("None set")
+    wait(page, lambda d: text_in(d, ".count", "1 incident") and text_in(d, ".incident-list", "graded none"))
+
+    page.get(f"{base}/backstage/#/incidents/{made['']}")
+    Select(wait(page, ec.presence_of_element_located((By.ID, "incident-severity")))).select_by_visible_text("sev2")
+    wait(page, lambda d: text_in(d, "main.incident .heading-row", "sev2") and text_in(d, ".timeline", "sev2"),
+         "the new severity never showed")
+    assert api(base, "GET", f"/api/v0/incidents/{made['']}", users["alice"])["severity"] == "sev2"

@@ -175,7 +175,7 @@ var IncidentResponsePlugin = (function(exports) {
 		var children = [h("h3", { key: "name" }, s.name), h("ul", {
 			key: "facts",
 			style: STYLE.list
-		}, h("li", { key: "status" }, "Status: " + s.status), h("li", { key: "commander" }, "Commander: " + s.commander), h("li", { key: "stage" }, "Stage: " + s.stage), h("li", { key: "progress" }, "Tasks: " + s.progress))];
+		}, h("li", { key: "status" }, "Status: " + s.status), h("li", { key: "commander" }, "Commander: " + s.commander), incident.severity ? h("li", { key: "severity" }, "Severity: " + incident.severity) : null, h("li", { key: "stage" }, "Stage: " + s.stage), h("li", { key: "progress" }, "Tasks: " + s.progress))];
 		if (result.actionError) children.push(h("p", {
 			key: "error",
 			role: "alert",

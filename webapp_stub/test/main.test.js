@@ -209,11 +209,13 @@ const button = (text) => (node) => node.type === 'button' && node.children.join(
 test('the panel shows the last status update and links to the incident on the backstage page', async () => {
   const update = {status: 200, body: {total_count: 1, page_count: 1, has_more: false,
     items: [{id: 'u1', message: 'rolled back', user_id: COMMANDER, create_at: 1}]}};
-  const {registry, calls, api} = loadBundle({responses: [{status: 200, body: {...INCIDENT, team_id: 'team1'}}, update]});
+  const {registry, calls, api} = loadBundle({responses: [
+    {status: 200, body: {...INCIDENT, team_id: 'team1', severity: 'sev2'}}, update]});
   await registry.registered.buttons[0].action({id: CHANNEL});
   assert.equal(calls[1].url, `http://chat.example/plugins/${MANIFEST.id}/api/v0/incidents/${INCIDENT.id}/status-updates?per_page=1`);
   const tree = registry.registered.sidebars[0].component();
   assert.match(api.textOf(tree), /Last status update\s*rolled back/);
+  assert.match(api.textOf(tree), /Severity: sev2/);
   const link = find(tree, (node) => node.type === 'a');
   assert.equal(link.props.href,
     `http://chat.example/plugins/${MANIFEST.id}/backstage/#/incidents/${INCIDENT.id}?team_id=team1`);

@@ -30,7 +30,10 @@ export class ApiError extends Error {
 async function call(base, path, {method = 'GET', body, query} = {}) {
   const url = new URL(path, base);
   for (const [key, value] of Object.entries(query || {})) {
-    if (value !== undefined && value !== null && value !== '') {
+    if (Array.isArray(value)) {
+      // Repeated, and kept even when empty (severity= lists incidents without one).
+      value.forEach((item) => url.searchParams.append(key, item));
+    } else if (value !== undefined && value !== null && value !== '') {
       url.searchParams.set(key, value);
     }
   }

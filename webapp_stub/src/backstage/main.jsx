@@ -8,7 +8,8 @@ import {StatsPage} from './stats.jsx';
 import './style.css';
 
 const PER_PAGE = 100;
-const SEVERITIES = ['', 'sev1', 'sev2', 'sev3', 'sev4'];
+// The severity filter's value for incidents without a severity.
+const NO_SEVERITY = '-';
 
 // ----- routing --------------------------------------------------------------------------
 function parseHash() {
@@ -65,8 +66,20 @@ function StatusBadge({incident}) {
     {incident.is_active ? 'Active' : 'Ended'}</span>;
 }
 
-function SeverityBadge({severity}) {
-  return severity ? <span class={`badge badge--${severity}`}>{severity.toUpperCase()}</span> : null;
+// Coloured by rank: the most severe level darkest; a level since removed from the setting is grey.
+function SeverityBadge({severity, levels}) {
+  if (!severity) {
+    return null;
+  }
+  const rank = (levels || []).indexOf(severity) + 1;
+  return <span class={`badge badge--rank${rank ? Math.min(rank, 4) : 0}`} title="Severity">{severity}</span>;
+}
+
+function SeverityOptions({levels, none}) {
+  return <>
+    <option value="">{none}</option>
+    {levels.map((level) => <option key={level} value={level}>{level}</option>)}
+  </>;
 }
 
 // ----- sign-in --------------------------------------------------------------------------
@@ -120,7 +133,7 @@ function SignIn({session, onSignedIn}) {
 }
 
 // ----- the list ---------------------------------------------------------------------------
-function Filters({params, commanders, me, onChange}) {
+function Filters({params, commanders, me, levels, onChange}) {
   const [search, setSearch] = useState(params.search || '');
   useEffect(() => setSearch(params.search || ''), [params.search]);
   const set = (key) => (event) => onChange({...params, [key]: event.currentTarget.value, page: ''});
@@ -143,7 +156,8 @@ function Filters({params, commanders, me, onChange}) {
     <div class="field">
       <label for="filter-severity">Severity</label>
       <select id="filter-severity" value={params.severity || ''} onChange={set('severity')}>
-        {SEVERITIES.map((s) => <option key={s} value={s}>{s ? s.toUpperCase() : 'Any'}</option>)}
+        <SeverityOptions levels={levels} none="Any" />
+        <option value={NO_SEVERITY}>None set</option>
       </select>
     </div>
     <div class="field field--grow">
@@ -154,7 +168,7 @@ function Filters({params, commanders, me, onChange}) {
   </form>;
 }
 
-function IncidentRows({items}) {
+function IncidentRows({items, levels}) {
   // Marks the moment the rows are in the document, for the render-time measure.
   useLayoutEffect(() => {
     performance.mark('incident-list-rendered');
@@ -164,7 +178,7 @@ function IncidentRows({items}) {
     {items.map((incident) => <li key={incident.id} class="incident-row">
       <a href={href(`/incidents/${incident.id}`)} class="incident-row__name">{incident.name}</a>
       <span class="incident-row__meta">
-        <StatusBadge incident={incident} /> <SeverityBadge severity={incident.severity} />
+        <StatusBadge incident={incident} /> <SeverityBadge severity={incident.severity} levels={levels} />
         <span>Commander {nameOf(incident.commander_user_id)}</span>
         <span>Stage: {incident.active_stage_title || 'none'}</span>
         <span>Started {formatTime(incident.create_at)}</span>
@@ -184,7 +198,8 @@ function IncidentList({params, session, team}) {
     setError('');
     api('incidents', {query: {
       team_id: team, status: params.status || 'all', commander_user_id: params.commander,
-      severity: params.severity, search_term: params.search, page: pageNumber, per_page: PER_PAGE,
+      severity: params.severity === NO_SEVERITY ? [''] : params.severity, search_term: params.search,
+      page: pageNumber, per_page: PER_PAGE,
     }}).then(async (body) => {
       await loadNames(body.items.map((incident) => incident.commander_user_id)).catch(() => {});
       if (current) {
@@ -203,12 +218,13 @@ function IncidentList({params, session, team}) {
       <h1>Incidents</h1>
       <a class="button primary" href={href('/new', {team_id: team})}>Start an incident</a>
     </div>
-    <Filters params={params} commanders={commanders} me={session.user_id} onChange={go} />
+    <Filters params={params} commanders={commanders} me={session.user_id} levels={session.severity_levels || []}
+      onChange={go} />
     <Message error={error} />
     {result && <p class="count" role="status">{result.total_count} incident{result.total_count === 1 ? '' : 's'}
       {result.page_count > 1 ? `, page ${pageNumber + 1} of ${result.page_count}` : ''}</p>}
     {result && result.items.length === 0 && <p>No incidents match these filters.</p>}
-    {result && result.items.length > 0 && <IncidentRows items={result.items} />}
+    {result && result.items.length > 0 && <IncidentRows items={result.items} levels={session.severity_levels} />}
     {result && result.page_count > 1 && <nav class="pager" aria-label="Pages">
       <button type="button" disabled={pageNumber === 0}
         onClick={() => go({...params, page: String(pageNumber - 1)})}>Previous page</button>
@@ -242,6 +258,7 @@ function StartIncident({session, team}) {
   const [description, setDescription] = useState('');
   const [stages, setStages] = useState(TEMPLATE);
   const [teamId, setTeamId] = useState(team);
+  const [severity, setSeverity] = useState('');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
   const submit = async (event) => {
@@ -251,6 +268,7 @@ function StartIncident({session, team}) {
     try {
       const incident = await api('incidents', {method: 'POST', body: {
         name, description, team_id: teamId, commander_user_id: session.user_id, checklists: parseStages(stages),
+        severity,
       }});
       window.location.hash = href(`/incidents/${incident.id}`);
     } catch (e) {
@@ -267,6 +285,10 @@ function StartIncident({session, team}) {
       <label for="new-description">Description</label>
       <textarea id="new-description" rows={2} value={description}
         onInput={(e) => setDescription(e.currentTarget.value)} />
+      <label for="new-severity">Severity</label>
+      <select id="new-severity" value={severity} onChange={(e) => setSeverity(e.currentTarget.value)}>
+        <SeverityOptions levels={session.severity_levels || []} none="None" />
+      </select>
       <label for="new-team">Team id</label>
       <input id="new-team" required value={teamId} onInput={(e) => setTeamId(e.currentTarget.value.trim())} />
       <label for="new-stages">Stages and tasks</label>
@@ -354,7 +376,22 @@ function CommanderForm({incident, run}) {
   </form>;
 }
 
-function IncidentPage({id}) {
+function SeverityForm({incident, levels, run}) {
+  const change = (event) => {
+    const severity = event.currentTarget.value;
+    run('change the severity', () => api(`incidents/${incident.id}`, {method: 'PATCH', body: {severity}}));
+  };
+  const known = levels.includes(incident.severity) || !incident.severity;
+  return <div class="inline-form">
+    <label for="incident-severity">Severity</label>
+    <select id="incident-severity" value={incident.severity || ''} onChange={change}>
+      <SeverityOptions levels={levels} none="None" />
+      {!known && <option value={incident.severity}>{incident.severity} (no longer a level)</option>}
+    </select>
+  </div>;
+}
+
+function IncidentPage({id, levels}) {
   const [incident, setIncident] = useState(null);
   const [timeline, setTimeline] = useState([]);
   const [updates, setUpdates] = useState([]);
@@ -396,7 +433,7 @@ function IncidentPage({id}) {
     <p><a href={href('/', {team_id: incident.team_id})}>← All incidents</a></p>
     <div class="heading-row">
       <h1>{incident.name}</h1>
-      <StatusBadge incident={incident} /> <SeverityBadge severity={incident.severity} />
+      <StatusBadge incident={incident} /> <SeverityBadge severity={incident.severity} levels={levels} />
     </div>
     {incident.description && <p class="description">{incident.description}</p>}
     <dl class="facts">
@@ -413,6 +450,7 @@ function IncidentPage({id}) {
         <button type="button" onClick={() => run('restart the incident',
           () => api(`incidents/${incident.id}/restart`, {method: 'PUT'}))}>Restart the incident</button>}
       {incident.is_active && <CommanderForm incident={incident} run={run} />}
+      <SeverityForm incident={incident} levels={levels} run={run} />
     </div>
     <div class="columns">
       <div>
@@ -465,7 +503,7 @@ function App() {
   if (!session.user_id) {
     body = <SignIn session={session} onSignedIn={loadSession} />;
   } else if (route.path.startsWith('/incidents/')) {
-    body = <IncidentPage id={route.path.split('/')[2]} />;
+    body = <IncidentPage id={route.path.split('/')[2]} levels={session.severity_levels || []} />;
   } else if (route.path === '/new') {
     body = <StartIncident session={session} team={team} />;
   } else if (route.path === '/stats') {

@@ -178,6 +178,7 @@ function view(h, result, actions) {
     h('ul', {key: 'facts', style: STYLE.list},
       h('li', {key: 'status'}, 'Status: ' + s.status),
       h('li', {key: 'commander'}, 'Commander: ' + s.commander),
+      incident.severity ? h('li', {key: 'severity'}, 'Severity: ' + incident.severity) : null,
       h('li', {key: 'stage'}, 'Stage: ' + s.stage),
       h('li', {key: 'progress'}, 'Tasks: ' + s.progress)),
   ];
