@@ -130,3 +130,9 @@ def test_every_worker_signs_with_the_key_kept_in_the_database(settings, client, 
             assert second.get("/backstage/api/session").json["user_id"] == ALICE
     finally:
         other.extensions["incident"].db.dispose()
+
+
+def test_the_session_names_the_severity_levels_in_force(client, components, people):
+    assert client.get("/backstage/api/session").json["severity_levels"] == ["sev1", "sev2", "sev3", "sev4"]
+    components.settings_admin.apply({"SeverityLevels": "critical,minor"}, origin="test")
+    assert client.get("/backstage/api/session").json["severity_levels"] == ["critical", "minor"]
