@@ -64,6 +64,11 @@ export function StatsPage({team}) {
 
   useEffect(() => {
     let current = true;
+    if (!team) {
+      setStats(null);
+      setError('Open this page with a team (team_id in the address, as the incident panel links it).');
+      return undefined;
+    }
     const to = Date.now();
     setError('');
     api('stats', {query: {team_id: team, from: to - Number(days) * DAY, to}}).then(
@@ -132,7 +137,7 @@ export function StatsPage({team}) {
           <table class="data-table">
             <thead><tr><th scope="col">Severity</th><th scope="col">Incidents</th></tr></thead>
             <tbody>{severity.map((s) => <tr key={s.severity}>
-              <th scope="row">{s.severity ? s.severity.toUpperCase() : 'none'}</th><td>{s.count}</td></tr>)}</tbody>
+              <th scope="row">{s.severity || 'none'}</th><td>{s.count}</td></tr>)}</tbody>
           </table>}
       </section>
     </>}
