@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin.model import Incident, Playbook, StatusUpdate, TimelineEntry
+from plugin.model import Incident, Playbook, Retrospective, StatusUpdate, TimelineEntry
 
 
 @dataclass(frozen=True)
@@ -102,5 +102,12 @@ class ReminderDue:
     due_at: int | None
 
 
+@dataclass(frozen=True)
+class RetrospectiveSaved:
+    """An incident's retrospective was written, or given its playbook's template at the start: the unit of work keeps it."""
+
+    retrospective: Retrospective
+
+
 TelemetryEvent = IncidentEvent | TaskEvent | PlaybookEvent
-Event = TelemetryEvent | Announcement | StatusUpdated | ReminderDue
+Event = TelemetryEvent | Announcement | StatusUpdated | ReminderDue | RetrospectiveSaved

@@ -44,6 +44,9 @@ DEFAULT_SEVERITY_LEVELS = ("sev1", "sev2", "sev3", "sev4")
 # Ranks count the configured levels from 1 (most severe); these two mean no level, or one no longer configured.
 NO_SEVERITY_RANK = -1
 REMOVED_SEVERITY_RANK = 0
+# A retrospective is posted to the incident channel as one message; a Mattermost post holds at most 16,383
+# characters, which leaves room for the line that introduces it.
+RETROSPECTIVE_MAX = 16_000
 _SEVERITY_NAME = re.compile(r"[^\s,]{1,%d}" % SEVERITY_NAME_MAX)
 
 
@@ -198,6 +201,8 @@ class Incident:
     #: One of the configured severity levels, as spelt there when it was set ("" for none). A
     #: level the admins have since removed stays readable (see ``SeverityLevels.rank``).
     severity: str = ""
+    #: When the retrospective was last posted to the channel (ms); 0: never.
+    retrospective_published_at: int = 0
 
     @property
     def active_stage_title(self) -> str:
@@ -416,6 +421,10 @@ class Playbook:
     reminder_seconds: int = 0
     #: The severity of incidents started from the playbook when the request gives none ("" for none).
     default_severity: str = ""
+    #: Markdown each incident's retrospective starts from; copied into the incident at its start.
+    retrospective_template: str = ""
+    #: Whether incidents started from it may write and publish their retrospective before they end.
+    retrospective_before_end: bool = False
 
     @property
     def num_stages(self) -> int:
@@ -445,7 +454,7 @@ class Playbook:
 # What a timeline entry tells: each kind of change writes its own, and people add notes.
 TIMELINE_EVENT_TYPES = ("incident_created", "stage_changed", "commander_changed", "task_state_changed",
                         "task_assigned", "status_updated", "incident_ended", "incident_restarted", "note",
-                        "severity_changed")
+                        "severity_changed", "retrospective_published")
 SUMMARY_MAX = 1024
 # A note's details are a small JSON object, at most this long when written out.
 DETAILS_MAX = 8192
@@ -543,6 +552,63 @@ def check_status_message(message: str) -> str:
         raise BadInput(f"The status update is {len(text)} characters long; use at most {STATUS_MESSAGE_MAX}.",
                        {"message": len(text)})
     return text
+
+
+def check_retrospective_text(text: str) -> str:
+    """The text, if a database can store it and one chat post can hold it; BadInput saying what to fix otherwise."""
+    if len(text) > RETROSPECTIVE_MAX:
+        raise BadInput(f"The retrospective is {len(text)} characters long; use at most {RETROSPECTIVE_MAX}: it is "
+                       "posted to the incident channel as one message.", {"text": len(text), "max": RETROSPECTIVE_MAX})
+    if problem := text_problem(text):
+        raise BadInput(f"The retrospective {problem}.", {"text": problem})
+    return text
+
+
+@dataclass
+class Retrospective:
+    """What an incident's people learnt, in Markdown: written once it has ended, then posted to its channel.
+
+    Kept beside the incident's row, not in it: it can be long and is read on its own.
+    ``update_at`` stays 0 while nobody has written it (it holds the playbook's template,
+    if any); ``allowed_before_end`` is the playbook's word that it may be written earlier.
+    """
+
+    incident_id: str
+    text: str = ""
+    update_at: int = 0
+    updated_by: str = ""
+    allowed_before_end: bool = False
+
+    def is_open(self, incident: Incident) -> bool:
+        """May it be written and published now: once the incident has ended, or earlier when its playbook allows?"""
+        return not incident.is_active or self.allowed_before_end
+
+    def require_open(self, incident: Incident) -> None:
+        """InvalidState, saying when it opens, unless it may be written now."""
+        if not self.is_open(incident):
+            raise InvalidState("The retrospective opens once the incident has ended: end it first (`/incident end`, "
+                               "or PUT .../end), or start incidents from a playbook with retrospective_before_end.",
+                               {"is_active": True, "retrospective_before_end": False})
+
+    def write(self, text: str, user_id: str, now: int, incident: Incident) -> bool:
+        """Replace the text (checked with ``check_retrospective_text``); False when it is already this text."""
+        self.require_open(incident)
+        if self.update_at and text == self.text:
+            return False
+        self.text, self.update_at, self.updated_by = text, now, user_id
+        return True
+
+    def publish(self, incident: Incident, now: int) -> bool:
+        """Mark it published on the incident; InvalidState while it may not be written, or nobody has written it."""
+        self.require_open(incident)
+        if not self.text.strip():
+            raise InvalidState("The retrospective is empty: write it first (PUT .../retrospective {text}), then "
+                               "publish it.", {"text": "blank"})
+        if not self.update_at:
+            raise InvalidState("The retrospective still holds only its playbook's template: write it first "
+                               "(PUT .../retrospective {text}), then publish it.", {"text": "template"})
+        incident.retrospective_published_at = now
+        return True
 
 
 @dataclass(frozen=True)

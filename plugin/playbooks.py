@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from plugin.chat import ChatHost
 from plugin.errors import NotFound, PermissionDenied
 from plugin.model import (Checklist, ChecklistItem, Playbook, PlaybookFilter, SeverityLevels,
-                          check_broadcast_channels, check_reminder_seconds, new_id, now_ms)
+                          check_broadcast_channels, check_reminder_seconds, check_retrospective_text, new_id, now_ms)
 from plugin.events import PlaybookEvent
 from plugin.service import NewChecklist, UnitOfWork, check_broadcast_channels_usable
 
@@ -36,6 +36,8 @@ class NewPlaybook:
     broadcast_channel_ids: list[str] = field(default_factory=list)
     reminder_seconds: int = 0
     default_severity: str = ""
+    retrospective_template: str = ""
+    retrospective_before_end: bool = False
 
 
 @dataclass
@@ -50,6 +52,8 @@ class PlaybookChanges:
     broadcast_channel_ids: list[str] | None = None
     reminder_seconds: int | None = None
     default_severity: str | None = None
+    retrospective_template: str | None = None
+    retrospective_before_end: bool | None = None
 
 
 def _stages(stages: list[NewChecklist]) -> list[Checklist]:
@@ -81,7 +85,9 @@ class PlaybookService:
                             create_at=now, update_at=now,
                             broadcast_channel_ids=check_broadcast_channels(new.broadcast_channel_ids),
                             reminder_seconds=check_reminder_seconds(new.reminder_seconds),
-                            default_severity=default_severity)
+                            default_severity=default_severity,
+                            retrospective_template=check_retrospective_text(new.retrospective_template),
+                            retrospective_before_end=new.retrospective_before_end)
         playbook.set_members(new.member_ids, keep=user_id)
         with self.uow_factory() as uow:
             uow.playbooks.add(playbook)
@@ -132,6 +138,10 @@ class PlaybookService:
                 playbook.reminder_seconds = check_reminder_seconds(changes.reminder_seconds)
             if default_severity is not None:
                 playbook.default_severity = default_severity
+            if changes.retrospective_template is not None:
+                playbook.retrospective_template = check_retrospective_text(changes.retrospective_template)
+            if changes.retrospective_before_end is not None:
+                playbook.retrospective_before_end = changes.retrospective_before_end
             if changes.description is not None:
                 playbook.description = changes.description
             if changes.create_public_incident is not None:

@@ -30,7 +30,8 @@ from typing import Any, Protocol
 
 from plugin.chat import ChatHost
 from plugin.errors import BadInput, ConcurrentUpdate, HostUnavailable, InvalidState, NotFound, PermissionDenied
-from plugin.events import Announcement, Before, Event, IncidentEvent, ReminderDue, StatusUpdated, TaskEvent
+from plugin.events import (Announcement, Before, Event, IncidentEvent, ReminderDue, RetrospectiveSaved, StatusUpdated,
+                           TaskEvent)
 from plugin.model import (
     DEFAULT_CHECKLIST_TITLE,
     Checklist,
@@ -41,9 +42,11 @@ from plugin.model import (
     Playbook,
     PlaybookFilter,
     Reminder,
+    Retrospective,
     SeverityLevels,
     StatusUpdate,
     TimelineEntry,
+    check_retrospective_text,
     check_status_message,
     new_id,
     now_ms,
@@ -108,6 +111,12 @@ class ReminderRepository(Protocol):
     def claim(self, reminder: Reminder, next_due_at: int | None) -> None: ...
 
 
+class RetrospectiveRepository(Protocol):
+    """Incidents' retrospectives: read at once (they are written through RetrospectiveSaved events)."""
+
+    def get(self, incident_id: str) -> Retrospective | None: ...
+
+
 class ChatRepository(Protocol):
     """The chat host's channels and posts, when they live in our database: written at commit."""
 
@@ -129,6 +138,7 @@ class UnitOfWork(AbstractContextManager, Protocol):
     timeline: TimelineRepository
     status_updates: StatusUpdateRepository
     reminders: ReminderRepository
+    retrospectives: RetrospectiveRepository
     chat: ChatRepository | None
 
     def add_event(self, event: Event) -> None: ...
@@ -187,6 +197,25 @@ class Change:
     event: IncidentEvent | TaskEvent
     announcement: str | None = None
     events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetrospectiveView:
+    """An incident's retrospective as people see it: the text, who last wrote it and when, when it was last
+    published (0: never), and whether it may be written now."""
+
+    incident_id: str
+    text: str
+    update_at: int
+    updated_by: str
+    published_at: int
+    editable: bool
+
+    @classmethod
+    def of(cls, retrospective: Retrospective, incident: Incident) -> RetrospectiveView:
+        """The view of a retrospective of this incident."""
+        return cls(incident.id, retrospective.text, retrospective.update_at, retrospective.updated_by,
+                   incident.retrospective_published_at, retrospective.is_open(incident))
 
 
 def describe_seconds(seconds: int) -> str:
@@ -293,11 +322,16 @@ class IncidentService:
             severity = (levels.find(playbook.default_severity) if playbook.default_severity else None) or ""
         broadcast_channel_ids: list[str] = []
         reminder_seconds = 0
+        retrospective: Retrospective | None = None
         if playbook is not None:
             checklists = playbook.stage_copies(new_id)
             public = playbook.create_public_incident if new.public is None else new.public
             broadcast_channel_ids = list(playbook.broadcast_channel_ids)
             reminder_seconds = playbook.reminder_seconds
+            if playbook.retrospective_template or playbook.retrospective_before_end:
+                # Copied like the stages: a later change to the playbook leaves this incident as it started.
+                retrospective = Retrospective("", playbook.retrospective_template,
+                                              allowed_before_end=playbook.retrospective_before_end)
         else:
             stages = new.checklists if new.checklists is not None else [NewChecklist(DEFAULT_CHECKLIST_TITLE)]
             checklists = [Checklist(new_id(), stage.title, [_new_item(item) for item in stage.items])
@@ -330,6 +364,9 @@ class IncidentService:
             # A playbook's reminder period asks for the first update a period after the start.
             if (due_at := incident.next_reminder_at(incident.create_at)) is not None:
                 uow.add_event(ReminderDue(incident.id, due_at))
+            if retrospective is not None:
+                retrospective.incident_id = incident.id
+                uow.add_event(RetrospectiveSaved(retrospective))
             self._commit(uow)
         return incident
 
@@ -679,6 +716,54 @@ class IncidentService:
                 "EventType": entry.event_type, "WasCreator": entry.creator_user_id == user_id}, entry=entry))
             self._commit(uow)
 
+    # ----- the retrospective -----------------------------------------------------------
+    # Channel members and system admins read, write and publish it. Its writes go
+    # through _mutate_in, so they are made at the incident's version like any change:
+    # two people saving at once never lose a write silently, and a publication posts
+    # the text as it is when the publication commits.
+    def get_retrospective(self, user_id: str, incident_id: str) -> RetrospectiveView:
+        """The retrospective (the playbook's template until someone writes it), if the user may change the incident."""
+        with self.uow_factory(write=False) as uow:
+            incident = self._get(uow, incident_id)
+            retrospective = uow.retrospectives.get(incident_id) or Retrospective(incident_id)
+        if not self.can_edit(user_id, incident):
+            raise PermissionDenied("Only members of the incident channel and system admins may read its "
+                                   "retrospective; join the channel first." if self.can_view(user_id, incident) else
+                                   "You do not have permission to view this incident.")
+        return RetrospectiveView.of(retrospective, incident)
+
+    def update_retrospective(self, user_id: str, incident_id: str, text: str) -> RetrospectiveView:
+        """Write the retrospective: once the incident has ended, or earlier when its playbook allows (unchanged
+        when it already holds this text)."""
+        text = check_retrospective_text(text)
+        seen: list[RetrospectiveView] = []
+
+        def write(incident: Incident, uow: UnitOfWork) -> Change | None:
+            retrospective = uow.retrospectives.get(incident.id) or Retrospective(incident.id)
+            changed = retrospective.write(text, user_id, self.clock(), incident)
+            seen[:] = [RetrospectiveView.of(retrospective, incident)]
+            if not changed:
+                return None
+            return Change(IncidentEvent("update_retrospective", incident, user_id),
+                          events=(RetrospectiveSaved(retrospective),))
+        self._mutate_in(user_id, incident_id, write)
+        return seen[0]
+
+    def publish_retrospective(self, user_id: str, incident_id: str) -> RetrospectiveView:
+        """Post the retrospective to the incident channel and mark it published (again, after edits, as often as
+        asked); refused while it is blank or only its playbook's template, or may not be written yet."""
+        seen: list[RetrospectiveView] = []
+
+        def publish(incident: Incident, uow: UnitOfWork) -> Change | None:
+            retrospective = uow.retrospectives.get(incident.id) or Retrospective(incident.id)
+            retrospective.publish(incident, self.clock())
+            seen[:] = [RetrospectiveView.of(retrospective, incident)]
+            who = self.host.mention(user_id)
+            return Change(IncidentEvent("publish_retrospective", incident, user_id, mentions={user_id: who}),
+                          f"Retrospective of **{incident.name}**, published by {who}:\n\n{retrospective.text}")
+        self._mutate_in(user_id, incident_id, publish)
+        return seen[0]
+
     # ----- the one path of a change --------------------------------------------------
     def _mutate(self, user_id: str, incident_id: str, change: Callable[[Incident], Change | None]) -> Outcome:
         """Read the incident, decide on that read who may change it, apply change, save at the version read.
@@ -687,11 +772,16 @@ class IncidentService:
         save checks the version instead, and when another change committed first
         the whole change is made again on a fresh read (at most RETRIES times).
         """
+        return self._mutate_in(user_id, incident_id, lambda incident, _uow: change(incident))
+
+    def _mutate_in(self, user_id: str, incident_id: str,
+                   change: Callable[[Incident, UnitOfWork], Change | None]) -> Outcome:
+        """``_mutate`` for a change that also reads other rows in its unit of work (the incident's retrospective)."""
         for attempt in range(RETRIES):
             with self.uow_factory() as uow:
                 incident = self._get(uow, incident_id)
                 self._check_edit(user_id, incident)
-                done = change(incident)
+                done = change(incident, uow)
                 if done is None:
                     return Outcome(incident, False)
                 uow.incidents.save(incident)

@@ -49,6 +49,9 @@ def entry_for(event: Event, now: int) -> TimelineEntry | None:
                           details={"from_severity": before.severity, "to_severity": incident.severity,
                                    "from_rank": event.properties.get("PreviousSeverityRank", -1),
                                    "to_rank": event.properties.get("SeverityRank", -1)})
+        case IncidentEvent(action="publish_retrospective", incident=incident):
+            return _entry(event, "retrospective_published", f"{_who(event)} published the retrospective.", now,
+                          event_at=incident.retrospective_published_at or now)
         case IncidentEvent(action="end", incident=incident):
             return _entry(event, "incident_ended", f"{_who(event)} ended the incident.", now,
                           event_at=incident.end_at or now)

@@ -277,7 +277,7 @@ def authenticate(settings_secret: str) -> None:
 
 def init_app(app: Flask, components: Any) -> Api:
     """Register the API blueprints and the error handlers on app."""
-    from plugin.api import incidents, playbooks, settings, telemetry
+    from plugin.api import incidents, playbooks, retrospectives, settings, telemetry
 
     app.config.setdefault("API_TITLE", "Incident Response")
     app.config.setdefault("API_VERSION", "v0")
@@ -310,7 +310,7 @@ def init_app(app: Flask, components: Any) -> Api:
     # Registered first, so the routes refer to these components with their body rules.
     for schema in _schemas_with_body_rules():
         api.spec.components.schema(schema.__name__.removesuffix("Schema"), dict(schema.body_rules), schema=schema)
-    for module in (incidents, playbooks, settings, telemetry):
+    for module in (incidents, retrospectives, playbooks, settings, telemetry):
         api.register_blueprint(module.create_blueprint(components))
     document_severity_levels(api.spec.components.schemas, components.settings.current.severity_levels)
     components.settings.subscribe(

@@ -382,6 +382,25 @@ class IncidentSchema(Schema):
     reminder_seconds = fields.Integer()
     severity = fields.String(metadata={"description": "The severity level, \"\" for none; it may be a level since "
                                                       "removed from the SeverityLevels setting."})
+    retrospective_published_at = fields.Integer(metadata={
+        "description": "When the retrospective was last posted to the channel, in ms since 1970; 0: never."})
+
+
+class RetrospectiveTextSchema(StrictSchema):
+    text = Text(required=True, validate=validate.Length(0, model.RETROSPECTIVE_MAX, error=(
+        "The retrospective is longer than {max} characters: shorten it (it is posted to the channel as one "
+        "message).")), metadata={"description": "Markdown; empty clears it."})
+
+
+class RetrospectiveSchema(Schema):
+    incident_id = fields.String()
+    text = fields.String(metadata={"description": "The playbook's template until someone writes it."})
+    update_at = fields.Integer(metadata={"description": "When it was last written, in ms; 0: never."})
+    updated_by = fields.String(metadata={"description": "Who last wrote it; empty: nobody yet."})
+    published_at = fields.Integer(metadata={"description": "When it was last posted to the channel, in ms; 0: never."})
+    editable = fields.Boolean(metadata={
+        "description": "Whether it may be written and published now: once the incident has ended, or earlier when "
+                       "its playbook allows."})
 
 
 class TimelineEntrySchema(Schema):
@@ -415,6 +434,13 @@ class StatusUpdatePageSchema(PageSchema):
 
 
 # ----- playbooks --------------------------------------------------------------------------
+def RetrospectiveTemplate(**kwargs: Any) -> Text:  # noqa: N802 - reads like a field class
+    """Markdown an incident's retrospective starts from, copied into each incident started from the playbook."""
+    return Text(validate=validate.Length(0, model.RETROSPECTIVE_MAX, error=(
+        "The template is longer than {max} characters: shorten it.")), metadata={
+        "description": "Markdown each incident's retrospective starts from."}, **kwargs)
+
+
 class CreatePlaybookSchema(StrictSchema):
     title = Trimmed(required=True, validate=validate.Length(1, model.TITLE_MAX))
     team_id = Id(required=True)
@@ -430,6 +456,10 @@ class CreatePlaybookSchema(StrictSchema):
     default_severity = Severity(load_default="", metadata={
         "description": "The severity of incidents started from the playbook when they give none (a level of "
                        "SeverityLevels, or empty for none)."})
+    retrospective_template = RetrospectiveTemplate(load_default="")
+    retrospective_before_end = fields.Boolean(load_default=False, metadata={
+        "description": "Whether incidents started from the playbook may write and publish their retrospective "
+                       "before they end."})
 
 
 class UpdatePlaybookSchema(StrictSchema):
@@ -444,6 +474,8 @@ class UpdatePlaybookSchema(StrictSchema):
     broadcast_channel_ids = BroadcastChannels(load_default=None)
     reminder_seconds = ReminderSeconds(load_default=None)
     default_severity = Severity(load_default=None)
+    retrospective_template = RetrospectiveTemplate(load_default=None)
+    retrospective_before_end = fields.Boolean(load_default=None)
 
 
 class PlaybookListQuerySchema(PagingSchema):
@@ -484,6 +516,8 @@ class PlaybookSchema(Schema):
     broadcast_channel_ids = fields.List(fields.String())
     reminder_seconds = fields.Integer()
     default_severity = fields.String()
+    retrospective_template = fields.String()
+    retrospective_before_end = fields.Boolean()
 
 
 class PlaybookPageSchema(PageSchema):

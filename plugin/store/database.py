@@ -13,13 +13,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from plugin.events import Announcement, Event, ReminderDue, StatusUpdated
+from plugin.events import Announcement, Event, ReminderDue, RetrospectiveSaved, StatusUpdated
 from plugin.lockfile import LockFile
 from plugin.model import now_ms
 from plugin.store.chat import SqlChatRepository
 from plugin.store.incidents import SqlIncidentRepository
 from plugin.store.outbox import SqlOutboxRepository
 from plugin.store.playbooks import SqlPlaybookRepository
+from plugin.store.retrospectives import SqlRetrospectiveRepository
 from plugin.store.saved_settings import SqlSavedSettings, read_version
 from plugin.store.status_updates import SqlReminderRepository, SqlStatusUpdateRepository
 from plugin.store.timeline import SqlTimelineRepository
@@ -291,6 +292,7 @@ class SqlUnitOfWork:
         self.timeline = SqlTimelineRepository(self._reading)
         self.status_updates = SqlStatusUpdateRepository(self._reading)
         self.reminders = SqlReminderRepository(self._reading)
+        self.retrospectives = SqlRetrospectiveRepository(self._reading)
         self.saved_settings = SqlSavedSettings(self._writing if self.write else self._reading)
         self.outbox = SqlOutboxRepository()
         #: The local chat host's channels and posts; None when the host keeps them elsewhere.
@@ -329,6 +331,8 @@ class SqlUnitOfWork:
                 self.status_updates.add(event.update)
             elif isinstance(event, ReminderDue):
                 self.reminders.schedule(event.incident_id, event.due_at)
+            elif isinstance(event, RetrospectiveSaved):
+                self.retrospectives.save(event.retrospective)
             elif (row := self.telemetry.row(event)) is not None:
                 self.outbox.add(row)
             if (entry := entry_for(event, now)) is not None:
@@ -344,6 +348,7 @@ class SqlUnitOfWork:
             self.playbooks.flush(connection)
             self.timeline.flush(connection)
             self.status_updates.flush(connection)
+            self.retrospectives.flush(connection)
             if self.chat is not None:
                 self.chat.flush(connection)
             self.outbox.flush(connection)

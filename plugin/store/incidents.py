@@ -47,7 +47,7 @@ def _row_values(incident: Incident) -> dict[str, Any]:
         "active_stage": incident.active_stage, "checklists": checklists_to_json(incident.checklists),
         "version": incident.version, "playbook_id": incident.playbook_id,
         "broadcast_channel_ids": incident.broadcast_channel_ids, "reminder_seconds": incident.reminder_seconds,
-        "severity": incident.severity,
+        "severity": incident.severity, "retrospective_published_at": incident.retrospective_published_at,
     }
 
 
@@ -60,7 +60,7 @@ def _from_row(row: Any) -> Incident:
         active_stage=row.active_stage, checklists=checklists_from_json(row.checklists),
         version=row.version, playbook_id=row.playbook_id,
         broadcast_channel_ids=list(row.broadcast_channel_ids), reminder_seconds=row.reminder_seconds,
-        severity=row.severity,
+        severity=row.severity, retrospective_published_at=row.retrospective_published_at,
     )
 
 

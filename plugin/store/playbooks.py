@@ -20,7 +20,8 @@ def _row_values(playbook: Playbook) -> dict[str, Any]:
         "checklists": checklists_to_json(playbook.checklists), "num_stages": playbook.num_stages,
         "num_tasks": playbook.num_tasks, "create_at": playbook.create_at, "update_at": playbook.update_at,
         "broadcast_channel_ids": playbook.broadcast_channel_ids, "reminder_seconds": playbook.reminder_seconds,
-        "default_severity": playbook.default_severity,
+        "default_severity": playbook.default_severity, "retrospective_template": playbook.retrospective_template,
+        "retrospective_before_end": playbook.retrospective_before_end,
     }
 
 
@@ -59,7 +60,9 @@ class SqlPlaybookRepository:
                          checklists=checklists_from_json(row.checklists), member_ids=members[row.id],
                          create_at=row.create_at, update_at=row.update_at,
                          broadcast_channel_ids=list(row.broadcast_channel_ids),
-                         reminder_seconds=row.reminder_seconds, default_severity=row.default_severity)
+                         reminder_seconds=row.reminder_seconds, default_severity=row.default_severity,
+                         retrospective_template=row.retrospective_template,
+                         retrospective_before_end=row.retrospective_before_end)
                 for row in rows]
 
     def get(self, playbook_id: str) -> Playbook | None:

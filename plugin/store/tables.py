@@ -33,6 +33,8 @@ incidents = sa.Table(
     sa.Column("reminder_seconds", sa.Integer, nullable=False, server_default="0"),
     # A level of the SeverityLevels setting as spelt when it was set ("" for none).
     sa.Column("severity", sa.String(32), nullable=False, server_default=""),
+    # When the retrospective was last posted to the channel (ms; 0: never); its text is in incident_retrospectives.
+    sa.Column("retrospective_published_at", sa.BigInteger, nullable=False, server_default="0"),
     # Listing is always within a team: these keep its cost independent of other teams.
     sa.Index("ix_incidents_team_active_create", "team_id", "is_active", "create_at"),
     sa.Index("ix_incidents_team_commander", "team_id", "commander_user_id"),
@@ -139,6 +141,8 @@ playbooks = sa.Table(
     sa.Column("broadcast_channel_ids", sa.JSON, nullable=False, server_default="[]"),
     sa.Column("reminder_seconds", sa.Integer, nullable=False, server_default="0"),
     sa.Column("default_severity", sa.String(32), nullable=False, server_default=""),
+    sa.Column("retrospective_template", sa.Text, nullable=False, server_default=""),
+    sa.Column("retrospective_before_end", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_playbooks_team_title", "team_id", "title"),
 )
 
@@ -164,6 +168,18 @@ incident_reminders = sa.Table(
     sa.Column("incident_id", ID, primary_key=True),
     sa.Column("due_at", sa.BigInteger, nullable=True),
     sa.Index("ix_incident_reminders_due", "due_at"),
+)
+
+# Incidents' retrospectives, one row for each incident that has one (written, or given its
+# playbook's template at the start); always read alone, by incident. A row is written only
+# in a transaction that also writes its incident's row at the version read.
+incident_retrospectives = sa.Table(
+    "incident_retrospectives", metadata,
+    sa.Column("incident_id", ID, primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("update_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_by", sa.String(26), nullable=False),
+    sa.Column("allowed_before_end", sa.Boolean, nullable=False),
 )
 
 playbook_members = sa.Table(

@@ -186,6 +186,8 @@ EVENTS: dict[str, Event] = {
                                                 "(1: the most severe)."),
             Prop("PreviousSeverityRank", SEVERITY_RANK, "The severity before the change, the same way."),
         )),
+        Action("update_retrospective", "The retrospective was written (neither its text nor its length is sent)."),
+        Action("publish_retrospective", "The retrospective was posted to the incident channel."),
     ), INCIDENT_METADATA, "plugin/service.py"),
     "tasks": Event("tasks", (
         Action("add_task", "A task was added."),

@@ -18,8 +18,9 @@ from typing import Any
 
 from plugin.chat import ServerFacts
 from plugin.errors import ConcurrentUpdate, HostUnavailable, NotFound
-from plugin.events import Announcement, Event, IncidentEvent, PlaybookEvent, ReminderDue, StatusUpdated, TaskEvent
-from plugin.model import Incident, IncidentFilter, Reminder, StatusUpdate, TimelineEntry, now_ms
+from plugin.events import (Announcement, Event, IncidentEvent, PlaybookEvent, ReminderDue, RetrospectiveSaved,
+                           StatusUpdated, TaskEvent)
+from plugin.model import Incident, IncidentFilter, Reminder, Retrospective, StatusUpdate, TimelineEntry, now_ms
 from plugin.timeline import entry_for
 
 
@@ -39,6 +40,18 @@ class Memory:
     status_updates: list[StatusUpdate] = field(default_factory=list)
     #: incident id: when its next reminder is due (None: not due)
     reminders: dict[str, int | None] = field(default_factory=dict)
+    #: incident id: its retrospective as committed
+    retrospectives: dict[str, Retrospective] = field(default_factory=dict)
+
+
+class FakeRetrospectives:
+    """Retrospectives as committed (written through RetrospectiveSaved events)."""
+
+    def __init__(self, memory: Memory):
+        self.memory = memory
+
+    def get(self, incident_id: str) -> Retrospective | None:
+        return copy.deepcopy(self.memory.retrospectives.get(incident_id))
 
 
 class FakeStatusUpdates:
@@ -143,6 +156,7 @@ class FakeUnitOfWork:
         self.timeline = FakeTimeline(memory)
         self.status_updates = FakeStatusUpdates(memory)
         self.reminders = FakeReminders(memory)
+        self.retrospectives = FakeRetrospectives(memory)
         self.events: list[Event] = []
 
     def __enter__(self) -> FakeUnitOfWork:
@@ -178,6 +192,8 @@ class FakeUnitOfWork:
                 self.memory.status_updates.append(event.update)
             elif isinstance(event, ReminderDue):
                 self.memory.reminders[event.incident_id] = event.due_at
+            elif isinstance(event, RetrospectiveSaved):
+                self.memory.retrospectives[event.retrospective.incident_id] = copy.deepcopy(event.retrospective)
         for incident in self.incidents.saved:
             incident.version += 1
         for incident in [*self.incidents.added, *self.incidents.saved]:

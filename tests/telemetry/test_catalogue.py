@@ -30,7 +30,8 @@ def test_catalogue_holds_exactly_the_published_events_and_actions():
     assert {name: [a.name for a in event.actions] for name, event in EVENTS.items()} == {
         "incident": ["create", "end", "restart", "change_commander", "change_stage", "add_members",
                      "add_timeline_event", "remove_timeline_event", "update_status", "change_reminder",
-                     "change_broadcast_channels", "change_severity"],
+                     "change_broadcast_channels", "change_severity", "update_retrospective",
+                     "publish_retrospective"],
         "tasks": ["add_task", "remove_task", "rename_task", "modify_task_state", "move_task",
                   "set_assignee_for_task", "run_task_slash_command"],
         "playbook": ["create", "update", "delete"],
@@ -40,6 +41,8 @@ def test_catalogue_holds_exactly_the_published_events_and_actions():
 @pytest.mark.parametrize("event,action,extra,metadata", [
     ("incident", "create", ["Public", "SeverityRank"], METADATA),
     ("incident", "change_severity", ["SeverityRank", "PreviousSeverityRank"], METADATA),
+    ("incident", "update_retrospective", [], METADATA),
+    ("incident", "publish_retrospective", [], METADATA),
     ("incident", "end", [], METADATA),
     ("incident", "add_members", ["NumMembersAdded"], METADATA),
     ("incident", "add_timeline_event", ["EventType", "Backdated", "HasPost", "NumDetails"], METADATA),

@@ -43,3 +43,27 @@ def test_severity_changes_send_ranks_counted_from_one_and_never_the_level_names(
     data = dataplane.all_bytes()
     for canary in (*LEVELS, "CANARYUnknown", "CANARY"):
         assert not _leaks(data, canary), canary
+
+
+def test_retrospective_writes_and_publications_send_that_they_happened_and_nothing_of_the_text(tclient, dataplane):
+    user = as_user(ALICE)
+    template, text = "CANARYTemplate über alles", "CANARYRetrospective 漢字 " * 50
+    before = len(dataplane.delivered())
+    playbook = _ok(tclient.post("/api/v0/playbooks", headers=user, json={
+        "title": "p", "team_id": TEAM, "retrospective_template": template}), 201)
+    incident = _ok(tclient.post("/api/v0/incidents", headers=user, json={
+        "name": "db", "team_id": TEAM, "commander_user_id": ALICE, "playbook_id": playbook["id"]}), 201)
+    base = f"/api/v0/incidents/{incident['id']}"
+    assert tclient.put(f"{base}/retrospective", headers=user, json={"text": text}).status_code == 409  # no event
+    _ok(tclient.put(f"{base}/end", headers=user))
+    assert tclient.post(f"{base}/retrospective/publish", headers=user).status_code == 409  # the template: no event
+    _ok(tclient.put(f"{base}/retrospective", headers=user, json={"text": text}))
+    _ok(tclient.put(f"{base}/retrospective", headers=user, json={"text": text}))  # no-op: no event
+    _ok(tclient.post(f"{base}/retrospective/publish", headers=user))
+    sent = _sent(dataplane, before, 5)[2:]  # after the playbook's and the incident's creation
+    assert [p["Action"] for p in sent] == ["end", "update_retrospective", "publish_retrospective"]
+    metadata = set(sent[0]) - {"Action"}
+    assert all(set(p) - {"Action"} == metadata for p in sent)  # nothing beyond the incident's metadata
+    data = dataplane.all_bytes()
+    for canary in (template, text, "CANARY", str(len(text))):
+        assert not _leaks(data, canary), canary
