@@ -10,6 +10,8 @@ from pyproject.toml and constraints.txt, so a fresh machine needs only Python 3.
                                                          options are given)
   python3 dev.py postgres                                install (when missing) and start a local PostgreSQL
                                                          with the role the tests use; ``test`` does it too
+  python3 dev.py chromium                                install (when missing) the headless Chromium and its
+                                                         driver the browser tests use; ``test`` does it too
   python3 dev.py run   COMMAND ...                       run any command inside the environment
 """
 from __future__ import annotations
@@ -107,6 +109,31 @@ def ensure_postgres() -> None:
                    check=True, cwd="/")
 
 
+# The browser and driver the browser tests (tests/browser) drive: Debian's packages, never a download.
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def ensure_chromium() -> None:
+    """Install Debian's ``chromium`` and ``chromium-driver`` when either is missing.
+
+    Needs root and apt-get; elsewhere it says what to install (the browser tests then
+    skip, or fail where INCIDENT_REQUIRE_BROWSER is set).
+    """
+    if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
+        return
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if not (root and shutil.which("apt-get")):
+        print(f"Chromium is not installed ({CHROMIUM}, {CHROMEDRIVER}); install it (Debian: apt-get install -y "
+              "chromium chromium-driver) to run the browser tests", file=sys.stderr)
+        return
+    print("installing Chromium (apt-get install -y chromium chromium-driver)", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
 def run_webapp_tests() -> None:
     """The webapp stub's tests, under Node's built-in runner (no npm packages needed)."""
     node = shutil.which("node")
@@ -130,11 +157,14 @@ def run_launcher_tests() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"serve", "test", "run", "postgres"}:
+    if not argv or argv[0] not in {"serve", "test", "run", "postgres", "chromium"}:
         print(__doc__, file=sys.stderr)
         return 2
     if argv[0] == "postgres":
         ensure_postgres()
+        return 0
+    if argv[0] == "chromium":
+        ensure_chromium()
         return 0
     if argv[0] == "run" and len(argv) == 1:
         print("usage: python3 dev.py run COMMAND [ARGS...]", file=sys.stderr)
@@ -145,6 +175,7 @@ def main(argv: list[str]) -> int:
         args = [str(BIN / "incident-plugin"), "serve", *rest]
     elif command == "test":
         ensure_postgres()
+        ensure_chromium()
         if not rest:
             run_webapp_tests()
             run_launcher_tests()

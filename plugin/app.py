@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request
 
-from plugin import api, logs
+from plugin import api, backstage, logs
 from plugin.chat import ChatHost
 from plugin.chat.local import LocalChatHost
 from plugin.chat.mattermost import MattermostChatHost
@@ -192,5 +192,6 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
 
     api.init_app(app, components)
     command_views.init_app(app, components)
+    backstage.init_app(app, components)
     logs.install()
     return app

@@ -34,6 +34,8 @@ from plugin.settings import MANIFEST_PATH, load_manifest
 
 SUPPORT_FILES = ("pyproject.toml", "constraints.txt", "README.md", "server/launch.sh")
 PACKAGE = "plugin"
+# The built backstage page the server serves at /backstage/ (plugin.backstage.DIST).
+PAGE_DIR = "webapp_stub/dist/backstage"
 WHEELS = "python/wheels"
 REQUIREMENTS = "python/requirements.txt"
 # The CPython versions the bundled wheels serve: the Python 3 of current Debian,
@@ -105,6 +107,7 @@ def bundle_files(root: Path, manifest: dict[str, Any]) -> list[str]:
         relative = path.relative_to(root)
         if path.is_file() and not _SKIP_PARTS & set(relative.parts) and path.suffix not in _SKIP_SUFFIXES:
             files.add(relative.as_posix())
+    files.update(path.relative_to(root).as_posix() for path in (root / PAGE_DIR).rglob("*") if path.is_file())
     missing = sorted(name for name in files if not (root / name).is_file())
     if missing:
         raise BundleError(f"Cannot build the bundle from {root}: missing {', '.join(missing)}. Run the command "

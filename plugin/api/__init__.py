@@ -246,13 +246,21 @@ def _bearer_user() -> str | None:
 
 
 def authenticate(settings_secret: str) -> None:
-    """Set g.user_id from a Mattermost bearer token or the host's headers, or refuse with 401."""
+    """Set g.user_id from a Mattermost bearer token, the host's headers or the backstage sign-in, or refuse with 401."""
     bearer_user = _bearer_user()
     if bearer_user:
         # The token was verified by Mattermost itself, so neither the host secret nor the
         # Mattermost-User-ID header (which a direct caller could forge) is consulted.
         g.user_id = bearer_user
         return
+    if USER_HEADER not in request.headers and SECRET_HEADER not in request.headers:
+        # The backstage page's development sign-in (a signed cookie), when it is on.
+        from plugin.backstage import session_user
+
+        signed_in = session_user()
+        if signed_in:
+            g.user_id = signed_in
+            return
     if settings_secret:
         given = request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), settings_secret.encode()):

@@ -82,6 +82,8 @@ class MattermostServer:
             "MM_ANNOUNCEMENTSETTINGS_USERNOTICESENABLED": "false",
             "MM_EMAILSETTINGS_SENDEMAILNOTIFICATIONS": "false",
             "MM_RATELIMITSETTINGS_ENABLE": "false",
+            # A change sent with the session cookie must carry the CSRF token, not just X-Requested-With.
+            "MM_SERVICESETTINGS_EXPERIMENTALSTRICTCSRFENFORCEMENT": "true",
             # A secret in Mattermost's own environment: the plugin's child must never see it.
             "MM_E2E_CANARY": "canary-not-for-plugins",
             **self.extra_env,
@@ -168,11 +170,16 @@ class Client:
         self.http.close()
 
 
+def password_for(username: str) -> str:
+    """The password create_user gives a user (a test that logs in again needs it)."""
+    return f"Pw-{username}-12345!"
+
+
 def create_user(admin: Client | None, url: str, username: str) -> tuple[str, str]:
     """Create a user (the first one becomes system admin) and log in; return (user id, session token)."""
     anonymous = Client(url)
     try:
-        password = f"Pw-{username}-12345!"
+        password = password_for(username)
         creator = admin or anonymous
         user = creator.ok("POST", "/users", json={"email": f"{username}@example.com", "username": username,
                                                    "password": password})

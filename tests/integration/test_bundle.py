@@ -75,6 +75,12 @@ def test_unpacked_bundle_holds_what_the_launcher_needs(unpacked):
     assert not list(folder.rglob("__pycache__"))
 
 
+def test_unpacked_bundle_holds_the_built_backstage_page_the_server_serves(unpacked):
+    page = unpacked / PLUGIN_ID / "webapp_stub" / "dist" / "backstage"
+    assert (page / "index.html").is_file()
+    assert {path.suffix for path in (page / "assets").iterdir()} >= {".js", ".css"}
+
+
 def test_launcher_is_a_static_linux_amd64_executable(unpacked):
     data = (unpacked / PLUGIN_ID / MANIFEST["server"]["executables"]["linux-amd64"]).read_bytes()
     assert data[:4] == b"\x7fELF" and data[4] == 2  # 64-bit ELF

@@ -21,6 +21,8 @@ const INCIDENT = {
   ],
 };
 
+const NO_UPDATES = {status: 200, body: {total_count: 0, page_count: 0, has_more: false, items: []}};
+
 function fakeFetch(responses) {
   const calls = [];
   const fetch = (url, options) => {
@@ -66,12 +68,14 @@ function loadBundle({responses = [], React} = {}) {
   const plugins = [];
   const {fetch, calls} = fakeFetch(responses);
   const window = {fetch, React, registerPlugin: (id, plugin) => plugins.push({id, plugin})};
-  vm.runInNewContext(fs.readFileSync(BUNDLE, 'utf8'), {window, Promise});
+  const context = {window, Promise};
+  vm.runInNewContext(fs.readFileSync(BUNDLE, 'utf8'), context);
   const registry = fakeRegistry();
   const store = fakeStore();
   assert.equal(plugins.length, 1);
   plugins[0].plugin.initialize(registry, store);
-  const api = require(BUNDLE);
+  // The bundle's functions, as the global the script defines.
+  const api = context.IncidentResponsePlugin;
   return {plugins, registry, store, calls, api};
 }
 
@@ -89,9 +93,9 @@ test('initialize registers one channel header button and one sidebar panel', () 
 });
 
 test('header button fetches the channel incident and the panel shows name commander stage and progress', async () => {
-  const {registry, store, calls, api} = loadBundle({responses: [{status: 200, body: INCIDENT}]});
+  const {registry, store, calls, api} = loadBundle({responses: [{status: 200, body: INCIDENT}, NO_UPDATES]});
   await registry.registered.buttons[0].action({id: CHANNEL});
-  assert.equal(calls.length, 1);
+  assert.equal(calls.length, 2);
   assert.equal(calls[0].url, `http://chat.example/plugins/${MANIFEST.id}/api/v0/incidents/channel/${CHANNEL}`);
   assert.equal(calls[0].options.headers['X-Requested-With'], 'XMLHttpRequest');
   assert.deepEqual(store.dispatched, [{type: 'SHOW_RHS_PLUGIN', id: 'rhs1'}]);
@@ -125,7 +129,8 @@ test('a slow answer for a channel the user already left does not replace the new
   const {api} = loadBundle();
   let release;
   const slow = new Promise((resolve) => { release = resolve; });
-  const replies = [slow, Promise.resolve({status: 404, ok: false, json: () => Promise.resolve({})})];
+  const replies = [slow, Promise.resolve({status: 404, ok: false, json: () => Promise.resolve({})}),
+    Promise.resolve({status: 200, ok: true, json: () => Promise.resolve(NO_UPDATES.body)})];
   const panel = new api.Panel(() => replies.shift(), () => ({}), '');
   const first = panel.load('first000000000000000000000');
   await panel.load('second00000000000000000000');
@@ -142,19 +147,110 @@ test('summary of an incident without stages says so and counts no tasks', () => 
     status: 'Ended'});
 });
 
-test('with window.React the panel is a hooks component that loads the current channel', async () => {
+// A React with just enough hooks: state by call order, effects collected to run by hand.
+function fakeReact() {
+  const states = [];
   const effects = [];
-  let state;
-  const React = {
+  let index = 0;
+  return {
+    effects,
     createElement: (type, props, ...children) => ({type, props, children}),
-    useState: (initial) => { state = state || initial; return [state, (next) => { state = next; }]; },
+    useState: (initial) => {
+      const at = index++;
+      if (!(at in states)) {
+        states[at] = initial;
+      }
+      return [states[at], (next) => { states[at] = next; }];
+    },
     useEffect: (effect) => effects.push(effect),
+    render: (Component) => { index = 0; return Component(); },
   };
-  const {registry, calls, api} = loadBundle({React, responses: [{status: 200, body: INCIDENT}]});
+}
+
+const settle = async () => {
+  for (let i = 0; i < 5; i += 1) {
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+};
+
+test('with window.React the panel is a hooks component that loads the current channel', async () => {
+  const React = fakeReact();
+  const {registry, calls, api} = loadBundle({React, responses: [{status: 200, body: INCIDENT}, NO_UPDATES]});
   const Sidebar = registry.registered.sidebars[0].component;
-  assert.match(api.textOf(Sidebar()), /Open a channel/);
-  effects.forEach((effect) => effect());
+  assert.match(api.textOf(React.render(Sidebar)), /Open a channel/);
+  React.effects.forEach((effect) => effect());
   assert.equal(calls.length, 1);
-  await new Promise((resolve) => setImmediate(resolve));
-  assert.match(api.textOf(Sidebar()), /db is down/);
+  await settle();
+  const text = api.textOf(React.render(Sidebar));
+  assert.match(text, /db is down/);
+  assert.match(text, /No status update yet/);
+  assert.match(text, /Open in backstage/);
+});
+
+// Finds the first element of a tree that matches.
+function find(node, match) {
+  if (!node || typeof node !== 'object') {
+    return null;
+  }
+  if (!Array.isArray(node) && match(node)) {
+    return node;
+  }
+  for (const child of Array.isArray(node) ? node : node.children || []) {
+    const found = find(child, match);
+    if (found) {
+      return found;
+    }
+  }
+  return null;
+}
+
+const button = (text) => (node) => node.type === 'button' && node.children.join('') === text;
+
+test('the panel shows the last status update and links to the incident on the backstage page', async () => {
+  const update = {status: 200, body: {total_count: 1, page_count: 1, has_more: false,
+    items: [{id: 'u1', message: 'rolled back', user_id: COMMANDER, create_at: 1}]}};
+  const {registry, calls, api} = loadBundle({responses: [
+    {status: 200, body: {...INCIDENT, team_id: 'team1', severity: 'sev2'}}, update]});
+  await registry.registered.buttons[0].action({id: CHANNEL});
+  assert.equal(calls[1].url, `http://chat.example/plugins/${MANIFEST.id}/api/v0/incidents/${INCIDENT.id}/status-updates?per_page=1`);
+  const tree = registry.registered.sidebars[0].component();
+  assert.match(api.textOf(tree), /Last status update\s*rolled back/);
+  assert.match(api.textOf(tree), /Severity: sev2/);
+  const link = find(tree, (node) => node.type === 'a');
+  assert.equal(link.props.href,
+    `http://chat.example/plugins/${MANIFEST.id}/backstage/#/incidents/${INCIDENT.id}?team_id=team1`);
+});
+
+test('the panel buttons move the stage tick a task and end the incident with the chat CSRF header', async () => {
+  const moved = {...INCIDENT, active_stage: 1};
+  const {registry, calls, api} = loadBundle({responses: [
+    {status: 200, body: INCIDENT}, NO_UPDATES,
+    {status: 200, body: moved}, {status: 200, body: moved}, NO_UPDATES,
+    {status: 409, body: {error: 'The incident has already ended.'}},
+  ]});
+  await registry.registered.buttons[0].action({id: CHANNEL});
+  const plugin = registry.registered.sidebars[0];
+  find(plugin.component(), button('Next stage')).props.onClick();
+  await settle();
+  assert.equal(calls[2].options.method, 'PATCH');
+  assert.equal(calls[2].url, `http://chat.example/plugins/${MANIFEST.id}/api/v0/incidents/${INCIDENT.id}`);
+  assert.deepEqual(JSON.parse(calls[2].options.body), {active_stage: 1});
+  assert.equal(calls[2].options.headers['X-Requested-With'], 'XMLHttpRequest');
+  assert.match(api.textOf(plugin.component()), /Stage: Resolve \(2 of 2\)/);
+  assert.equal(find(plugin.component(), button('Next stage')), null);
+  find(plugin.component(), button('End incident')).props.onClick();
+  await settle();
+  assert.equal(calls[5].url, `http://chat.example/plugins/${MANIFEST.id}/api/v0/incidents/${INCIDENT.id}/end`);
+  assert.match(api.textOf(plugin.component()), /already ended/);
+});
+
+test('ticking a task in the panel closes it through the task state endpoint', async () => {
+  const {registry, calls} = loadBundle({responses: [
+    {status: 200, body: INCIDENT}, NO_UPDATES, {status: 200, body: INCIDENT}, {status: 200, body: INCIDENT}, NO_UPDATES]});
+  await registry.registered.buttons[0].action({id: CHANNEL});
+  const box = find(registry.registered.sidebars[0].component(), (node) => node.props && node.props.id === 'incident-rhs-task-1');
+  box.props.onChange();
+  await settle();
+  assert.equal(calls[2].url, `http://chat.example/plugins/${MANIFEST.id}/api/v0/incidents/${INCIDENT.id}/checklists/0/items/1/state`);
+  assert.deepEqual(JSON.parse(calls[2].options.body), {new_state: 'closed'});
 });

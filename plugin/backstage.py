@@ -1,0 +1,239 @@
+"""The backstage page at ``/backstage/``: its built files and its sign-in.
+
+The page itself (``webapp_stub/dist/backstage/``, built from ``webapp_stub/src/backstage``)
+is static and served to anyone; every fact it shows comes from the API, which
+authenticates each request. Inside Mattermost the API sees the user Mattermost
+signed in (the ``Mattermost-User-ID`` header the launcher forwards). Standalone,
+the development sign-in lets a visitor pick one of the local chat host's users
+and keeps the choice in a signed, HttpOnly, SameSite=Lax cookie (Flask's session);
+a request that changes something with that cookie must also carry the session's
+``X-CSRF-Token``, which only a page of this origin can read.
+"""
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, current_app, g, jsonify, redirect, request, send_from_directory, session
+from flask.sessions import SecureCookieSessionInterface
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from plugin.api import USER_HEADER, authenticate
+from plugin.command.console import DEFAULT_TEAM
+from plugin.errors import BadInput, NotFound, PermissionDenied, Unauthorized
+from plugin.model import ID_PATTERN, is_id
+from plugin.store.tables import plugin_kv
+
+# The built page; served from the source tree and from the plugin bundle alike.
+DIST = Path(__file__).resolve().parent.parent / "webapp_stub" / "dist" / "backstage"
+SESSION_KEY_NAME = "backstage_session_key"
+CSRF_HEADER = "X-CSRF-Token"
+# Sent by the page's fetch on sign-in and sign-out: a cross-site form cannot add it.
+REQUESTED_WITH = "X-Requested-With"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_NAME_IDS = 200
+
+
+class StoredKeySessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, signed with a key kept in the database.
+
+    Every worker of every server on one database signs with the same key, made once
+    on first use; the key is read when first needed, not when the app is built.
+    """
+
+    def __init__(self, db: Any):
+        self.db = db
+        self._key: str | None = None
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        """A request without the cookie (nearly every API call) gets an empty session and reads no key."""
+        if not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def get_signing_serializer(self, app: Flask) -> Any:
+        """The serializer of Flask's sessions, with the stored key as the app's secret."""
+        if app.secret_key is None:
+            app.secret_key = self._stored_key()
+        return super().get_signing_serializer(app)
+
+    def _stored_key(self) -> str:
+        select = sa.select(plugin_kv.c.value).where(plugin_kv.c.key == SESSION_KEY_NAME)
+        with self.db.read_engine.connect() as connection:
+            found = connection.execute(select).scalar_one_or_none()
+        if found:
+            return found
+        try:
+            with self.db.write_engine.begin() as connection:
+                connection.execute(sa.insert(plugin_kv).values(key=SESSION_KEY_NAME, value=secrets.token_hex(32)))
+        except sa.exc.IntegrityError:
+            pass  # another process made it first: theirs is the one
+        with self.db.read_engine.connect() as connection:
+            return connection.execute(select).scalar_one()
+
+
+def dev_sign_in_enabled(components: Any) -> bool:
+    """Is the development sign-in on: the DevSignIn setting, on a host that has a user list?"""
+    if not hasattr(components.host, "users"):
+        return False
+    mode = components.settings.current.get("DevSignIn") or "auto"
+    return mode == "on" or (mode == "auto" and not components.settings.current.host_secret)
+
+
+def session_user() -> str | None:
+    """The user of a valid development sign-in cookie, or None.
+
+    Raises PermissionDenied for a change (a POST, PUT, PATCH or DELETE) sent with the
+    cookie but without the session's CSRF token.
+    """
+    components = current_app.extensions.get("incident")
+    if components is None or not request.cookies.get(current_app.config["SESSION_COOKIE_NAME"]):
+        return None
+    if not dev_sign_in_enabled(components):
+        return None
+    user_id = session.get("user_id")
+    if not isinstance(user_id, str) or not is_id(user_id):
+        return None
+    if request.method not in SAFE_METHODS:
+        given = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(given.encode(), str(session.get("csrf", "")).encode()):
+            raise PermissionDenied(f"This change was sent with the backstage sign-in but without its {CSRF_HEADER} "
+                                   "header: send it from the backstage page, which adds it.")
+    return user_id
+
+
+class SignInSchema(Schema):
+    """The user to sign in as."""
+
+    class Meta:
+        unknown = RAISE
+
+    user_id = fields.String(required=True, validate=validate.Regexp(f"^{ID_PATTERN.pattern}$",
+                                                                     error="Expected a user id of 26 characters a-z0-9."))
+
+
+def _require_page_header() -> None:
+    if request.headers.get(REQUESTED_WITH) != "XMLHttpRequest":
+        raise BadInput(f"Send this from the backstage page: it needs the header {REQUESTED_WITH}: XMLHttpRequest.")
+
+
+def _current_user(components: Any) -> tuple[str | None, str]:
+    """(user id, how they signed in) of this request, without refusing it."""
+    if request.headers.get(USER_HEADER) or request.headers.get("Authorization"):
+        try:
+            authenticate(components.settings.current.host_secret)
+        except Unauthorized:
+            return None, ""
+        return g.user_id, "host"
+    user_id = session_user()
+    return (user_id, "dev") if user_id else (None, "")
+
+
+def create_blueprint(components: Any) -> Blueprint:
+    """The page's files and its session endpoints."""
+    bp = Blueprint("backstage", __name__)
+
+    @bp.get("/backstage")
+    def page_without_slash() -> Any:
+        return redirect(request.script_root + "/backstage/", code=308)
+
+    @bp.get("/backstage/")
+    def page() -> Any:
+        """The page's one HTML document; it routes by the URL's #fragment."""
+        if not (DIST / "index.html").exists():
+            raise NotFound("The backstage page is not built: run npm ci && npm run build in webapp_stub/.")
+        response = send_from_directory(DIST, "index.html", max_age=0)
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'self'")
+        return response
+
+    @bp.get("/backstage/assets/<path:name>")
+    def asset(name: str) -> Any:
+        """The page's scripts and styles; their names carry a content hash, so they keep."""
+        return send_from_directory(DIST / "assets", name, max_age=365 * 24 * 3600)
+
+    @bp.get("/backstage/api/session")
+    def who_am_i() -> Any:
+        """Who the page is showing things for, whether the development sign-in is offered, the CSRF token
+        and the severity levels in force."""
+        user_id, via = _current_user(components)
+        body: dict[str, Any] = {"user_id": user_id, "username": components.host.mention(user_id)[1:] if user_id else "",
+                                "signed_in_via": via, "dev_sign_in": dev_sign_in_enabled(components),
+                                "is_admin": bool(user_id) and components.host.is_system_admin(user_id),
+                                "csrf_token": session.get("csrf", "") if via == "dev" else "",
+                                "severity_levels": list(components.settings.current.severity_levels.names),
+                                # The local host's users are in every team; the console uses this one.
+                                "default_team_id": DEFAULT_TEAM if hasattr(components.host, "users") else ""}
+        return jsonify(body)
+
+    @bp.get("/backstage/api/users")
+    def users() -> Any:
+        """The local chat host's users to pick from (only while the development sign-in is on)."""
+        if not dev_sign_in_enabled(components):
+            raise PermissionDenied("The development sign-in is off (the DevSignIn setting, or HostSecret is set).")
+        return jsonify({"items": [{"id": user_id, "username": name} for name, user_id in components.host.users()]})
+
+    @bp.post("/backstage/api/sign-in")
+    def sign_in() -> Any:
+        """Sign in as one of the local chat host's users (development only)."""
+        _require_page_header()
+        if not dev_sign_in_enabled(components):
+            raise PermissionDenied("The development sign-in is off (the DevSignIn setting, or HostSecret is set).")
+        try:
+            body = SignInSchema().load(request.get_json(silent=True) or {})
+        except ValidationError as error:
+            raise BadInput("Invalid sign-in: " + "; ".join(f"{key}: {' '.join(value)}" for key, value in
+                                                          error.normalized_messages().items())) from None
+        known = {user_id for _, user_id in components.host.users()}
+        if body["user_id"] not in known:
+            raise BadInput("No such user on the local chat host: pick one of GET /backstage/api/users, or add one "
+                           "with incident-plugin users add NAME.", {"user_id": body["user_id"]})
+        session.clear()
+        session["user_id"] = body["user_id"]
+        session["csrf"] = secrets.token_urlsafe(24)
+        return jsonify({"user_id": body["user_id"], "csrf_token": session["csrf"]})
+
+    @bp.post("/backstage/api/sign-out")
+    def sign_out() -> Any:
+        """Forget the development sign-in."""
+        _require_page_header()
+        session.clear()
+        return jsonify({"user_id": None})
+
+    @bp.get("/backstage/api/names")
+    def names() -> Any:
+        """Usernames of up to 200 user ids (``ids=a,b``), as the chat host knows them."""
+        user_id, _ = _current_user(components)
+        if not user_id:
+            raise Unauthorized("Sign in first: this page needs a signed-in user.")
+        ids = [part for part in request.args.get("ids", "").split(",") if part]
+        if len(ids) > MAX_NAME_IDS or not all(is_id(part) for part in ids):
+            raise BadInput(f"ids must be up to {MAX_NAME_IDS} user ids (26 characters a-z0-9) separated by commas.")
+        return jsonify({part: components.host.mention(part)[1:] for part in dict.fromkeys(ids)})
+
+    @bp.get("/backstage/api/lookup")
+    def lookup() -> Any:
+        """The id of the user with this username (``username=bob``, no @), as the chat host knows it."""
+        user_id, _ = _current_user(components)
+        if not user_id:
+            raise Unauthorized("Sign in first: this page needs a signed-in user.")
+        username = request.args.get("username", "").strip().lstrip("@")
+        if not username or len(username) > 64:
+            raise BadInput("username must be a username of 1 to 64 characters, without the @.")
+        found = components.host.find_user_by_username(username.lower())
+        if not found:
+            raise NotFound(f"No user is called @{username}.", {"username": username})
+        return jsonify({"id": found, "username": username.lower()})
+
+    return bp
+
+
+def init_app(app: Flask, components: Any) -> None:
+    """Serve the page and keep development sign-ins in a signed cookie."""
+    app.session_interface = StoredKeySessions(components.db)
+    app.config.update(SESSION_COOKIE_NAME="incident_backstage", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SAMESITE="Lax")
+    app.register_blueprint(create_blueprint(components))
