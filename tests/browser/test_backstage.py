@@ -185,7 +185,6 @@ def test_the_statistics_page_says_there_is_no_data_for_a_team_without_incidents(
     page.get(backstage["base"] + "/backstage/#/stats?team_id=emptyteam00000000000000000")
     wait(page, lambda d: text_in(d, "main", "No data"), "the statistics page never said it had no data")
     assert page.find_element(By.ID, "stats-period").is_displayed()
-    screenshot(page, "stats")
 
 
 # Text whose colour against its nearest opaque background is below WCAG AA (4.5:1);
