@@ -20,6 +20,9 @@ NAME_TRIES = 8
 _INSERT_CHANNEL = {name: insert(chat_channels).on_conflict_do_nothing(index_elements=["team_id", "name"])
                    .returning(chat_channels.c.id)
                    for name, insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))}
+# Built once, as every statement a create runs, so SQLAlchemy finds them compiled in its cache.
+_INSERT_MEMBERS = sa.insert(chat_channel_members)
+_INSERT_POSTS = sa.insert(chat_posts)
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,10 @@ class SqlChatRepository:
         for channel in self._channels:
             self._insert_channel(connection, channel)
             if channel.member_ids:
-                connection.execute(sa.insert(chat_channel_members), [
+                connection.execute(_INSERT_MEMBERS, [
                     {"channel_id": channel.id, "user_id": user_id} for user_id in channel.member_ids])
         if self._posts:
-            connection.execute(sa.insert(chat_posts), [
+            connection.execute(_INSERT_POSTS, [
                 {"id": post.id, "channel_id": post.channel_id, "user_id": "", "message": post.message,
                  "create_at": post.create_at} for post in self._posts])
         self._channels.clear()

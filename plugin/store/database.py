@@ -26,6 +26,7 @@ from plugin.store.saved_settings import SqlSavedSettings, read_version
 from plugin.store.status_updates import SqlReminderRepository, SqlStatusUpdateRepository
 from plugin.store.timeline import SqlTimelineRepository
 from plugin.store.webhooks import SqlDeliveryRepository, SqlWebhookRepository
+from plugin.webhooks.rules import Webhook
 from plugin.telemetry import NoopTelemetry, Telemetry
 from plugin.timeline import entry_for
 
@@ -234,6 +235,8 @@ class Database:
         self.dialect = self.write_engine.dialect.name
         # The settings version last read and the monotonic time its read started.
         self._settings_version: tuple[int, float] | None = None
+        # Every webhook, and the settings version read before they were.
+        self._webhooks: tuple[int, list[Webhook]] | None = None
 
     def unit_of_work(self, *, write: bool = True, telemetry: Telemetry | None = None,
                      local_chat: bool = False, deliveries_written: Callable[[], None] | None = None) -> "SqlUnitOfWork":
@@ -242,7 +245,7 @@ class Database:
                              deliveries_written=deliveries_written)
 
     def settings_version(self) -> int:
-        """The version of the settings saved at run time (raised by every change).
+        """The version of the settings saved at run time (raised by every change, and by webhook changes).
 
         A version read less than SETTINGS_LEASE_SECONDS ago is answered without a
         statement: its read started after any change that has since returned (see
@@ -256,6 +259,21 @@ class Database:
             version = read_version(connection)
         self._settings_version = (version, started)
         return version
+
+    def webhooks_in_force(self) -> list[Webhook]:
+        """Every webhook, oldest first; read again only once the settings version moved.
+
+        Every change writing a timeline entry asks for them, so most changes cost no
+        statement here. Webhook changes raise the settings version, and what was read
+        after an older version is read again at the next.
+        """
+        version = self.settings_version()
+        known = self._webhooks
+        if known is None or known[0] != version:
+            with self.read_engine.connect() as connection:
+                known = (version, SqlWebhookRepository(lambda: connection).all())
+            self._webhooks = known
+        return known[1]
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -303,7 +321,7 @@ class SqlUnitOfWork:
         self.saved_settings = SqlSavedSettings(self._writing if self.write else self._reading)
         self.outbox = SqlOutboxRepository()
         self.webhooks = SqlWebhookRepository(self._reading)
-        self.deliveries = SqlDeliveryRepository(self._reading, self.webhooks, now_ms)
+        self.deliveries = SqlDeliveryRepository(self._reading, self.db.webhooks_in_force, now_ms)
         #: The local chat host's channels and posts; None when the host keeps them elsewhere.
         self.chat = SqlChatRepository(now_ms) if self.local_chat else None
         self.events: list[Event] = []
@@ -371,7 +389,7 @@ class SqlUnitOfWork:
             self._close_writes()
         if self.deliveries.written and self.deliveries_written is not None:
             self.deliveries_written()
-        if self.saved_settings.advanced:
+        if self.saved_settings.advanced or self.webhooks.changed:
             # Outwait every process's lease on the version it read before this commit.
             time.sleep(SETTINGS_LEASE_SECONDS)
         return left

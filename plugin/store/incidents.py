@@ -32,6 +32,7 @@ def severity_order(levels: tuple[str, ...]) -> sa.ColumnElement[int]:
 
 
 # Built once: the statements every request runs (SQLAlchemy then finds them compiled in its cache).
+_INSERT = sa.insert(incidents)
 _GET = sa.select(incidents).where(incidents.c.id == sa.bindparam("incident_id"))
 _GET_BY_CHANNEL = sa.select(incidents).where(incidents.c.channel_id == sa.bindparam("channel_id"))
 _SAVE = sa.update(incidents).where(incidents.c.id == sa.bindparam("old_id"),
@@ -105,7 +106,7 @@ class SqlIncidentRepository:
     def flush(self, connection: sa.Connection) -> None:
         """Write what was added and saved (in the commit's transaction); ConcurrentUpdate when a row moved on."""
         if self._added:
-            connection.execute(sa.insert(incidents), [_row_values(incident) for incident in self._added])
+            connection.execute(_INSERT, [_row_values(incident) for incident in self._added])
         for incident in self._saved:
             values = {**_row_values(incident), "version": incident.version + 1,
                       "old_id": incident.id, "old_version": incident.version}

@@ -48,6 +48,23 @@ def _insert(connection: sa.Connection) -> Any:
     return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
 
 
+def advance_state(connection: sa.Connection, telemetry_on: bool | None = None) -> SettingsState:
+    """Raise the settings version on connection; set the telemetry switch unless None (a flip starts a new epoch).
+
+    Changes take turns on the row (its lock on PostgreSQL, the write lock on SQLite),
+    so no two changes make the same version.
+    """
+    connection.execute(_insert(connection)(settings_state).values(
+        id=STATE_ID, version=INITIAL_STATE.version, telemetry_on=INITIAL_STATE.telemetry_on,
+        telemetry_epoch=INITIAL_STATE.telemetry_epoch).on_conflict_do_nothing(index_elements=["id"]))
+    old = read_state(connection, lock=True)
+    on = old.telemetry_on if telemetry_on is None else telemetry_on
+    new = SettingsState(old.version + 1, on, old.telemetry_epoch + (on != old.telemetry_on))
+    connection.execute(sa.update(settings_state).where(settings_state.c.id == STATE_ID).values(
+        version=new.version, telemetry_on=new.telemetry_on, telemetry_epoch=new.telemetry_epoch))
+    return new
+
+
 class SqlSavedSettings:
     """Reads and writes saved setting values within the unit of work's transaction."""
 
@@ -80,19 +97,8 @@ class SqlSavedSettings:
         return read_state(self.connection)
 
     def advance(self, telemetry_on: bool | None = None) -> SettingsState:
-        """Raise the settings version; set the telemetry switch unless None (a flip starts a new epoch).
-
-        Changes take turns on the row (its lock on PostgreSQL, the write lock on
-        SQLite), so no two changes make the same version.
-        """
-        self.connection.execute(_insert(self.connection)(settings_state).values(
-            id=STATE_ID, version=INITIAL_STATE.version, telemetry_on=INITIAL_STATE.telemetry_on,
-            telemetry_epoch=INITIAL_STATE.telemetry_epoch).on_conflict_do_nothing(index_elements=["id"]))
-        old = read_state(self.connection, lock=True)
-        on = old.telemetry_on if telemetry_on is None else telemetry_on
-        new = SettingsState(old.version + 1, on, old.telemetry_epoch + (on != old.telemetry_on))
-        self.connection.execute(sa.update(settings_state).where(settings_state.c.id == STATE_ID).values(
-            version=new.version, telemetry_on=new.telemetry_on, telemetry_epoch=new.telemetry_epoch))
+        """Raise the settings version now, in this unit of work's transaction (see ``advance_state``)."""
+        new = advance_state(self.connection, telemetry_on)
         self.advanced = True
         return new
 

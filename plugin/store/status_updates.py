@@ -19,6 +19,7 @@ def _upsert(insert: Any) -> Any:
                                            set_={"due_at": statement.excluded.due_at})
 
 
+_INSERT_UPDATES = sa.insert(status_updates)
 _SCHEDULE = {"postgresql": _upsert(postgresql_insert), "sqlite": _upsert(sqlite_insert)}
 _CLAIM = (sa.update(incident_reminders)
           .where(incident_reminders.c.incident_id == sa.bindparam("old_incident_id"),
@@ -54,7 +55,7 @@ class SqlStatusUpdateRepository:
     def flush(self, connection: sa.Connection) -> None:
         """Insert the updates added (in the commit's transaction)."""
         if self._added:
-            connection.execute(sa.insert(status_updates), [
+            connection.execute(_INSERT_UPDATES, [
                 {"id": u.id, "incident_id": u.incident_id, "user_id": u.user_id, "message": u.message,
                  "create_at": u.create_at} for u in self._added])
         self._added.clear()

@@ -81,10 +81,8 @@ class SqlTimelineRepository:
 
     def flush(self, connection: sa.Connection) -> None:
         """Write what was added and deleted (in the commit's transaction); NotFound when an entry was deleted first."""
-        if len(self._added) == 1:
-            connection.execute(_INSERT, _row_values(self._added[0]))
-        elif self._added:
-            connection.execute(sa.insert(timeline_events).values([_row_values(entry) for entry in self._added]))
+        if self._added:
+            connection.execute(_INSERT, [_row_values(entry) for entry in self._added])
         for entry in self._deleted:
             hidden = connection.execute(_DELETE, {"entry_id": entry.id, "of_incident": entry.incident_id,
                                                   "at": entry.deleted_at, "by": entry.deleted_by}).rowcount

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from plugin.errors import InvalidState, NotFound
 from plugin.model import Incident, TimelineEntry, new_id
 from plugin.store.outbox import insert_event
+from plugin.store.saved_settings import advance_state
 from plugin.store.tables import plugin_kv, webhook_attempts, webhook_deliveries, webhooks
 from plugin.telemetry import OutboxRow
 from plugin.webhooks.rules import Webhook, payload
@@ -51,13 +52,19 @@ def _values(hook: Webhook) -> dict[str, Any]:
 
 
 class SqlWebhookRepository:
-    """Webhooks within one unit of work: read at once, written at commit."""
+    """Webhooks within one unit of work: read at once, written at commit.
+
+    A commit that changes webhooks also raises the settings version, which is what
+    tells every process to read the webhooks again (``Database.webhooks_in_force``).
+    """
 
     def __init__(self, connection: Callable[[], sa.Connection]):
         self._connection = connection
         self._added: list[Webhook] = []
         self._saved: list[Webhook] = []
         self._deleted: list[str] = []
+        #: Whether the last flush changed webhooks (and so raised the settings version).
+        self.changed = False
 
     def get(self, webhook_id: str) -> Webhook | None:
         """The webhook with this id, or None."""
@@ -90,6 +97,9 @@ class SqlWebhookRepository:
 
     def flush(self, connection: sa.Connection) -> None:
         """Make the writes (in the commit's transaction)."""
+        self.changed = bool(self._added or self._saved or self._deleted)
+        if self.changed:
+            advance_state(connection)
         for hook in self._added:
             connection.execute(sa.insert(webhooks).values(**_values(hook)))
         for hook in self._saved:
@@ -136,7 +146,7 @@ def _delivery(row: Any) -> Delivery:
 class SqlDeliveryRepository:
     """Deliveries within one unit of work: those the commit writes for its timeline entries, and admins' reads."""
 
-    def __init__(self, connection: Callable[[], sa.Connection], hooks: SqlWebhookRepository,
+    def __init__(self, connection: Callable[[], sa.Connection], hooks: Callable[[], list[Webhook]],
                  clock: Callable[[], int]):
         self._connection = connection
         self._hooks = hooks
@@ -155,7 +165,7 @@ class SqlDeliveryRepository:
         """Read the webhooks and build the deliveries of the entries added (before the commit's transaction)."""
         if not self._entries:
             return
-        hooks = self._hooks.all()
+        hooks = self._hooks()
         now = self._clock()
         for entry, incident in self._entries:
             matching = [hook for hook in hooks if hook.matches(entry.event_type, incident.team_id)]
