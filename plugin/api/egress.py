@@ -3,12 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g
 from marshmallow import Schema, fields, validate
 
-from plugin.api import Blueprint, authenticate
+from plugin.api import Blueprint, admins_only
 from plugin.api.schemas import StrictSchema
-from plugin.errors import PermissionDenied
 
 
 class EgressQuerySchema(StrictSchema):
@@ -42,11 +40,7 @@ def create_blueprint(components: Any) -> Blueprint:
     blp = Blueprint("egress", __name__, url_prefix="/api/v0/egress",
                     description="Everything that left the server, per destination host (system admins).")
 
-    @blp.before_request
-    def _authenticate() -> None:
-        authenticate(components.settings.current.host_secret)
-        if not components.host.is_system_admin(g.user_id):
-            raise PermissionDenied("Only system admins may see what left the server.")
+    admins_only(blp, components, "Only system admins may see what left the server.")
 
     @blp.route("", methods=["GET"])
     @blp.arguments(EgressQuerySchema, location="query")

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g
 from marshmallow import RAISE, Schema, fields, validate
 
-from plugin.api import Blueprint, authenticate
-from plugin.errors import PermissionDenied
+from plugin.api import Blueprint, admins_only
 
 
 class TelemetryQuerySchema(Schema):
@@ -45,11 +43,7 @@ def create_blueprint(components: Any) -> Blueprint:
     blp = Blueprint("telemetry", __name__, url_prefix="/api/v0/telemetry",
                     description="What telemetry sends, for system admins to audit.")
 
-    @blp.before_request
-    def _authenticate() -> None:
-        authenticate(components.settings.current.host_secret)
-        if not components.host.is_system_admin(g.user_id):
-            raise PermissionDenied("Only system admins may see the telemetry report.")
+    admins_only(blp, components, "Only system admins may see the telemetry report.")
 
     @blp.route("", methods=["GET"])
     @blp.arguments(TelemetryQuerySchema, location="query")

@@ -6,9 +6,8 @@ from typing import Any
 from flask import g, url_for
 from marshmallow import Schema, fields, validate
 
-from plugin.api import Blueprint, authenticate, page_of
+from plugin.api import Blueprint, admins_only, page_of
 from plugin.api.schemas import OptionalId, PageSchema, PagingSchema, StrictSchema, Text
-from plugin.errors import PermissionDenied
 from plugin.model import TIMELINE_EVENT_TYPES
 from plugin.webhooks.rules import ALL_EVENTS, SECRET_MAX, URL_MAX
 from plugin.webhooks.service import WebhookChanges
@@ -91,12 +90,7 @@ def create_blueprint(components: Any) -> Blueprint:
                     description="Outgoing webhooks: signed, retried deliveries of timeline entries (system admins).")
     service = components.webhooks
 
-    @blp.before_request
-    def _authenticate() -> None:
-        # Only system admins get further: no one else's body is even read.
-        authenticate(components.settings.current.host_secret)
-        if not components.host.is_system_admin(g.user_id):
-            raise PermissionDenied("Only system admins may manage webhooks.")
+    admins_only(blp, components, "Only system admins may manage webhooks.")
 
     @blp.route("", methods=["POST"])
     @blp.arguments(CreateWebhookSchema)
