@@ -277,3 +277,13 @@ class FakeChatHost:
     def posts_in(self, channel_id: str) -> list[str]:
         """The messages posted in a channel, oldest first."""
         return [message for channel, message in self.posts if channel == channel_id]
+
+
+def service_over(memory: Memory, host: FakeChatHost, **options: Any) -> Any:
+    """An IncidentService over these fakes, with one ticking clock for the service and the commits."""
+    from plugin.service import IncidentService
+
+    ticks = iter(range(1_000, 1_000_000))
+    memory.clock = lambda: next(ticks)
+    return IncidentService(lambda **uow_options: FakeUnitOfWork(memory, **uow_options), host, clock=memory.clock,
+                           **options)

@@ -7,11 +7,13 @@ import json
 import secrets
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.loopback import LoopbackServer, wait_until
+
+__all__ = ["DataPlane", "Received", "wait_until"]
 
 
 @dataclass
@@ -27,20 +29,17 @@ class Received:
     at: float = 0.0
 
 
-class DataPlane:
+class DataPlane(LoopbackServer):
     """Answers ``POST /v1/batch`` with exactly 200, or with scripted statuses; can be down or hang."""
 
     def __init__(self) -> None:
-        self.port = 0
+        super().__init__()
         # A key of its own: a server of an earlier test still flushing to a port the
         # system has since given to this data plane is told 401 and kept apart.
         self.write_key = f"test-write-key-{secrets.token_hex(4)}"
         self.requests: list[Received] = []
         self.strangers: list[Received] = []
-        self.script: deque[tuple[int, dict[str, str]]] = deque()
         self.poison: set[str] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._lock = threading.Lock()
         self._hang = threading.Event()
         self._release = threading.Event()
 
@@ -49,60 +48,37 @@ class DataPlane:
         """Base URL of the data plane (stays the same across stop/start)."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "DataPlane":
-        """Listen (on a fresh ephemeral port the first time, on the same port after a stop)."""
-        plane = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if plane._hang.is_set():
-                    plane._release.wait(30)
-                encoding = self.headers.get("Content-Encoding", "")
-                data = gzip.decompress(raw) if encoding == "gzip" else raw
-                auth = self.headers.get("Authorization", "")
-                key = ""
-                if auth.startswith("Basic "):
-                    key = base64.b64decode(auth[6:]).decode().rsplit(":", 1)[0]
-                body_json = json.loads(data)
-                ids = {message.get("messageId") for message in body_json.get("batch", [])}
-                if key != plane.write_key:
-                    with plane._lock:
-                        plane.strangers.append(Received(self.path, key, encoding, data, body_json, 401,
-                                                        time.monotonic()))
-                    self.send_response(401)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                with plane._lock:
-                    status, headers = plane.script.popleft() if plane.script else (200, {})
-                    if status == 200 and ids & plane.poison:
-                        status = 400
-                    plane.requests.append(Received(self.path, key, encoding, data, body_json, status,
-                                                   time.monotonic()))
-                body = b"OK" if status == 200 else json.dumps({"code": "scripted", "message": "no"}).encode()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        """Go down: connections are refused until start() is called again."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+    def handle_post(self, request: BaseHTTPRequestHandler) -> None:
+        raw = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        if self._hang.is_set():
+            self._release.wait(30)
+        encoding = request.headers.get("Content-Encoding", "")
+        data = gzip.decompress(raw) if encoding == "gzip" else raw
+        auth = request.headers.get("Authorization", "")
+        key = ""
+        if auth.startswith("Basic "):
+            key = base64.b64decode(auth[6:]).decode().rsplit(":", 1)[0]
+        body_json = json.loads(data)
+        ids = {message.get("messageId") for message in body_json.get("batch", [])}
+        if key != self.write_key:
+            with self._lock:
+                self.strangers.append(Received(request.path, key, encoding, data, body_json, 401, time.monotonic()))
+            request.send_response(401)
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+            return
+        with self._lock:
+            status, headers = self.next_answer()
+            if status == 200 and ids & self.poison:
+                status = 400
+            self.requests.append(Received(request.path, key, encoding, data, body_json, status, time.monotonic()))
+        body = b"OK" if status == 200 else json.dumps({"code": "scripted", "message": "no"}).encode()
+        request.send_response(status)
+        for name, value in headers.items():
+            request.send_header(name, value)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
 
     @property
     def hanging(self) -> bool:
@@ -118,11 +94,6 @@ class DataPlane:
         """Answer the requests held by hang()."""
         self._hang.clear()
         self._release.set()
-
-    def fail_next(self, *statuses: int, headers: dict[str, str] | None = None) -> None:
-        """Answer the next requests with these statuses (e.g. 429, 500) and headers, then 200 again."""
-        with self._lock:
-            self.script.extend((status, dict(headers or {})) for status in statuses)
 
     def refuse(self, *message_ids: str) -> None:
         """Answer 400 to every batch holding one of these messages (a poison event)."""
@@ -144,14 +115,3 @@ class DataPlane:
         with self._lock:
             return b"".join(request.raw for request in self.requests)
 
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
-    """Poll predicate until it is truthy; fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)

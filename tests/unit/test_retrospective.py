@@ -6,7 +6,7 @@ import pytest
 from plugin.errors import BadInput, InvalidState, PermissionDenied
 from plugin.model import RETROSPECTIVE_MAX, Incident, Retrospective, check_retrospective_text
 from plugin.service import IncidentService, NewIncident
-from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory
+from tests.fakes.store import FakeChatHost, Memory, service_over
 
 ALICE, BOB, TEAM = "alice".ljust(26, "0"), "bob".ljust(26, "0"), "team".ljust(26, "0")
 
@@ -67,20 +67,13 @@ def test_a_text_longer_than_one_post_or_with_nul_is_refused_saying_what_to_fix()
 
 # ----- the use cases -----------------------------------------------------------------------------
 @pytest.fixture
-def memory() -> Memory:
-    return Memory()
-
-
-@pytest.fixture
 def host() -> FakeChatHost:
     return FakeChatHost(usernames={ALICE: "alice", BOB: "bob"})
 
 
 @pytest.fixture
 def service(memory: Memory, host: FakeChatHost) -> IncidentService:
-    ticks = iter(range(1_000, 1_000_000))
-    memory.clock = lambda: next(ticks)
-    return IncidentService(lambda **options: FakeUnitOfWork(memory, **options), host, clock=memory.clock)
+    return service_over(memory, host)
 
 
 @pytest.fixture

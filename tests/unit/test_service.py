@@ -7,17 +7,12 @@ from plugin.errors import BadInput, HostUnavailable, InvalidState, NotFound, Per
 from plugin.model import ItemState
 from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
 from tests.fakes.clock import Clock
-from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory
+from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory, service_over
 
 ALICE, BOB, CAROL, ADMIN = (name.ljust(26, "0") for name in ("alice", "bob", "carol", "admin"))
 TEAM = "team".ljust(26, "0")
 STAGES = [NewChecklist("Triage", [NewItem("Page the on-call"), NewItem("Open a status page")]),
           NewChecklist("Resolve", [NewItem("Roll back")]), NewChecklist("Review")]
-
-
-@pytest.fixture
-def memory() -> Memory:
-    return Memory()
 
 
 @pytest.fixture
@@ -27,9 +22,7 @@ def host() -> FakeChatHost:
 
 @pytest.fixture
 def service(memory: Memory, host: FakeChatHost) -> IncidentService:
-    ticks = iter(range(1_000, 1_000_000))
-    memory.clock = lambda: next(ticks)  # one clock for the service and the commits
-    return IncidentService(lambda **options: FakeUnitOfWork(memory, **options), host, clock=memory.clock)
+    return service_over(memory, host)
 
 
 def start(service: IncidentService, user: str = ALICE, **fields):

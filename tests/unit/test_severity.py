@@ -8,7 +8,7 @@ from plugin.command.runner import Caller, CommandRunner
 from plugin.errors import BadInput
 from plugin.model import SeverityLevels, parse_severity_levels
 from plugin.service import IncidentService, NewIncident
-from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory
+from tests.fakes.store import FakeChatHost, Memory, service_over
 
 ALICE, BOB, TEAM = "alice".ljust(26, "0"), "bob".ljust(26, "0"), "team".ljust(26, "0")
 LEVELS = SeverityLevels(("critical", "major", "minor"))
@@ -53,21 +53,13 @@ def test_an_unknown_level_is_refused_naming_every_level_in_order():
 
 # ----- the use case over fakes -------------------------------------------------------------------
 @pytest.fixture
-def memory() -> Memory:
-    return Memory()
-
-
-@pytest.fixture
 def host() -> FakeChatHost:
     return FakeChatHost(usernames={ALICE: "alice", BOB: "bob"})
 
 
 @pytest.fixture
 def service(memory: Memory, host: FakeChatHost) -> IncidentService:
-    ticks = iter(range(1_000, 1_000_000))
-    memory.clock = lambda: next(ticks)
-    return IncidentService(lambda **options: FakeUnitOfWork(memory, **options), host, clock=memory.clock,
-                           severity_levels=lambda: LEVELS)
+    return service_over(memory, host, severity_levels=lambda: LEVELS)
 
 
 def start(service: IncidentService, **fields):
