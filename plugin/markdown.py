@@ -107,6 +107,10 @@ class Report:
     status_updates: Sequence[Line] = ()
     tasks: Sequence[TaskLine] = ()
     retrospective: Retrospective | None = None
+    #: Whether older timeline entries than those in ``timeline`` exist (the report holds only the newest).
+    timeline_left_out: bool = False
+    #: How many older status updates than those in ``status_updates`` the report leaves out.
+    status_updates_left_out: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,12 +151,17 @@ def render(report: Report) -> str:
     else:
         out.append("This incident has no stages.")
     out += ["", "## Timeline", ""]
+    if report.timeline_left_out:
+        out += [f"Earlier entries are left out: the report holds the last {len(report.timeline)}.", ""]
     if report.timeline:
         out += ["| When | What |", "| --- | --- |"]
         out += [f"| {when(line.at)} | {inline(line.text)} |" for line in report.timeline]
     else:
         out.append("The timeline is empty.")
     out += ["", "## Status updates", ""]
+    if report.status_updates_left_out:
+        out += [f"The {report.status_updates_left_out} earliest status updates are left out: the report holds the "
+                f"last {len(report.status_updates)}.", ""]
     if report.status_updates:
         for update in report.status_updates:
             out += [f"**{when(update.at)}, {inline(update.who)}:**", "", block(update.text), ""]

@@ -1,7 +1,7 @@
 """Reading incidents back: one incident's Markdown report, and a team's statistics.
 
 Both are reads: they change nothing and record no telemetry. The report is shown to
-whoever may view the incident (to anyone else the incident does not exist); the
+whoever may view the incident (anyone else gets the refusal of fetching it); the
 statistics count the incidents the caller could list (system admins: all of the
 team's; others: those in channels they belong to, and public ones of a team they are in).
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from plugin.chat import ChatHost
@@ -28,7 +28,7 @@ from plugin.figures import (
     stage_durations,
     week_start,
 )
-from plugin.errors import BadInput, NotFound
+from plugin.errors import BadInput, NotFound, PermissionDenied
 from plugin.markdown import Line, Report, StageTime, TaskLine, render
 from plugin.markdown import Retrospective as RetrospectiveText
 from plugin.model import Incident, ItemState, Retrospective, StatusUpdate, TimelineEntry
@@ -43,8 +43,10 @@ from plugin.service import (
 DAY_MS = 24 * 3600 * 1000
 DEFAULT_WINDOW_DAYS = 90
 MAX_WINDOW_DAYS = 3660
-# A report lists at most this many status updates (the newest), more than any incident is expected to have.
+# A report lists at most this many status updates and timeline entries (the newest of each), more than any
+# incident is expected to have: so its size stays bounded, and it says how much it left out.
 REPORT_STATUS_UPDATES = 1000
+REPORT_TIMELINE_ENTRIES = 2000
 
 
 class ReportRepository(Protocol):
@@ -150,19 +152,25 @@ class ReportService:
 
     # ----- the report ---------------------------------------------------------------------
     def report(self, user_id: str, incident_id: str) -> str:
-        """The incident's Markdown report; NotFound when it does not exist or the user may not view it."""
+        """The incident's Markdown report; NotFound when it does not exist, PermissionDenied when the user may not
+        view it (the answers of fetching the incident itself)."""
         with self.uow_factory(write=False) as uow:
             incident = uow.incidents.get(incident_id)
-            if incident is None or not self.incidents.can_view(user_id, incident):
+            if incident is None:
                 raise NotFound(f"Incident {incident_id} does not exist.")
-            shown = uow.timeline.list(incident.id)
+            if not self.incidents.can_view(user_id, incident):
+                raise PermissionDenied("You do not have permission to view this incident.")
+            # One more than shown tells whether earlier entries were left out.
+            shown = uow.timeline.list(incident.id, last=REPORT_TIMELINE_ENTRIES + 1)
             happened = uow.reports.history(incident.id, (*HISTORY_TYPES, "task_state_changed"))
-            _, updates = uow.status_updates.list(incident.id, 0, REPORT_STATUS_UPDATES)
+            update_count, updates = uow.status_updates.list(incident.id, 0, REPORT_STATUS_UPDATES)
             retrospective = uow.retrospectives.get(incident.id)
         # The retrospective is read by those who may change the incident (as GET .../retrospective):
         # a team member viewing a public incident gets the rest of the report without it.
         readable = self.incidents.can_edit(user_id, incident)
-        return render(self._report(incident, shown, happened, updates, retrospective, readable))
+        report = self._report(incident, shown[-REPORT_TIMELINE_ENTRIES:], happened, updates, retrospective, readable)
+        return render(replace(report, timeline_left_out=len(shown) > REPORT_TIMELINE_ENTRIES,
+                              status_updates_left_out=max(0, update_count - len(updates))))
 
     def _report(self, incident: Incident, shown: Sequence[TimelineEntry], happened: Sequence[TimelineEntry],
                 updates: Sequence[StatusUpdate], retrospective: Retrospective | None, readable: bool) -> Report:

@@ -27,9 +27,13 @@ def create_blueprint(components: Any) -> Blueprint:
                                 "content": {"text/markdown": {"schema": {"type": "string"}}}}})
     def report(incident_id: str) -> Any:
         """The incident as one Markdown document to file: facts, time per stage, timeline, updates, tasks,
-        retrospective. 404 when the incident does not exist or the caller may not view it."""
+        retrospective. 404 when the incident does not exist, 403 when the caller may not view it."""
         text = reports.report(g.user_id, incident_id)
-        return current_app.response_class(text, status=200, content_type=MARKDOWN)
+        # A file to save or read as text: named by the id (never by what people typed), never sniffed as
+        # HTML, and, as it may be private, kept by no cache.
+        return current_app.response_class(text, status=200, content_type=MARKDOWN, headers={
+            "Content-Disposition": f'inline; filename="incident-{incident_id}.md"',
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
 
     @blp.route("/stats", methods=["GET"])
     @blp.arguments(StatsQuerySchema, location="query")

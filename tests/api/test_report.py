@@ -143,15 +143,15 @@ def test_an_active_incidents_report_runs_its_stage_and_duration_until_now(client
 
 
 @pytest.mark.parametrize("public, user, status", [
-    (False, ALICE, 200), (False, ADMIN, 200), (False, CAROL, 404), (True, CAROL, 200),
+    (False, ALICE, 200), (False, ADMIN, 200), (False, CAROL, 403), (True, CAROL, 200),
 ])
 def test_the_report_is_shown_to_whoever_may_view_the_incident_and_to_no_one_else(client, clock, public, user,
                                                                                status):
     incident = start(client, public=public, checklists=TWO_STAGES)
     response = report(client, incident, user)
     assert response.status_code == status
-    if status == 404:
-        assert response.json == {"error": f"Incident {incident['id']} does not exist.", "details": {}}
+    if status == 403:
+        assert response.json == {"error": "You do not have permission to view this incident.", "details": {}}
 
 
 def test_the_report_of_an_incident_that_does_not_exist_is_a_404_and_a_malformed_id_a_400(client):

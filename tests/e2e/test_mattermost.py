@@ -149,7 +149,7 @@ def test_export_links_under_the_site_url_to_a_report_the_browser_session_opens(w
     report = world.alice.plugin(PLUGIN_ID, "GET", path)
     assert report.status_code == 200 and report.headers["Content-Type"] == "text/markdown; charset=utf-8"
     assert report.text.startswith("# Incident report: Database is down\n")
-    assert world.carol.plugin(PLUGIN_ID, "GET", path).status_code == 404
+    assert world.carol.plugin(PLUGIN_ID, "GET", path).status_code == 403
     stats = reply_text(world.alice.command(incident["channel_id"], "/incident stats"))
     assert stats.startswith("Incidents in this team in the last 90 days: ") and "active now" in stats
 

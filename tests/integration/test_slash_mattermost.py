@@ -358,7 +358,7 @@ def test_export_links_to_the_report_which_opens_with_a_mattermost_token(world):
     alice = httpx.get(link, headers={"Authorization": f"Bearer {world.fake.token_for(world.alice)}"}, timeout=10)
     assert alice.status_code == 200 and "- **Commander:** @alice" in alice.text
     carol = httpx.get(link, headers={"Authorization": f"Bearer {world.fake.token_for(world.carol)}"}, timeout=10)
-    assert carol.status_code == 404
+    assert carol.status_code == 403
 
 
 def test_stats_through_mattermost_count_what_the_caller_may_see(world):
