@@ -1,0 +1,221 @@
+"""Webhooks under attack: a careless or hostile admin's URLs, a hostile DNS answer, a hostile receiver."""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from plugin.settings import load_settings
+from plugin.store.webhooks import DELIVERED, FAILED, PENDING, Claimed
+from plugin.webhooks.rules import URL_MAX, Refused, address_problem, parse_url, system_resolver
+from plugin.webhooks.sender import WebhookSender
+from tests.conftest import ADMIN, as_user
+from tests.webhooks.conftest import PUBLIC, Names, fast, make_app, register, start_incident, stop
+from tests.webhooks.receiver import Receiver, wait_until
+
+# ----- address forms that hide a private address ----------------------------------------------
+
+
+@pytest.mark.parametrize("address,inside", [
+    ("::127.0.0.1", "127.0.0.1"), ("::10.0.0.1", "10.0.0.1"),  # IPv4-compatible (deprecated)
+    ("64:ff9b::7f00:1", "127.0.0.1"), ("64:ff9b::10.1.2.3", "10.1.2.3"),  # NAT64 well-known prefix
+    ("2002:7f00:1::", "127.0.0.1"), ("2002:a00:1::1", "10.0.0.1"),  # 6to4
+    ("::ffff:0:7f00:1", "127.0.0.1"),  # IPv4-translated (SIIT)
+    ("::ffff:7f00:1", "127.0.0.1"),  # IPv4-mapped, written in hex
+])
+def test_ipv6_addresses_that_embed_a_private_ipv4_address_are_refused(address, inside):
+    problem = address_problem(ipaddress.ip_address(address))
+    assert problem is not None and inside in problem
+
+
+def test_local_use_nat64_addresses_are_refused():
+    assert address_problem(ipaddress.ip_address("64:ff9b:1::a00:1")) is not None
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1"])
+def test_nat64_and_6to4_addresses_of_a_public_ipv4_address_pass(address):
+    assert address_problem(ipaddress.ip_address(address)) is None
+
+
+@pytest.fixture
+def strict(settings: object, names: Names) -> Iterator[object]:
+    """An app with the default rules: no private addresses, no plain http."""
+    application = make_app(fast(settings, WebhookAllowPrivateAddresses=False, WebhookHttpHosts=""), names)
+    yield application
+    stop(application)
+
+
+def _create(client: object, url: str, **more: object) -> object:
+    return client.post("/api/v0/webhooks", headers=as_user(ADMIN), json={"url": url, "events": ["*"], **more})
+
+
+def _nothing_saved(client: object) -> bool:
+    return client.get("/api/v0/webhooks", headers=as_user(ADMIN)).get_json()["total_count"] == 0
+
+
+@pytest.mark.parametrize("url", [
+    "https://[::ffff:127.0.0.1]/x", "https://[::ffff:7f00:1]/x", "https://[::127.0.0.1]/x",
+    "https://[64:ff9b::a00:1]/x", "https://[2002:a00:1::]/x", "https://[2002:7f00:1::]:8443/x",
+    "https://0.0.0.0/x", "https://[::]/x", "https://LOCALHOST/x", "https://localhost./x",
+])
+def test_webhook_to_a_disguised_private_address_is_refused_at_save_naming_the_setting(strict, names, url):
+    names.table["localhost."] = ["127.0.0.1"]
+    response = _create(strict.test_client(), url)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["details"] == {"field": "url"}
+    assert "WebhookAllowPrivateAddresses" in response.get_json()["error"]
+    assert _nothing_saved(strict.test_client())
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0177.0.0.1", "0x7f.1", "127.1", "0x7f000001", "017700000001"])
+def test_the_systems_resolver_turns_short_ipv4_spellings_into_loopback(host):
+    assert system_resolver(host, 443) == ["127.0.0.1"]
+
+
+def test_an_idn_host_is_taken_in_its_ascii_form_and_its_addresses_are_checked(strict, names):
+    assert "xn--" in _create(strict.test_client(), "https://bücher.example/x").get_json()["error"]
+    names.table["xn--bcher-kva.example"] = ["10.9.8.7"]
+    assert "10.9.8.7 is a private address" in _create(strict.test_client(),
+                                                       "https://xn--bcher-kva.example/x").get_json()["error"]
+    names.table["xn--bcher-kva.example"] = [PUBLIC]
+    assert _create(strict.test_client(), "https://XN--BCHER-KVA.example/x").status_code == 201
+
+
+# ----- one attempt of the sender, against real sockets on 127.0.0.1 ---------------------------
+
+NOW = 1_733_000_000.0
+PAYLOAD = '{"event_type":"note","event_at":1,"incident":{},"entry":{}}'
+
+
+def _settings(**values: object) -> object:
+    base = load_settings(environ={"INCIDENT_REMINDER_SCAN_SECONDS": "0"})
+    values = {"WebhookAllowPrivateAddresses": True, "WebhookHttpHosts": "hooks.example.com", **values}
+    return dataclasses.replace(base.replace(**values), webhook_backoff_seconds=1.0, webhook_lease_seconds=3.0)
+
+
+def _claimed(url: str) -> Claimed:
+    return Claimed(seq=1, id="d" * 26, webhook_id="w" * 26, incident_id="i" * 26, event_type="note",
+                   payload=PAYLOAD, attempts=0, window_at=int(NOW * 1000), url=url, secret="s" * 32,
+                   token="t", lease_until=0)
+
+
+def _sender(names: Names, settings: object = None, transport: httpx.BaseTransport | None = None) -> WebhookSender:
+    return WebhookSender(None, lambda: settings or _settings(), transport=transport, resolve=names,
+                         clock=lambda: NOW)
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that reads one request head and then runs ``answer(connection)``."""
+
+    def __init__(self, answer: Callable[[socket.socket], None], tls: ssl.SSLContext | None = None) -> None:
+        self.answer = answer
+        self.tls = tls
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sent = 0
+        self.closed_by_client = threading.Event()
+        self.requests = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(connection,), daemon=True).start()
+
+    def _one(self, connection: socket.socket) -> None:
+        connection.settimeout(20)
+        try:
+            if self.tls is not None:
+                connection = self.tls.wrap_socket(connection, server_side=True)
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = connection.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            self.requests += 1
+            self.answer(connection)
+        except OSError:
+            self.closed_by_client.set()
+        finally:
+            connection.close()
+
+    def send(self, connection: socket.socket, data: bytes) -> None:
+        connection.sendall(data)
+        self.sent += len(data)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def raw() -> Iterator[Callable[..., RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(answer: Callable[[socket.socket], None], tls: ssl.SSLContext | None = None) -> RawServer:
+        servers.append(RawServer(answer, tls))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def _loopback_names() -> Names:
+    names = Names()
+    names.table["hooks.example.com"] = ["127.0.0.1"]
+    return names
+
+
+def _timed_attempt(sender: WebhookSender, url: str) -> tuple[object, float]:
+    started = time.monotonic()
+    outcome = sender.attempt(_claimed(url))
+    return outcome, time.monotonic() - started
+
+
+@pytest.fixture
+def wrong_certificate(tmp_path):
+    """A certificate for other.example.com, and a client context that trusts it."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=other.example.com", "-addext", "subjectAltName=DNS:other.example.com"],
+                   check=True, capture_output=True, timeout=60)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    return server, ssl.create_default_context(cafile=str(cert))
+
+
+@pytest.mark.parametrize("address", ["::ffff:127.0.0.1", "64:ff9b::7f00:1", "2002:7f00:1::", "::127.0.0.1"])
+def test_a_name_that_moves_to_a_disguised_loopback_address_is_refused_at_send(address):
+    names = Names()
+    names.table["hooks.example.com"] = [address]
+    seen: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda request: seen.append(request) or httpx.Response(200))
+    sender = _sender(names, _settings(WebhookAllowPrivateAddresses=False), transport)
+    outcome = sender.attempt(_claimed("https://hooks.example.com/hook"))
+    assert outcome.status == PENDING and outcome.error.startswith("refused:") and seen == []
+
+
+# ----- a hostile receiver beside a healthy one, through the whole app ------------------------
+
+
+# ----- credentials and secrets ------------------------------------------------------------
+
+
+# ----- bad admin input ------------------------------------------------------------------------
+
+HOOK = "https://hooks.example.com/in"
+
+
