@@ -103,8 +103,11 @@ def parse_url(url: str, http_hosts: frozenset[str]) -> Target:
     """The URL taken apart, when its form is allowed (addresses not yet checked); Refused otherwise."""
     if len(url) > URL_MAX:
         raise Refused(f"The URL is longer than {URL_MAX} characters.")
+    # urlsplit drops tabs and line breaks silently: refuse them, so the URL saved is the URL used.
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise Refused("The URL must not contain spaces or control characters: percent-encode them (%20).")
     try:
-        parts: SplitResult = urlsplit(url.strip())
+        parts: SplitResult = urlsplit(url)
         port = parts.port
     except ValueError:
         raise Refused("The URL is not valid: expected https://host[:port]/path.") from None
@@ -113,6 +116,14 @@ def parse_url(url: str, http_hosts: frozenset[str]) -> Target:
         raise Refused("The URL must start with https:// and name a host.")
     if not host.isascii() or not all(char.isprintable() and not char.isspace() for char in host):
         raise Refused("The URL's host must be written in ASCII: give an international name in its xn-- form.")
+    if "%" in host:
+        raise Refused("The URL's IPv6 address must not carry a zone id (%...).")
+    if ":" not in host and _NUMERIC_LABEL.fullmatch(host.rstrip(".").rsplit(".", 1)[-1]):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise Refused(f"Write an IPv4 address as four decimal numbers without leading zeros (like 192.0.2.10), "
+                          f"not {host}.") from None
     if parts.username is not None or parts.password is not None:
         raise Refused("The URL must not carry a user name or password: receivers check the signature instead.")
     if parts.fragment:

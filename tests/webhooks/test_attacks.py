@@ -81,6 +81,22 @@ def test_the_systems_resolver_turns_short_ipv4_spellings_into_loopback(host):
     assert system_resolver(host, 443) == ["127.0.0.1"]
 
 
+@pytest.mark.parametrize("host", ["2130706433", "0177.0.0.1", "0x7f.1", "127.1", "8.8.8.010", "1.2.3.4."])
+def test_ipv4_addresses_not_written_as_four_decimal_numbers_are_refused_even_when_private_ones_are_allowed(
+        hclient, host):
+    response = _create(hclient, f"https://{host}/x")
+    assert response.status_code == 400 and response.get_json()["details"] == {"field": "url"}
+    assert "four decimal numbers" in response.get_json()["error"]
+    assert _nothing_saved(hclient)
+
+
+@pytest.mark.parametrize("url", ["https://[fe80::1%25eth0]/x", "https://[::1%25lo]:8443/x"])
+def test_ipv6_zone_ids_are_refused_even_when_private_addresses_are_allowed(hclient, url):
+    response = _create(hclient, url)
+    assert response.status_code == 400 and "zone" in response.get_json()["error"]
+    assert _nothing_saved(hclient)
+
+
 def test_an_idn_host_is_taken_in_its_ascii_form_and_its_addresses_are_checked(strict, names):
     assert "xn--" in _create(strict.test_client(), "https://bücher.example/x").get_json()["error"]
     names.table["xn--bcher-kva.example"] = ["10.9.8.7"]
@@ -214,8 +230,100 @@ def test_a_name_that_moves_to_a_disguised_loopback_address_is_refused_at_send(ad
 # ----- credentials and secrets ------------------------------------------------------------
 
 
+def test_a_url_with_credentials_is_refused_without_repeating_them(hclient):
+    response = _create(hclient, "https://user:hunter2hunter2@hooks.example.com/x")
+    assert response.status_code == 400 and response.get_json()["details"] == {"field": "url"}
+    assert "hunter2" not in response.get_data(as_text=True) and _nothing_saved(hclient)
+
+
+def test_the_secret_appears_in_the_create_answer_only(hclient, receiver, caplog):
+    with caplog.at_level(logging.DEBUG):
+        hook = register(hclient, receiver.url(), ["incident_created"], secret="S3cret-Zebra-9999")
+        receiver.secret = hook["secret"]
+        start_incident(hclient)
+        wait_until(lambda: len(receiver.processed) == 1)
+        base = f"/api/v0/webhooks/{hook['id']}"
+        (delivery,) = hclient.get(f"{base}/deliveries", headers=as_user(ADMIN)).get_json()["items"]
+        answers = [hclient.get(base, headers=as_user(ADMIN)), hclient.get("/api/v0/webhooks", headers=as_user(ADMIN)),
+                   hclient.patch(base, headers=as_user(ADMIN), json={"events": ["*"]}),
+                   hclient.patch(base, headers=as_user(ADMIN), json={"secret": "S3cret-Zebra-9999 "}),
+                   hclient.get(f"{base}/deliveries", headers=as_user(ADMIN)),
+                   hclient.post(f"{base}/deliveries/{delivery['id']}/redeliver", headers=as_user(ADMIN)),
+                   hclient.get("/api/v0/egress", headers=as_user(ADMIN))]
+    assert hook["secret"] == "S3cret-Zebra-9999"
+    for answer in answers:
+        assert "Zebra" not in answer.get_data(as_text=True)
+    assert "Zebra" not in caplog.text
+
+
 # ----- bad admin input ------------------------------------------------------------------------
 
 HOOK = "https://hooks.example.com/in"
 
 
+@pytest.mark.parametrize("body,field", [
+    ({"url": "javascript:alert(1)", "events": ["*"]}, "url"),
+    ({"url": "file:///etc/passwd", "events": ["*"]}, "url"),
+    ({"url": "gopher://hooks.example.com/x", "events": ["*"]}, "url"),
+    ({"url": "https:///nohost", "events": ["*"]}, "url"),
+    ({"url": "https://hooks.example.com/" + "a" * URL_MAX, "events": ["*"]}, "url"),
+    ({"url": "https://hooks.example.com/a b", "events": ["*"]}, "url"),
+    ({"url": " https://hooks.example.com/in", "events": ["*"]}, "url"),
+    ({"url": "https://hooks.example.com/in\n", "events": ["*"]}, "url"),
+    ({"url": "https://hooks.example.com/a\r\nX-Evil: 1", "events": ["*"]}, "url"),
+    ({"url": "https://hooks.example.com/a\tb", "events": ["*"]}, "url"),
+    ({"url": "https://hooks.example.com/a\x7fb", "events": ["*"]}, "url"),
+    ({"url": "https://hooks.example.com/a\u00a0b", "events": ["*"]}, "url"),
+    ({"url": "https://hooks.example.com:99999/x", "events": ["*"]}, "url"),
+    ({"url": 7, "events": ["*"]}, "url"),
+    ({"url": HOOK, "events": []}, "events"),
+    ({"url": HOOK, "events": "*"}, "events"),
+    ({"url": HOOK, "events": ["incident_created", "launch_missiles"]}, "events"),
+    ({"url": HOOK, "events": [None]}, "events"),
+    ({"url": HOOK, "events": ["*"], "team_id": "../../etc"}, "team_id"),
+    ({"url": HOOK, "events": ["*"], "team_id": "A" * 26}, "team_id"),
+    ({"url": HOOK, "events": ["*"], "team_id": 5}, "team_id"),
+    ({"url": HOOK, "events": ["*"], "secret": "s" * 15}, "secret"),
+    ({"url": HOOK, "events": ["*"], "secret": "s" * 129}, "secret"),
+    ({"url": HOOK, "events": ["*"], "secret": "s" * 15 + "\x01"}, "secret"),
+    ({"url": HOOK, "events": ["*"], "secret": "s" * 15 + "é"}, "secret"),
+    ({"url": HOOK, "events": ["*"], "secret": " " + "s" * 20}, "secret"),
+    ({"url": HOOK, "events": ["*"], "secret": ""}, "secret"),
+])
+def test_bad_input_on_create_and_patch_is_a_400_naming_the_field_and_saves_nothing(hclient, body, field):
+    response = hclient.post("/api/v0/webhooks", headers=as_user(ADMIN), json=body)
+    assert response.status_code == 400, response.get_json()
+    answer = response.get_json()
+    assert field in answer["error"] + str(answer["details"])
+    assert _nothing_saved(hclient)
+    hook = register(hclient, HOOK, ["note"])
+    path = f"/api/v0/webhooks/{hook['id']}"
+    change = {name: value for name, value in body.items() if name == field}
+    patched = hclient.patch(path, headers=as_user(ADMIN), json=change)
+    assert patched.status_code == 400, patched.get_json()
+    assert field in patched.get_json()["error"] + str(patched.get_json()["details"])
+    kept = hclient.get(path, headers=as_user(ADMIN)).get_json()
+    assert (kept["url"], kept["events"], kept["team_id"], kept["update_at"]) == (HOOK, ["note"], "", hook["update_at"])
+
+
+def test_patch_of_a_deleted_webhook_is_a_404(hclient):
+    hook = register(hclient, HOOK)
+    path = f"/api/v0/webhooks/{hook['id']}"
+    assert hclient.delete(path, headers=as_user(ADMIN)).status_code == 204
+    response = hclient.patch(path, headers=as_user(ADMIN), json={"events": ["note"]})
+    assert response.status_code == 404 and hook["id"] in response.get_json()["error"]
+    assert _nothing_saved(hclient)
+
+
+def test_redeliver_of_another_webhooks_delivery_is_a_404_and_changes_nothing(hclient, happ):
+    happ.extensions["incident"].webhook_sender.stop(5)
+    mine, other = register(hclient, HOOK, ["incident_created"]), register(hclient, HOOK, ["incident_ended"])
+    start_incident(hclient)
+    (delivery,) = hclient.get(f"/api/v0/webhooks/{mine['id']}/deliveries", headers=as_user(ADMIN)).get_json()["items"]
+    response = hclient.post(f"/api/v0/webhooks/{other['id']}/deliveries/{delivery['id']}/redeliver",
+                            headers=as_user(ADMIN))
+    assert response.status_code == 404 and delivery["id"] in response.get_json()["error"]
+    assert hclient.get(f"/api/v0/webhooks/{other['id']}/deliveries",
+                       headers=as_user(ADMIN)).get_json()["total_count"] == 0
+    (after,) = hclient.get(f"/api/v0/webhooks/{mine['id']}/deliveries", headers=as_user(ADMIN)).get_json()["items"]
+    assert after == delivery
