@@ -201,6 +201,61 @@ def _timed_attempt(sender: WebhookSender, url: str) -> tuple[object, float]:
     return outcome, time.monotonic() - started
 
 
+def test_an_endless_response_body_is_not_read_and_the_delivery_counts_as_delivered(raw):
+    def endless(connection: socket.socket) -> None:
+        server.send(connection, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(100_000):  # bounded: at most about 6 GB, ended long before by the client closing
+            server.send(connection, b"10000\r\n" + b"x" * 0x10000 + b"\r\n")
+
+    server = raw(endless)
+    outcome, took = _timed_attempt(_sender(_loopback_names()), f"http://hooks.example.com:{server.port}/hook")
+    assert outcome.status == DELIVERED and outcome.response_code == 200 and took < 5
+    assert server.closed_by_client.wait(10)
+    assert server.sent < 64 * 1024 * 1024
+
+
+def test_a_response_that_trickles_its_head_is_cut_off_in_bounded_time_and_retried(raw):
+    def trickle(connection: socket.socket) -> None:
+        server.send(connection, b"HTTP/1.1 200 OK\r\n")
+        for _ in range(150):  # bounded: 30 s of one header byte every 0.2 s, each inside the read timeout
+            server.send(connection, b"X")
+            time.sleep(0.2)
+
+    server = raw(trickle)
+    outcome, took = _timed_attempt(_sender(_loopback_names()), f"http://hooks.example.com:{server.port}/hook")
+    assert took < 5, took
+    assert outcome.status == PENDING and outcome.response_code is None and "timed out" in outcome.error
+
+
+def test_a_huge_response_header_is_an_error_that_is_retried_without_reading_it_all(raw):
+    def huge(connection: socket.socket) -> None:
+        server.send(connection, b"HTTP/1.1 200 OK\r\nX-Big: ")
+        for _ in range(1024):  # bounded: 64 MB at most
+            server.send(connection, b"y" * 65536)
+
+    server = raw(huge)
+    outcome, took = _timed_attempt(_sender(_loopback_names()), f"http://hooks.example.com:{server.port}/hook")
+    assert outcome.status == PENDING and outcome.response_code is None and took < 5
+    assert "yyyy" not in outcome.error and len(outcome.error) < 100
+    assert server.sent < 64 * 1024 * 1024
+
+
+def test_a_redirect_to_loopback_is_not_followed_and_the_delivery_fails(raw):
+    inner = Receiver().start()
+    try:
+        def redirect(connection: socket.socket) -> None:
+            server.send(connection, f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {inner.url()}\r\n"
+                                    "Content-Length: 0\r\n\r\n".encode())
+
+        server = raw(redirect)
+        outcome, _ = _timed_attempt(_sender(_loopback_names()), f"http://hooks.example.com:{server.port}/hook")
+        assert (outcome.status, outcome.response_code, outcome.error) == (FAILED, 307, "HTTP 307")
+        time.sleep(0.2)
+        assert server.requests == 1 and inner.arrivals == 0
+    finally:
+        inner.stop()
+
+
 @pytest.fixture
 def wrong_certificate(tmp_path):
     """A certificate for other.example.com, and a client context that trusts it."""
@@ -211,6 +266,17 @@ def wrong_certificate(tmp_path):
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert, key)
     return server, ssl.create_default_context(cafile=str(cert))
+
+
+def test_tls_with_a_certificate_for_another_name_is_refused_and_recorded_without_its_content(raw,
+                                                                                           wrong_certificate):
+    server_context, client_context = wrong_certificate
+    server = raw(lambda connection: server.send(connection, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+                 server_context)
+    sender = _sender(_loopback_names(), transport=httpx.HTTPTransport(verify=client_context))
+    outcome, took = _timed_attempt(sender, f"https://hooks.example.com:{server.port}/hook")
+    assert outcome.status == PENDING and outcome.response_code is None and took < 5
+    assert outcome.error == "not reached (ConnectError)" and server.requests == 0
 
 
 @pytest.mark.parametrize("address", ["::ffff:127.0.0.1", "64:ff9b::7f00:1", "2002:7f00:1::", "::127.0.0.1"])
@@ -225,6 +291,36 @@ def test_a_name_that_moves_to_a_disguised_loopback_address_is_refused_at_send(ad
 
 
 # ----- a hostile receiver beside a healthy one, through the whole app ------------------------
+
+
+def test_a_hostile_receiver_fails_its_own_delivery_and_the_healthy_webhook_beside_it_is_still_delivered(
+        settings, raw):
+    names = _loopback_names()
+    healthy = Receiver().start()
+
+    def hostile(connection: socket.socket) -> None:
+        server.send(connection, f"HTTP/1.1 302 Found\r\nLocation: {healthy.url('/stolen')}\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n".encode())
+        for _ in range(100_000):
+            server.send(connection, b"10000\r\n" + b"x" * 0x10000 + b"\r\n")
+
+    server = raw(hostile)
+    application = make_app(fast(settings, WebhookHttpHosts="hooks.example.com,127.0.0.1"), names)
+    try:
+        client = application.test_client()
+        bad = register(client, f"http://hooks.example.com:{server.port}/hook", ["incident_created"])
+        good = register(client, healthy.url(), ["incident_created"])
+        healthy.secret = good["secret"]
+        start_incident(client)
+        wait_until(lambda: len(healthy.processed) == 1)
+        path = f"/api/v0/webhooks/{bad['id']}/deliveries"
+        wait_until(lambda: client.get(path, headers=as_user(ADMIN)).get_json()["items"][0]["status"] == "failed")
+        (delivery,) = client.get(path, headers=as_user(ADMIN)).get_json()["items"]
+        assert delivery["last_response_code"] == 302 and delivery["attempts"] == 1
+        assert [request.path for request in healthy.requests] == ["/hook"]
+    finally:
+        stop(application)
+        healthy.stop()
 
 
 # ----- credentials and secrets ------------------------------------------------------------
