@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 
 from plugin import background
+from plugin.egress import hide_request_paths
 from plugin.settings import Settings
 from plugin.store.webhooks import DELIVERED, FAILED, PENDING, Claimed, DeliveryQueue, Outcome
 from plugin.telemetry.dispatcher import parse_retry_after
@@ -65,6 +66,7 @@ class WebhookSender(background.BackgroundThread):
                  per_webhook: int = 2, daily_row: Callable[[dict[str, int]], Any] | None = None,
                  refresh: Callable[[], Any] = lambda: None):
         super().__init__("webhook-sender")
+        hide_request_paths()
         self.queue = queue
         self.settings = settings
         self.resolve = resolve

@@ -332,6 +332,22 @@ def test_a_url_with_credentials_is_refused_without_repeating_them(hclient):
     assert "hunter2" not in response.get_data(as_text=True) and _nothing_saved(hclient)
 
 
+def test_a_token_in_the_query_string_never_reaches_logs_errors_or_the_egress_report(hclient, receiver, caplog):
+    with caplog.at_level(logging.DEBUG):
+        hook = register(hclient, receiver.url("/hook?token=tok-zebra-42"), ["incident_created"])
+        receiver.secret = hook["secret"]
+        receiver.fail_next(500)
+        start_incident(hclient)
+        wait_until(lambda: len(receiver.processed) == 1)
+        path = f"/api/v0/webhooks/{hook['id']}/deliveries"
+        deliveries = hclient.get(path, headers=as_user(ADMIN)).get_data(as_text=True)
+        egress = hclient.get("/api/v0/egress", headers=as_user(ADMIN)).get_data(as_text=True)
+    assert receiver.requests[-1].path == "/hook?token=tok-zebra-42"
+    assert "HTTP 500" in deliveries and f"127.0.0.1:{receiver.port}" in egress
+    for text in (deliveries, egress, caplog.text):
+        assert "tok-zebra-42" not in text and "/hook" not in text and hook["secret"] not in text
+
+
 def test_the_secret_appears_in_the_create_answer_only(hclient, receiver, caplog):
     with caplog.at_level(logging.DEBUG):
         hook = register(hclient, receiver.url(), ["incident_created"], secret="S3cret-Zebra-9999")
