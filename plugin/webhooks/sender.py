@@ -244,33 +244,45 @@ class Deadline:
     """Shuts an attempt's connection down when its time is up, whatever the receiver trickles meanwhile.
 
     httpcore's documented ``trace`` request extension hands over the network stream once
-    connected; a timer then shuts its socket down, which ends any read under way.
+    connected. The timer holds a duplicate of its socket: the original is taken over by
+    the TLS layer, and the duplicate still shuts the same connection down, ending any
+    read under way (the TLS handshake included).
     """
 
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.expired = False
+        self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self._socket: socket.socket | None = None
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
         """The trace extension's callback: start the timer when the connection is made."""
-        if event == "connection.connect_tcp.complete" and self._timer is None:
-            sock = info["return_value"].get_extra_info("socket")
-            self._timer = threading.Timer(self.seconds, self._cut, (sock,))
-            self._timer.daemon = True
-            self._timer.start()
+        if event == "connection.connect_tcp.complete":
+            with self._lock:
+                if self._timer is None:
+                    self._socket = info["return_value"].get_extra_info("socket").dup()
+                    self._timer = threading.Timer(self.seconds, self._cut)
+                    self._timer.daemon = True
+                    self._timer.start()
 
-    def _cut(self, sock: socket.socket) -> None:
-        self.expired = True
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed
+    def _cut(self) -> None:
+        with self._lock:
+            if self._socket is not None:
+                self.expired = True
+                try:
+                    self._socket.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # the connection is gone already
 
     def cancel(self) -> None:
-        """The attempt is over: no cut."""
-        if self._timer is not None:
-            self._timer.cancel()
+        """The attempt is over: no cut, and the duplicate is closed."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
 
 
 def stop_all(timeout: float = 5.0) -> None:

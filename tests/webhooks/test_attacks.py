@@ -256,16 +256,36 @@ def test_a_redirect_to_loopback_is_not_followed_and_the_delivery_fails(raw):
         inner.stop()
 
 
-@pytest.fixture
-def wrong_certificate(tmp_path):
-    """A certificate for other.example.com, and a client context that trusts it."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+def _certificate(tmp_path, name):
+    """A certificate for this name only: a server context with it, and a client context that trusts it."""
+    key, cert = tmp_path / f"{name}.key", tmp_path / f"{name}.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=other.example.com", "-addext", "subjectAltName=DNS:other.example.com"],
+                    "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"],
                    check=True, capture_output=True, timeout=60)
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert, key)
     return server, ssl.create_default_context(cafile=str(cert))
+
+
+@pytest.fixture
+def wrong_certificate(tmp_path):
+    return _certificate(tmp_path, "other.example.com")
+
+
+def test_a_response_that_trickles_its_head_over_tls_is_cut_off_in_bounded_time(raw, tmp_path):
+    server_context, client_context = _certificate(tmp_path, "hooks.example.com")
+
+    def trickle(connection: socket.socket) -> None:
+        server.send(connection, b"HTTP/1.1 200 OK\r\n")
+        for _ in range(150):  # bounded: 30 s of one header byte every 0.2 s
+            server.send(connection, b"X")
+            time.sleep(0.2)
+
+    server = raw(trickle, server_context)
+    sender = _sender(_loopback_names(), transport=httpx.HTTPTransport(verify=client_context))
+    outcome, took = _timed_attempt(sender, f"https://hooks.example.com:{server.port}/hook")
+    assert server.requests == 1 and took < 5, took
+    assert outcome.status == PENDING and "timed out" in outcome.error
 
 
 def test_tls_with_a_certificate_for_another_name_is_refused_and_recorded_without_its_content(raw,
