@@ -6,7 +6,8 @@ import re
 import threading
 import time
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -244,36 +245,47 @@ class Database:
         return SqlUnitOfWork(self, write=write, telemetry=telemetry, local_chat=local_chat,
                              deliveries_written=deliveries_written)
 
-    def settings_version(self) -> int:
+    def settings_version(self, connection: Callable[[], sa.Connection] | None = None) -> int:
         """The version of the settings saved at run time (raised by every change, and by webhook changes).
 
         A version read less than SETTINGS_LEASE_SECONDS ago is answered without a
         statement: its read started after any change that has since returned (see
-        ``SqlUnitOfWork.commit``), so it is still the newest.
+        ``SqlUnitOfWork.commit``), so it is still the newest. Otherwise it is read on
+        ``connection`` when given (a unit of work's, so that it never holds one
+        connection while it waits for another), else on a connection of its own.
         """
         started = self.monotonic()
         known = self._settings_version
         if known is not None and started - known[1] < SETTINGS_LEASE_SECONDS:
             return known[0]
-        with self.read_engine.connect() as connection:
-            version = read_version(connection)
+        with self._reading_on(connection) as reading:
+            version = read_version(reading)
         self._settings_version = (version, started)
         return version
 
-    def webhooks_in_force(self) -> list[Webhook]:
+    def webhooks_in_force(self, connection: Callable[[], sa.Connection] | None = None) -> list[Webhook]:
         """Every webhook, oldest first; read again only once the settings version moved.
 
         Every change writing a timeline entry asks for them, so most changes cost no
         statement here. Webhook changes raise the settings version, and what was read
-        after an older version is read again at the next.
+        after an older version is read again at the next. Reads use ``connection`` as
+        ``settings_version`` does.
         """
-        version = self.settings_version()
+        version = self.settings_version(connection)
         known = self._webhooks
         if known is None or known[0] != version:
-            with self.read_engine.connect() as connection:
-                known = (version, SqlWebhookRepository(lambda: connection).all())
+            with self._reading_on(connection) as reading:
+                known = (version, SqlWebhookRepository(lambda: reading).all())
             self._webhooks = known
         return known[1]
+
+    @contextmanager
+    def _reading_on(self, connection: Callable[[], sa.Connection] | None) -> Iterator[sa.Connection]:
+        if connection is not None:
+            yield connection()
+        else:
+            with self.read_engine.connect() as own:
+                yield own
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -321,7 +333,8 @@ class SqlUnitOfWork:
         self.saved_settings = SqlSavedSettings(self._writing if self.write else self._reading)
         self.outbox = SqlOutboxRepository()
         self.webhooks = SqlWebhookRepository(self._reading)
-        self.deliveries = SqlDeliveryRepository(self._reading, self.db.webhooks_in_force, now_ms)
+        self.deliveries = SqlDeliveryRepository(self._reading, lambda: self.db.webhooks_in_force(self._reading),
+                                                now_ms)
         #: The local chat host's channels and posts; None when the host keeps them elsewhere.
         self.chat = SqlChatRepository(now_ms) if self.local_chat else None
         self.events: list[Event] = []
