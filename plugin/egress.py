@@ -28,12 +28,31 @@ KINDS = ("telemetry", "webhook", "chat")
 FLUSH_SECONDS = 5.0
 
 
+class _RequestLineFilter(logging.Filter):
+    """Shortens the URLs in httpx's log lines to scheme, host and port: paths and queries may hold tokens."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(arg, httpx.URL) for arg in record.args):
+            record.args = tuple(f"{arg.scheme}://{arg.netloc.decode('ascii', 'replace')}"
+                                if isinstance(arg, httpx.URL) else arg for arg in record.args)
+        return True
+
+
+_REQUEST_LINE_FILTER = _RequestLineFilter()
+
+
+def hide_request_paths() -> None:
+    """Keep paths and query strings of outgoing requests out of the logs (idempotent)."""
+    logging.getLogger("httpx").addFilter(_REQUEST_LINE_FILTER)
+
+
 class EgressRecorder:
     """Counts outgoing requests in memory and adds them to the database now and then (thread-safe)."""
 
     def __init__(self, db: Any, *, clock: Callable[[], float] = time.time, flush_seconds: float = FLUSH_SECONDS):
         self.db = db
         self.clock = clock
+        hide_request_paths()
         self._lock = threading.Lock()
         self._counts: dict[tuple[int, str, str], dict[str, Any]] = {}
         self._flusher = _Flusher(self, flush_seconds)

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import secrets
 import socket
 from collections.abc import Callable, Sequence
@@ -26,6 +27,14 @@ ALL_EVENTS = "*"
 URL_MAX = 2048
 SECRET_MIN, SECRET_MAX = 16, 128
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# IPv6 forms that carry an IPv4 address in their last 32 bits, and reach it: NAT64's well-known
+# prefix, IPv4-translated (SIIT) and the deprecated IPv4-compatible form. (IPv4-mapped and 6to4
+# have their own properties in ipaddress.)
+_CARRY_IPV4 = tuple(ipaddress.ip_network(net) for net in ("64:ff9b::/96", "::ffff:0:0:0/96", "::/96"))
+# Local-use NAT64 (RFC 8215): the IPv4 address may sit anywhere, and it leads into the local network.
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+# A host whose last label is a number is an IPv4 address to URL parsers and resolvers alike.
+_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)")
 # Resolves a host name to its addresses (as text); a port of our own callers' choosing.
 Resolver = Callable[[str, int], Sequence[str]]
 
@@ -94,8 +103,11 @@ def parse_url(url: str, http_hosts: frozenset[str]) -> Target:
     """The URL taken apart, when its form is allowed (addresses not yet checked); Refused otherwise."""
     if len(url) > URL_MAX:
         raise Refused(f"The URL is longer than {URL_MAX} characters.")
+    # urlsplit drops tabs and line breaks silently: refuse them, so the URL saved is the URL used.
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise Refused("The URL must not contain spaces or control characters: percent-encode them (%20).")
     try:
-        parts: SplitResult = urlsplit(url.strip())
+        parts: SplitResult = urlsplit(url)
         port = parts.port
     except ValueError:
         raise Refused("The URL is not valid: expected https://host[:port]/path.") from None
@@ -104,6 +116,14 @@ def parse_url(url: str, http_hosts: frozenset[str]) -> Target:
         raise Refused("The URL must start with https:// and name a host.")
     if not host.isascii() or not all(char.isprintable() and not char.isspace() for char in host):
         raise Refused("The URL's host must be written in ASCII: give an international name in its xn-- form.")
+    if "%" in host:
+        raise Refused("The URL's IPv6 address must not carry a zone id (%...).")
+    if ":" not in host and _NUMERIC_LABEL.fullmatch(host.rstrip(".").rsplit(".", 1)[-1]):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise Refused(f"Write an IPv4 address as four decimal numbers without leading zeros (like 192.0.2.10), "
+                          f"not {host}.") from None
     if parts.username is not None or parts.password is not None:
         raise Refused("The URL must not carry a user name or password: receivers check the signature instead.")
     if parts.fragment:
@@ -121,14 +141,30 @@ def parse_url(url: str, http_hosts: frozenset[str]) -> Target:
 
 
 def address_problem(address: Address) -> str | None:
-    """Why a webhook may not reach this address without WebhookAllowPrivateAddresses, or None when it is public."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Why a webhook may not reach this address without WebhookAllowPrivateAddresses, or None when it is public.
+
+    An IPv6 address that carries an IPv4 address (IPv4-mapped, IPv4-compatible, 6to4,
+    NAT64, SIIT) is judged by the IPv4 address it leads to.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _LOCAL_NAT64:
+            return f"{address} is a local-use NAT64 address"
+        inner = address.ipv4_mapped or address.sixtofour
+        if inner is None and int(address) > 1 and any(address in net for net in _CARRY_IPV4):
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None:
+            kind = _kind(inner)
+            return None if kind is None else f"{address} carries {inner}, a {kind} address"
+    kind = _kind(address)
+    return None if kind is None else f"{address} is a {kind} address"
+
+
+def _kind(address: Address) -> str | None:
     for test, kind in ((address.is_loopback, "loopback"), (address.is_link_local, "link-local"),
                        (address.is_unspecified, "unspecified"), (address.is_multicast, "multicast"),
                        (address.is_private, "private"), (not address.is_global, "non-public")):
         if test:
-            return f"{address} is a {kind} address"
+            return kind
     return None
 
 

@@ -14,7 +14,10 @@ goes to an address checked just before it: the host name is resolved once, every
 address is checked against the rules, and the request is made to the first address
 itself, with the ``Host`` header and the TLS server name (httpx's ``sni_hostname``
 request extension, against which the certificate is verified) set to the URL's host.
-No redirect is followed and no proxy from the environment is used.
+No redirect is followed and no proxy from the environment is used. The answer's body
+is never read, and each attempt has a deadline for the whole exchange (``Deadline``):
+httpx's timeouts bound each read, so a receiver trickling its answer a byte at a time
+would otherwise hold a posting thread for hours.
 
 Outcomes: a 2xx delivers; a 429 or 503 waits for its Retry-After (at most
 BACKOFF_MAX) or the backoff; other 5xx, timeouts, connection errors and refused
@@ -28,6 +31,8 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import random
+import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,6 +41,7 @@ from typing import Any
 import httpx
 
 from plugin import background
+from plugin.egress import hide_request_paths
 from plugin.settings import Settings
 from plugin.store.webhooks import DELIVERED, FAILED, PENDING, Claimed, DeliveryQueue, Outcome
 from plugin.telemetry.dispatcher import parse_retry_after
@@ -60,6 +66,7 @@ class WebhookSender(background.BackgroundThread):
                  per_webhook: int = 2, daily_row: Callable[[dict[str, int]], Any] | None = None,
                  refresh: Callable[[], Any] = lambda: None):
         super().__init__("webhook-sender")
+        hide_request_paths()
         self.queue = queue
         self.settings = settings
         self.resolve = resolve
@@ -172,6 +179,8 @@ class WebhookSender(background.BackgroundThread):
             error = f"refused: {exc}"
         except httpx.TimeoutException as exc:
             error = f"timed out ({type(exc).__name__})"
+        except TooSlow as exc:
+            error = f"timed out ({exc})"
         except httpx.HTTPError as exc:
             error = f"not reached ({type(exc).__name__})"
         except Exception as exc:  # noqa: BLE001 - recorded and retried, never a silent loop of leases
@@ -203,16 +212,77 @@ class WebhookSender(background.BackgroundThread):
         url = f"{target.scheme}://{literal}:{target.port}{target.path}"
         content = body(delivery.id, delivery.payload)
         timestamp = str(int(self.clock()))
+        # A fresh connection per attempt ("Connection: close"), so that the deadline can cut it.
         headers = {"Host": target.host_header, "Content-Type": "application/json", "User-Agent": USER_AGENT,
+                   "Connection": "close",
                    "X-Incident-Event": delivery.event_type, "X-Incident-Delivery": delivery.id,
                    "X-Incident-Timestamp": timestamp,
                    "X-Incident-Signature": signature(delivery.secret, timestamp, content)}
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-        with self._http().stream("POST", url, content=content, headers=headers, extensions=extensions) as response:
-            # The answer's body is never read: only its status counts.
-            status = response.status_code
-            retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
+        deadline = Deadline(min(30.0, settings.webhook_lease_seconds / 2))
+        extensions: dict[str, Any] = {"trace": deadline.trace}
+        if target.scheme == "https":
+            extensions["sni_hostname"] = target.host
+        try:
+            with self._http().stream("POST", url, content=content, headers=headers, extensions=extensions) as response:
+                # The answer's body is never read: only its status counts.
+                status = response.status_code
+                retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
+        except httpx.HTTPError:
+            if deadline.expired:
+                raise TooSlow(f"no answer within {deadline.seconds:g} s") from None
+            raise
+        finally:
+            deadline.cancel()
         return status, retry_after
+
+
+class TooSlow(Exception):
+    """An attempt that ran past its deadline."""
+
+
+class Deadline:
+    """Shuts an attempt's connection down when its time is up, whatever the receiver trickles meanwhile.
+
+    httpcore's documented ``trace`` request extension hands over the network stream once
+    connected. The timer holds a duplicate of its socket: the original is taken over by
+    the TLS layer, and the duplicate still shuts the same connection down, ending any
+    read under way (the TLS handshake included).
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._socket: socket.socket | None = None
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """The trace extension's callback: start the timer when the connection is made."""
+        if event == "connection.connect_tcp.complete":
+            with self._lock:
+                if self._timer is None:
+                    self._socket = info["return_value"].get_extra_info("socket").dup()
+                    self._timer = threading.Timer(self.seconds, self._cut)
+                    self._timer.daemon = True
+                    self._timer.start()
+
+    def _cut(self) -> None:
+        with self._lock:
+            if self._socket is not None:
+                self.expired = True
+                try:
+                    self._socket.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # the connection is gone already
+
+    def cancel(self) -> None:
+        """The attempt is over: no cut, and the duplicate is closed."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
 
 
 def stop_all(timeout: float = 5.0) -> None:

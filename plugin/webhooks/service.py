@@ -61,7 +61,7 @@ class WebhookService:
                             bool(settings["WebhookAllowPrivateAddresses"]), self.resolve)
         except Refused as exc:
             raise BadInput(str(exc), {"field": "url"}) from None
-        return url.strip()
+        return url
 
     @staticmethod
     def _checked(check: Callable[[Any], Any], value: Any, name: str) -> Any:
