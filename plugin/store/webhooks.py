@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,7 +27,7 @@ from plugin.store.outbox import insert_event
 from plugin.store.saved_settings import advance_state
 from plugin.store.tables import plugin_kv, webhook_attempts, webhook_deliveries, webhooks
 from plugin.telemetry import OutboxRow
-from plugin.webhooks.rules import Webhook, payload
+from plugin.webhooks.rules import Delivery, Webhook, payload
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 W, D, A = webhooks.c, webhook_deliveries.c, webhook_attempts.c
@@ -114,27 +114,6 @@ class SqlWebhookRepository:
         self._added.clear()
         self._saved.clear()
         self._deleted.clear()
-
-
-@dataclass
-class Delivery:
-    """One delivery as admins see it, with its attempts oldest first."""
-
-    id: str
-    webhook_id: str
-    incident_id: str
-    event_type: str
-    status: str
-    attempts: int
-    create_at: int
-    next_at: int
-    finished_at: int
-    attempt_log: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def last_response_code(self) -> int | None:
-        """The receiver's status at the last attempt (None: never reached, or not tried yet)."""
-        return self.attempt_log[-1]["response_code"] if self.attempt_log else None
 
 
 def _delivery(row: Any) -> Delivery:

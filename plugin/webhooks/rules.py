@@ -19,6 +19,7 @@ import secrets
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from plugin.model import TIMELINE_EVENT_TYPES, Incident, TimelineEntry
@@ -224,3 +225,24 @@ def payload(entry: TimelineEntry, incident: Incident) -> str:
 def body(delivery_id: str, stored_payload: str) -> bytes:
     """The exact bytes posted for a delivery: its id first, then the stored payload (the same on every attempt)."""
     return (f'{{"id":{json.dumps(delivery_id)},' + stored_payload[1:]).encode()
+
+
+@dataclass
+class Delivery:
+    """One delivery as admins see it, with its attempts oldest first."""
+
+    id: str
+    webhook_id: str
+    incident_id: str
+    event_type: str
+    status: str
+    attempts: int
+    create_at: int
+    next_at: int
+    finished_at: int
+    attempt_log: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def last_response_code(self) -> int | None:
+        """The receiver's status at the last attempt (None: never reached, or not tried yet)."""
+        return self.attempt_log[-1]["response_code"] if self.attempt_log else None

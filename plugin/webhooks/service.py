@@ -14,17 +14,17 @@ Decisions:
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from plugin.chat import ChatHost
 from plugin.errors import BadInput, NotFound, PermissionDenied
-from plugin.events import WebhookEvent
+from plugin.events import Event, WebhookEvent
 from plugin.model import new_id, now_ms
 from plugin.settings import Settings
-from plugin.store.webhooks import Delivery
-from plugin.webhooks.rules import (ALL_EVENTS, Refused, Resolver, Webhook, check_events, check_secret, new_secret,
-                                   parse_url, resolve_checked, system_resolver)
+from plugin.webhooks.rules import (ALL_EVENTS, Delivery, Refused, Resolver, Webhook, check_events, check_secret,
+                                   new_secret, parse_url, resolve_checked, system_resolver)
 
 
 @dataclass
@@ -37,10 +37,38 @@ class WebhookChanges:
     secret: str | None = None
 
 
+class WebhookRepository(Protocol):
+    """Webhooks: read at once, written at commit."""
+
+    def get(self, webhook_id: str) -> Webhook | None: ...
+    def list(self, page: int, per_page: int) -> tuple[int, list[Webhook]]: ...
+    def add(self, hook: Webhook) -> None: ...
+    def save(self, hook: Webhook) -> None: ...
+    def delete(self, webhook_id: str) -> None: ...
+
+
+class DeliveryRepository(Protocol):
+    """A webhook's deliveries as admins see them; a redelivery is written at commit."""
+
+    def list(self, webhook_id: str, page: int, per_page: int) -> tuple[int, list[Delivery]]: ...
+    def get(self, webhook_id: str, delivery_id: str) -> Delivery | None: ...
+    def redeliver(self, delivery: Delivery, now: int) -> None: ...
+
+
+class WebhookUnitOfWork(AbstractContextManager, Protocol):
+    """What these use cases need of a unit of work."""
+
+    webhooks: WebhookRepository
+    deliveries: DeliveryRepository
+
+    def add_event(self, event: Event) -> None: ...
+    def commit(self) -> object: ...
+
+
 class WebhookService:
     """Webhook use cases over the units of work, the chat host (who is an admin) and the settings in force."""
 
-    def __init__(self, uow_factory: Callable[..., Any], host: ChatHost, settings: Callable[[], Settings], *,
+    def __init__(self, uow_factory: Callable[..., WebhookUnitOfWork], host: ChatHost, settings: Callable[[], Settings], *,
                  resolve: Resolver = system_resolver, clock: Callable[[], int] = now_ms,
                  wake: Callable[[], None] = lambda: None):
         self.uow_factory = uow_factory
@@ -100,7 +128,7 @@ class WebhookService:
             return self._existing(uow, webhook_id)
 
     @staticmethod
-    def _existing(uow: Any, webhook_id: str) -> Webhook:
+    def _existing(uow: WebhookUnitOfWork, webhook_id: str) -> Webhook:
         hook = uow.webhooks.get(webhook_id)
         if hook is None:
             raise NotFound(f"Webhook {webhook_id} does not exist.", {"webhook_id": webhook_id})
