@@ -301,3 +301,17 @@ def test_an_odd_asset_path_is_a_4xx_never_a_file_outside_the_build_nor_a_500(cli
     response = client.get(path, follow_redirects=True)  # werkzeug merges repeated slashes with a redirect
     assert response.status_code in (400, 404), (path, response.status_code)
     assert b"import " not in response.data and b"root:" not in response.data and b"<!doctype" not in response.data
+
+
+# ----- the page's source ----------------------------------------------------------------------------
+HTML_FROM_STRINGS = re.compile(r"dangerouslySetInnerHTML|innerHTML|outerHTML|insertAdjacentHTML|document\.write"
+                               r"|\beval\(|new Function|createContextualFragment|DOMParser")
+
+
+@pytest.mark.parametrize("folder", ["backstage", "plugin"])
+def test_the_page_and_the_panel_never_build_html_from_strings(folder):
+    sources = [path for path in (backstage.DIST.parents[1] / "src" / folder).rglob("*") if path.suffix in (".js", ".jsx")]
+    assert sources
+    for path in sources:
+        found = HTML_FROM_STRINGS.search(path.read_text())
+        assert found is None, f"{path.name}: {found.group(0) if found else ''}"
