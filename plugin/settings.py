@@ -400,3 +400,12 @@ class LiveSettings:
         old, self._current = self._current, settings
         for listener in self._listeners:
             listener(old, settings)
+
+
+@dataclass(frozen=True)
+class SettingsState:
+    """The settings version and the run-time telemetry switch, as the database holds them."""
+
+    version: int = 0
+    telemetry_on: bool = True
+    telemetry_epoch: int = 0

@@ -28,13 +28,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from plugin.chat import ChatHost
 from plugin.errors import BadInput, InvalidState, PermissionDenied
 from plugin.model import now_ms
 from plugin.settings import (MASK, RESTART_REQUIRED, TELEMETRY_SWITCHES, LiveSettings, Settings, SettingsError,
-                             env_name, validate_value)
+                             SettingsState, env_name, validate_value)
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,30 @@ CHAT_SERVER_USER = "chat-server"
 
 
 
+class SavedSettings(Protocol):
+    """The saved values and the settings state, read and written in a unit of work's transaction."""
+
+    def all(self) -> dict[str, Any]: ...
+    def put(self, key: str, value: Any, *, now: int, user_id: str) -> None: ...
+    def state(self) -> SettingsState: ...
+    def advance(self, telemetry_on: bool | None = None) -> SettingsState: ...
+    def delete_waiting_events(self) -> int: ...
+
+
+class SettingsUnitOfWork(AbstractContextManager, Protocol):
+    """What these use cases need of a unit of work."""
+
+    saved_settings: SavedSettings
+
+    def commit(self) -> object: ...
+
+
 class SettingsAdmin:
     """Show, change and reload the settings in force."""
 
-    def __init__(self, live: LiveSettings, uow_factory: Callable[..., Any], host: ChatHost | None = None,
-                 clock: Callable[[], int] = now_ms, read_version: Callable[[], int] | None = None):
+    def __init__(self, live: LiveSettings, uow_factory: Callable[..., SettingsUnitOfWork],
+                 host: ChatHost | None = None, clock: Callable[[], int] = now_ms,
+                 read_version: Callable[[], int] | None = None):
         self.live = live
         self.uow_factory = uow_factory
         self.read_version = read_version

@@ -2,24 +2,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from plugin.settings import SettingsState
 from plugin.store.tables import plugin_settings, settings_state, telemetry_counters, telemetry_outbox
 
 STATE_ID = 1
-
-
-@dataclass(frozen=True)
-class SettingsState:
-    """The settings version and the run-time telemetry switch, as the database holds them."""
-
-    version: int = 0
-    telemetry_on: bool = True
-    telemetry_epoch: int = 0
 
 
 # Without its row (a database emptied by hand) the state is the initial one.

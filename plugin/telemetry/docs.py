@@ -70,8 +70,8 @@ The same holds when the write key or the data plane URL is cleared, or the chat
 server's diagnostics go off.
 
 Why it holds: the database decides, not each process's copy of the settings. One row
-(`settings_state`) holds the settings version, raised by every change, and the
-telemetry switch with an epoch, raised each time the switch flips. A change of a
+(`settings_state`) holds the settings version, raised by every change of settings (and
+of webhooks), and the telemetry switch with an epoch, raised each time the switch flips. A change of a
 telemetry setting sets the switch in the same transaction that saves the value, and
 switching off deletes the waiting events in that transaction too. The statement that
 stores an event reads the switch itself: it stores the event only while the switch is
