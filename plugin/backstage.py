@@ -120,11 +120,11 @@ class SignInGenerations:
         return self.current(user_id) or ""
 
     def end(self, user_id: str) -> None:
-        """End every development sign-in of the user."""
-        key = GENERATION_KEY.format(user_id)
+        """End every development sign-in of the user (who has a generation, having signed in)."""
+        # An update, not a delete and insert: sign-outs racing each other never collide on the key.
         with self.db.write_engine.begin() as connection:
-            connection.execute(sa.delete(plugin_kv).where(plugin_kv.c.key == key))
-            connection.execute(sa.insert(plugin_kv).values(key=key, value=secrets.token_urlsafe(16)))
+            connection.execute(sa.update(plugin_kv).where(plugin_kv.c.key == GENERATION_KEY.format(user_id))
+                               .values(value=secrets.token_urlsafe(16)))
 
 
 def dev_sign_in_enabled(components: Any) -> bool:

@@ -17,6 +17,7 @@ from plugin import backstage
 from plugin.app import create_app
 from plugin.chat.mattermost import MattermostChatHost
 from tests.conftest import ADMIN, ALICE, BOB, TEAM, as_user
+from tests.threads import run_in_threads
 
 PAGE = {"X-Requested-With": "XMLHttpRequest"}
 COOKIE = "incident_backstage"
@@ -159,6 +160,24 @@ def test_a_cookie_replayed_after_sign_out_signs_no_one_in(app, client, people):
         assert thief.get("/backstage/api/session").json["user_id"] is None
         assert thief.get(f"/api/v0/incidents?team_id={TEAM}").status_code == 401
         assert start(thief, {"X-CSRF-Token": token}).status_code == 401
+
+
+def test_sign_outs_of_one_user_racing_in_several_browsers_all_succeed_and_end_every_session(app, people):
+    browsers = [app.test_client() for _ in range(6)]
+    tokens = [sign_in(browser, ALICE) for browser in browsers]
+    cookies = [cookie_of(browser) for browser in browsers]
+    answers: list[int] = []
+
+    def sign_out(number: int) -> None:
+        answers.append(browsers[number].post("/backstage/api/sign-out",
+                                             headers={**PAGE, "X-CSRF-Token": tokens[number]}).status_code)
+
+    run_in_threads(sign_out, len(browsers), timeout=30, what="sign-outs")
+    assert answers == [200] * len(browsers)
+    with app.test_client() as thief:
+        for cookie in cookies:
+            thief.set_cookie(COOKIE, cookie)
+            assert thief.get("/backstage/api/session").json["user_id"] is None
 
 
 def test_signing_in_again_after_signing_out_works(client, people):
