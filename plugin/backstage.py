@@ -5,14 +5,16 @@ is static and served to anyone; every fact it shows comes from the API, which
 authenticates each request. Inside Mattermost the API sees the user Mattermost
 signed in (the ``Mattermost-User-ID`` header the launcher forwards). Standalone,
 the development sign-in lets a visitor pick one of the local chat host's users
-and keeps the choice in a signed, HttpOnly, SameSite=Lax cookie (Flask's session);
-a request that changes something with that cookie must also carry the session's
-``X-CSRF-Token``, which only a page of this origin can read.
+and keeps the choice in a signed, HttpOnly, SameSite=Lax cookie (Flask's session)
+that lasts 12 hours; a request that changes something with that cookie must also
+carry the session's ``X-CSRF-Token``, which only a page of this origin can read.
+Signing out ends every development sign-in of that user, so a copied cookie dies too.
 """
 from __future__ import annotations
 
 import hmac
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,15 @@ CSRF_HEADER = "X-CSRF-Token"
 REQUESTED_WITH = "X-Requested-With"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_NAME_IDS = 200
+# How long a development sign-in lasts from the moment it was made (not refreshed by use).
+SESSION_LIFETIME = timedelta(hours=12)
+# The page loads only its own files and talks only to its own origin; nothing may frame it
+# (the Mattermost panel links to it in a new tab).
+PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+               "frame-ancestors 'none'")
+# Per user: the generation of their development sign-ins; signing out replaces it.
+GENERATION_KEY = "backstage_generation:{}"
 
 
 class StoredKeySessions(SecureCookieSessionInterface):
@@ -53,6 +64,10 @@ class StoredKeySessions(SecureCookieSessionInterface):
         if not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Secure whenever this request itself came over https (no forwarded header is trusted)."""
+        return bool(super().get_cookie_secure(app) or request.is_secure)
 
     def get_signing_serializer(self, app: Flask) -> Any:
         """The serializer of Flask's sessions, with the stored key as the app's secret."""
@@ -75,6 +90,43 @@ class StoredKeySessions(SecureCookieSessionInterface):
             return connection.execute(select).scalar_one()
 
 
+class SignInGenerations:
+    """Which development sign-ins of a user are still good: those made in the current generation.
+
+    A signed cookie cannot be taken back, so signing out replaces the user's generation
+    (kept in the database, so every worker agrees) and every older cookie stops working.
+    """
+
+    def __init__(self, db: Any):
+        self.db = db
+
+    def current(self, user_id: str) -> str | None:
+        """The user's generation, or None if none was ever made."""
+        key = GENERATION_KEY.format(user_id)
+        with self.db.read_engine.connect() as connection:
+            return connection.execute(sa.select(plugin_kv.c.value).where(plugin_kv.c.key == key)).scalar_one_or_none()
+
+    def for_sign_in(self, user_id: str) -> str:
+        """The generation a new sign-in joins, made on the user's first sign-in."""
+        found = self.current(user_id)
+        if found:
+            return found
+        try:
+            with self.db.write_engine.begin() as connection:
+                connection.execute(sa.insert(plugin_kv).values(key=GENERATION_KEY.format(user_id),
+                                                               value=secrets.token_urlsafe(16)))
+        except sa.exc.IntegrityError:
+            pass  # signed in twice at once: the other one made it
+        return self.current(user_id) or ""
+
+    def end(self, user_id: str) -> None:
+        """End every development sign-in of the user (who has a generation, having signed in)."""
+        # An update, not a delete and insert: sign-outs racing each other never collide on the key.
+        with self.db.write_engine.begin() as connection:
+            connection.execute(sa.update(plugin_kv).where(plugin_kv.c.key == GENERATION_KEY.format(user_id))
+                               .values(value=secrets.token_urlsafe(16)))
+
+
 def dev_sign_in_enabled(components: Any) -> bool:
     """Is the development sign-in on: the DevSignIn setting, on a host that has a user list?"""
     if not hasattr(components.host, "users"):
@@ -94,12 +146,15 @@ def session_user() -> str | None:
         return None
     if not dev_sign_in_enabled(components):
         return None
-    user_id = session.get("user_id")
-    if not isinstance(user_id, str) or not is_id(user_id):
+    user_id, expected, generation = session.get("user_id"), session.get("csrf"), session.get("generation")
+    if not (isinstance(user_id, str) and is_id(user_id) and isinstance(expected, str) and expected
+            and isinstance(generation, str) and generation):
         return None
+    if not hmac.compare_digest(generation.encode(), (SignInGenerations(components.db).current(user_id) or "").encode()):
+        return None  # signed out since
     if request.method not in SAFE_METHODS:
         given = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(given.encode(), str(session.get("csrf", "")).encode()):
+        if not hmac.compare_digest(given.encode(), expected.encode()):
             raise PermissionDenied(f"This change was sent with the backstage sign-in but without its {CSRF_HEADER} "
                                    "header: send it from the backstage page, which adds it.")
     return user_id
@@ -146,8 +201,7 @@ def create_blueprint(components: Any) -> Blueprint:
         if not (DIST / "index.html").exists():
             raise NotFound("The backstage page is not built: run npm ci && npm run build in webapp_stub/.")
         response = send_from_directory(DIST, "index.html", max_age=0)
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'self'")
+        response.headers["Content-Security-Policy"] = PAGE_POLICY
         return response
 
     @bp.get("/backstage/assets/<path:name>")
@@ -167,7 +221,9 @@ def create_blueprint(components: Any) -> Blueprint:
                                 "severity_levels": list(components.settings.current.severity_levels.names),
                                 # The local host's users are in every team; the console uses this one.
                                 "default_team_id": DEFAULT_TEAM if hasattr(components.host, "users") else ""}
-        return jsonify(body)
+        response = jsonify(body)
+        response.headers["Cache-Control"] = "no-store"  # it carries the CSRF token
+        return response
 
     @bp.get("/backstage/api/users")
     def users() -> Any:
@@ -182,6 +238,7 @@ def create_blueprint(components: Any) -> Blueprint:
         _require_page_header()
         if not dev_sign_in_enabled(components):
             raise PermissionDenied("The development sign-in is off (the DevSignIn setting, or HostSecret is set).")
+        session_user()  # switching user from a live sign-in needs its CSRF token
         try:
             body = SignInSchema().load(request.get_json(silent=True) or {})
         except ValidationError as error:
@@ -191,15 +248,21 @@ def create_blueprint(components: Any) -> Blueprint:
         if body["user_id"] not in known:
             raise BadInput("No such user on the local chat host: pick one of GET /backstage/api/users, or add one "
                            "with incident-plugin users add NAME.", {"user_id": body["user_id"]})
+        # A new session whatever cookie came with the request: nothing of an earlier one is kept.
         session.clear()
+        session.permanent = True
         session["user_id"] = body["user_id"]
         session["csrf"] = secrets.token_urlsafe(24)
+        session["generation"] = SignInGenerations(components.db).for_sign_in(body["user_id"])
         return jsonify({"user_id": body["user_id"], "csrf_token": session["csrf"]})
 
     @bp.post("/backstage/api/sign-out")
     def sign_out() -> Any:
-        """Forget the development sign-in."""
+        """End the development sign-in: this cookie, and every other one of the same user."""
         _require_page_header()
+        user_id = session_user()  # needs the session's CSRF token
+        if user_id:
+            SignInGenerations(components.db).end(user_id)
         session.clear()
         return jsonify({"user_id": None})
 
@@ -235,5 +298,18 @@ def init_app(app: Flask, components: Any) -> None:
     """Serve the page and keep development sign-ins in a signed cookie."""
     app.session_interface = StoredKeySessions(components.db)
     app.config.update(SESSION_COOKIE_NAME="incident_backstage", SESSION_COOKIE_HTTPONLY=True,
-                      SESSION_COOKIE_SAMESITE="Lax")
+                      SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+                      SESSION_REFRESH_EACH_REQUEST=False)
     app.register_blueprint(create_blueprint(components))
+    app.after_request(protective_headers)
+
+
+def protective_headers(response: Any) -> Any:
+    """Headers every answer carries: no type sniffing, no framing, no referrer, no shared caching of answers."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # Answers of the API depend on who asks: a browser may keep them to revalidate (ETag), a proxy never.
+    if request.path.startswith(("/api/", "/backstage/api/")) and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "private, no-cache"
+    return response

@@ -82,8 +82,8 @@ def test_a_bad_sign_in_is_a_400_saying_what_to_fix_and_signs_no_one_in(client, p
 
 
 def test_signing_out_ends_the_session(client, people):
-    sign_in(client, ALICE)
-    assert client.post("/backstage/api/sign-out", headers=PAGE).status_code == 200
+    token = sign_in(client, ALICE)
+    assert client.post("/backstage/api/sign-out", headers={**PAGE, "X-CSRF-Token": token}).status_code == 200
     assert client.get(f"/api/v0/incidents?team_id={TEAM}").status_code == 401
 
 
