@@ -27,6 +27,7 @@ from plugin.api import USER_HEADER, authenticate
 from plugin.command.console import DEFAULT_TEAM
 from plugin.errors import BadInput, NotFound, PermissionDenied, Unauthorized
 from plugin.model import ID_PATTERN, is_id
+from plugin.store.kv import read_value, value_made_once
 from plugin.store.tables import plugin_kv
 
 # The built page; served from the source tree and from the plugin bundle alike.
@@ -72,22 +73,8 @@ class StoredKeySessions(SecureCookieSessionInterface):
     def get_signing_serializer(self, app: Flask) -> Any:
         """The serializer of Flask's sessions, with the stored key as the app's secret."""
         if app.secret_key is None:
-            app.secret_key = self._stored_key()
+            app.secret_key = value_made_once(self.db, SESSION_KEY_NAME, lambda: secrets.token_hex(32))
         return super().get_signing_serializer(app)
-
-    def _stored_key(self) -> str:
-        select = sa.select(plugin_kv.c.value).where(plugin_kv.c.key == SESSION_KEY_NAME)
-        with self.db.read_engine.connect() as connection:
-            found = connection.execute(select).scalar_one_or_none()
-        if found:
-            return found
-        try:
-            with self.db.write_engine.begin() as connection:
-                connection.execute(sa.insert(plugin_kv).values(key=SESSION_KEY_NAME, value=secrets.token_hex(32)))
-        except sa.exc.IntegrityError:
-            pass  # another process made it first: theirs is the one
-        with self.db.read_engine.connect() as connection:
-            return connection.execute(select).scalar_one()
 
 
 class SignInGenerations:
@@ -102,22 +89,11 @@ class SignInGenerations:
 
     def current(self, user_id: str) -> str | None:
         """The user's generation, or None if none was ever made."""
-        key = GENERATION_KEY.format(user_id)
-        with self.db.read_engine.connect() as connection:
-            return connection.execute(sa.select(plugin_kv.c.value).where(plugin_kv.c.key == key)).scalar_one_or_none()
+        return read_value(self.db, GENERATION_KEY.format(user_id))
 
     def for_sign_in(self, user_id: str) -> str:
         """The generation a new sign-in joins, made on the user's first sign-in."""
-        found = self.current(user_id)
-        if found:
-            return found
-        try:
-            with self.db.write_engine.begin() as connection:
-                connection.execute(sa.insert(plugin_kv).values(key=GENERATION_KEY.format(user_id),
-                                                               value=secrets.token_urlsafe(16)))
-        except sa.exc.IntegrityError:
-            pass  # signed in twice at once: the other one made it
-        return self.current(user_id) or ""
+        return value_made_once(self.db, GENERATION_KEY.format(user_id), lambda: secrets.token_urlsafe(16))
 
     def end(self, user_id: str) -> None:
         """End every development sign-in of the user (who has a generation, having signed in)."""

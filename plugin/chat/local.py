@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from plugin.chat import ServerFacts
 from plugin.model import new_id, now_ms
 from plugin.store import Database
-from plugin.store.tables import chat_channel_members, chat_channels, chat_posts, chat_users, plugin_kv
+from plugin.store.kv import value_made_once
+from plugin.store.tables import chat_channel_members, chat_channels, chat_posts, chat_users
 
 LOCAL_SERVER_VERSION = "local"
 DIAGNOSTIC_ID_KEY = "diagnostic_id"
@@ -133,22 +134,8 @@ class LocalChatHost:
     def diagnostic_id(self) -> str:
         """This server's diagnostic id: generated once, then kept in the database."""
         if not self._diagnostic_id:
-            self._diagnostic_id = self._load_or_create_diagnostic_id()
+            self._diagnostic_id = value_made_once(self.db, DIAGNOSTIC_ID_KEY, new_id)
         return self._diagnostic_id
-
-    def _load_or_create_diagnostic_id(self) -> str:
-        select = sa.select(plugin_kv.c.value).where(plugin_kv.c.key == DIAGNOSTIC_ID_KEY)
-        with self.db.read_engine.connect() as connection:
-            found = connection.execute(select).scalar_one_or_none()
-        if found:
-            return found
-        try:
-            with self.db.write_engine.begin() as connection:
-                connection.execute(sa.insert(plugin_kv).values(key=DIAGNOSTIC_ID_KEY, value=new_id()))
-        except sa.exc.IntegrityError:
-            pass  # another process created it first: theirs is the one
-        with self.db.read_engine.connect() as connection:
-            return connection.execute(select).scalar_one()
 
     def find_user_by_username(self, username: str) -> str | None:
         """The id recorded for this username, or None."""
