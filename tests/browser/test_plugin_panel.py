@@ -24,6 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser.conftest import ROOT, WAIT_SECONDS, screenshot
+from tests.browser.test_backstage import api
 
 pytestmark = pytest.mark.slow
 
@@ -95,14 +96,6 @@ def chat(backstage) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def call(base: str, method: str, path: str, user: str, body=None) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, method=method, headers={
-        "Mattermost-User-ID": user, "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read() or b"null")
-
-
 def wait_for(driver, condition, message: str):
     return WebDriverWait(driver, WAIT_SECONDS).until(condition, message)
 
@@ -113,7 +106,7 @@ def rhs_text(driver) -> str:
 
 def test_the_panel_registered_with_the_hosts_react_shows_the_incident_and_runs_its_actions(page, backstage, chat):
     alice = backstage["users"]["alice"]
-    incident = call(backstage["base"], "POST", "/api/v0/incidents", alice, {
+    incident = api(backstage["base"], "POST", "/api/v0/incidents", alice, {
         "name": "payments failing", "team_id": "team0000000000000000000000", "commander_user_id": alice,
         "checklists": [{"title": "Triage", "items": [{"title": "Check the provider"}]},
                        {"title": "Resolve", "items": [{"title": "Fail over"}]}]})
@@ -149,7 +142,7 @@ def test_the_panel_registered_with_the_hosts_react_shows_the_incident_and_runs_i
 
     page.find_element(By.XPATH, "//aside//button[text()='End incident']").click()
     wait_for(page, lambda d: "Status: Ended" in rhs_text(d), "the incident never showed as ended")
-    timeline = call(backstage["base"], "GET", f"/api/v0/incidents/{incident['id']}/timeline", alice)
+    timeline = api(backstage["base"], "GET", f"/api/v0/incidents/{incident['id']}/timeline", alice)
     assert [entry["event_type"] for entry in timeline][-1] == "incident_ended"
 
 
