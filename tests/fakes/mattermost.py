@@ -156,6 +156,19 @@ class FakeMattermost:
         with self.lock:
             self.state.channel_members.add((channel_id, user_id))
 
+    def leave(self, channel_id: str, user_id: str) -> None:
+        """Take a user out of a channel, as a removal in Mattermost does (no hook fires here)."""
+        with self.lock:
+            self.state.channel_members.discard((channel_id, user_id))
+
+    def leave_team(self, team_id: str, user_id: str) -> None:
+        """Take a user out of a team and, as Mattermost does, out of its channels."""
+        with self.lock:
+            self.state.team_members.discard((team_id, user_id))
+            for channel_id, channel in self.state.channels.items():
+                if channel["team_id"] == team_id:
+                    self.state.channel_members.discard((channel_id, user_id))
+
     def inject(self, method: str, path: str, status: int, *, times: int = 1, retry_after: str | None = None) -> None:
         """Answer the next `times` requests matching method and path regex with status."""
         with self.lock:
