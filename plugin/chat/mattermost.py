@@ -53,6 +53,15 @@ MAX_RETRY_WAIT = 5.0
 _NAMED_PATH = re.compile(r"/(username|name)/[^/?]+")
 
 
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The response's JSON object, or {} when its body is something else."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 class _TTLCache:
     """A tiny thread-safe cache whose entries expire after ttl seconds, or once the version moves.
 
@@ -263,14 +272,15 @@ class MattermostChatHost:
         # 404: not a member (or no such user or channel); 403: the bot cannot see it, so we cannot
         # vouch for the membership either.
         response = self._call("GET", path, passthrough=(400, 403, 404))
-        answer = response.status_code == 200
+        # Mattermost keeps someone who left a team as a member with delete_at set.
+        answer = response.status_code == 200 and not _json_object(response).get("delete_at")
         if answer:
             # Only "yes" is cached: someone just added in Mattermost must count at once.
             self._membership.put((kind, *key), answer, version)
         return answer
 
     def is_team_member(self, team_id: str, user_id: str) -> bool:
-        """GET /teams/{team}/members/{user}: 200 yes, 404/403 no."""
+        """GET /teams/{team}/members/{user}: 200 yes (unless deleted: the user left), 404/403 no."""
         return self._member("team", f"/teams/{team_id}/members/{user_id}", (team_id, user_id))
 
     def is_channel_member(self, channel_id: str, user_id: str) -> bool:

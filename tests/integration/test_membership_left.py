@@ -254,3 +254,17 @@ class _Watching(httpx.BaseTransport):
 
     def close(self) -> None:
         self.inner.close()
+
+
+def test_someone_mattermost_keeps_as_a_deleted_team_member_is_not_a_member(fake_mattermost: FakeMattermost):
+    bob = fake_mattermost.add_user("bob")
+    team = fake_mattermost.add_team("acme", [bob])
+    fake_mattermost.leave_team(team, bob)
+    host = MattermostChatHost(lambda: fake_mattermost.url, lambda: fake_mattermost.bot_token)
+    try:
+        member = httpx.get(f"{fake_mattermost.url}/api/v4/teams/{team}/members/{bob}", timeout=5,
+                           headers={"Authorization": f"Bearer {fake_mattermost.bot_token}"})
+        assert member.status_code == 200 and member.json()["delete_at"] > 0
+        assert not host.is_team_member(team, bob)
+    finally:
+        host.close()
