@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request
 
-from plugin import api, backstage, logs
+from plugin import api, backstage, logs, membership
 from plugin.chat import ChatHost
 from plugin.chat.local import LocalChatHost
 from plugin.chat.mattermost import MattermostChatHost
@@ -102,9 +102,11 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     settings_admin = SettingsAdmin(live, db.unit_of_work, read_version=db.settings_version)
     settings_admin.load()
     if host is None and live.current.mattermost_configured:
-        # URL and token are read live; switching between hosts needs a restart.
+        # URL and token are read live; switching between hosts needs a restart. Cached memberships
+        # hold only while the settings version stays in force, which a leave raises (plugin.membership).
         host = MattermostChatHost(lambda: live.current.mattermost_site_url,
-                                  lambda: live.current.mattermost_bot_token, transport=egress.transport("chat"))
+                                  lambda: live.current.mattermost_bot_token, transport=egress.transport("chat"),
+                                  memberships_version=lambda: settings_admin.version)
     host = host or LocalChatHost(db, lambda: live.current.admin_user_ids,
                                  diagnostics_enabled=lambda: bool(live.current.get("ServerDiagnosticsEnabled", True)))
     settings_admin.host = host
@@ -193,5 +195,6 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
     api.init_app(app, components)
     command_views.init_app(app, components)
     backstage.init_app(app, components)
+    membership.init_app(app, components)
     logs.install()
     return app

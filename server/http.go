@@ -82,8 +82,13 @@ func writeError(w http.ResponseWriter, status int, message string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": message, "details": map[string]any{}})
 }
 
-// ServeHTTP forwards /plugins/<id>/... to the Python server.
+// ServeHTTP forwards /plugins/<id>/... to the Python server, except the launcher's own routes.
 func (p *Plugin) ServeHTTP(_ *plugin.Context, w http.ResponseWriter, r *http.Request) {
+	if launcherOnly(r.URL.Path) {
+		// Forwarded requests carry the secret: the launcher's own routes must stay its own.
+		writeError(w, http.StatusNotFound, "No such endpoint.")
+		return
+	}
 	c := p.running()
 	if c == nil {
 		writeError(w, http.StatusServiceUnavailable,

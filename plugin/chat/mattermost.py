@@ -22,6 +22,10 @@ Behaviour:
   cached, so a member added in Mattermost counts at once); a user's channel ids 15 s; verified personal
   tokens 60 s (keyed by a hash, never the token). Server facts are re-read every
   ``facts_ttl`` seconds (5 minutes) and listeners hear when they change.
+- Memberships and channel ids are cached under ``memberships_version`` as read
+  before Mattermost was asked, and trusted only while it stays the same: a leave
+  reported by the launcher raises it (``plugin.membership``), so someone removed
+  from a channel or team loses access at once in every process, not 15 s later.
 - Site URL and bot token are read from the live settings on every call.
 """
 from __future__ import annotations
@@ -49,30 +53,47 @@ MAX_RETRY_WAIT = 5.0
 _NAMED_PATH = re.compile(r"/(username|name)/[^/?]+")
 
 
-class _TTLCache:
-    """A tiny thread-safe cache whose entries expire after ttl seconds."""
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The response's JSON object, or {} when its body is something else."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
-    def __init__(self, ttl: float, clock: Callable[[], float]):
+
+class _TTLCache:
+    """A tiny thread-safe cache whose entries expire after ttl seconds, or once the version moves.
+
+    An entry is stored with the version read before its value was fetched
+    (``version()`` then ``put(..., version=...)``), and a lookup under any other
+    version misses: a value fetched while the version moved is never trusted later.
+    """
+
+    def __init__(self, ttl: float, clock: Callable[[], float], version: Callable[[], int] = lambda: 0):
         self.ttl = ttl
         self.clock = clock
-        self._data: dict[Any, tuple[float, Any]] = {}
+        self.version = version
+        self._data: dict[Any, tuple[float, int, Any]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Any) -> tuple[bool, Any]:
-        """(True, value) when fresh, else (False, None)."""
+        """(True, value) when fresh and stored under the version now in force, else (False, None)."""
+        version = self.version()
         with self._lock:
             entry = self._data.get(key)
-            if entry and entry[0] > self.clock():
-                return True, entry[1]
+            if entry and entry[0] > self.clock() and entry[1] == version:
+                return True, entry[2]
             self._data.pop(key, None)
             return False, None
 
-    def put(self, key: Any, value: Any) -> None:
-        """Store a value until ttl seconds from now."""
+    def put(self, key: Any, value: Any, version: int | None = None) -> None:
+        """Store a value until ttl seconds from now, under version (by default the one in force now)."""
+        version = self.version() if version is None else version
         with self._lock:
             if len(self._data) > 10_000:
                 self._data.clear()
-            self._data[key] = (self.clock() + self.ttl, value)
+            self._data[key] = (self.clock() + self.ttl, version, value)
 
     def drop(self, predicate: Callable[[Any], bool]) -> None:
         """Forget every key the predicate accepts."""
@@ -89,7 +110,7 @@ class MattermostChatHost:
     def __init__(self, site_url: Callable[[], str], bot_token: Callable[[], str], *,
                  timeout: float = 5.0, retries: int = 3, facts_ttl: float = 300.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, memberships_version: Callable[[], int] = lambda: 0):
         self._site_url = site_url
         self._bot_token = bot_token
         self.retries = retries
@@ -100,8 +121,8 @@ class MattermostChatHost:
                                     transport=transport, follow_redirects=False)
         self._users = _TTLCache(60, clock)
         self._usernames = _TTLCache(60, clock)
-        self._membership = _TTLCache(15, clock)
-        self._channel_ids = _TTLCache(15, clock)
+        self._membership = _TTLCache(15, clock, memberships_version)
+        self._channel_ids = _TTLCache(15, clock, memberships_version)
         self._tokens = _TTLCache(60, clock)
         self._facts: ServerFacts | None = None
         self._facts_at = float("-inf")
@@ -244,20 +265,22 @@ class MattermostChatHost:
 
     # ----- membership -------------------------------------------------------------------------
     def _member(self, kind: str, path: str, key: tuple[str, str]) -> bool:
+        version = self._membership.version()  # before asking: a leave reported meanwhile outdates the answer
         found, answer = self._membership.get((kind, *key))
         if found:
             return answer
         # 404: not a member (or no such user or channel); 403: the bot cannot see it, so we cannot
         # vouch for the membership either.
         response = self._call("GET", path, passthrough=(400, 403, 404))
-        answer = response.status_code == 200
+        # Mattermost keeps someone who left a team as a member with delete_at set.
+        answer = response.status_code == 200 and not _json_object(response).get("delete_at")
         if answer:
             # Only "yes" is cached: someone just added in Mattermost must count at once.
-            self._membership.put((kind, *key), answer)
+            self._membership.put((kind, *key), answer, version)
         return answer
 
     def is_team_member(self, team_id: str, user_id: str) -> bool:
-        """GET /teams/{team}/members/{user}: 200 yes, 404/403 no."""
+        """GET /teams/{team}/members/{user}: 200 yes (unless deleted: the user left), 404/403 no."""
         return self._member("team", f"/teams/{team_id}/members/{user_id}", (team_id, user_id))
 
     def is_channel_member(self, channel_id: str, user_id: str) -> bool:
@@ -270,6 +293,7 @@ class MattermostChatHost:
 
     def user_channel_ids(self, user_id: str, team_id: str | None = None) -> frozenset[str]:
         """GET /users/{user}/teams/{team}/channels (for each of the user's teams when none given)."""
+        version = self._channel_ids.version()  # before asking, as for memberships
         found, ids = self._channel_ids.get((user_id, team_id))
         if found:
             return ids
@@ -285,7 +309,7 @@ class MattermostChatHost:
             if response.status_code == 200:
                 channel_ids.update(channel["id"] for channel in response.json())
         ids = frozenset(channel_ids)
-        self._channel_ids.put((user_id, team_id), ids)
+        self._channel_ids.put((user_id, team_id), ids, version)
         return ids
 
     # ----- channels and posts -----------------------------------------------------------------

@@ -246,7 +246,7 @@ class Database:
                              deliveries_written=deliveries_written)
 
     def settings_version(self, connection: Callable[[], sa.Connection] | None = None) -> int:
-        """The version of the settings saved at run time (raised by every change, and by webhook changes).
+        """The version of the settings saved at run time (raised by every change, by webhook changes and by leaves).
 
         A version read less than SETTINGS_LEASE_SECONDS ago is answered without a
         statement: its read started after any change that has since returned (see

@@ -71,7 +71,7 @@ server's diagnostics go off.
 
 Why it holds: the database decides, not each process's copy of the settings. One row
 (`settings_state`) holds the settings version, raised by every change of settings (and
-of webhooks), and the telemetry switch with an epoch, raised each time the switch flips. A change of a
+of webhooks, and by a leave from a channel or team), and the telemetry switch with an epoch, raised each time the switch flips. A change of a
 telemetry setting sets the switch in the same transaction that saves the value, and
 switching off deletes the waiting events in that transaction too. The statement that
 stores an event reads the switch itself: it stores the event only while the switch is

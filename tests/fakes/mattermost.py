@@ -18,6 +18,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -59,6 +60,8 @@ class State:
     tokens: dict[str, str] = field(default_factory=dict)
     teams: dict[str, dict[str, Any]] = field(default_factory=dict)
     team_members: set[tuple[str, str]] = field(default_factory=set)
+    # Mattermost keeps who left a team as a member row with delete_at set.
+    former_team_members: dict[tuple[str, str], int] = field(default_factory=dict)
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     channel_members: set[tuple[str, str]] = field(default_factory=set)
     posts: list[Post] = field(default_factory=list)
@@ -155,6 +158,21 @@ class FakeMattermost:
         """Make a user a member of a channel."""
         with self.lock:
             self.state.channel_members.add((channel_id, user_id))
+
+    def leave(self, channel_id: str, user_id: str) -> None:
+        """Take a user out of a channel, as a removal in Mattermost does (no hook fires here)."""
+        with self.lock:
+            self.state.channel_members.discard((channel_id, user_id))
+
+    def leave_team(self, team_id: str, user_id: str) -> None:
+        """Take a user out of a team and, as Mattermost does, out of its channels (the member row stays, deleted)."""
+        with self.lock:
+            if (team_id, user_id) in self.state.team_members:
+                self.state.team_members.discard((team_id, user_id))
+                self.state.former_team_members[(team_id, user_id)] = int(time.time() * 1000)
+            for channel_id, channel in self.state.channels.items():
+                if channel["team_id"] == team_id:
+                    self.state.channel_members.discard((channel_id, user_id))
 
     def inject(self, method: str, path: str, status: int, *, times: int = 1, retry_after: str | None = None) -> None:
         """Answer the next `times` requests matching method and path regex with status."""
@@ -315,9 +333,10 @@ class FakeMattermost:
             case ("GET", ["teams", team_id, "members", user_id]):
                 if (team_id, me) not in s.team_members and not admin:
                     raise FORBIDDEN
-                if (team_id, user_id) not in s.team_members:
+                deleted = s.former_team_members.get((team_id, user_id), 0)
+                if (team_id, user_id) not in s.team_members and not deleted:
                     raise _not_found("team_member")
-                return 200, {"team_id": team_id, "user_id": user_id, "roles": "team_user"}
+                return 200, {"team_id": team_id, "user_id": user_id, "roles": "team_user", "delete_at": deleted}
             case ("GET", ["teams", team_id, "channels", "name", name]):
                 found = next((c for c in s.channels.values() if c["team_id"] == team_id and c["name"] == name), None)
                 if not found or not can_read(found):
