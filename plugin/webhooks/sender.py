@@ -11,10 +11,13 @@ receivers' deliveries go on meanwhile.
 
 Each post is signed (``X-Incident-Signature``, see ``plugin.webhooks.rules``) and
 goes to an address checked just before it: the host name is resolved once, every
-address is checked against the rules, and the request is made to the first address
-itself, with the ``Host`` header and the TLS server name (httpx's ``sni_hostname``
-request extension, against which the certificate is verified) set to the URL's host.
-No redirect is followed and no proxy from the environment is used. The answer's body is never read, and each
+address is checked against the rules, and the request is made to the addresses
+themselves, in the resolver's order, until one accepts the connection, with the
+``Host`` header and the TLS server name (httpx's ``sni_hostname`` request extension,
+against which the certificate is verified) set to the URL's host. An address that
+accepted the connection is the last one tried, whatever follows (a TLS failure
+included), so a request is sent at most once per attempt. No redirect is followed
+and no proxy from the environment is used. The answer's body is never read, and each
 attempt has one deadline, from the host lookup to the answer's head (``Deadline``):
 the system resolver has no timeout of ours, and httpx's timeouts bound each read, so
 a dead DNS server or a receiver trickling its answer a byte at a time would otherwise
@@ -187,6 +190,8 @@ class WebhookSender(background.BackgroundThread):
             error = f"timed out ({type(exc).__name__})"
         except TooSlow as exc:
             error = f"timed out ({exc})"
+        except NotReached as exc:
+            error = f"not reached {exc}"
         except httpx.HTTPError as exc:
             error = f"not reached ({type(exc).__name__})"
         except Exception as exc:  # noqa: BLE001 - recorded and retried, never a silent loop of leases
@@ -210,7 +215,7 @@ class WebhookSender(background.BackgroundThread):
         return random.uniform(ceiling / 2, ceiling)
 
     def _post(self, delivery: Claimed, settings: Settings) -> tuple[int, float | None]:
-        """Post to a checked address; return the status and any Retry-After (429 and 503)."""
+        """Post to the checked addresses in turn until one connects; return the status and any Retry-After."""
         deadline = Deadline(min(30.0, settings.webhook_lease_seconds / 2))
         target = resolve_checked(parse_url(delivery.url, settings.webhook_http_hosts),
                                  bool(settings["WebhookAllowPrivateAddresses"]),
@@ -226,10 +231,22 @@ class WebhookSender(background.BackgroundThread):
         extensions: dict[str, Any] = {"trace": deadline.trace}
         if target.scheme == "https":
             extensions["sni_hostname"] = target.host
-        address = target.addresses[0]
-        literal = f"[{address}]" if address.version == 6 else str(address)
-        return self._exchange(f"{target.scheme}://{literal}:{target.port}{target.path}", content, headers,
-                              extensions, deadline)
+        missed: list[httpx.TransportError] = []
+        for address in target.addresses:
+            if deadline.remaining() <= 0:
+                raise TooSlow(f"no address reached within {deadline.seconds:g} s")
+            literal = f"[{address}]" if address.version == 6 else str(address)
+            url = f"{target.scheme}://{literal}:{target.port}{target.path}"
+            try:
+                return self._exchange(url, content, headers, extensions, deadline)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if deadline.connected:
+                    raise  # the address took the connection: the request may have gone, so no other is tried
+                missed.append(exc)
+        if len(missed) == 1:
+            raise missed[0]
+        kinds = ", ".join(dict.fromkeys(type(exc).__name__ for exc in missed))
+        raise NotReached(f"at any of {len(missed)} addresses ({kinds})")
 
     def _lookup(self, host: str, port: int, deadline: "Deadline") -> Sequence[str]:
         """The resolver's answer, if it comes before the deadline; TooSlow otherwise."""
@@ -242,7 +259,7 @@ class WebhookSender(background.BackgroundThread):
 
     def _exchange(self, url: str, content: bytes, headers: dict[str, str], extensions: dict[str, Any],
                   deadline: "Deadline") -> tuple[int, float | None]:
-        """One request, within what is left of the deadline."""
+        """One request to one address, within what is left of the deadline."""
         left = deadline.remaining()
         timeout = httpx.Timeout(**{name: left if value is None else min(value, left)
                                    for name, value in self._http().timeout.as_dict().items()})
@@ -265,6 +282,10 @@ class TooSlow(Exception):
     """An attempt that ran past its deadline."""
 
 
+class NotReached(Exception):
+    """An attempt whose every address refused the connection or did not take it in time."""
+
+
 class Deadline:
     """An attempt's time, from the host lookup on; shuts its connection down when the time is up.
 
@@ -277,6 +298,8 @@ class Deadline:
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.expired = False
+        #: Whether an address took the connection (after which no other is tried).
+        self.connected = False
         self._end = time.monotonic() + seconds
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
@@ -291,6 +314,7 @@ class Deadline:
         if event == "connection.connect_tcp.complete":
             with self._lock:
                 if self._timer is None:
+                    self.connected = True
                     self._socket = info["return_value"].get_extra_info("socket").dup()
                     self._timer = threading.Timer(self.remaining(), self._cut)
                     self._timer.daemon = True
