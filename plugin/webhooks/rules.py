@@ -170,7 +170,10 @@ def _kind(address: Address) -> str | None:
 
 
 def system_resolver(host: str, port: int) -> list[str]:
-    """Every address the system resolves host to, in its order."""
+    """Every address the system resolves host to, in its order (/etc/hosts and nsswitch included).
+
+    It has no timeout of its own: the sender waits for it only until the attempt's deadline.
+    """
     found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in found))
 

@@ -5,26 +5,30 @@ Each cycle it looks (without a lock) for deliveries due, claims some in the data
 senders of any process or server hold one delivery at once, and a killed sender's
 deliveries are taken again when its lease runs out) and hands each to a small pool
 of threads that post them. A receiver that is slow or down holds at most
-``per_webhook`` of this process's posting threads, each for at most the request
-timeout, and its failed deliveries wait their backoff out of the queue: the other
+``per_webhook`` of this process's posting threads, each for at most an attempt's
+deadline, and its failed deliveries wait their backoff out of the queue: the other
 receivers' deliveries go on meanwhile.
 
 Each post is signed (``X-Incident-Signature``, see ``plugin.webhooks.rules``) and
 goes to an address checked just before it: the host name is resolved once, every
-address is checked against the rules, and the request is made to the first address
-itself, with the ``Host`` header and the TLS server name (httpx's ``sni_hostname``
-request extension, against which the certificate is verified) set to the URL's host.
-No redirect is followed and no proxy from the environment is used. The answer's body
-is never read, and each attempt has a deadline for the whole exchange (``Deadline``):
-httpx's timeouts bound each read, so a receiver trickling its answer a byte at a time
-would otherwise hold a posting thread for hours.
+address is checked against the rules, and the request is made to the addresses
+themselves, in the resolver's order, until one accepts the connection, with the
+``Host`` header and the TLS server name (httpx's ``sni_hostname`` request extension,
+against which the certificate is verified) set to the URL's host. An address that
+accepted the connection is the last one tried, whatever follows (a TLS failure
+included), so a request is sent at most once per attempt. No redirect is followed
+and no proxy from the environment is used. The answer's body is never read, and each
+attempt has one deadline, from the host lookup to the answer's head (``Deadline``):
+the system resolver has no timeout of ours, and httpx's timeouts bound each read, so
+a dead DNS server or a receiver trickling its answer a byte at a time would otherwise
+hold a posting thread past its lease.
 
 Outcomes: a 2xx delivers; a 429 or 503 waits for its Retry-After (at most
-BACKOFF_MAX) or the backoff; other 5xx, timeouts, connection errors and refused
-addresses back off exponentially with jitter; any other status is final (failed).
-A delivery still not delivered WebhookRetrySeconds after its first attempt (or its
-redelivery) fails. Once a day one process records the ``webhook``/``deliveries``
-telemetry event with the previous day's counts.
+BACKOFF_MAX) or the backoff; other 5xx, timeouts (the lookup's too), connection
+errors and refused addresses back off exponentially with jitter; any other status
+is final (failed). A delivery still not delivered WebhookRetrySeconds after its
+first attempt (or its redelivery) fails. Once a day one process records the
+``webhook``/``deliveries`` telemetry event with the previous day's counts.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -78,6 +82,10 @@ class WebhookSender(background.BackgroundThread):
         self.refresh = refresh
         self._transport = transport
         self._client: httpx.Client | None = None
+        # Host lookups run here so that an attempt can stop waiting for one at its deadline (a thread
+        # in getaddrinfo cannot be interrupted); the pool is bounded, so a resolver that never answers
+        # holds a fixed number of threads and later lookups time out in its queue instead of piling up.
+        self._lookups = concurrent.futures.ThreadPoolExecutor(2 * threads, thread_name_prefix="webhook-lookup")
         self._inflight: dict[concurrent.futures.Future[None], str] = {}
         self._next_chores = 0.0
 
@@ -105,6 +113,7 @@ class WebhookSender(background.BackgroundThread):
             # Posts under way get a moment to finish; one cut short is sent again once its lease ends.
             concurrent.futures.wait(list(self._inflight), timeout=2.0)
             pool.shutdown(wait=False, cancel_futures=True)
+            self._lookups.shutdown(wait=False, cancel_futures=True)
             if self._client is not None:
                 self._client.close()
 
@@ -181,6 +190,8 @@ class WebhookSender(background.BackgroundThread):
             error = f"timed out ({type(exc).__name__})"
         except TooSlow as exc:
             error = f"timed out ({exc})"
+        except NotReached as exc:
+            error = f"not reached {exc}"
         except httpx.HTTPError as exc:
             error = f"not reached ({type(exc).__name__})"
         except Exception as exc:  # noqa: BLE001 - recorded and retried, never a silent loop of leases
@@ -204,12 +215,11 @@ class WebhookSender(background.BackgroundThread):
         return random.uniform(ceiling / 2, ceiling)
 
     def _post(self, delivery: Claimed, settings: Settings) -> tuple[int, float | None]:
-        """Post to a checked address; return the status and any Retry-After (429 and 503)."""
+        """Post to the checked addresses in turn until one connects; return the status and any Retry-After."""
+        deadline = Deadline(min(30.0, settings.webhook_lease_seconds / 2))
         target = resolve_checked(parse_url(delivery.url, settings.webhook_http_hosts),
-                                 bool(settings["WebhookAllowPrivateAddresses"]), self.resolve)
-        address = target.addresses[0]
-        literal = f"[{address}]" if address.version == 6 else str(address)
-        url = f"{target.scheme}://{literal}:{target.port}{target.path}"
+                                 bool(settings["WebhookAllowPrivateAddresses"]),
+                                 lambda host, port: self._lookup(host, port, deadline))
         content = body(delivery.id, delivery.payload)
         timestamp = str(int(self.clock()))
         # A fresh connection per attempt ("Connection: close"), so that the deadline can cut it.
@@ -218,12 +228,44 @@ class WebhookSender(background.BackgroundThread):
                    "X-Incident-Event": delivery.event_type, "X-Incident-Delivery": delivery.id,
                    "X-Incident-Timestamp": timestamp,
                    "X-Incident-Signature": signature(delivery.secret, timestamp, content)}
-        deadline = Deadline(min(30.0, settings.webhook_lease_seconds / 2))
         extensions: dict[str, Any] = {"trace": deadline.trace}
         if target.scheme == "https":
             extensions["sni_hostname"] = target.host
+        missed: list[httpx.TransportError] = []
+        for address in target.addresses:
+            if deadline.remaining() <= 0:
+                raise TooSlow(f"no address reached within {deadline.seconds:g} s")
+            literal = f"[{address}]" if address.version == 6 else str(address)
+            url = f"{target.scheme}://{literal}:{target.port}{target.path}"
+            try:
+                return self._exchange(url, content, headers, extensions, deadline)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if deadline.connected:
+                    raise  # the address took the connection: the request may have gone, so no other is tried
+                missed.append(exc)
+        if len(missed) == 1:
+            raise missed[0]
+        kinds = ", ".join(dict.fromkeys(type(exc).__name__ for exc in missed))
+        raise NotReached(f"at any of {len(missed)} addresses ({kinds})")
+
+    def _lookup(self, host: str, port: int, deadline: "Deadline") -> Sequence[str]:
+        """The resolver's answer, if it comes before the deadline; TooSlow otherwise."""
+        future = self._lookups.submit(self.resolve, host, port)
+        done, _ = concurrent.futures.wait([future], timeout=deadline.remaining())
+        if not done:
+            future.cancel()  # still queued behind lookups that hang: it will not run at all
+            raise TooSlow(f"host lookup took over {deadline.seconds:g} s")
+        return future.result()
+
+    def _exchange(self, url: str, content: bytes, headers: dict[str, str], extensions: dict[str, Any],
+                  deadline: "Deadline") -> tuple[int, float | None]:
+        """One request to one address, within what is left of the deadline."""
+        left = deadline.remaining()
+        timeout = httpx.Timeout(**{name: left if value is None else min(value, left)
+                                   for name, value in self._http().timeout.as_dict().items()})
         try:
-            with self._http().stream("POST", url, content=content, headers=headers, extensions=extensions) as response:
+            with self._http().stream("POST", url, content=content, headers=headers, extensions=extensions,
+                                     timeout=timeout) as response:
                 # The answer's body is never read: only its status counts.
                 status = response.status_code
                 retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
@@ -240,8 +282,12 @@ class TooSlow(Exception):
     """An attempt that ran past its deadline."""
 
 
+class NotReached(Exception):
+    """An attempt whose every address refused the connection or did not take it in time."""
+
+
 class Deadline:
-    """Shuts an attempt's connection down when its time is up, whatever the receiver trickles meanwhile.
+    """An attempt's time, from the host lookup on; shuts its connection down when the time is up.
 
     httpcore's documented ``trace`` request extension hands over the network stream once
     connected. The timer holds a duplicate of its socket: the original is taken over by
@@ -252,17 +298,25 @@ class Deadline:
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.expired = False
+        #: Whether an address took the connection (after which no other is tried).
+        self.connected = False
+        self._end = time.monotonic() + seconds
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._socket: socket.socket | None = None
 
+    def remaining(self) -> float:
+        """Seconds left, zero once the time is up."""
+        return max(0.0, self._end - time.monotonic())
+
     def trace(self, event: str, info: dict[str, Any]) -> None:
-        """The trace extension's callback: start the timer when the connection is made."""
+        """The trace extension's callback: start the timer, for the time left, when the connection is made."""
         if event == "connection.connect_tcp.complete":
             with self._lock:
                 if self._timer is None:
+                    self.connected = True
                     self._socket = info["return_value"].get_extra_info("socket").dup()
-                    self._timer = threading.Timer(self.seconds, self._cut)
+                    self._timer = threading.Timer(self.remaining(), self._cut)
                     self._timer.daemon = True
                     self._timer.start()
 
@@ -276,7 +330,7 @@ class Deadline:
                     pass  # the connection is gone already
 
     def cancel(self) -> None:
-        """The attempt is over: no cut, and the duplicate is closed."""
+        """The exchange is over: no cut, and the duplicate is closed."""
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
