@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -241,6 +242,21 @@ class Dispatcher(background.BackgroundThread):
         self.failures = 0
         self._more = False
         self._sender: Any = None
+        # Held from the last look at the switches through the post it allowed (re-entrant: the
+        # dispatcher's own look at the settings may tell listeners that wait here).
+        self._posting = threading.RLock()
+
+    def posts_ended(self, timeout: float) -> bool:
+        """Wait at most timeout seconds for a post of this process that had passed its check to end.
+
+        Called when telemetry goes off, so that a post decided just before does not reach
+        the data plane after the switch has returned (a hanging data plane delays the
+        switch by timeout at most). False: the post was still under way.
+        """
+        if not self._posting.acquire(timeout=timeout):
+            return False
+        self._posting.release()
+        return True
 
     def nudge(self) -> None:
         """Look at the outbox now rather than at the next poll."""
@@ -327,10 +343,11 @@ class Dispatcher(background.BackgroundThread):
         def deliver(run: list[tuple[int, dict[str, Any]]]) -> bool:
             """Send run; bisect a refused one. False: stop this cycle (an error, or must not send)."""
             nonlocal error
-            if not may_send():
-                return False
             try:
-                sender.send_batch([message for _, message in run])
+                with self._posting:
+                    if not may_send():
+                        return False
+                    sender.send_batch([message for _, message in run])
             except DeliveryError as exc:
                 if exc.status not in REFUSED:
                     error = exc

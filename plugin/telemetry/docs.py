@@ -62,7 +62,8 @@ sharing the database, whether or not it is handling requests:
 - no event is stored any more, and the events still waiting were deleted by the
   change itself (counted as *deleted* at `GET /api/v0/telemetry`);
 - nothing is sent, except a batch whose request was already on its way to the data
-  plane at that moment;
+  plane at that moment (in the process that made the change, the change returns only
+  once such a request has ended, or after a second if the data plane hangs);
 - events are never stored while telemetry is off, so switching it back on sends only
   what is recorded from then on.
 

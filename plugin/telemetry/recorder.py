@@ -32,6 +32,8 @@ from plugin.telemetry import OutboxRow
 from plugin.telemetry.outbox import REJECTED, Outbox
 
 log = logging.getLogger(__name__)
+# How long switching telemetry off waits for a post of this process that passed its check just before.
+POST_END_WAIT_SECONDS = 1.0
 
 # The catalogue's name of each kind of event.
 EVENT_NAMES: dict[type, str] = {IncidentEvent: "incident", TaskEvent: "tasks", PlaybookEvent: "playbook",
@@ -121,6 +123,7 @@ class OutboxTelemetry:
             self.start()
             self.dispatcher.nudge()
         else:
+            self.dispatcher.posts_ended(POST_END_WAIT_SECONDS)
             self._purge_if_pending()
 
     def start(self) -> None:

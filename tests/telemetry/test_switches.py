@@ -1,6 +1,7 @@
 """The switches end to end: an admin's PUT /api/v0/settings and the Mattermost server's diagnostics setting."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -8,6 +9,7 @@ import pytest
 
 from plugin.app import create_app
 from plugin.chat.mattermost import MattermostChatHost
+from plugin.telemetry.dispatcher import RudderSender
 from tests.conftest import ADMIN, ALICE, TEAM, as_user
 from tests.fakes.mattermost import FakeMattermost
 from tests.telemetry.conftest import FAST
@@ -96,6 +98,44 @@ def test_switching_off_while_a_request_hangs_lets_only_that_request_through_and_
         assert len(dataplane.requests) <= 1
         assert components.telemetry.outbox.pending_count() == 0
     finally:
+        components.telemetry.stop(1.0)
+        components.db.dispose()
+
+
+def test_switching_off_returns_only_after_a_post_this_process_had_already_decided(telemetry_settings, dataplane):
+    entered, release = threading.Event(), threading.Event()
+
+    class HeldSender(RudderSender):
+        """Holds its post after the dispatcher's last look at the switches, until released."""
+
+        def send_batch(self, messages: list[dict[str, Any]]) -> None:
+            entered.set()
+            release.wait(10)
+            super().send_batch(messages)
+
+    application = create_app(telemetry_settings, migrate_db=False,
+                             telemetry_options={**FAST, "sender_factory": HeldSender})
+    components = application.extensions["incident"]
+    switched = threading.Event()
+    live = components.settings
+    switch_off = threading.Thread(target=lambda: (live.replace(live.current.replace(EnableTelemetry=False)),
+                                                  switched.set()))
+    try:
+        _Track(components)()
+        assert entered.wait(10)
+        switch_off.start()
+        assert not switched.wait(0.3)  # the post under way ends first
+        release.set()
+        assert switched.wait(10)
+        # That post went out before the switch returned; nothing goes out afterwards.
+        assert len(dataplane.delivered()) == 1
+        _Track(components)()
+        components.telemetry.stop(2.0)
+        assert len(dataplane.requests) == 1
+    finally:
+        release.set()
+        if switch_off.is_alive():
+            switch_off.join(10)
         components.telemetry.stop(1.0)
         components.db.dispose()
 
