@@ -214,13 +214,15 @@ def _start(args: list[str]) -> Command:
             public = True
         elif word in _START_OPTIONS:
             if index + 1 >= len(args):
-                return Usage(f"{literal(word)} needs a value, e.g. `/incident start db-down {word} {_START_OPTIONS[word]}`.")
+                return Usage(f"{literal(word)} needs a value, e.g. "
+                             f"`/incident start db-down {word} {_START_OPTIONS[word]}`.")
             index += 1
             values[word] = args[index]
         elif equals and key in _START_OPTIONS:
             values[key] = value
         elif word.startswith("--") and len(word) > 2:
-            return Usage(f"Unknown option {literal(word)} for start: use --public, --description, --playbook or --severity.")
+            return Usage(f"Unknown option {literal(word)} for start: use --public, --description, --playbook "
+                         "or --severity.")
         else:
             name_words.append(word)
         index += 1
