@@ -45,6 +45,8 @@ HOSTILE_LEVELS = ["[sev1](https://evil.example)", "**sev1**", "@channel", "`sev1
 
 
 class Clock:
+    """Milliseconds, moved by hand."""
+
     def __init__(self) -> None:
         self.now = 1_700_000_000_000
 
@@ -80,8 +82,7 @@ def live(text: str, level: str = "sev1") -> Life:
         messages[label] = host.posts[-1][1]
 
     say("start", p.Start(name=text, severity=level), SQUARE)
-    first = next(iter(memory.incidents.values()))
-    here = first.channel_id
+    here = next(iter(memory.incidents.values())).channel_id
     posted("start announcement")
     incident = service.create_incident(ALICE, NewIncident(text, TEAM, ALICE, checklists=[
         NewChecklist(text, [NewItem(text)]), NewChecklist(text + " 2", [NewItem(text)])]))
@@ -112,7 +113,7 @@ def live(text: str, level: str = "sev1") -> Life:
     say("note", p.Note(text), staged)
     service.set_broadcast_channels(ALICE, incident.id, [SQUARE])
     say("update", p.Update(text, 600), staged)
-    messages["update post"] = host.posts[-2][1] if host.posts[-2][0] == staged else host.posts[-1][1]
+    messages["update post"] = next(message for channel, message in reversed(host.posts) if channel == staged)
     messages["update broadcast"] = next(message for channel, message in host.posts if channel == SQUARE)
     clock.now += 601_000
     service.send_due_reminders()
