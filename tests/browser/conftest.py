@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from plugin.chat.local import LocalChatHost
+from plugin.settings import load_settings
+from plugin.store import Database
 from tests.integration.test_server import CLI, clean_env, serve
 
 CHROMIUM = os.environ.get("INCIDENT_CHROMIUM", "/usr/bin/chromium")
@@ -77,17 +81,36 @@ def add_user(env: dict[str, str], cwd: Path, name: str) -> str:
     return result.stdout.split()[1]
 
 
-@pytest.fixture(scope="module")
-def backstage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    """A served backstage (SQLite, local chat host, two users): its URL and the users' ids."""
+@contextmanager
+def served_backstage(tmp_path_factory: pytest.TempPathFactory, name: str, usernames: Sequence[str], *,
+                     workers: int = 1, renamed: Mapping[str, str] | None = None) -> Iterator[dict[str, object]]:
+    """Serve a backstage (SQLite, local chat host) with these users until the block ends; yield its URL,
+    the users' ids by username, its environment and its directory.
+
+    renamed gives users a name the command line refuses but a chat host may keep (markup, say)."""
     problem = _missing_browser()
     if problem and not REQUIRE_BROWSER:
         pytest.skip(problem)
-    tmp_path = tmp_path_factory.mktemp("backstage")
+    tmp_path = tmp_path_factory.mktemp(name)
     env = clean_env(tmp_path, INCIDENT_REMINDER_SCAN_SECONDS="0")
-    users = {name: add_user(env, tmp_path, name) for name in ("alice", "bob")}
-    with serve(tmp_path, env, workers=2) as base:
+    users = {username: add_user(env, tmp_path, username) for username in usernames}
+    if renamed:
+        db = Database(load_settings(environ=env).database_url)
+        try:
+            host = LocalChatHost(db, admin_user_ids=frozenset)
+            for username, shown in renamed.items():
+                host.note_user(users[username], shown)
+        finally:
+            db.dispose()
+    with serve(tmp_path, env, workers=workers) as base:
         yield {"base": base, "users": users, "env": env, "tmp_path": tmp_path}
+
+
+@pytest.fixture(scope="module")
+def backstage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """A served backstage (SQLite, local chat host, two users): its URL and the users' ids."""
+    with served_backstage(tmp_path_factory, "backstage", ("alice", "bob"), workers=2) as site:
+        yield site
 
 
 def screenshot(driver, name: str, max_height: int = 1800) -> Path:

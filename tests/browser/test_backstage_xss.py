@@ -10,12 +10,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select
 
-from plugin.chat.local import LocalChatHost
-from plugin.settings import load_settings
-from plugin.store import Database
-from tests.browser.conftest import REQUIRE_BROWSER, _missing_browser, add_user
+from tests.browser.conftest import served_backstage
 from tests.browser.test_backstage import api, text_in, wait
-from tests.integration.test_server import clean_env, serve
 
 pytestmark = pytest.mark.slow
 
@@ -34,19 +30,9 @@ WATCH = ("window.__violations = [];"
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     """A served backstage whose one incident is full of markup, run by a user whose name is markup."""
-    problem = _missing_browser()
-    if problem and not REQUIRE_BROWSER:
-        pytest.skip(problem)
-    tmp_path = tmp_path_factory.mktemp("hostile")
-    env = clean_env(tmp_path, INCIDENT_REMINDER_SCAN_SECONDS="0")
-    evil = add_user(env, tmp_path, "evil")
     # The command line allows only plain usernames; the chat host keeps whatever name it is given.
-    db = Database(load_settings(environ=env).database_url)
-    try:
-        LocalChatHost(db, admin_user_ids=frozenset).note_user(evil, EVIL_NAME)
-    finally:
-        db.dispose()
-    with serve(tmp_path, env, workers=1) as base:
+    with served_backstage(tmp_path_factory, "hostile", ("evil",), renamed={"evil": EVIL_NAME}) as site:
+        base, evil = site["base"], site["users"]["evil"]
         incident = api(base, "POST", "/api/v0/incidents", evil, {
             "name": "db " + IMG, "description": "disk " + SCRIPT, "team_id": TEAM, "commander_user_id": evil,
             "checklists": [{"title": "Stage " + SVG, "items": [{"title": "Task " + IMG, "description": SCRIPT}]}]})

@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -30,36 +31,67 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**env, "INCIDENT_DATA_DIR": str(tmp_path / "data"), **extra}
 
 
+class Server:
+    """`incident-plugin serve` (of so many worker processes, with more serve options) on port 0, started
+    in its own process session so that kill() reaches the master and every worker at once.
+
+    The constructor returns once every worker has booted and the server answers /healthz; `base` is
+    its URL. The log goes to a file in tmp_path; a failed start shows it.
+    """
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], *, workers: int = 1, options: Sequence[str] = ()) -> None:
+        log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--workers", str(workers), *options],
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+        try:
+            self.base = _wait_until_served(self.process, log_path, workers)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """SIGTERM, as a supervisor stops it; kill() if it has not exited within 30 seconds."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """kill -9 of the master and every worker at once: the server ends without running any shutdown code."""
+        with suppress(ProcessLookupError):  # every process of the session has already exited
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+def _wait_until_served(process: subprocess.Popen, log_path: Path, workers: int) -> str:
+    """The server's base URL, once its log names the port, every worker has booted and it answers /healthz."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    port = None
+    while port is None:
+        assert process.poll() is None, log_path.read_bytes().decode(errors="replace")
+        assert time.monotonic() < deadline, "server did not start: " + log_path.read_text()
+        match = LISTENING.search(log_path.read_bytes())
+        port = int(match.group(1)) if match else None
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    while log_path.read_bytes().count(b"Booting worker") < workers \
+            or call(base, "GET", "/healthz", user=None)[0] != 200:
+        assert time.monotonic() < deadline, "server never answered /healthz"
+        time.sleep(0.05)
+    return base
+
+
 @contextmanager
 def serve(tmp_path: Path, env: dict[str, str], *, workers: int = 1, options: Sequence[str] = ()) -> Iterator[str]:
-    """Run the server (of so many worker processes, with more serve options) on port 0 until the block
-    ends; yield its base URL once every worker has booted and it answers /healthz."""
-    log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--workers", str(workers),
-                                    *options], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-        try:
-            deadline = time.monotonic() + STARTUP_SECONDS
-            port = None
-            while port is None:
-                assert process.poll() is None, log_path.read_bytes().decode(errors="replace")
-                assert time.monotonic() < deadline, "server did not start: " + log_path.read_text()
-                match = LISTENING.search(log_path.read_bytes())
-                port = int(match.group(1)) if match else None
-                time.sleep(0.05)
-            base = f"http://127.0.0.1:{port}"
-            while log_path.read_bytes().count(b"Booting worker") < workers \
-                    or call(base, "GET", "/healthz", user=None)[0] != 200:
-                assert time.monotonic() < deadline, "server never answered /healthz"
-                time.sleep(0.05)
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    """Run a Server until the block ends (then stop it); yield its base URL."""
+    server = Server(tmp_path, env, workers=workers, options=options)
+    try:
+        yield server.base
+    finally:
+        server.stop()
 
 
 def call(base: str, method: str, path: str, body=None, user: str | None = ALICE) -> tuple[int, dict]:

@@ -1,11 +1,6 @@
 """kill -9 of the real server loses no committed event: the outbox delivers it after a restart."""
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,39 +12,15 @@ import sqlalchemy as sa
 from plugin.store import normalise_url
 from plugin.store.tables import telemetry_outbox
 from tests.conftest import ADMIN, ALICE, TEAM, as_user
+from tests.integration.test_server import Server, clean_env
 from tests.telemetry.dataplane import DataPlane, wait_until
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _serve(database_url: str, data_dir: Path, plane: DataPlane, port: int) -> subprocess.Popen:
-    command = Path(sys.executable).parent / "incident-plugin"
-    args = [str(command)] if command.exists() else [sys.executable, "-m", "plugin.cli"]
-    env = {**os.environ, "INCIDENT_DATABASE_URL": database_url, "INCIDENT_ADMIN_USER_IDS": ADMIN,
-           "INCIDENT_DATA_DIR": str(data_dir), "INCIDENT_RUDDER_WRITE_KEY": plane.write_key,
-           "INCIDENT_RUDDER_DATA_PLANE_URL": plane.url}
-    # Its own session, so that kill -9 reaches the master and every worker at once.
-    server = subprocess.Popen([*args, "serve", "--port", str(port), "--workers", "2", "--threads", "2"],
-                              env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    wait_until(lambda: _healthy(port), timeout=30, interval=0.1)
-    return server
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _kill9(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGKILL)
-    server.wait(10)
+def _serve(database_url: str, tmp_path: Path, plane: DataPlane) -> Server:
+    """A two-worker, two-thread server that sends to the data plane."""
+    env = clean_env(tmp_path, INCIDENT_DATABASE_URL=database_url, INCIDENT_ADMIN_USER_IDS=ADMIN,
+                    INCIDENT_RUDDER_WRITE_KEY=plane.write_key, INCIDENT_RUDDER_DATA_PLANE_URL=plane.url)
+    return Server(tmp_path, env, workers=2, options=("--threads", "2"))
 
 
 def _pending_ids(database_url: str) -> set[str]:
@@ -61,17 +32,17 @@ def _pending_ids(database_url: str) -> set[str]:
         engine.dispose()
 
 
-def _load(port: int, stop: threading.Event, acknowledged: list[int]) -> None:
+def _load(base: str, stop: threading.Event, acknowledged: list[int]) -> None:
     """Start incidents and add tasks until told to stop; count the changes the server acknowledged."""
-    base = f"http://127.0.0.1:{port}/api/v0/incidents"
+    url = f"{base}/api/v0/incidents"
     with httpx.Client(timeout=5) as client:
         while not stop.is_set():
             try:
-                incident = client.post(base, headers=as_user(ALICE), json={
+                incident = client.post(url, headers=as_user(ALICE), json={
                     "name": "outage", "team_id": TEAM, "commander_user_id": ALICE})
                 if incident.status_code == 201:
                     acknowledged.append(1)
-                    added = client.post(f"{base}/{incident.json()['id']}/checklists/0/items",
+                    added = client.post(f"{url}/{incident.json()['id']}/checklists/0/items",
                                         headers=as_user(ALICE), json={"title": "look"})
                     if added.status_code == 200:
                         acknowledged.append(1)
@@ -84,49 +55,45 @@ def test_kill_9_with_the_data_plane_down_then_restart_delivers_every_committed_e
         database_url, tmp_path):
     plane = DataPlane().start()
     plane.stop()  # keep its port, refuse connections: the data plane is down
-    port = _free_port()
-    server = _serve(database_url, tmp_path, plane, port)
+    server = _serve(database_url, tmp_path, plane)
     stop, acknowledged = threading.Event(), []
-    load = threading.Thread(target=_load, args=(port, stop, acknowledged))
+    load = threading.Thread(target=_load, args=(server.base, stop, acknowledged))
     load.start()
     try:
         wait_until(lambda: len(acknowledged) >= 20, timeout=30)
     finally:
-        _kill9(server)  # mid-load
+        server.kill()  # mid-load
         stop.set()
         load.join(10)
     committed = _pending_ids(database_url)
     assert len(committed) >= len(acknowledged) and plane.requests == []
     plane.start()
-    server = _serve(database_url, tmp_path, plane, _free_port())
+    server = _serve(database_url, tmp_path, plane)
     try:
         # A claim the killed server held stays leased for at most the lease (20 s).
         wait_until(lambda: set(plane.delivered_ids()) == committed, timeout=45)
         wait_until(lambda: not _pending_ids(database_url), timeout=10)
         assert len(plane.delivered_ids()) == len(committed)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
+        server.stop()
         plane.stop()
 
 
-def _start_incidents(port: int, count: int) -> None:
+def _start_incidents(base: str, count: int) -> None:
     with httpx.Client(timeout=5) as client:
         for _ in range(count):
-            assert client.post(f"http://127.0.0.1:{port}/api/v0/incidents", headers=as_user(ALICE), json={
+            assert client.post(f"{base}/api/v0/incidents", headers=as_user(ALICE), json={
                 "name": "outage", "team_id": TEAM, "commander_user_id": ALICE}).status_code == 201
 
 
 @pytest.mark.slow
 def test_sigterm_delivers_what_is_pending_before_the_server_exits(database_url, tmp_path):
     plane = DataPlane().start()
-    port = _free_port()
-    server = _serve(database_url, tmp_path, plane, port)
+    server = _serve(database_url, tmp_path, plane)
     try:
-        _start_incidents(port, 3)
+        _start_incidents(server.base, 3)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
+        server.stop()
         plane.stop()
     assert len(set(plane.delivered_ids())) == 3 and not _pending_ids(database_url)
 
@@ -135,15 +102,13 @@ def test_sigterm_delivers_what_is_pending_before_the_server_exits(database_url, 
 def test_sigterm_with_a_hanging_data_plane_exits_in_bounded_time_and_keeps_the_events(database_url, tmp_path):
     plane = DataPlane().start()
     plane.hang()
-    port = _free_port()
-    server = _serve(database_url, tmp_path, plane, port)
+    server = _serve(database_url, tmp_path, plane)
     try:
-        _start_incidents(port, 3)
+        _start_incidents(server.base, 3)
         wait_until(lambda: len(_pending_ids(database_url)) == 3)
     finally:
         started = time.monotonic()
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
+        server.stop()
         took = time.monotonic() - started
         plane.release()
         plane.stop()
@@ -153,10 +118,12 @@ def test_sigterm_with_a_hanging_data_plane_exits_in_bounded_time_and_keeps_the_e
 @pytest.mark.slow
 def test_two_servers_on_one_database_both_serve_and_no_event_is_sent_twice(database_url, tmp_path):
     plane = DataPlane().start()
-    ports = [_free_port(), _free_port()]
-    servers = [_serve(database_url, tmp_path / f"server{n}", plane, port) for n, port in enumerate(ports)]
+    homes = [tmp_path / "server0", tmp_path / "server1"]  # a data directory each, as on two machines
+    for home in homes:
+        home.mkdir()
+    servers = [_serve(database_url, home, plane) for home in homes]
     try:
-        loads = [threading.Thread(target=_start_incidents, args=(port, 15)) for port in ports]
+        loads = [threading.Thread(target=_start_incidents, args=(server.base, 15)) for server in servers]
         for load in loads:
             load.start()
         for load in loads:
@@ -169,7 +136,5 @@ def test_two_servers_on_one_database_both_serve_and_no_event_is_sent_twice(datab
         assert len(plane.delivered_ids()) == 30
     finally:
         for server in servers:
-            server.send_signal(signal.SIGTERM)
-        for server in servers:
-            server.wait(30)
+            server.stop()
         plane.stop()

@@ -2,49 +2,17 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ADMIN, TEAM, as_user
+from tests.integration.test_server import Server, clean_env
 from tests.webhooks.receiver import Receiver, wait_until
 
 LEASE_SECONDS = 4
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _serve(database_url: str, data_dir: Path, port: int) -> subprocess.Popen:
-    command = Path(sys.executable).parent / "incident-plugin"
-    args = [str(command)] if command.exists() else [sys.executable, "-m", "plugin.cli"]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_")},
-           "INCIDENT_DATABASE_URL": database_url, "INCIDENT_ADMIN_USER_IDS": ADMIN, "INCIDENT_DATA_DIR": str(data_dir),
-           "INCIDENT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true", "INCIDENT_WEBHOOK_HTTP_HOSTS": "127.0.0.1",
-           "INCIDENT_WEBHOOK_LEASE_SECONDS": str(LEASE_SECONDS), "INCIDENT_WEBHOOK_BACKOFF_SECONDS": "0.05",
-           "INCIDENT_REMINDER_SCAN_SECONDS": "0"}
-    # Its own session, so that kill -9 reaches the master and every worker at once.
-    server = subprocess.Popen([*args, "serve", "--port", str(port), "--workers", "2", "--threads", "2"], env=env,
-                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: _healthy(port), timeout=60, interval=0.1)
-    return server
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+THREADS = ("--threads", "2")
 
 
 @pytest.mark.slow
@@ -52,9 +20,13 @@ def test_server_killed_mid_delivery_sends_it_again_after_restart_and_the_receive
         database_url, tmp_path):
     receiver = Receiver().start()
     receiver.delay = 1.0  # the answer comes after the server is dead
-    server = _serve(database_url, tmp_path, port := _free_port())
+    env = clean_env(tmp_path, INCIDENT_DATABASE_URL=database_url, INCIDENT_ADMIN_USER_IDS=ADMIN,
+                    INCIDENT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES="true", INCIDENT_WEBHOOK_HTTP_HOSTS="127.0.0.1",
+                    INCIDENT_WEBHOOK_LEASE_SECONDS=str(LEASE_SECONDS), INCIDENT_WEBHOOK_BACKOFF_SECONDS="0.05",
+                    INCIDENT_REMINDER_SCAN_SECONDS="0")
+    server = Server(tmp_path, env, workers=2, options=THREADS)
     try:
-        base = f"http://127.0.0.1:{port}/api/v0"
+        base = f"{server.base}/api/v0"
         hook = httpx.post(f"{base}/webhooks", headers=as_user(ADMIN), timeout=10,
                           json={"url": receiver.url(), "events": ["incident_created"]}).json()
         receiver.secret = hook["secret"]
@@ -62,12 +34,11 @@ def test_server_killed_mid_delivery_sends_it_again_after_restart_and_the_receive
             "name": "outage", "team_id": TEAM, "commander_user_id": ADMIN}).status_code == 201
         wait_until(lambda: receiver.arrivals == 1, timeout=15)
     finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(10)
+        server.kill()
     killed_at = time.monotonic()
     wait_until(lambda: len(receiver.processed) == 1, timeout=10)  # processed, but the answer went nowhere
     receiver.delay = 0
-    server = _serve(database_url, tmp_path, port := _free_port())
+    server = Server(tmp_path, env, workers=2, options=THREADS)
     try:
         wait_until(lambda: len(receiver.requests) == 2, timeout=LEASE_SECONDS + 30)
         # Not before the killed sender's lease ran out: never two senders on one delivery at once.
@@ -75,12 +46,11 @@ def test_server_killed_mid_delivery_sends_it_again_after_restart_and_the_receive
         first, second = receiver.requests
         assert first.headers["X-Incident-Delivery"] == second.headers["X-Incident-Delivery"]
         assert first.raw == second.raw and second.signed and len(receiver.processed) == 1
-        path = f"http://127.0.0.1:{port}/api/v0/webhooks/{hook['id']}/deliveries"
+        path = f"{server.base}/api/v0/webhooks/{hook['id']}/deliveries"
         wait_until(lambda: httpx.get(path, headers=as_user(ADMIN), timeout=5).json()["items"][0]["status"]
                    == "delivered", timeout=10)
         (delivery,) = httpx.get(path, headers=as_user(ADMIN), timeout=5).json()["items"]
         assert delivery["attempts"] == 1 and json.loads(first.raw)["id"] == delivery["id"]
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
+        server.stop()
         receiver.stop()
