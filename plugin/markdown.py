@@ -6,11 +6,17 @@ characters that would start a heading, a list, a quote, a table cell, a link, an
 HTML tag or emphasis are backslash-escaped (CommonMark and GitHub's tables honour
 these escapes), and line breaks become spaces where the document needs one line.
 So nothing anyone writes can add a heading, end a table or hide a section.
+
+The bot's posts and the slash command's replies hold people's text too (``chat_inline``,
+``chat_block``), rendered by Mattermost's web app, a fork of marked that honours a
+backslash only before some characters: there the others are written as character
+references, and ``@channel``, ``@all`` and ``@here`` get an invisible word joiner after
+the ``@`` so that they show as typed but notify nobody.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -22,17 +28,45 @@ _INLINE = re.compile(r"([\\`*_{}\[\]<>|&~!#])")
 # What would start a block at the beginning of a line once the above are escaped: a list
 # item, a setext underline or a thematic break, an ordered list item ("1." or "1)").
 _LINE_START = re.compile(r"^([+\-=]|\d+[.)])")
+# In chat, "$" too: Mattermost shows $...$ as a formula. Mattermost's web app takes a backslash as an escape
+# only before `*_{}[]()#+-.!>|~, so the other characters go as references (every CommonMark parser reads them).
+_CHAT_INLINE = re.compile(r"([\\`*_{}\[\]<>|&~!#$])")
+_CHAT_REFERENCES = {"\\": "&#92;", "<": "&lt;", "&": "&amp;", "$": "&#36;"}
+#: Put after the "@" of a channel-wide mention: invisible, but Mattermost no longer reads the word as a mention.
+WORD_JOINER = "\u2060"
+# A channel-wide mention as Mattermost's server finds one in a message's text: the word, whatever its case, perhaps
+# ended by ".", "-", ":" or "_", and not followed by more of a word (letters, digits, "@" or one of those four).
+_CHANNEL_MENTION = re.compile(r"@(?=(?:channel|all|here)[.\-:_]*(?![^\W_]|[.\-:_@]))", re.IGNORECASE)
 
 
 def inline(text: str) -> str:
     """Text as one line of literal Markdown: line breaks become spaces, structure characters are escaped."""
-    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
-    return _escape_line(line)
+    return _escape_line(_one_line(text))
 
 
 def block(text: str) -> str:
     """Text of several lines as literal Markdown paragraphs: each line kept (a hard break), blank lines between
     paragraphs kept, leading indentation dropped (it would make a code block)."""
+    return "\n\n".join("\\\n".join(lines) for lines in _paragraphs(text, _escape_line))
+
+
+def chat_inline(text: str) -> str:
+    """``inline`` for a chat post or reply: shown as typed by Mattermost's apps, and no channel-wide mention."""
+    return _escape_chat_line(_one_line(text))
+
+
+def chat_block(text: str) -> str:
+    """``block`` for a chat post or reply; its lines end with a plain line break, which Mattermost shows as one
+    (its web app would show the backslash of a hard break)."""
+    return "\n\n".join("\n".join(lines) for lines in _paragraphs(text, _escape_chat_line))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _paragraphs(text: str, escape: Callable[[str], str]) -> list[list[str]]:
+    """The escaped lines of each paragraph, stripped, blank lines dropped."""
     paragraphs: list[list[str]] = [[]]
     for raw in text.splitlines():
         line = raw.strip()
@@ -40,9 +74,8 @@ def block(text: str) -> str:
             if paragraphs[-1]:
                 paragraphs.append([])
             continue
-        paragraphs[-1].append(_escape_line(line))
-    rendered = ["\\\n".join(lines) for lines in paragraphs if lines]
-    return "\n\n".join(rendered)
+        paragraphs[-1].append(escape(line))
+    return [lines for lines in paragraphs if lines]
 
 
 def _escape_line(line: str) -> str:
@@ -54,6 +87,16 @@ def _escape_start(start: str) -> str:
     if start[-1] in ".)":
         return start[:-1] + "\\" + start[-1]
     return "\\" + start
+
+
+def _escape_chat_line(line: str) -> str:
+    line = _CHANNEL_MENTION.sub("@" + WORD_JOINER, line)
+    escaped = _CHAT_INLINE.sub(lambda match: _CHAT_REFERENCES.get(match.group(1), "\\" + match.group(1)), line)
+    return _LINE_START.sub(lambda match: _escape_chat_start(match.group(1)), escaped, count=1)
+
+
+def _escape_chat_start(start: str) -> str:
+    return "&#61;" if start == "=" else _escape_start(start)
 
 
 def when(milliseconds: int) -> str:

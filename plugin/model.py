@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plugin.errors import BadInput, InvalidState, NotFound
+# Messages name stages people titled, and are shown as Markdown in the slash replies.
+from plugin.markdown import chat_inline
 
 ID_LENGTH = 26
 # Matched with fullmatch: "$" would also accept a trailing newline.
@@ -320,11 +322,11 @@ class Incident:
         if not self.checklists:
             raise InvalidState("This incident has no stages.", {"checklist_count": 0})
         if self.active_stage >= len(self.checklists) - 1:
-            raise InvalidState(f"**{self.active_stage_title}** is the last stage.",
+            raise InvalidState(f"**{chat_inline(self.active_stage_title)}** is the last stage.",
                                {"active_stage": self.active_stage, "last_stage": True})
         open_tasks = self.checklists[self.active_stage].open_item_count if self.active_stage >= 0 else 0
         if open_tasks and not force:
-            raise InvalidState(f"Stage **{self.active_stage_title}** still has {open_tasks} open task(s).",
+            raise InvalidState(f"Stage **{chat_inline(self.active_stage_title)}** still has {open_tasks} open task(s).",
                                {"active_stage": self.active_stage, "open_tasks": open_tasks})
         self.active_stage += 1
         return True
@@ -334,7 +336,7 @@ class Incident:
         if not self.checklists:
             raise InvalidState("This incident has no stages.", {"checklist_count": 0})
         if self.active_stage <= 0:
-            raise InvalidState(f"**{self.active_stage_title}** is already the first stage.",
+            raise InvalidState(f"**{chat_inline(self.active_stage_title)}** is already the first stage.",
                                {"active_stage": self.active_stage, "first_stage": True})
         self.active_stage -= 1
         return True
@@ -698,8 +700,8 @@ class SeverityLevels:
             return ""
         found = self.find(level)
         if found is None:
-            raise BadInput(f"'{level.strip()[:40]}' is not a severity level: use one of {self.describe()} "
-                           "(most severe first).",
+            raise BadInput(f"'{chat_inline(level.strip()[:40])}' is not a severity level: use one of "
+                           f"{chat_inline(self.describe())} (most severe first).",
                            {"severity": level[:40], "levels": list(self.names)})
         return found
 

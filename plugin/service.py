@@ -32,6 +32,8 @@ from plugin.chat import ChatHost
 from plugin.errors import BadInput, ConcurrentUpdate, HostUnavailable, InvalidState, NotFound, PermissionDenied
 from plugin.events import (Announcement, Before, Event, IncidentEvent, ReminderDue, RetrospectiveSaved, StatusUpdated,
                            TaskEvent)
+# People's text in a post shows as typed, never as Markdown or a channel-wide mention.
+from plugin.markdown import chat_block as literal_lines, chat_inline as literal
 from plugin.model import (
     DEFAULT_CHECKLIST_TITLE,
     Checklist,
@@ -451,7 +453,7 @@ class IncidentService:
             who = self.host.mention(user_id)
             return Change(IncidentEvent("change_stage", incident, user_id, mentions={user_id: who}, before=before),
                           f"{who} changed the active stage from "
-                          f"**{before.active_stage_title}** to **{incident.active_stage_title}**.")
+                          f"**{literal(before.active_stage_title)}** to **{literal(incident.active_stage_title)}**.")
         return self._mutate(user_id, incident_id, change)
 
     def set_severity(self, user_id: str, incident_id: str, level: str) -> Outcome:
@@ -468,11 +470,11 @@ class IncidentService:
                 return None
             who = self.host.mention(user_id)
             if not wanted:
-                told = f"{who} cleared the severity (it was **{before.severity}**)."
+                told = f"{who} cleared the severity (it was **{literal(before.severity)}**)."
             elif before.severity:
-                told = f"{who} changed the severity from **{before.severity}** to **{wanted}**."
+                told = f"{who} changed the severity from **{literal(before.severity)}** to **{literal(wanted)}**."
             else:
-                told = f"{who} set the severity to **{wanted}**."
+                told = f"{who} set the severity to **{literal(wanted)}**."
             return Change(IncidentEvent("change_severity", incident, user_id, {
                               "SeverityRank": levels.rank(wanted), "PreviousSeverityRank": levels.rank(before.severity)},
                               mentions={user_id: who}, before=before), told)
@@ -521,13 +523,13 @@ class IncidentService:
             now = self.clock()
             posted[:] = [StatusUpdate(update_id, incident.id, user_id, text, now)]
             here = self.channel_ref(incident.channel_id)
-            copies = tuple(Announcement(channel_id, f"Status update on **{incident.name}** ({here}) from "
-                                                    f"{author}:\n\n{text}")
+            copies = tuple(Announcement(channel_id, f"Status update on **{literal(incident.name)}** ({here}) from "
+                                                    f"{author}:\n\n{literal_lines(text)}")
                            for channel_id in incident.broadcast_channel_ids if channel_id != incident.channel_id)
             return Change(IncidentEvent("update_status", incident, user_id, {
                               "ReminderSeconds": incident.reminder_seconds,
                               "NumBroadcastChannels": len(incident.broadcast_channel_ids)}),
-                          f"Status update from {author}:\n\n{text}",
+                          f"Status update from {author}:\n\n{literal_lines(text)}",
                           (StatusUpdated(posted[0], incident, author), *copies,
                            ReminderDue(incident.id, incident.next_reminder_at(now))))
         self._mutate(user_id, incident_id, post)
@@ -595,7 +597,7 @@ class IncidentService:
             else:
                 uow.reminders.claim(reminder, reminder.next_due(incident.reminder_seconds, now))
                 message = (f"{self.host.mention(incident.commander_user_id)}, please post a status update on "
-                           f"**{incident.name}**: `/incident update <what changed>`. Snooze this reminder "
+                           f"**{literal(incident.name)}**: `/incident update <what changed>`. Snooze this reminder "
                            "with `/incident remind 30m`, or stop it with `/incident remind never`.")
                 uow.add_event(Announcement(incident.channel_id, message))
             try:
@@ -760,7 +762,8 @@ class IncidentService:
             seen[:] = [RetrospectiveView.of(retrospective, incident)]
             who = self.host.mention(user_id)
             return Change(IncidentEvent("publish_retrospective", incident, user_id, mentions={user_id: who}),
-                          f"Retrospective of **{incident.name}**, published by {who}:\n\n{retrospective.text}")
+                          f"Retrospective of **{literal(incident.name)}**, published by {who}:\n\n"
+                          f"{literal_lines(retrospective.text)}")
         self._mutate_in(user_id, incident_id, publish)
         return seen[0]
 

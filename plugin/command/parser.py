@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from plugin.markdown import chat_inline as literal
+
 
 @dataclass(frozen=True)
 class Help:
@@ -212,13 +214,15 @@ def _start(args: list[str]) -> Command:
             public = True
         elif word in _START_OPTIONS:
             if index + 1 >= len(args):
-                return Usage(f"{word} needs a value, e.g. `/incident start db-down {word} {_START_OPTIONS[word]}`.")
+                return Usage(f"{literal(word)} needs a value, e.g. "
+                             f"`/incident start db-down {word} {_START_OPTIONS[word]}`.")
             index += 1
             values[word] = args[index]
         elif equals and key in _START_OPTIONS:
             values[key] = value
         elif word.startswith("--") and len(word) > 2:
-            return Usage(f"Unknown option {word} for start: use --public, --description, --playbook or --severity.")
+            return Usage(f"Unknown option {literal(word)} for start: use --public, --description, --playbook "
+                         "or --severity.")
         else:
             name_words.append(word)
         index += 1
@@ -249,7 +253,7 @@ def _stage(args: list[str]) -> Command:
         return Stage("prev" if word == "previous" else word, force)
     number = _positive(word)
     if number is None:
-        return Usage(f"'{rest[0][:40]}' is not a stage: use next, prev or a stage number counted from 1.")
+        return Usage(f"'{literal(rest[0][:40])}' is not a stage: use next, prev or a stage number counted from 1.")
     return Stage(number, force)
 
 
@@ -321,8 +325,8 @@ def _reminder(word: str, example: str) -> int | str:
     if seconds is None:
         if not word:
             return f"--remind needs a duration ({DURATION_EXAMPLES}) or never, e.g. {example}."
-        return (f"'{word[:40]}' is not a duration: use a number and a unit ({DURATION_EXAMPLES}) or never, "
-                f"e.g. {example}.")
+        return (f"'{literal(word[:40])}' is not a duration: use a number and a unit ({DURATION_EXAMPLES}) or "
+                f"never, e.g. {example}.")
     return seconds
 
 
@@ -391,4 +395,4 @@ def parse(text: str) -> Command:
         return _no_args(verb, simple[verb], args)
     if verb in ("help", "-h", "--help", "?"):
         return Help()
-    return Usage(f"Unknown subcommand '{words[0][:40]}'.")
+    return Usage(f"Unknown subcommand '{literal(words[0][:40])}'.")

@@ -10,6 +10,10 @@ ended, restarted) or by ``announce``.
 
 Numbers shown to and typed by people count from 1 (stage 1 is the first stage);
 the service and the REST API count from 0.
+
+Replies are Markdown; what people typed (names, titles, levels, timeline summaries,
+usernames) goes in through ``plugin.markdown.chat_inline``, so it shows as typed and
+never makes a link, emphasis or a channel-wide mention of its own.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from plugin.command import parser as p
 from plugin.errors import DomainError, InvalidState, NotFound
 from plugin.model import DESCRIPTION_MAX, NAME_MAX, SUMMARY_MAX, Incident, IncidentFilter, ItemState, now_ms
 from plugin.figures import describe_duration
+from plugin.markdown import chat_inline as literal
 from plugin.reports import DEFAULT_WINDOW_DAYS, ReportService, StatsQuery
 from plugin.service import IncidentService, NewIncident, describe_seconds
 
@@ -140,19 +145,19 @@ class CommandRunner:
             description=command.description, public=True if command.public else None, playbook_id=command.playbook_id,
             severity=command.severity))
         kind = "public" if incident.public else "private"
-        graded = f" at severity **{incident.severity}**" if incident.severity else ""
-        return reply(f"Incident **{incident.name}** started{graded} in "
+        graded = f" at severity **{literal(incident.severity)}**" if incident.severity else ""
+        return reply(f"Incident **{literal(incident.name)}** started{graded} in "
                      f"{self.service.channel_ref(incident.channel_id)} ({kind} channel); you are the commander.")
 
     def _end(self, command: p.End, caller: Caller) -> dict[str, Any]:
         here = self._here(caller)
         incident = self.service.end_incident(caller.user_id, here.id).incident
-        return reply(f"Incident **{incident.name}** ended. `/incident restart` reopens it.")
+        return reply(f"Incident **{literal(incident.name)}** ended. `/incident restart` reopens it.")
 
     def _restart(self, command: p.Restart, caller: Caller) -> dict[str, Any]:
         here = self._here(caller)
         incident = self.service.restart_incident(caller.user_id, here.id).incident
-        return reply(f"Incident **{incident.name}** is active again.")
+        return reply(f"Incident **{literal(incident.name)}** is active again.")
 
     # Each change below is decided by the service on the incident as the change finds
     # it, which may differ from the read here; replies describe the outcome.
@@ -177,11 +182,11 @@ class CommandRunner:
                              f"numbered 1 to {count}.")
             outcome = self.service.set_active_stage(caller.user_id, here.id, target)
             if not outcome.changed:
-                return reply(f"Stage {target + 1} (**{outcome.incident.active_stage_title}**) is already the "
+                return reply(f"Stage {target + 1} (**{literal(outcome.incident.active_stage_title)}**) is already the "
                              "active stage.")
         incident = outcome.incident
         return reply(f"The active stage is now {incident.active_stage + 1} of {count}: "
-                     f"**{incident.active_stage_title}**.")
+                     f"**{literal(incident.active_stage_title)}**.")
 
     def _check(self, command: p.Check, caller: Caller) -> dict[str, Any]:
         here = self._here(caller)
@@ -191,32 +196,32 @@ class CommandRunner:
                          f"{f', numbered 1 to {count}' if count else ''}.")
         stage = here.checklists[command.stage - 1]
         if command.task > len(stage.items):
-            return reply(f"There is no task {command.task} in stage {command.stage} (**{stage.title}**): "
+            return reply(f"There is no task {command.task} in stage {command.stage} (**{literal(stage.title)}**): "
                          f"it has {len(stage.items)} task(s)"
                          f"{f', numbered 1 to {len(stage.items)}' if stage.items else ''}.")
         incident = self.service.toggle_item_state(caller.user_id, here.id, command.stage - 1, command.task - 1).incident
         item = incident.checklists[command.stage - 1].items[command.task - 1]
         done = "done" if item.state is ItemState.CLOSED else "open again"
-        return reply(f"Task {command.stage}.{command.task} (**{item.title}**) is {done}.")
+        return reply(f"Task {command.stage}.{command.task} (**{literal(item.title)}**) is {done}.")
 
     def _commander(self, command: p.Commander, caller: Caller) -> dict[str, Any]:
         here = self._here(caller)
         if not command.username:
-            return reply(f"The commander of **{here.name}** is {self.host.mention(here.commander_user_id)}.")
+            return reply(f"The commander of **{literal(here.name)}** is {self.host.mention(here.commander_user_id)}.")
         user_id = self.host.find_user_by_username(command.username)
         if user_id is None:
-            return reply(f"There is no user @{command.username}. Check the spelling of the username.")
+            return reply(f"There is no user @{literal(command.username)}. Check the spelling of the username.")
         if user_id != here.commander_user_id and not self.host.is_channel_member(here.channel_id, user_id):
-            return reply(f"@{command.username} is not a member of this channel; add them first, "
+            return reply(f"@{literal(command.username)} is not a member of this channel; add them first, "
                          "then hand over the command.")
         if not self.service.change_commander(caller.user_id, here.id, user_id).changed:
-            return reply(f"@{command.username} is already the commander.")
-        return reply(f"@{command.username} is now the commander of **{here.name}**.")
+            return reply(f"@{literal(command.username)} is already the commander.")
+        return reply(f"@{literal(command.username)} is now the commander of **{literal(here.name)}**.")
 
     def _add(self, command: p.Add, caller: Caller) -> dict[str, Any]:
         incident = self._here(caller)
         found = {name: self.host.find_user_by_username(name) for name in command.usernames}
-        unknown = [f"@{name}" for name, user_id in found.items() if user_id is None]
+        unknown = [f"@{literal(name)}" for name, user_id in found.items() if user_id is None]
         if unknown:
             return reply(f"There is no user {', '.join(unknown)}; nobody was added. Check the spelling "
                          "of the username.")
@@ -224,10 +229,10 @@ class CommandRunner:
         added, already = self.service.add_members(caller.user_id, incident.id, list(names))
         lines = []
         if added:
-            lines.append(f"Added {', '.join('@' + names[user_id] for user_id in added)} to this incident's "
+            lines.append(f"Added {', '.join('@' + literal(names[user_id]) for user_id in added)} to this incident's "
                          "channel.")
         if already:
-            lines.append(f"Already in the channel: {', '.join('@' + names[user_id] for user_id in already)}.")
+            lines.append(f"Already in the channel: {', '.join('@' + literal(names[user_id]) for user_id in already)}.")
         return reply("\n".join(lines))
 
     def _announce(self, command: p.Announce, caller: Caller) -> dict[str, Any]:
@@ -240,15 +245,15 @@ class CommandRunner:
             try:
                 channel_id = self.host.find_channel_by_name(caller.team_id, name)
                 if channel_id is None:
-                    skipped.append(f"~{name} (no such channel in this team)")
+                    skipped.append(f"~{literal(name)} (no such channel in this team)")
                 elif not self.host.can_post(channel_id, caller.user_id):
-                    skipped.append(f"~{name} (you cannot post there)")
+                    skipped.append(f"~{literal(name)} (you cannot post there)")
                 else:
                     self.host.post(channel_id, message)
-                    done.append(f"~{name}")
+                    done.append(f"~{literal(name)}")
             except DomainError as error:
                 # One unreachable channel must not hide which others got the announcement.
-                skipped.append(f"~{name} ({error.message.rstrip('.')})")
+                skipped.append(f"~{literal(name)} ({error.message.rstrip('.')})")
         lines = [f"Announced in {', '.join(done)}."] if done else []
         if skipped:
             lines.append(f"Not announced in {', '.join(skipped)}.")
@@ -277,17 +282,18 @@ class CommandRunner:
         here = self._here(caller)
         levels = self.service.severity_levels()
         if not command.level:
-            now = f"**{here.severity}**" if here.severity else "not set"
-            return reply(f"The severity of **{here.name}** is {now}. Levels, most severe first: "
-                         f"{levels.describe()}; set one with `/incident severity <level>`.")
+            now = f"**{literal(here.severity)}**" if here.severity else "not set"
+            return reply(f"The severity of **{literal(here.name)}** is {now}. Levels, most severe first: "
+                         f"{literal(levels.describe())}; set one with `/incident severity <level>`.")
         # "none" clears, unless the admins made it a level of its own.
         wanted = "" if command.level.lower() == "none" and levels.find(command.level) is None else command.level
         outcome = self.service.set_severity(caller.user_id, here.id, wanted)
         severity = outcome.incident.severity
         if not outcome.changed:
-            return reply(f"The severity of **{here.name}** is already {f'**{severity}**' if severity else 'not set'}.")
-        return reply(f"The severity of **{here.name}** is now **{severity}**." if severity else
-                     f"The severity of **{here.name}** is cleared.")
+            return reply(f"The severity of **{literal(here.name)}** is already "
+                         f"{f'**{literal(severity)}**' if severity else 'not set'}.")
+        return reply(f"The severity of **{literal(here.name)}** is now **{literal(severity)}**." if severity else
+                     f"The severity of **{literal(here.name)}** is cleared.")
 
     def _list(self, command: p.List, caller: Caller) -> dict[str, Any]:
         _, incidents = self.service.list_incidents(caller.user_id, IncidentFilter(
@@ -297,8 +303,8 @@ class CommandRunner:
             return reply("You have no active incidents in this team. Start one with `/incident start <name>`.")
         lines = ["Your active incidents in this team, newest first:"]
         for incident in incidents:
-            lines.append(f"* **{incident.name}** in {self.service.channel_ref(incident.channel_id)}, commander "
-                         f"{self.host.mention(incident.commander_user_id)}, running for "
+            lines.append(f"* **{literal(incident.name)}** in {self.service.channel_ref(incident.channel_id)}, "
+                         f"commander {self.host.mention(incident.commander_user_id)}, running for "
                          f"{_duration(self.clock() - incident.create_at)}")
         return reply("\n".join(lines))
 
@@ -307,15 +313,15 @@ class CommandRunner:
         end = incident.end_at if not incident.is_active else self.clock()
         status = "active" if incident.is_active else "ended"
         closed = sum(len(c.items) - c.open_item_count for c in incident.checklists)
-        lines = [f"**{incident.name}** ({status})",
+        lines = [f"**{literal(incident.name)}** ({status})",
                  f"* Duration: {_duration(end - incident.create_at)}",
                  f"* Commander: {self.host.mention(incident.commander_user_id)}"]
         if incident.checklists:
             lines.append(f"* Stage {incident.active_stage + 1} of {len(incident.checklists)}: "
-                         f"**{incident.active_stage_title}**")
+                         f"**{literal(incident.active_stage_title)}**")
             lines.append(f"* Tasks done: {closed} of {incident.total_items}")
             for number, stage in enumerate(incident.checklists, start=1):
-                lines.append(f"  {number}. {stage.title}: {len(stage.items) - stage.open_item_count} of "
+                lines.append(f"  {number}. {literal(stage.title)}: {len(stage.items) - stage.open_item_count} of "
                              f"{len(stage.items)} done")
         else:
             lines.append("* No stages")
@@ -325,10 +331,11 @@ class CommandRunner:
         incident = self._here(caller)
         entries = self.service.get_timeline(caller.user_id, incident.id, last=TIMELINE_LIMIT)
         if not entries:
-            return reply(f"The timeline of **{incident.name}** is empty. Add a note with `/incident note <text>`.")
-        lines = [f"Timeline of **{incident.name}**, oldest first"
+            return reply(f"The timeline of **{literal(incident.name)}** is empty. Add a note with "
+                         "`/incident note <text>`.")
+        lines = [f"Timeline of **{literal(incident.name)}**, oldest first"
                  f"{f' (the last {TIMELINE_LIMIT})' if len(entries) == TIMELINE_LIMIT else ''}:"]
-        lines += [f"* {_when(entry.event_at)}: {entry.summary}" for entry in entries]
+        lines += [f"* {_when(entry.event_at)}: {literal(entry.summary)}" for entry in entries]
         return reply("\n".join(lines))
 
     def _note(self, command: p.Note, caller: Caller) -> dict[str, Any]:
@@ -336,14 +343,15 @@ class CommandRunner:
             return reply(f"The note is {len(command.text)} characters long; use at most {SUMMARY_MAX}.")
         incident = self._here(caller)
         self.service.add_note(caller.user_id, incident.id, command.text)
-        return reply(f"Added your note to the timeline of **{incident.name}**. `/incident timeline` shows it.")
+        return reply(f"Added your note to the timeline of **{literal(incident.name)}**. `/incident timeline` shows it.")
 
     def _export(self, command: p.Export, caller: Caller) -> dict[str, Any]:
         incident = self._here(caller)
         path = f"/api/v0/incidents/{incident.id}/report.md"
         if not caller.link_base:
-            return reply(f"The report of **{incident.name}** is at `{path}` on the incident server.")
-        return reply(f"The report of **{incident.name}**, one Markdown document to file: {caller.link_base}{path}")
+            return reply(f"The report of **{literal(incident.name)}** is at `{path}` on the incident server.")
+        return reply(f"The report of **{literal(incident.name)}**, one Markdown document to file: "
+                     f"{caller.link_base}{path}")
 
     def _stats(self, command: p.Stats, caller: Caller) -> dict[str, Any]:
         if self.reports is None:
@@ -356,9 +364,10 @@ class CommandRunner:
                          f"{describe_duration(stats.time_to_end_p90)} for nine in ten.")
         for stage in stats.stages:
             if stage.p50_ms is not None:
-                lines.append(f"* Stage **{stage.name}**: {describe_duration(stage.p50_ms)} (median of "
+                lines.append(f"* Stage **{literal(stage.name)}**: {describe_duration(stage.p50_ms)} (median of "
                              f"{stage.count}).")
-        levels = [f"{entry.severity or 'none'} {entry.count}" for entry in stats.severity if entry.count]
+        levels = [f"{literal(entry.severity) if entry.severity else 'none'} {entry.count}"
+                  for entry in stats.severity if entry.count]
         if levels:
             lines.append(f"* By severity: {', '.join(levels)}.")
         return reply("\n".join(lines))

@@ -76,7 +76,7 @@ def test_parse_understands_each_subcommand_form(text, expected):
     ("start --public", "start needs a name"),
     ("start db --description", "--description needs a value"),
     ("start db --playbook", "--playbook needs a value"),
-    ("start db --urgent", "Unknown option --urgent"),
+    ("start db --urgent", "Unknown option \\--urgent"),  # shown as --urgent: the escape keeps it from a list
     ("stage", "exactly one of next, prev"),
     ("stage next prev", "exactly one of next, prev"),
     ("stage 0", "counted from 1"),

@@ -1,9 +1,12 @@
-"""The report's Markdown: people's text stays text, so the document's headings and tables are only its own."""
+"""The report's Markdown and chat's: people's text stays text, so headings, tables, links and mentions are only ours."""
 from __future__ import annotations
 
+import pytest
 from markdown_it import MarkdownIt
 
-from plugin.markdown import Line, Report, Retrospective, StageTime, TaskLine, block, inline, render
+from plugin.markdown import (WORD_JOINER, Line, Report, Retrospective, StageTime, TaskLine, block, chat_block,
+                             chat_inline, inline, render)
+from tests.chat_text import assert_literal, backslashes_the_web_app_shows, channel_mentions, shape, shown
 
 HOSTILE = ("# Heading\n## also | a | b |\n|---|---|\n> quote\n- item\n1. first\n2) second\n===\n---\n"
            "    indented code\n```\nfence\n<script>alert(1)</script> [link](http://x) ![img](y) *em* _u_ "
@@ -97,3 +100,43 @@ def test_the_retrospective_section_says_who_wrote_it_or_why_it_is_not_shown():
         "Last written by @bob, 1970-01-01 00:01 UTC; published 1970-01-01 00:02 UTC.")
     assert section(Retrospective(hidden=True)) == "Only the members of the incident channel may read the retrospective.\n"
     assert section(None) == section(Retrospective()) == "No retrospective has been written.\n"
+
+
+# ----- people's text in chat: the bot's posts and the slash replies ---------------------------------------
+CHAT_HOSTILE = [
+    "[Sign in again](https://evil.example)", "x](https://evil.example) [y", "![img](https://evil.example/i.png)",
+    "<https://evil.example>", "**bold** _em_ *it* ~~gone~~ `code`", "# heading", "- item", "+ item", "> quote",
+    "1. first", "2) second", "```", "=== setext", "| a | b |", "<b>html</b> <!-- c --> &amp; &lt;",
+    "@channel @all @here", "@Channel. x.@all (@here) @all_", "$x^2$ \\* back\\slash \\",
+]
+
+
+def test_chat_text_shows_as_typed_whatever_it_holds():
+    for text in CHAT_HOSTILE:
+        assert_literal(chat_inline(text), text, chat_inline("plain"))
+
+
+def test_chat_text_of_several_lines_keeps_its_lines_and_paragraphs_and_nothing_else():
+    text = "\n".join(CHAT_HOSTILE[:9]) + "\n\n   " + "\n".join(CHAT_HOSTILE[9:])
+    made = chat_block(text)
+    assert shape(made) == shape(chat_block("one\ntwo\n\nthree"))
+    assert shown(made) == text.replace("\n\n   ", "\n")
+    assert channel_mentions(made) == [] and backslashes_the_web_app_shows(made) == []
+
+
+@pytest.mark.parametrize("mention", ["@channel", "@all", "@here", "@HERE", "@channel.", "@all:", "@here-", "@all_",
+                                     "x.@channel", "(@all)", "**@here**"])
+def test_a_channel_wide_mention_in_chat_text_is_no_mention_but_looks_the_same(mention):
+    assert channel_mentions(mention) != []
+    assert channel_mentions(chat_inline(mention)) == []
+    assert shown(chat_inline(mention)) == mention
+
+
+@pytest.mark.parametrize("text", ["@alice", "@allison", "@all.team", "@here_now", "@channel_ops", "ping @bob."])
+def test_a_persons_mention_in_chat_text_stays_a_mention(text):
+    assert WORD_JOINER not in chat_inline(text)
+    assert shown(chat_inline(text)) == text
+
+
+def test_the_report_keeps_its_backslash_escapes_and_no_word_joiner():
+    assert inline("@channel <b> & \\") == "@channel \\<b\\> \\& \\\\"

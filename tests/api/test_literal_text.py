@@ -1,0 +1,39 @@
+"""The local chat host's posts and the slash replies that read the database show people's text as typed."""
+from __future__ import annotations
+
+import pytest
+
+from tests.api.helpers import start
+from tests.api.test_command_endpoint import TOKEN, form
+from tests.chat_text import channel_mentions, shape, shown, strong
+from tests.conftest import ALICE, as_user
+
+NAME = "[Sign in again](https://evil.example) @channel *now*"
+
+
+@pytest.fixture
+def command_client(app, components):
+    components.settings.replace(components.settings.current.replace(SlashCommandToken=TOKEN))
+    return app.test_client()
+
+
+def assert_plain(markdown: str) -> None:
+    assert not {"link_open", "em_open", "image", "html_inline"} & set(shape(markdown)), markdown
+    assert channel_mentions(markdown) == [], markdown
+
+
+def test_stage_posts_and_the_stats_reply_show_names_and_titles_as_typed(client, command_client, components):
+    incident = start(client, name=NAME, checklists=[{"title": NAME, "items": []}, {"title": "Fix", "items": []}])
+    base = f"/api/v0/incidents/{incident['id']}"
+    assert client.patch(base, json={"active_stage": 1}, headers=as_user(ALICE)).status_code == 200
+    assert client.put(f"{base}/end", headers=as_user(ALICE)).status_code == 200
+    posts = components.host.posts(incident["channel_id"])
+    (stage_post,) = [post for post in posts if "changed the active stage" in post]
+    assert strong(stage_post) == [NAME, "Fix"] and shown(stage_post).startswith("@")
+    assert_plain(stage_post)
+    stats = command_client.post("/command", data=form("stats")).json["text"]
+    assert NAME in strong(stats) and NAME in shown(stats)
+    assert_plain(stats)
+    listed = command_client.post("/command", data=form("timeline", channel_id=incident["channel_id"])).json["text"]
+    assert NAME in strong(listed) and f'"{NAME}"' in shown(listed)
+    assert_plain(listed)
