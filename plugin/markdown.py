@@ -7,11 +7,12 @@ HTML tag or emphasis are backslash-escaped (CommonMark and GitHub's tables honou
 these escapes), and line breaks become spaces where the document needs one line.
 So nothing anyone writes can add a heading, end a table or hide a section.
 
-The bot's posts and the slash command's replies hold people's text too (``chat_inline``,
-``chat_block``), rendered by Mattermost's web app, a fork of marked that honours a
-backslash only before some characters: there the others are written as character
-references, and ``@channel``, ``@all`` and ``@here`` get an invisible word joiner after
-the ``@`` so that they show as typed but notify nobody.
+The bot's posts and the slash command's replies hold people's text too (``chat_inline``),
+rendered by Mattermost's web app, a fork of marked that honours a backslash only before
+some characters: there the others are written as character references, and
+``@channel``, ``@all`` and ``@here`` get an invisible word joiner after the ``@`` so that
+they show as typed but notify nobody. Status updates and retrospectives are their
+authors' own prose and keep its Markdown, with the same word joiner (``chat_prose``).
 """
 from __future__ import annotations
 
@@ -55,10 +56,10 @@ def chat_inline(text: str) -> str:
     return _escape_chat_line(_one_line(text))
 
 
-def chat_block(text: str) -> str:
-    """``block`` for a chat post or reply; its lines end with a plain line break, which Mattermost shows as one
-    (its web app would show the backslash of a hard break)."""
-    return "\n\n".join("\n".join(lines) for lines in _paragraphs(text, _escape_chat_line))
+def chat_prose(text: str) -> str:
+    """A person's own prose for a chat post (a status update, a retrospective): the Markdown they wrote, as in any
+    message of theirs, but with no channel-wide mention, since the bot posts it where they may not notify all."""
+    return _CHANNEL_MENTION.sub("@" + WORD_JOINER, text)
 
 
 def _one_line(text: str) -> str:

@@ -32,8 +32,9 @@ from plugin.chat import ChatHost
 from plugin.errors import BadInput, ConcurrentUpdate, HostUnavailable, InvalidState, NotFound, PermissionDenied
 from plugin.events import (Announcement, Before, Event, IncidentEvent, ReminderDue, RetrospectiveSaved, StatusUpdated,
                            TaskEvent)
-# People's text in a post shows as typed, never as Markdown or a channel-wide mention.
-from plugin.markdown import chat_block as literal_lines, chat_inline as literal
+# Names and titles in a post show as typed; updates and retrospectives keep their Markdown. Neither
+# notifies a whole channel.
+from plugin.markdown import chat_inline as literal, chat_prose as prose
 from plugin.model import (
     DEFAULT_CHECKLIST_TITLE,
     Checklist,
@@ -524,12 +525,12 @@ class IncidentService:
             posted[:] = [StatusUpdate(update_id, incident.id, user_id, text, now)]
             here = self.channel_ref(incident.channel_id)
             copies = tuple(Announcement(channel_id, f"Status update on **{literal(incident.name)}** ({here}) from "
-                                                    f"{author}:\n\n{literal_lines(text)}")
+                                                    f"{author}:\n\n{prose(text)}")
                            for channel_id in incident.broadcast_channel_ids if channel_id != incident.channel_id)
             return Change(IncidentEvent("update_status", incident, user_id, {
                               "ReminderSeconds": incident.reminder_seconds,
                               "NumBroadcastChannels": len(incident.broadcast_channel_ids)}),
-                          f"Status update from {author}:\n\n{literal_lines(text)}",
+                          f"Status update from {author}:\n\n{prose(text)}",
                           (StatusUpdated(posted[0], incident, author), *copies,
                            ReminderDue(incident.id, incident.next_reminder_at(now))))
         self._mutate(user_id, incident_id, post)
@@ -763,7 +764,7 @@ class IncidentService:
             who = self.host.mention(user_id)
             return Change(IncidentEvent("publish_retrospective", incident, user_id, mentions={user_id: who}),
                           f"Retrospective of **{literal(incident.name)}**, published by {who}:\n\n"
-                          f"{literal_lines(retrospective.text)}")
+                          f"{prose(retrospective.text)}")
         self._mutate_in(user_id, incident_id, publish)
         return seen[0]
 

@@ -107,7 +107,7 @@ def test_publishing_posts_the_text_to_the_channel_and_writes_a_timeline_entry(cl
     published = publish(client, incident)
     assert published.status_code == 200 and published.json["published_at"] > 0
     assert posts(components, incident)[-1] == (
-        f"Retrospective of **db is down**, published by @{ALICE}:\n\n\\#\\# Timeline\n\nDisk filled at noon.")
+        f"Retrospective of **db is down**, published by @{ALICE}:\n\n## Timeline\n\nDisk filled at noon.")
     shown = client.get(f"{API}/{incident['id']}", headers=as_user(ALICE)).json
     assert shown["retrospective_published_at"] == published.json["published_at"]
     entries = client.get(f"{API}/{incident['id']}/timeline?event_type=retrospective_published",

@@ -1,5 +1,6 @@
 """People's text in the bot's posts and the slash replies shows as typed: never a link, emphasis, heading or
-channel-wide mention of its own, while the bot's own bold and @username mentions stay.
+channel-wide mention of its own, while the bot's own bold and @username mentions stay. Status updates and
+retrospectives keep their authors' Markdown, but notify no whole channel either.
 
 Each message is made twice, once around hostile text and once around plain text, and
 both must parse into the same Markdown structure (tests/chat_text.py).
@@ -13,9 +14,10 @@ import pytest
 from plugin.command import parser as p
 from plugin.command.parser import parse as p_parse
 from plugin.command.runner import Caller, CommandRunner
+from plugin.markdown import chat_prose
 from plugin.model import SeverityLevels
 from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
-from tests.chat_text import assert_literal, shown, strong
+from tests.chat_text import assert_literal, channel_mentions, shown, strong
 from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory
 
 ALICE, BOB, TEAM, SQUARE = "a" * 26, "b" * 26, "t" * 26, "s" * 26
@@ -133,12 +135,29 @@ def plain() -> Life:
     return live(PLAIN)
 
 
+# Posts that end with their author's own prose, after a heading line of the bot's.
+PROSE = {"update post", "update broadcast", "retrospective"}
+
+
 @pytest.mark.parametrize("text", HOSTILE)
 def test_every_post_and_reply_of_an_incident_shows_peoples_text_as_typed(text, plain):
     hostile = live(text)
     assert hostile.messages.keys() == plain.messages.keys()
     for label, message in hostile.messages.items():
+        if label in PROSE:
+            continue
         assert_literal(message, text if PLAIN in plain[label] else "", plain[label])
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_status_updates_and_retrospectives_keep_their_markdown_and_notify_no_whole_channel(text, plain):
+    hostile = live(text)
+    for label in PROSE:
+        heading, body = hostile[label].split("\n\n", 1)
+        plain_heading, plain_body = plain[label].split("\n\n", 1)
+        assert_literal(heading, text if PLAIN in plain_heading else "", plain_heading)
+        assert plain_body == PLAIN and body == chat_prose(text)
+        assert channel_mentions(body) == []
 
 
 @pytest.mark.parametrize("level", HOSTILE_LEVELS)

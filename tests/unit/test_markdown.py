@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from markdown_it import MarkdownIt
 
-from plugin.markdown import (WORD_JOINER, Line, Report, Retrospective, StageTime, TaskLine, block, chat_block,
-                             chat_inline, inline, render)
-from tests.chat_text import assert_literal, backslashes_the_web_app_shows, channel_mentions, shape, shown
+from plugin.markdown import (WORD_JOINER, Line, Report, Retrospective, StageTime, TaskLine, block, chat_inline,
+                             chat_prose, inline, render)
+from tests.chat_text import assert_literal, channel_mentions, shape, shown
 
 HOSTILE = ("# Heading\n## also | a | b |\n|---|---|\n> quote\n- item\n1. first\n2) second\n===\n---\n"
            "    indented code\n```\nfence\n<script>alert(1)</script> [link](http://x) ![img](y) *em* _u_ "
@@ -116,12 +116,14 @@ def test_chat_text_shows_as_typed_whatever_it_holds():
         assert_literal(chat_inline(text), text, chat_inline("plain"))
 
 
-def test_chat_text_of_several_lines_keeps_its_lines_and_paragraphs_and_nothing_else():
-    text = "\n".join(CHAT_HOSTILE[:9]) + "\n\n   " + "\n".join(CHAT_HOSTILE[9:])
-    made = chat_block(text)
-    assert shape(made) == shape(chat_block("one\ntwo\n\nthree"))
-    assert shown(made) == text.replace("\n\n   ", "\n")
-    assert channel_mentions(made) == [] and backslashes_the_web_app_shows(made) == []
+def test_prose_in_chat_keeps_its_markdown_but_mentions_no_whole_channel():
+    text = "## What happened\n\n* the disk **filled** at noon, see [the graph](https://grafana.example/d/1)\n" \
+           "@channel @all: read this, @bob too"
+    made = chat_prose(text)
+    assert shape(made) == shape(text)
+    assert shown(made) == shown(text)
+    assert channel_mentions(text) == ["@channel", "@all"] and channel_mentions(made) == []
+    assert "@bob" in made
 
 
 @pytest.mark.parametrize("mention", ["@channel", "@all", "@here", "@HERE", "@channel.", "@all:", "@here-", "@all_",
