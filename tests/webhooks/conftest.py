@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import ssl
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +26,17 @@ def fast(settings: Settings, **values: Any) -> Settings:
     """Settings with short webhook delays, loopback allowed, and these other values."""
     values = {"WebhookAllowPrivateAddresses": True, "WebhookHttpHosts": "127.0.0.1", **values}
     return dataclasses.replace(settings.replace(**values), webhook_backoff_seconds=0.05, webhook_lease_seconds=2.0)
+
+
+def certificate(folder: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A self-signed certificate for this name only: a server context with it, and a client context that trusts it."""
+    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"],
+                   check=True, capture_output=True, timeout=60)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    return server, ssl.create_default_context(cafile=str(cert))
 
 
 class Names:

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import ipaddress
-import ssl
-import subprocess
 
 import httpx
 import pytest
 
 from plugin.webhooks.rules import Refused, address_problem, parse_url, resolve_checked, system_resolver
 from tests.conftest import ADMIN, as_user
-from tests.webhooks.conftest import PUBLIC, fast, make_app, register, start_incident, stop
+from tests.webhooks.conftest import PUBLIC, certificate, fast, make_app, register, start_incident, stop
 from tests.webhooks.receiver import Receiver, wait_until
 
 
@@ -97,13 +95,7 @@ def test_delivery_connects_to_the_checked_address_with_the_urls_host_in_the_host
 @pytest.fixture
 def tls(tmp_path):
     """A certificate for hooks.example.com only, and a client context that trusts it."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=hooks.example.com", "-addext", "subjectAltName=DNS:hooks.example.com"],
-                   check=True, capture_output=True, timeout=60)
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
-    return server, ssl.create_default_context(cafile=str(cert))
+    return certificate(tmp_path, "hooks.example.com")
 
 
 def test_https_delivery_to_a_pinned_address_verifies_the_certificate_of_the_urls_host(settings, names, tls):

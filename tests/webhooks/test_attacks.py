@@ -6,7 +6,6 @@ import ipaddress
 import logging
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,10 +15,10 @@ import pytest
 
 from plugin.settings import load_settings
 from plugin.store.webhooks import DELIVERED, FAILED, PENDING, Claimed
-from plugin.webhooks.rules import URL_MAX, Refused, address_problem, parse_url, system_resolver
+from plugin.webhooks.rules import URL_MAX, address_problem, system_resolver
 from plugin.webhooks.sender import WebhookSender
 from tests.conftest import ADMIN, as_user
-from tests.webhooks.conftest import PUBLIC, Names, fast, make_app, register, start_incident, stop
+from tests.webhooks.conftest import PUBLIC, certificate, Names, fast, make_app, register, start_incident, stop
 from tests.webhooks.receiver import Receiver, wait_until
 
 # ----- address forms that hide a private address ----------------------------------------------
@@ -256,24 +255,13 @@ def test_a_redirect_to_loopback_is_not_followed_and_the_delivery_fails(raw):
         inner.stop()
 
 
-def _certificate(tmp_path, name):
-    """A certificate for this name only: a server context with it, and a client context that trusts it."""
-    key, cert = tmp_path / f"{name}.key", tmp_path / f"{name}.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"],
-                   check=True, capture_output=True, timeout=60)
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
-    return server, ssl.create_default_context(cafile=str(cert))
-
-
 @pytest.fixture
 def wrong_certificate(tmp_path):
-    return _certificate(tmp_path, "other.example.com")
+    return certificate(tmp_path, "other.example.com")
 
 
 def test_a_response_that_trickles_its_head_over_tls_is_cut_off_in_bounded_time(raw, tmp_path):
-    server_context, client_context = _certificate(tmp_path, "hooks.example.com")
+    server_context, client_context = certificate(tmp_path, "hooks.example.com")
 
     def trickle(connection: socket.socket) -> None:
         server.send(connection, b"HTTP/1.1 200 OK\r\n")

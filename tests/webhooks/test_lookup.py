@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import ssl
-import subprocess
 import threading
 import time
 from typing import Any
@@ -16,7 +14,7 @@ from plugin.settings import load_settings
 from plugin.store.webhooks import DELIVERED, PENDING, Claimed, Outcome
 from plugin.webhooks.sender import WebhookSender
 from tests.conftest import ADMIN, as_user
-from tests.webhooks.conftest import PUBLIC, Names, fast, make_app, register, start_incident, stop
+from tests.webhooks.conftest import PUBLIC, certificate, Names, fast, make_app, register, start_incident, stop
 from tests.webhooks.receiver import Receiver, wait_until
 
 PAYLOAD = '{"event_type":"note","event_at":1,"incident":{},"entry":{}}'
@@ -194,20 +192,9 @@ def test_a_name_with_a_private_address_after_a_public_one_is_refused_before_any_
     assert seen == []
 
 
-def _certificate(tmp_path: Any, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A certificate for this name only: a server context with it, and a client context that trusts it."""
-    key, cert = tmp_path / f"{name}.key", tmp_path / f"{name}.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"],
-                   check=True, capture_output=True, timeout=60)
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
-    return server, ssl.create_default_context(cafile=str(cert))
-
-
 @pytest.mark.parametrize("dead", DEAD)
 def test_https_past_a_dead_address_carries_the_urls_host_and_verifies_its_certificate(tmp_path, dead):
-    server_context, client_context = _certificate(tmp_path, "hooks.example.com")
+    server_context, client_context = certificate(tmp_path, "hooks.example.com")
     receiver = Receiver(secret=SECRET, tls=server_context).start()
     try:
         outcome, _ = _attempt(_names(dead, "127.0.0.1"), f"https://hooks.example.com:{receiver.port}/hook",
@@ -221,7 +208,7 @@ def test_https_past_a_dead_address_carries_the_urls_host_and_verifies_its_certif
 
 def test_an_address_that_connected_but_failed_its_tls_check_is_not_followed_by_the_next(tmp_path):
     # The first address answers with a certificate for another name; the second would take anything.
-    server_context, client_context = _certificate(tmp_path, "other.example.com")
+    server_context, client_context = certificate(tmp_path, "other.example.com")
     wrong = Receiver(secret=SECRET, tls=server_context).start()
     other = socket.create_server(("127.0.0.2", wrong.port))
     other.settimeout(0.5)
