@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from flask import Blueprint, Flask, request
 from marshmallow import RAISE, Schema, ValidationError, fields, validates_schema
 
-from plugin.api import SECRET_HEADER
+from plugin.api import SECRET_HEADER, describe_messages
 from plugin.errors import BadInput, PermissionDenied, Unauthorized, UnsupportedMediaType
 from plugin.model import is_id
 
@@ -79,11 +79,6 @@ class LeftSchema(Schema):
             raise ValidationError("Give either channel_id or team_id, not both and not neither.")
 
 
-def _describe(messages: dict[str, Any]) -> str:
-    return "; ".join(f"{'body' if key == '_schema' else key}: {' '.join(map(str, value)).rstrip('.')}"
-                     for key, value in sorted(messages.items()))
-
-
 def _require_launcher(secret: str) -> None:
     if not secret:
         raise PermissionDenied("Membership notices come from the plugin's launcher only, and this server runs "
@@ -118,7 +113,7 @@ def init_app(app: Flask, components: Any) -> None:
             notice = schema.load(body)
         except ValidationError as exc:
             messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-            raise BadInput(f"Invalid membership notice: {_describe(messages)}.", messages) from None
+            raise BadInput(f"Invalid membership notice: {describe_messages(messages)}.", messages) from None
         notices.left(notice["user_id"], channel_id=notice.get("channel_id", ""), team_id=notice.get("team_id", ""))
         return "", 204
 

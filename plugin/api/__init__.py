@@ -152,6 +152,11 @@ def _flatten(messages: Any, prefix: str = "") -> list[str]:
     return [f"{prefix.rstrip('.')}: {messages}" if prefix else str(messages)]
 
 
+def describe_messages(messages: Any) -> str:
+    """Validation messages as one clause: 'field: message; field: message'."""
+    return "; ".join(line.rstrip(".") for line in _flatten(messages))
+
+
 def page_of(items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
     """The list envelope every listing answers with."""
     return {"total_count": total, "page_count": math.ceil(total / per_page),
@@ -178,8 +183,7 @@ class Api(SmorestApi):
         messages = data.get("messages") or data.get("errors")
         if messages:
             details = {location: value for location, value in messages.items()} if isinstance(messages, dict) else {}
-            lines = _flatten(messages)
-            message = "Invalid request: " + "; ".join(line.rstrip(".") for line in lines) + "."
+            message = f"Invalid request: {describe_messages(messages)}."
             return error_response(400, message, details, data.get("headers"))
         if error.code == 413:
             return error_response(413, "The request body is too large; send less than the MaxBodyBytes setting "
