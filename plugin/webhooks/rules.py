@@ -18,6 +18,7 @@ import json
 import re
 import secrets
 import socket
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,6 +199,7 @@ class Lookups:
     def __init__(self, resolve: Resolver, threads: int, name: str):
         self.resolve = resolve
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=name)
+        _OPEN.add(self)
 
     def within(self, host: str, port: int, seconds: float) -> Sequence[str]:
         """The resolver's answer if it comes within seconds; LookupTooSlow otherwise."""
@@ -213,11 +215,22 @@ class Lookups:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+# Every lookup pool of this process, shut down together when a server worker exits.
+_OPEN: "weakref.WeakSet[Lookups]" = weakref.WeakSet()
+
+
+def shutdown_all() -> None:
+    """Shut down every lookup pool of this process (gunicorn worker_exit)."""
+    for lookups in list(_OPEN):
+        lookups.shutdown()
+
+
 def resolve_checked(target: Target, allow_private: bool, resolve: Resolver) -> Target:
     """The target with every address its host resolves to, each checked; Refused when one may not be reached.
 
     All of them are checked, not only the one used: a name that resolves to a public
-    and a private address is refused whole.
+    and a private address is refused whole. A resolver that gives up (LookupTooSlow,
+    from ``Lookups``) is refused too, with the time it had.
     """
     try:
         addresses: list[Address] = [ipaddress.ip_address(target.host)]
@@ -226,6 +239,9 @@ def resolve_checked(target: Target, allow_private: bool, resolve: Resolver) -> T
             addresses = [ipaddress.ip_address(found.split("%")[0]) for found in resolve(target.host, target.port)]
         except (OSError, UnicodeError, ValueError) as exc:
             raise Refused(f"The host {target.host} could not be resolved ({type(exc).__name__}).") from None
+        except LookupTooSlow as exc:
+            raise Refused(f"The host {target.host} could not be resolved within {exc.seconds:g} s: check the name, "
+                          "or try again when its DNS answers.") from None
     if not addresses:
         raise Refused(f"The host {target.host} resolves to no address.")
     if not allow_private:
