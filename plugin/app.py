@@ -181,8 +181,8 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
             components.settings_admin.refresh()
         except Exception:  # noqa: BLE001 - never serve under settings that may be out of date
             log.warning("could not check for changed settings; refusing the request", exc_info=True)
-            return jsonify({"error": "The server could not read its settings from the database; try again "
-                                     "in a moment.", "details": {}}), 503
+            return api.error_response(503, "The server could not read its settings from the database; try again "
+                                           "in a moment.", {}, {"Retry-After": str(api.RETRY_AFTER_SECONDS)})
         return None
 
     @app.after_request

@@ -19,11 +19,14 @@ from plugin import logs, model
 from plugin.api.schemas import ErrorSchema, document_details, document_severity_levels
 from plugin.errors import BadInput, DomainError, PermissionDenied, Unauthorized, UnsupportedMediaType
 from plugin.model import ID_PATTERN, is_id
+from plugin.store import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
 USER_HEADER = "Mattermost-User-ID"
 SECRET_HEADER = "X-Host-Secret"
+# Seconds a client is asked to wait before it tries again when the database could not answer.
+RETRY_AFTER_SECONDS = 1
 
 
 class Parser(FlaskParser):
@@ -309,6 +312,19 @@ def init_app(app: Flask, components: Any) -> Api:
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError) -> Any:
         return error_response(error.status, error.message, error.details)
+
+    def _database_unavailable(error: Exception) -> Any:
+        log.warning("the database could not answer %s %s", request.method, logs.route_pattern(request),
+                    exc_info=error)
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            message = "The database could not be reached; try again in a moment."
+        else:  # a commit cut short may or may not have been made
+            message = ("The database could not be reached, so the change may not have been saved: check, then "
+                       "try again in a moment.")
+        return error_response(503, message, {}, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    for kind in UNAVAILABLE:
+        app.register_error_handler(kind, _database_unavailable)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Any:

@@ -29,11 +29,14 @@ from plugin.command.parser import parse
 from plugin.command.runner import Caller, CommandRunner, reply
 from plugin.model import is_id, unstorable_text
 from plugin.settings import load_manifest
+from plugin.store import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
 APOLOGY = ("Sorry, something went wrong while running this command; nothing may have changed. "
            "The server logged the details; try again, or tell an admin if it keeps happening.")
+UNREACHABLE = ("The incident server could not reach its database, so this command may not have run: check, then "
+               "try again in a moment.")
 
 
 def _given_token() -> str:
@@ -86,6 +89,9 @@ def create_blueprint(components: Any) -> Blueprint:
             caller = Caller(ids["user_id"], ids["team_id"], ids["channel_id"], fields.get("user_name", ""),
                             link_base=_link_base(fields.get("site_url", ""), plugin_id))
             body = runner.run(parse(fields.get("text", "")), caller)
+        except UNAVAILABLE:
+            log.warning("a slash command could not reach the database", exc_info=True)
+            body = reply(UNREACHABLE)
         except Exception:  # noqa: BLE001 - Mattermost must always get a message it can show
             log.exception("the slash command failed unexpectedly")
             body = reply(APOLOGY)

@@ -34,6 +34,11 @@ from plugin.timeline import entry_for
 log = logging.getLogger(__name__)
 
 
+#: What SQLAlchemy raises when the database cannot answer now: it is down or restarting, a
+#: connection was cut, every pooled connection stayed busy, or SQLite stayed locked. Worth a retry.
+UNAVAILABLE: tuple[type[Exception], ...] = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
+
 def normalise_url(url: str) -> str:
     """Use psycopg 3 for ``postgresql://`` URLs that name no driver."""
     return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
