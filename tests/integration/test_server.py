@@ -40,7 +40,7 @@ class Server:
     """
 
     def __init__(self, tmp_path: Path, env: dict[str, str], *, workers: int = 1, options: Sequence[str] = ()) -> None:
-        log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
+        self.log_path = log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--workers", str(workers), *options],

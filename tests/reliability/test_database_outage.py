@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 import plugin.store.database as database_module
-from tests.conftest import ALICE, TEAM, as_user, uid
+from tests.conftest import ADMIN, ALICE, TEAM, as_user, uid
+from tests.integration.test_server import Server, clean_env
 from tests.reliability.test_logs import CANARY, assert_nothing_typed_logged
+from tests.telemetry.dataplane import DataPlane, wait_until
 
 pytestmark = pytest.mark.parametrize(
     "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
@@ -46,8 +50,8 @@ def _maintenance(url: str) -> Iterator[tuple[sa.Connection, str]]:
 
 
 def _cut(connection: sa.Connection, name: str) -> None:
-    connection.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               "WHERE datname = :name AND usename = current_user AND pid <> pg_backend_pid()"), {"name": name})
+    connection.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name "
+                               "AND usename = current_user AND pid <> pg_backend_pid()"), {"name": name})
 
 
 def cut_every_connection(url: str) -> None:
@@ -117,8 +121,8 @@ def test_requests_while_the_database_refuses_connections_answer_503_and_work_aga
         client, settled, database_url):
     incident = start(client)
     with refusing_connections(database_url):
-        for method, path in (("GET", f"/api/v0/incidents/{incident['id']}"), ("PUT", f"/api/v0/incidents/{incident['id']}/end"),
-                             ("GET", f"/api/v0/incidents?team_id={TEAM}")):
+        one = f"/api/v0/incidents/{incident['id']}"
+        for method, path in (("GET", one), ("PUT", f"{one}/end"), ("GET", f"/api/v0/incidents?team_id={TEAM}")):
             response = client.open(path, method=method, headers=as_user(ALICE))
             assert response.status_code == 503, (method, path, response.json)
             assert response.headers["Retry-After"] == "1"
@@ -158,3 +162,41 @@ def test_a_request_whose_settings_check_meets_a_database_refusing_connections_an
     assert refused.json["error"] == ("The server could not read its settings from the database; try again in a "
                                      "moment.")
     assert client.get(f"/api/v0/incidents/{incident['id']}", headers=as_user(ALICE)).status_code == 200
+
+
+# ----- the real server: several workers, its background threads, telemetry ------------------------------
+def _incidents_sent(plane: DataPlane) -> set[str]:
+    return {message["properties"]["incidentID"] for message in plane.delivered()
+            if message["properties"].get("incidentID")}
+
+
+@pytest.mark.slow
+def test_a_real_server_answers_503_through_an_outage_and_after_it_serves_and_sends_telemetry_again(
+        database_url, tmp_path):
+    dataplane = DataPlane().start()
+    env = clean_env(tmp_path, INCIDENT_DATABASE_URL=database_url, INCIDENT_ADMIN_USER_IDS=ADMIN,
+                    INCIDENT_RUDDER_WRITE_KEY=dataplane.write_key, INCIDENT_RUDDER_DATA_PLANE_URL=dataplane.url)
+    server = Server(tmp_path, env, workers=2, options=("--threads", "2"))
+    try:
+        with httpx.Client(base_url=server.base, headers=as_user(ALICE), timeout=10) as http:
+            body = {"name": f"{CANARY} name", "team_id": TEAM, "commander_user_id": ALICE}
+            before = http.post("/api/v0/incidents", json=body).json()["id"]
+            wait_until(lambda: before in _incidents_sent(dataplane), timeout=20)
+            with refusing_connections(database_url):
+                for _ in range(6):  # several requests, so that each worker meets the outage
+                    assert http.get(f"/api/v0/incidents/{before}").status_code == 503
+                    refused = http.post("/api/v0/incidents", json=body)
+                    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+                time.sleep(3)  # the dispatcher, the reminder scanner and the webhook sender meet it too
+            # Every worker and every background thread works again, on fresh connections.
+            wait_until(lambda: http.get(f"/api/v0/incidents/{before}").status_code == 200, timeout=20)
+            after = http.post("/api/v0/incidents", json=body)
+            assert after.status_code == 201
+            wait_until(lambda: after.json()["id"] in _incidents_sent(dataplane), timeout=30)
+            listed = http.get(f"/api/v0/incidents?team_id={TEAM}").json()
+            assert sorted(item["id"] for item in listed["items"]) == sorted([before, after.json()["id"]])
+    finally:
+        server.stop()
+        dataplane.stop()
+    assert server.process.returncode == 0
+    assert CANARY.encode() not in server.log_path.read_bytes()
