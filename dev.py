@@ -100,9 +100,12 @@ def ensure_postgres() -> None:
         else:
             sys.exit("PostgreSQL did not start on 127.0.0.1:5432 (see /var/log/postgresql/)")
     # Peer authentication as the postgres system user; idempotent. pg_checkpoint (PostgreSQL
-    # 15 and later) lets the bench settle a bulk-loaded database before it measures.
+    # 15 and later) lets the bench settle a bulk-loaded database before it measures;
+    # pg_signal_backend lets a test's DROP DATABASE ... WITH (FORCE) end an autovacuum
+    # worker that happens to be in its database (it belongs to no role the test is in).
     sql = (f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PG_ROLE}') THEN "
            f"CREATE ROLE {PG_ROLE} LOGIN CREATEDB PASSWORD '{PG_ROLE}'; END IF; "
+           f"GRANT pg_signal_backend TO {PG_ROLE}; "
            f"IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pg_checkpoint') THEN "
            f"GRANT pg_checkpoint TO {PG_ROLE}; END IF; END$$;")
     subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
