@@ -106,7 +106,9 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
         # hold only while the settings version stays in force, which a leave raises (plugin.membership).
         host = MattermostChatHost(lambda: live.current.mattermost_site_url,
                                   lambda: live.current.mattermost_bot_token, transport=egress.transport("chat"),
-                                  memberships_version=lambda: settings_admin.version)
+                                  memberships_version=lambda: settings_admin.version,
+                                  launcher_url=lambda: live.current.launcher_url,
+                                  launcher_secret=lambda: live.current.host_secret)
     host = host or LocalChatHost(db, lambda: live.current.admin_user_ids,
                                  diagnostics_enabled=lambda: bool(live.current.get("ServerDiagnosticsEnabled", True)))
     settings_admin.host = host

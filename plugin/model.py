@@ -134,6 +134,8 @@ class ChecklistItem:
     assignee_id: str = ""
     command: str = ""
     description: str = ""
+    #: When the task's command last ran (ms; 0: never).
+    command_last_run: int = 0
 
 
 @dataclass
@@ -392,6 +394,22 @@ class Incident:
         closed = self.checklist(checklist).item(index).state is ItemState.CLOSED
         return self.set_item_state(checklist, index, ItemState.OPEN if closed else ItemState.CLOSED, now)
 
+    def task_position(self, item_id: str) -> tuple[int, int] | None:
+        """Where the task with this id is now (stage, task), or None when no stage has it."""
+        for stage, checklist in enumerate(self.checklists):
+            for index, item in enumerate(checklist.items):
+                if item.id == item_id:
+                    return stage, index
+        return None
+
+    def mark_command_run(self, item_id: str, now: int) -> bool:
+        """Record that the task's command ran at now; False when the task is gone (removed meanwhile)."""
+        position = self.task_position(item_id)
+        if position is None:
+            return False
+        self.checklists[position[0]].items[position[1]].command_last_run = now
+        return True
+
     def set_item_assignee(self, checklist: int, index: int, assignee_id: str) -> bool:
         """Assign (or, with an empty id, unassign) a task; False when unchanged."""
         item = self.checklist(checklist).item(index)
@@ -456,7 +474,7 @@ class Playbook:
 # What a timeline entry tells: each kind of change writes its own, and people add notes.
 TIMELINE_EVENT_TYPES = ("incident_created", "stage_changed", "commander_changed", "task_state_changed",
                         "task_assigned", "status_updated", "incident_ended", "incident_restarted", "note",
-                        "severity_changed", "retrospective_published")
+                        "severity_changed", "retrospective_published", "task_command_run")
 SUMMARY_MAX = 1024
 # A note's details are a small JSON object, at most this long when written out.
 DETAILS_MAX = 8192
@@ -730,7 +748,8 @@ def checklists_to_json(checklists: list[Checklist]) -> list[dict[str, Any]]:
     return [
         {"id": c.id, "title": c.title, "items": [
             {"id": i.id, "title": i.title, "state": i.state.value, "state_modified": i.state_modified,
-             "assignee_id": i.assignee_id, "command": i.command, "description": i.description}
+             "assignee_id": i.assignee_id, "command": i.command, "description": i.description,
+             "command_last_run": i.command_last_run}
             for i in c.items]}
         for c in checklists
     ]
@@ -741,7 +760,7 @@ def checklists_from_json(data: list[dict[str, Any]]) -> list[Checklist]:
     return [
         Checklist(c["id"], c["title"], [
             ChecklistItem(i["id"], i["title"], ItemState(i["state"]), i["state_modified"],
-                          i["assignee_id"], i["command"], i["description"])
+                          i["assignee_id"], i["command"], i["description"], i.get("command_last_run", 0))
             for i in c["items"]])
         for c in data
     ]

@@ -653,6 +653,31 @@ class IncidentService:
                                     task=(checklist, index)))
         return self._mutate(user_id, incident_id, change)
 
+    def run_item_command(self, user_id: str, incident_id: str, checklist: int, index: int) -> Outcome:
+        """Run a task's slash command in the incident channel as the user, then record when it ran.
+
+        The chat host runs it first, outside any transaction; a command it refuses
+        records nothing. The record follows the task by its id, so a task moved
+        meanwhile is still the one marked; one removed meanwhile is not recorded.
+        """
+        with self.uow_factory(write=False) as uow:
+            incident = self._get(uow, incident_id)
+        self._check_edit(user_id, incident)
+        item = incident.checklist(checklist).item(index)
+        if not item.command.strip():
+            raise BadInput(f"Task {index} of stage {checklist} has no command to run: give it one first "
+                           "(its command field, e.g. /deploy rollback).", {"checklist": checklist, "item": index})
+        self.host.run_command(user_id, incident.team_id, incident.channel_id, item.command.strip())
+        ran_at = self.clock()
+
+        def change(current: Incident) -> Change | None:
+            if not current.mark_command_run(item.id, ran_at):
+                return None
+            position = current.task_position(item.id)
+            return Change(TaskEvent("run_task_slash_command", current, user_id,
+                                    mentions={user_id: self.host.mention(user_id)}, task=position or (-1, -1)))
+        return self._mutate(user_id, incident_id, change)
+
     def _change_task(self, user_id: str, incident_id: str, action: str, apply: Callable[[Incident], bool]) -> Outcome:
         """A task change: its event, no post."""
         def change(incident: Incident) -> Change | None:

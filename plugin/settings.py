@@ -39,6 +39,7 @@ TELEMETRY_SWITCHES = frozenset({"EnableTelemetry", "RudderWriteKey", "RudderData
                                 "ServerDiagnosticsEnabled"})
 DIAGNOSTICS_OFF = "the chat server's diagnostics are off"
 _SECRET_KEY_PATTERN = re.compile(r"(Secret|Token|WriteKey|Password)$")
+_LOOPBACK_URL = re.compile(r"http://(127\.0\.0\.1|localhost|\[::1\]):[0-9]{1,5}")
 
 
 class SettingsError(ValueError):
@@ -208,6 +209,8 @@ class Settings:
     # The first pause between two attempts of a webhook delivery, and how long a sender holds one it claimed.
     webhook_backoff_seconds: float = 5.0
     webhook_lease_seconds: float = 60.0
+    #: The plugin's launcher, on loopback ("" when not inside Mattermost): it runs slash commands as a user.
+    launcher_url: str = ""
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -365,7 +368,13 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
                             "from 0 (no scanning) to 3600.")
     webhook_timing = [_seconds_from(environ, ENV_PREFIX + name, default, low, high) for name, default, low, high in (
         ("WEBHOOK_BACKOFF_SECONDS", 5.0, 0.01, 3600.0), ("WEBHOOK_LEASE_SECONDS", 60.0, 0.5, 3600.0))]
-    return Settings(values, specs, sources, data_dir, reminder_scan_seconds, *webhook_timing)
+    launcher_url = (environ.get(ENV_PREFIX + "LAUNCHER_URL") or "").rstrip("/")
+    if launcher_url and not _LOOPBACK_URL.fullmatch(launcher_url):
+        # The host secret goes with every call to it: never to another machine.
+        raise SettingsError(f"Environment variable {ENV_PREFIX}LAUNCHER_URL must be a loopback http URL such as "
+                            "http://127.0.0.1:8066 (the plugin's launcher sets it).")
+    return Settings(values, specs, sources, data_dir, reminder_scan_seconds, *webhook_timing,
+                    launcher_url=launcher_url)
 
 
 def _seconds_from(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:

@@ -72,6 +72,12 @@ def entry_for(event: Event, now: int) -> TimelineEntry | None:
                        if item.assignee_id else f"{_who(event)} unassigned the task \"{_line(item.title)}\".")
             return _entry(event, "task_assigned", summary, now, subject=item.assignee_id,
                           details=_task_details(stage, index, item.id, assignee_id=item.assignee_id))
+        case TaskEvent(action="run_task_slash_command", incident=incident, task=(stage, index)) if stage >= 0:
+            item = incident.checklists[stage].items[index]
+            return _entry(event, "task_command_run",
+                          f"{_who(event)} ran the command of the task \"{_line(item.title)}\" in stage "
+                          f"\"{_line(incident.checklists[stage].title)}\".", now,
+                          event_at=item.command_last_run or now, details=_task_details(stage, index, item.id))
         case StatusUpdated(update=update, author=author):
             who = author or f"@{update.user_id}"
             first = update.message.splitlines()[0] if update.message.strip() else ""

@@ -198,6 +198,12 @@ def create_blueprint(components: Any) -> Blueprint:
         return service.set_item_assignee(g.user_id, incident_id, checklist, item,
                                          body["assignee_id"]).incident
 
+    @blp.route(ITEM + "/run", methods=["POST"])
+    @blp.response(200, IncidentSchema)
+    def run_item(incident_id: str, checklist: int, item: int) -> Any:
+        """Run the task's slash command in the incident channel as the caller; the task's command_last_run is set."""
+        return service.run_item_command(g.user_id, incident_id, checklist, item).incident
+
     @blp.route("/<id:incident_id>/timeline", methods=["GET"])
     @blp.arguments(TimelineQuerySchema, location="query")
     @blp.response(200, TimelineEntrySchema(many=True))

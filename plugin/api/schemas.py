@@ -339,6 +339,7 @@ class ItemSchema(Schema):
     assignee_id = fields.String()
     command = fields.String()
     description = fields.String()
+    command_last_run = fields.Integer(metadata={"description": "When the task's command last ran (ms; 0: never)."})
 
 
 class ChecklistSchema(Schema):

@@ -60,6 +60,10 @@ class ChatHost(Protocol):
     def post(self, channel_id: str, message: str) -> str:
         """Post a message as the bot; return the post id."""
 
+    def run_command(self, user_id: str, team_id: str, channel_id: str, command: str) -> None:
+        """Run a slash command in the channel as the user, with the user's rights; BadInput when the
+        host refuses it (unknown command, not allowed), HostUnavailable when it cannot be asked."""
+
     def mention(self, user_id: str) -> str:
         """How to name the user in a post: @username when known."""
 

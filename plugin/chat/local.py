@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import sqlalchemy as sa
 
 from plugin.chat import ServerFacts
+from plugin.errors import BadInput
 from plugin.model import new_id, now_ms
 from plugin.store import Database
 from plugin.store.kv import value_made_once
@@ -158,6 +159,11 @@ class LocalChatHost:
     def can_post(self, channel_id: str, user_id: str) -> bool:
         """Channel members and system admins may post."""
         return self.is_system_admin(user_id) or self.is_channel_member(channel_id, user_id)
+
+    def run_command(self, user_id: str, team_id: str, channel_id: str, command: str) -> None:
+        """The embedded host has no slash commands of its own to run: BadInput, nothing run."""
+        raise BadInput("The embedded chat host runs no slash commands, so the task's command was not run: run it "
+                       "yourself, or use incident-response inside Mattermost, which runs it for you.")
 
     def note_user(self, user_id: str, username: str) -> None:
         """Record (or rename) a user; a username taken by another id moves to this one."""

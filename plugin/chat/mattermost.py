@@ -43,13 +43,15 @@ from urllib.parse import quote
 import httpx
 
 from plugin.chat import ServerFacts
-from plugin.errors import HostUnavailable
+from plugin.errors import BadInput, HostUnavailable
 
 log = logging.getLogger(__name__)
 
 CHANNEL_EXISTS_ID = "store.sql_channel.save_channel.exists.app_error"
 RETRY_STATUSES = {429, 502, 503, 504}
 MAX_RETRY_WAIT = 5.0
+# How long a task's slash command may take: Mattermost waits this long for a command's own server too.
+RUN_COMMAND_TIMEOUT = 30.0
 _NAMED_PATH = re.compile(r"/(username|name)/[^/?]+")
 
 
@@ -110,9 +112,13 @@ class MattermostChatHost:
     def __init__(self, site_url: Callable[[], str], bot_token: Callable[[], str], *,
                  timeout: float = 5.0, retries: int = 3, facts_ttl: float = 300.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 transport: httpx.BaseTransport | None = None, memberships_version: Callable[[], int] = lambda: 0):
+                 transport: httpx.BaseTransport | None = None, memberships_version: Callable[[], int] = lambda: 0,
+                 launcher_url: Callable[[], str] = lambda: "", launcher_secret: Callable[[], str] = lambda: ""):
         self._site_url = site_url
         self._bot_token = bot_token
+        # The plugin's launcher, which runs slash commands as a user through Mattermost's plugin API.
+        self._launcher_url = launcher_url
+        self._launcher_secret = launcher_secret
         self.retries = retries
         self.facts_ttl = facts_ttl
         self.clock = clock
@@ -354,6 +360,27 @@ class MattermostChatHost:
         response = self._call("POST", "/posts", json={"channel_id": channel_id, "message": message}, ok=(201,))
         return response.json()["id"]
 
+    def run_command(self, user_id: str, team_id: str, channel_id: str, command: str) -> None:
+        """Have the plugin's launcher run the command as the user (the REST API would run it as the bot)."""
+        launcher = self._launcher_url().rstrip("/")
+        if not launcher:
+            raise BadInput("Running a task's command needs incident-response inside Mattermost as a plugin: "
+                           "through the REST API alone it would run as the bot, not as you.")
+        try:
+            response = self._client.post(f"{launcher}/commands/execute", json={
+                "user_id": user_id, "team_id": team_id, "channel_id": channel_id, "command": command},
+                headers={"X-Host-Secret": self._launcher_secret()}, timeout=RUN_COMMAND_TIMEOUT)
+        except httpx.HTTPError as exc:
+            log.warning("could not reach the launcher to run a command (%s)", type(exc).__name__)
+            raise HostUnavailable("The command could not be run just now; try again in a moment.") from None
+        if response.status_code == 200:
+            return
+        if response.status_code == 422:
+            reason = _error_text(response) or "it gave no reason"
+            raise BadInput(f"Mattermost did not run the command: {reason}", {"refused_because": reason})
+        log.warning("the launcher refused to run a command: status %s", response.status_code)
+        raise HostUnavailable("The command could not be run just now; try again in a moment.")
+
     def find_channel_by_name(self, team_id: str, name: str) -> str | None:
         """GET /teams/{team}/channels/name/{name}: the id, or None."""
         name = name.lstrip("~").lower()
@@ -406,3 +433,12 @@ class MattermostChatHost:
                 except Exception:  # noqa: BLE001 - one listener must not stop the others
                     log.exception("server facts listener failed")
         return facts
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The error an answer gives, one line, at most 300 characters; "" when it gives none."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return " ".join(error.split())[:300] if isinstance(error, str) else ""

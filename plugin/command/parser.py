@@ -73,6 +73,14 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Run:
+    """``run <stage#> <task#>``: both 1-based."""
+
+    stage: int
+    task: int
+
+
+@dataclass(frozen=True)
 class Commander:
     """``commander [@username]``: show (username empty) or change the commander."""
 
@@ -147,8 +155,8 @@ class Stats:
     """``stats``: the headline figures of this team's incidents."""
 
 
-Command = (Help | Usage | Start | End | Restart | Stage | Check | Commander | Add | Announce | Update | Remind | List
-           | Info | Timeline | Note | Severity | Export | Stats)
+Command = (Help | Usage | Start | End | Restart | Stage | Check | Run | Commander | Add | Announce | Update | Remind
+           | List | Info | Timeline | Note | Severity | Export | Stats)
 
 # The verb, then the rest of the line as typed.
 _VERB_AND_REST = re.compile(r"\s*\S+\s*(.*)", re.DOTALL)
@@ -257,14 +265,15 @@ def _stage(args: list[str]) -> Command:
     return Stage(number, force)
 
 
-def _check(args: list[str]) -> Command:
+def _task(verb: str, make: type[Check] | type[Run], args: list[str]) -> Command:
+    """``<verb> <stage#> <task#>``: a command on one task."""
     if len(args) != 2:
-        return Usage("check needs a stage number and a task number, both counted from 1, "
-                     "e.g. `/incident check 1 2`.")
+        return Usage(f"{verb} needs a stage number and a task number, both counted from 1, "
+                     f"e.g. `/incident {verb} 1 2`.")
     stage, task = _positive(args[0]), _positive(args[1])
     if stage is None or task is None:
-        return Usage("check needs two numbers counted from 1 (stage, then task), e.g. `/incident check 1 2`.")
-    return Check(stage, task)
+        return Usage(f"{verb} needs two numbers counted from 1 (stage, then task), e.g. `/incident {verb} 1 2`.")
+    return make(stage, task)
 
 
 def _commander(args: list[str]) -> Command:
@@ -373,7 +382,9 @@ def parse(text: str) -> Command:
     if verb == "stage":
         return _stage(args)
     if verb == "check":
-        return _check(args)
+        return _task(verb, Check, args)
+    if verb == "run":
+        return _task(verb, Run, args)
     if verb == "commander":
         return _commander(args)
     if verb == "add":

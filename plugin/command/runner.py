@@ -24,7 +24,7 @@ from typing import Any
 
 from plugin.chat import ChatHost
 from plugin.command import parser as p
-from plugin.errors import DomainError, InvalidState, NotFound
+from plugin.errors import BadInput, DomainError, InvalidState, NotFound
 from plugin.model import DESCRIPTION_MAX, NAME_MAX, SUMMARY_MAX, Incident, IncidentFilter, ItemState, now_ms
 from plugin.figures import describe_duration
 from plugin.markdown import chat_inline as literal
@@ -43,6 +43,7 @@ HELP_TEXT = """\
 * `/incident restart` - restart the ended incident of this channel.
 * `/incident stage next|prev|<n>` - move to the next, previous or n-th stage (add `--force` to leave a stage with open tasks).
 * `/incident check <stage#> <task#>` - tick a task, or open it again.
+* `/incident run <stage#> <task#>` - run a task's slash command in this channel, as you.
 * `/incident commander [@username]` - show the commander, or hand over to a member of this channel.
 * `/incident add @username [@username ...]` - add people to this incident's channel.
 * `/incident announce ~channel [~channel ...]` - tell other channels about this incident.
@@ -188,21 +189,45 @@ class CommandRunner:
         return reply(f"The active stage is now {incident.active_stage + 1} of {count}: "
                      f"**{literal(incident.active_stage_title)}**.")
 
+    @staticmethod
+    def _no_task(here: Incident, stage_number: int, task_number: int) -> str | None:
+        """Why there is no such task (numbers from 1), or None when there is."""
+        count = len(here.checklists)
+        if stage_number > count:
+            return (f"There is no stage {stage_number}: this incident has {count} stage(s)"
+                    f"{f', numbered 1 to {count}' if count else ''}.")
+        stage = here.checklists[stage_number - 1]
+        if task_number > len(stage.items):
+            return (f"There is no task {task_number} in stage {stage_number} (**{literal(stage.title)}**): "
+                    f"it has {len(stage.items)} task(s)"
+                    f"{f', numbered 1 to {len(stage.items)}' if stage.items else ''}.")
+        return None
+
     def _check(self, command: p.Check, caller: Caller) -> dict[str, Any]:
         here = self._here(caller)
-        count = len(here.checklists)
-        if command.stage > count:
-            return reply(f"There is no stage {command.stage}: this incident has {count} stage(s)"
-                         f"{f', numbered 1 to {count}' if count else ''}.")
-        stage = here.checklists[command.stage - 1]
-        if command.task > len(stage.items):
-            return reply(f"There is no task {command.task} in stage {command.stage} (**{literal(stage.title)}**): "
-                         f"it has {len(stage.items)} task(s)"
-                         f"{f', numbered 1 to {len(stage.items)}' if stage.items else ''}.")
+        if (missing := self._no_task(here, command.stage, command.task)) is not None:
+            return reply(missing)
         incident = self.service.toggle_item_state(caller.user_id, here.id, command.stage - 1, command.task - 1).incident
         item = incident.checklists[command.stage - 1].items[command.task - 1]
         done = "done" if item.state is ItemState.CLOSED else "open again"
         return reply(f"Task {command.stage}.{command.task} (**{literal(item.title)}**) is {done}.")
+
+    def _run(self, command: p.Run, caller: Caller) -> dict[str, Any]:
+        here = self._here(caller)
+        if (missing := self._no_task(here, command.stage, command.task)) is not None:
+            return reply(missing)
+        item = here.checklists[command.stage - 1].items[command.task - 1]
+        task = f"task {command.stage}.{command.task} (**{literal(item.title)}**)"
+        if not item.command.strip():
+            return reply(f"The {task} has no command to run: give it one first, e.g. /deploy rollback.")
+        try:
+            self.service.run_item_command(caller.user_id, here.id, command.stage - 1, command.task - 1)
+        except BadInput as refused:
+            if "refused_because" not in refused.details:
+                raise
+            # Mattermost's reason may quote the command, which is people's text.
+            return reply(f"Mattermost did not run the command of {task}: {literal(refused.details['refused_because'])}")
+        return reply(f"Ran the command of {task} in this channel, as you.")
 
     def _commander(self, command: p.Commander, caller: Caller) -> dict[str, Any]:
         here = self._here(caller)

@@ -17,7 +17,7 @@ from tests.conftest import ADMIN, ALICE, BOB, TEAM, as_user, uid
 
 TOKEN = "sequencetoken0000000000000"
 
-SUBCOMMANDS = ("start", "end", "restart", "stage", "check", "commander", "add", "announce", "update", "remind",
+SUBCOMMANDS = ("start", "end", "restart", "stage", "check", "run", "commander", "add", "announce", "update", "remind",
                "severity", "list", "info", "timeline", "note", "export", "stats", "help", "frobnicate", "")
 ARGUMENTS = (
     # numbers: valid, out of range, malformed
@@ -51,7 +51,7 @@ def incident(app, components, client):
     for user_id, name in NAMES.items():
         components.host.note_user(user_id, name)
     body = {"name": "db is down", "team_id": TEAM, "commander_user_id": ALICE, "checklists": [
-        {"title": "Triage", "items": [{"title": "Page on-call"}, {"title": "Open a bridge"}]},
+        {"title": "Triage", "items": [{"title": "Page on-call", "command": "/page oncall"}, {"title": "Open a bridge"}]},
         {"title": "Resolve", "items": [{"title": "Roll back"}]}]}
     response = client.post("/api/v0/incidents", json=body, headers=as_user(ALICE))
     assert response.status_code == 201, response.json

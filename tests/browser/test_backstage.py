@@ -105,6 +105,22 @@ def test_the_commander_changes_from_the_incident_page(page, backstage):
          "the new commander never showed")
 
 
+def test_a_tasks_command_has_a_run_button_that_says_why_the_embedded_host_cannot_run_it(page, backstage):
+    base, users = backstage["base"], backstage["users"]
+    incident = api(base, "POST", "/api/v0/incidents", users["alice"], {
+        "name": "deploy stuck", "team_id": "team0000000000000000000000", "commander_user_id": users["alice"],
+        "checklists": [{"title": "Resolve", "items": [{"title": "Roll back", "command": "/deploy rollback"},
+                                                      {"title": "Look at the graphs"}]}]})
+    sign_in(page, base, "alice")
+    page.get(f"{base}/backstage/#/incidents/{incident['id']}")
+    run = (By.CSS_SELECTOR, "button[aria-label='Run the command of Roll back']")
+    button = wait(page, ec.element_to_be_clickable(run), "no Run button")
+    assert len(page.find_elements(By.CSS_SELECTOR, ".tasks button")) == 1  # a task without a command has none
+    button.click()
+    wait(page, lambda d: text_in(d, "[role=alert]", "Could not run the command: The embedded chat host runs no "
+                                                     "slash commands"), "the refusal never showed")
+
+
 def test_the_list_filters_by_status_and_search_and_pages(page, backstage):
     base, users = backstage["base"], backstage["users"]
     team = "filterteam0000000000000000"

@@ -223,6 +223,7 @@ class FakeChatHost:
         self.members: set[tuple[str, str]] = set()
         self.channels: dict[str, tuple[str, str]] = {}  # id: (team id, name)
         self.posts: list[tuple[str, str]] = []
+        self.commands: list[tuple[str, str, str, str]] = []  # (user, team, channel, command) run
         self.down = False
 
     def is_system_admin(self, user_id: str) -> bool:
@@ -252,6 +253,11 @@ class FakeChatHost:
     def post(self, channel_id: str, message: str) -> str:
         self.posts.append((channel_id, message))
         return f"post{len(self.posts):022d}"
+
+    def run_command(self, user_id: str, team_id: str, channel_id: str, command: str) -> None:
+        if self.down:
+            raise HostUnavailable("Mattermost is having trouble right now; try again in a minute.")
+        self.commands.append((user_id, team_id, channel_id, command))
 
     def mention(self, user_id: str) -> str:
         return f"@{self.usernames.get(user_id, user_id)}"

@@ -50,8 +50,8 @@ def _maintenance(url: str) -> Iterator[tuple[sa.Connection, str]]:
 
 
 def _cut(connection: sa.Connection, name: str) -> None:
-    connection.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               "WHERE datname = :name AND usename = current_user AND pid <> pg_backend_pid()"), {"name": name})
+    connection.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name "
+                               "AND usename = current_user AND pid <> pg_backend_pid()"), {"name": name})
 
 
 def cut_every_connection(url: str) -> None:
@@ -121,8 +121,8 @@ def test_requests_while_the_database_refuses_connections_answer_503_and_work_aga
         client, settled, database_url):
     incident = start(client)
     with refusing_connections(database_url):
-        for method, path in (("GET", f"/api/v0/incidents/{incident['id']}"), ("PUT", f"/api/v0/incidents/{incident['id']}/end"),
-                             ("GET", f"/api/v0/incidents?team_id={TEAM}")):
+        one = f"/api/v0/incidents/{incident['id']}"
+        for method, path in (("GET", one), ("PUT", f"{one}/end"), ("GET", f"/api/v0/incidents?team_id={TEAM}")):
             response = client.open(path, method=method, headers=as_user(ALICE))
             assert response.status_code == 503, (method, path, response.json)
             assert response.headers["Retry-After"] == "1"

@@ -18,6 +18,7 @@ from plugin.command.parser import (
     Note,
     Remind,
     Restart,
+    Run,
     Severity,
     Stage,
     Stats,
@@ -30,8 +31,8 @@ from plugin.command.parser import (
     split,
 )
 
-COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Commander, Add, Announce, Update, Remind, List, Info,
-                 Timeline, Note, Severity)
+COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Run, Commander, Add, Announce, Update, Remind, List,
+                 Info, Timeline, Note, Severity)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -57,6 +58,8 @@ COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Commander, Add,
     ("stage previous", Stage("prev")),
     ("stage 3", Stage(3)),
     ("check 1 2", Check(1, 2)),
+    ("run 2 1", Run(2, 1)),
+    ("RUN 1 3", Run(1, 3)),
     ("commander", Commander()),
     ("commander @bob", Commander("bob")),
     ("commander bob", Commander("bob")),
@@ -86,6 +89,9 @@ def test_parse_understands_each_subcommand_form(text, expected):
     ("check 1 2 3", "stage number and a task number"),
     ("check a b", "two numbers counted from 1"),
     ("check 0 1", "two numbers counted from 1"),
+    ("run", "run needs a stage number and a task number"),
+    ("run 1", "e.g. `/incident run 1 2`"),
+    ("run 1 x", "run needs two numbers counted from 1"),
     ("commander @bob @carol", "one @username"),
     ("commander @", "one @username"),
     ("announce", "at least one channel"),
@@ -125,7 +131,7 @@ def test_parse_never_raises_and_always_returns_a_command(text):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["start", "stage", "check", "commander", "announce", "end", "update", "remind",
+@given(st.lists(st.sampled_from(["start", "stage", "check", "run", "commander", "announce", "end", "update", "remind",
                                  "--remind", "--remind=", "30m", "never", "--public",
                                  "--force", "--description", "--playbook", "next", "prev", "1", "0", "@",
                                  "~", '"', "'", "\\", "\u201c", " ", "x y"]), max_size=8))

@@ -196,7 +196,15 @@ var IncidentResponsePlugin = (function(exports) {
 					onChange: function() {
 						act.toggleTask && act.toggleTask(incident.active_stage, i, item.state !== "closed");
 					}
-				}), " ", h("label", { htmlFor: id }, item.title));
+				}), " ", h("label", { htmlFor: id }, item.title), item.command ? " " : null, item.command ? h("button", {
+					type: "button",
+					className: "btn btn-sm btn-tertiary",
+					disabled: busy,
+					"aria-label": "Run " + item.command,
+					onClick: function() {
+						act.runTask && act.runTask(incident.active_stage, i);
+					}
+				}, "Run") : null);
 			})));
 		}
 		children.push(h("h4", { key: "update-title" }, "Last status update"));
@@ -325,6 +333,9 @@ var IncidentResponsePlugin = (function(exports) {
 	Panel.prototype.toggleTask = function(stage, item, done) {
 		return this.change("PUT", "/checklists/" + stage + "/items/" + item + "/state", { new_state: done ? "closed" : "open" });
 	};
+	Panel.prototype.runTask = function(stage, item) {
+		return this.change("POST", "/checklists/" + stage + "/items/" + item + "/run");
+	};
 	Panel.prototype.nextStage = function() {
 		return this.change("PATCH", "", { active_stage: this.result.incident.active_stage + 1 });
 	};
@@ -341,6 +352,7 @@ var IncidentResponsePlugin = (function(exports) {
 		return {
 			draft: "",
 			toggleTask: panel.toggleTask.bind(panel),
+			runTask: panel.runTask.bind(panel),
 			nextStage: panel.nextStage.bind(panel),
 			postUpdate: function() {},
 			end: panel.end.bind(panel)

@@ -254,3 +254,32 @@ test('ticking a task in the panel closes it through the task state endpoint', as
   assert.equal(calls[2].url, `http://chat.example/plugins/${MANIFEST.id}/api/v0/incidents/${INCIDENT.id}/checklists/0/items/1/state`);
   assert.deepEqual(JSON.parse(calls[2].options.body), {new_state: 'closed'});
 });
+
+test('a task with a command has a Run button that runs it through the run endpoint and shows a refusal', async () => {
+  const withCommand = {...INCIDENT, checklists: [
+    {id: 'a', title: 'Triage', items: [{title: 'Page', state: 'open', command: '/page oncall'}, {title: 'Look', state: 'open'}]},
+  ]};
+  const {registry, calls, api} = loadBundle({responses: [
+    {status: 200, body: withCommand}, NO_UPDATES, {status: 200, body: withCommand}, {status: 200, body: withCommand},
+    NO_UPDATES, {status: 400, body: {error: 'Mattermost did not run the command: no such command.'}},
+  ]});
+  await registry.registered.buttons[0].action({id: CHANNEL});
+  const plugin = registry.registered.sidebars[0];
+  const runs = [];
+  find(plugin.component(), (node) => {
+    if (node.props && node.props['aria-label'] && node.props['aria-label'].startsWith('Run ')) {
+      runs.push(node);
+    }
+    return false;
+  });
+  assert.equal(runs.length, 1);
+  assert.equal(runs[0].props['aria-label'], 'Run /page oncall');
+  runs[0].props.onClick();
+  await settle();
+  assert.equal(calls[2].options.method, 'POST');
+  assert.equal(calls[2].url, `http://chat.example/plugins/${MANIFEST.id}/api/v0/incidents/${INCIDENT.id}/checklists/0/items/0/run`);
+  assert.equal(calls[2].options.headers['X-Requested-With'], 'XMLHttpRequest');
+  find(plugin.component(), (node) => node.props && node.props['aria-label'] === 'Run /page oncall').props.onClick();
+  await settle();
+  assert.match(api.textOf(plugin.component()), /did not run the command: no such command/);
+});

@@ -327,7 +327,14 @@ function Stages({incident, run}) {
                     `incidents/${incident.id}/checklists/${c}/items/${i}/state`,
                     {method: 'PUT', body: {new_state: e.currentTarget.checked ? 'closed' : 'open'}}))} />
                 <label for={id}>{item.title}</label>
-                {item.command && <code class="command">{item.command}</code>}
+                {item.command && <>
+                  <code class="command">{item.command}</code>
+                  <button type="button" class="small" aria-label={`Run the command of ${item.title}`}
+                    onClick={() => run('run the command', () => api(
+                      `incidents/${incident.id}/checklists/${c}/items/${i}/run`, {method: 'POST'}))}>Run</button>
+                  {item.command_last_run > 0 &&
+                    <span class="muted"> last run {formatTime(item.command_last_run)}</span>}
+                </>}
               </li>;
             })}
           </ul>

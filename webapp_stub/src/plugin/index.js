@@ -193,7 +193,11 @@ function view(h, result, actions) {
         h('input', {type: 'checkbox', id: id, checked: item.state === 'closed', disabled: busy || !incident.is_active,
           onChange: function () { act.toggleTask && act.toggleTask(incident.active_stage, i, item.state !== 'closed'); }}),
         ' ',
-        h('label', {htmlFor: id}, item.title));
+        h('label', {htmlFor: id}, item.title),
+        item.command ? ' ' : null,
+        item.command ? h('button', {type: 'button', className: 'btn btn-sm btn-tertiary', disabled: busy,
+          'aria-label': 'Run ' + item.command,
+          onClick: function () { act.runTask && act.runTask(incident.active_stage, i); }}, 'Run') : null);
     })));
   }
   children.push(h('h4', {key: 'update-title'}, 'Last status update'));
@@ -296,6 +300,11 @@ Panel.prototype.toggleTask = function (stage, item, done) {
   return this.change('PUT', '/checklists/' + stage + '/items/' + item + '/state', {new_state: done ? 'closed' : 'open'});
 };
 
+// Runs the task's slash command in the incident channel as the user (the server asks Mattermost to).
+Panel.prototype.runTask = function (stage, item) {
+  return this.change('POST', '/checklists/' + stage + '/items/' + item + '/run');
+};
+
 Panel.prototype.nextStage = function () {
   return this.change('PATCH', '', {active_stage: this.result.incident.active_stage + 1});
 };
@@ -316,6 +325,7 @@ function plainActions(panel) {
   return {
     draft: '',
     toggleTask: panel.toggleTask.bind(panel),
+    runTask: panel.runTask.bind(panel),
     nextStage: panel.nextStage.bind(panel),
     postUpdate: function () {},
     end: panel.end.bind(panel),
