@@ -28,9 +28,9 @@ from plugin.telemetry import Telemetry
 from plugin.store.webhooks import DeliveryQueue
 from plugin.telemetry.dispatcher import RudderSender
 from plugin.telemetry.recorder import OutboxTelemetry
-from plugin.webhooks.rules import system_resolver
+from plugin.webhooks.rules import Lookups, system_resolver
 from plugin.webhooks.sender import WebhookSender
-from plugin.webhooks.service import WebhookService, deliveries_counted
+from plugin.webhooks.service import SAVE_LOOKUP_SECONDS, SAVE_LOOKUP_THREADS, WebhookService, deliveries_counted
 
 access_log = logging.getLogger("plugin.access")
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class Components:
     webhooks: WebhookService | None = None
     webhook_sender: WebhookSender | None = None
     egress: EgressRecorder | None = None
+    webhook_lookups: Lookups | None = None
 
 
 def _save_chat_diagnostics(settings_admin: SettingsAdmin, enabled: bool) -> None:
@@ -87,8 +88,9 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     and its reminder scanner unless ``scan_reminders`` is false (the same) or the
     settings' scan interval is 0. ``telemetry_options`` tunes the dispatcher (poll interval, backoff) for tests.
     The webhook sender starts when a webhook exists or is created, unless ``send_webhooks`` is false;
-    ``webhook_options`` tunes it for tests (with ``resolve``, the host name resolver of webhooks, and
-    ``transport``, the HTTP transport under the counting one).
+    ``webhook_options`` tunes it for tests (with ``resolve``, the host name resolver of webhooks,
+    ``transport``, the HTTP transport under the counting one, and ``save_lookup_seconds``, the time a
+    save's host lookup gets).
     """
     live = LiveSettings(settings)
     db = Database(settings.database_url)
@@ -128,6 +130,7 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     # host, writes the host's channels and posts in the change's own transaction.
     options = dict(webhook_options or {})
     resolve = options.pop("resolve", system_resolver)
+    save_lookup_seconds = options.pop("save_lookup_seconds", SAVE_LOOKUP_SECONDS)
     queue = DeliveryQueue(db)
     active_telemetry = telemetry
     sender = WebhookSender(queue, lambda: live.current, transport=egress.transport("webhook", options.pop(
@@ -144,11 +147,14 @@ def build_components(settings: Settings, *, host: ChatHost | None = None,
     if scan_reminders:
         reminders.start()
     reports = ReportService(service, uow_factory, host)
-    webhooks = WebhookService(uow_factory, host, lambda: live.current, resolve=resolve, wake=wake)
+    # The saves' lookups have a pool of their own, so that deliveries to a dead DNS server never hold up a save.
+    webhook_lookups = Lookups(resolve, SAVE_LOOKUP_THREADS, "webhook-save-lookup")
+    webhooks = WebhookService(uow_factory, host, lambda: live.current, lookups=webhook_lookups,
+                              lookup_seconds=save_lookup_seconds, wake=wake)
     if send_webhooks and queue.has_webhooks():
         sender.start()  # deliveries left by a process that stopped or died are sent from here too
     return Components(live, db, host, telemetry, service, playbooks, settings_admin, reminders, reports, webhooks,
-                      sender, egress)
+                      sender, egress, webhook_lookups)
 
 
 def create_app(settings: Settings | None = None, *, host: ChatHost | None = None,

@@ -219,10 +219,12 @@ def _stop_background_work(_server: Any, _worker: Any) -> None:
     from plugin.telemetry.dispatcher import stop_all as stop_telemetry
 
     from plugin.egress import stop_all as stop_egress
+    from plugin.webhooks.rules import shutdown_all as stop_lookups
     from plugin.webhooks.sender import stop_all as stop_webhooks
 
     stop_reminders(timeout=2.0)
     stop_webhooks(timeout=3.0)
+    stop_lookups()
     stop_telemetry(timeout=5.0)
     stop_egress(timeout=2.0)
 

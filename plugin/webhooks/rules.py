@@ -10,6 +10,7 @@ delivery to the server's own network.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import hmac
 import ipaddress
@@ -17,6 +18,7 @@ import json
 import re
 import secrets
 import socket
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,17 +174,63 @@ def _kind(address: Address) -> str | None:
 def system_resolver(host: str, port: int) -> list[str]:
     """Every address the system resolves host to, in its order (/etc/hosts and nsswitch included).
 
-    It has no timeout of its own: the sender waits for it only until the attempt's deadline.
+    It has no timeout of its own: callers run it through ``Lookups``, which waits only so long.
     """
     found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in found))
+
+
+class LookupTooSlow(Exception):
+    """A host lookup that did not answer within its time (``seconds``)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"host lookup took over {seconds:g} s")
+        self.seconds = seconds
+
+
+class Lookups:
+    """Host lookups run in a bounded pool of threads, each waited for only until its time is up.
+
+    A thread in getaddrinfo cannot be interrupted, so the caller stops waiting instead.
+    The pool is bounded: a resolver that never answers holds at most ``threads`` threads,
+    and later lookups time out in its queue (and are then dropped unrun) instead of piling up.
+    """
+
+    def __init__(self, resolve: Resolver, threads: int, name: str):
+        self.resolve = resolve
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=name)
+        _OPEN.add(self)
+
+    def within(self, host: str, port: int, seconds: float) -> Sequence[str]:
+        """The resolver's answer if it comes within seconds; LookupTooSlow otherwise."""
+        future = self._pool.submit(self.resolve, host, port)
+        done, _ = concurrent.futures.wait([future], timeout=seconds)
+        if not done:
+            future.cancel()  # still queued behind lookups that hang: it will not run at all
+            raise LookupTooSlow(seconds)
+        return future.result()
+
+    def shutdown(self) -> None:
+        """Drop the lookups still queued and let idle threads end; one under way ends when its resolver returns."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+# Every lookup pool of this process, shut down together when a server worker exits.
+_OPEN: "weakref.WeakSet[Lookups]" = weakref.WeakSet()
+
+
+def shutdown_all() -> None:
+    """Shut down every lookup pool of this process (gunicorn worker_exit)."""
+    for lookups in list(_OPEN):
+        lookups.shutdown()
 
 
 def resolve_checked(target: Target, allow_private: bool, resolve: Resolver) -> Target:
     """The target with every address its host resolves to, each checked; Refused when one may not be reached.
 
     All of them are checked, not only the one used: a name that resolves to a public
-    and a private address is refused whole.
+    and a private address is refused whole. A resolver that gives up (LookupTooSlow,
+    from ``Lookups``) is refused too, with the time it had.
     """
     try:
         addresses: list[Address] = [ipaddress.ip_address(target.host)]
@@ -191,6 +239,9 @@ def resolve_checked(target: Target, allow_private: bool, resolve: Resolver) -> T
             addresses = [ipaddress.ip_address(found.split("%")[0]) for found in resolve(target.host, target.port)]
         except (OSError, UnicodeError, ValueError) as exc:
             raise Refused(f"The host {target.host} could not be resolved ({type(exc).__name__}).") from None
+        except LookupTooSlow as exc:
+            raise Refused(f"The host {target.host} could not be resolved within {exc.seconds:g} s: check the name, "
+                          "or try again when its DNS answers.") from None
     if not addresses:
         raise Refused(f"The host {target.host} resolves to no address.")
     if not allow_private:

@@ -49,7 +49,8 @@ from plugin.egress import hide_request_paths
 from plugin.settings import Settings
 from plugin.store.webhooks import DELIVERED, FAILED, PENDING, Claimed, DeliveryQueue, Outcome
 from plugin.telemetry.dispatcher import parse_retry_after
-from plugin.webhooks.rules import Refused, Resolver, body, parse_url, resolve_checked, signature, system_resolver
+from plugin.webhooks.rules import (LookupTooSlow, Lookups, Refused, Resolver, body, parse_url, resolve_checked,
+                                   signature, system_resolver)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,6 @@ class WebhookSender(background.BackgroundThread):
         hide_request_paths()
         self.queue = queue
         self.settings = settings
-        self.resolve = resolve
         self.clock = clock
         self.poll_interval = poll_interval
         self.threads = threads
@@ -82,10 +82,8 @@ class WebhookSender(background.BackgroundThread):
         self.refresh = refresh
         self._transport = transport
         self._client: httpx.Client | None = None
-        # Host lookups run here so that an attempt can stop waiting for one at its deadline (a thread
-        # in getaddrinfo cannot be interrupted); the pool is bounded, so a resolver that never answers
-        # holds a fixed number of threads and later lookups time out in its queue instead of piling up.
-        self._lookups = concurrent.futures.ThreadPoolExecutor(2 * threads, thread_name_prefix="webhook-lookup")
+        # Host lookups run here so that an attempt can stop waiting for one at its deadline.
+        self._lookups = Lookups(resolve, 2 * threads, "webhook-lookup")
         self._inflight: dict[concurrent.futures.Future[None], str] = {}
         self._next_chores = 0.0
 
@@ -113,7 +111,7 @@ class WebhookSender(background.BackgroundThread):
             # Posts under way get a moment to finish; one cut short is sent again once its lease ends.
             concurrent.futures.wait(list(self._inflight), timeout=2.0)
             pool.shutdown(wait=False, cancel_futures=True)
-            self._lookups.shutdown(wait=False, cancel_futures=True)
+            self._lookups.shutdown()
             if self._client is not None:
                 self._client.close()
 
@@ -250,12 +248,10 @@ class WebhookSender(background.BackgroundThread):
 
     def _lookup(self, host: str, port: int, deadline: "Deadline") -> Sequence[str]:
         """The resolver's answer, if it comes before the deadline; TooSlow otherwise."""
-        future = self._lookups.submit(self.resolve, host, port)
-        done, _ = concurrent.futures.wait([future], timeout=deadline.remaining())
-        if not done:
-            future.cancel()  # still queued behind lookups that hang: it will not run at all
-            raise TooSlow(f"host lookup took over {deadline.seconds:g} s")
-        return future.result()
+        try:
+            return self._lookups.within(host, port, deadline.remaining())
+        except LookupTooSlow:
+            raise TooSlow(f"host lookup took over {deadline.seconds:g} s") from None
 
     def _exchange(self, url: str, content: bytes, headers: dict[str, str], extensions: dict[str, Any],
                   deadline: "Deadline") -> tuple[int, float | None]:

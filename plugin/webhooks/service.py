@@ -2,7 +2,9 @@
 
 Decisions:
 - A webhook's URL is checked when it is saved (its form, and every address its host
-  resolves to, see ``plugin.webhooks.rules``) and again before every delivery.
+  resolves to, see ``plugin.webhooks.rules``) and again before every delivery. The
+  save's host lookup runs in a small pool of its own and gets SAVE_LOOKUP_SECONDS: a
+  DNS server that never answers refuses the save (400) instead of holding the request.
 - The secret is generated when not given and returned once, by the create; no read
   shows it again. Changing it (PATCH with ``secret``) signs the deliveries still
   waiting with the new one.
@@ -23,8 +25,15 @@ from plugin.errors import BadInput, NotFound, PermissionDenied
 from plugin.events import Event, WebhookEvent
 from plugin.model import new_id, now_ms
 from plugin.settings import Settings
-from plugin.webhooks.rules import (ALL_EVENTS, Delivery, Refused, Resolver, Webhook, check_events, check_secret,
-                                   new_secret, parse_url, resolve_checked, system_resolver)
+from plugin.webhooks.rules import (ALL_EVENTS, Delivery, Lookups, Refused, Webhook, check_events, check_secret,
+                                   new_secret, parse_url, resolve_checked)
+
+# Glibc's default wait for one DNS server (resolv.conf "timeout:5"): a healthy name answers well
+# within it, and an admin's save, with the request thread it holds, waits no longer for a dead one.
+SAVE_LOOKUP_SECONDS = 5.0
+# Threads for the saves' lookups in each process: as many as a worker's request threads by default,
+# so saves at once never queue behind one another while the DNS answers.
+SAVE_LOOKUP_THREADS = 4
 
 
 @dataclass
@@ -69,12 +78,13 @@ class WebhookService:
     """Webhook use cases over the units of work, the chat host (who is an admin) and the settings in force."""
 
     def __init__(self, uow_factory: Callable[..., WebhookUnitOfWork], host: ChatHost, settings: Callable[[], Settings], *,
-                 resolve: Resolver = system_resolver, clock: Callable[[], int] = now_ms,
+                 lookups: Lookups, lookup_seconds: float = SAVE_LOOKUP_SECONDS, clock: Callable[[], int] = now_ms,
                  wake: Callable[[], None] = lambda: None):
         self.uow_factory = uow_factory
         self.host = host
         self.settings = settings
-        self.resolve = resolve
+        self.lookups = lookups
+        self.lookup_seconds = lookup_seconds
         self.clock = clock
         self.wake = wake
 
@@ -86,7 +96,8 @@ class WebhookService:
         settings = self.settings()
         try:
             resolve_checked(parse_url(url, settings.webhook_http_hosts),
-                            bool(settings["WebhookAllowPrivateAddresses"]), self.resolve)
+                            bool(settings["WebhookAllowPrivateAddresses"]),
+                            lambda host, port: self.lookups.within(host, port, self.lookup_seconds))
         except Refused as exc:
             raise BadInput(str(exc), {"field": "url"}) from None
         return url

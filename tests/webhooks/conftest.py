@@ -63,6 +63,7 @@ def stop(application: Any) -> None:
     """Stop the app's background threads and close its database."""
     components = application.extensions["incident"]
     components.webhook_sender.stop(5)
+    components.webhook_lookups.shutdown()
     components.egress.stop(5)
     components.db.dispose()
 
