@@ -17,8 +17,8 @@ import (
 // incidentCommand is /incident with its autocomplete tree.
 func incidentCommand() *model.Command {
 	root := model.NewAutocompleteData(commandTrigger, "[command]",
-		"Available commands: start, end, restart, stage, check, commander, announce, list, info, timeline, note, "+
-			"export, stats, help")
+		"Available commands: start, end, restart, stage, check, run, commander, add, announce, update, remind, "+
+			"severity, list, info, timeline, note, export, stats, help")
 	start := model.NewAutocompleteData("start", "<name> [--public] [--description \"...\"] [--playbook <id>]",
 		"Start an incident in a new channel")
 	start.AddTextArgument("Name of the incident", "<name>", "")
@@ -29,17 +29,28 @@ func incidentCommand() *model.Command {
 	})
 	check := model.NewAutocompleteData("check", "<stage> <task>", "Check or uncheck a task (numbers count from 1)")
 	check.AddTextArgument("Stage number, then task number", "<stage> <task>", "")
+	run := model.NewAutocompleteData("run", "<stage> <task>", "Run a task's slash command here, as you")
+	run.AddTextArgument("Stage number, then task number", "<stage> <task>", "")
 	commander := model.NewAutocompleteData("commander", "[@username]", "Show or change the commander")
 	commander.AddTextArgument("The new commander", "[@username]", "")
 	announce := model.NewAutocompleteData("announce", "~channel ...", "Announce the incident in other channels")
 	announce.AddTextArgument("Channels to announce in", "~channel ...", "")
 	note := model.NewAutocompleteData("note", "<text>", "Add a note to the incident's timeline")
 	note.AddTextArgument("What happened", "<text>", "")
+	add := model.NewAutocompleteData("add", "@username ...", "Add people to the incident's channel")
+	add.AddTextArgument("Who to add", "@username ...", "")
+	update := model.NewAutocompleteData("update", "<message> [--remind 30m]",
+		"Post a status update here and in the broadcast channels")
+	update.AddTextArgument("The update", "<message> [--remind 30m]", "")
+	remind := model.NewAutocompleteData("remind", "30m|never", "Snooze or switch off the status update reminder")
+	remind.AddTextArgument("How long until the next reminder", "30m|never", "")
+	severity := model.NewAutocompleteData("severity", "[<level>|none]", "Show or set the incident's severity")
+	severity.AddTextArgument("The new severity", "[<level>|none]", "")
 	for _, sub := range []*model.AutocompleteData{
 		start,
 		model.NewAutocompleteData("end", "", "End the incident of this channel"),
 		model.NewAutocompleteData("restart", "", "Restart the ended incident of this channel"),
-		stage, check, commander, announce,
+		stage, check, run, commander, add, announce, update, remind, severity,
 		model.NewAutocompleteData("list", "", "List the incidents you can see"),
 		model.NewAutocompleteData("info", "", "Show the incident of this channel"),
 		model.NewAutocompleteData("timeline", "", "Show what happened in the incident, the last 20 entries"),

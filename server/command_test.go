@@ -95,8 +95,8 @@ func TestIncidentCommandOffersEverySubcommandInAutocomplete(t *testing.T) {
 	for _, sub := range command.AutocompleteData.SubCommands {
 		names = append(names, sub.Trigger)
 	}
-	for _, want := range []string{"start", "end", "restart", "stage", "check", "commander", "list", "info",
-		"timeline", "note"} {
+	for _, want := range []string{"start", "end", "restart", "stage", "check", "run", "commander", "add",
+		"announce", "update", "remind", "severity", "list", "info", "timeline", "note", "export", "stats", "help"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("autocomplete lacks %q: %v", want, names)
 		}
