@@ -49,6 +49,9 @@ type Plugin struct {
 	slash     string
 	botToken  string
 	restarts  []time.Time
+	// bridge is the listener the server calls back on; it lives for the activation,
+	// across restarts of the server, so its address in the environment stays the same.
+	bridge *bridge
 
 	// current is the running child for the request paths (read without the lifecycle lock).
 	currentLock sync.RWMutex
@@ -96,11 +99,17 @@ func (p *Plugin) OnActivate() error {
 	if err := ensureEnvironment(ctx, p.layout, p.API); err != nil {
 		return err
 	}
+	p.closeBridgeLocked()
+	if p.bridge, err = startBridge(p.API, p.secret); err != nil {
+		return err
+	}
 	if err := p.startLocked(); err != nil {
+		p.closeBridgeLocked()
 		return err
 	}
 	if err := p.API.RegisterCommand(incidentCommand()); err != nil {
 		p.stopLocked()
+		p.closeBridgeLocked()
 		return fmt.Errorf("register /%s: %w", commandTrigger, err)
 	}
 	p.active = true
@@ -113,6 +122,8 @@ func (p *Plugin) OnDeactivate() error {
 	defer p.lifecycle.Unlock()
 	p.active = false
 	p.stopLocked()
+	// The server, its one caller, is gone: calls it left under way get a moment to finish.
+	p.closeBridgeLocked()
 	// The token is useless without the server; the next activation makes a new one.
 	if tokenID, appErr := p.API.KVGet(botTokenKey()); appErr == nil && len(tokenID) > 0 {
 		if appErr := p.API.RevokeUserAccessToken(string(tokenID)); appErr == nil {
@@ -158,6 +169,9 @@ func (p *Plugin) desiredEnv() []string {
 	own["INCIDENT_MATTERMOST_SITE_URL"] = apiBaseURL(config)
 	own["INCIDENT_MATTERMOST_BOT_TOKEN"] = p.botToken
 	own["INCIDENT_SERVER_DIAGNOSTICS_ENABLED"] = fmt.Sprint(diagnosticsEnabled(config))
+	if p.bridge != nil {
+		own[launcherURLVariable] = p.bridge.url()
+	}
 	for name, value := range p.layout.env() {
 		own[name] = value
 	}
@@ -229,6 +243,14 @@ func (p *Plugin) watch(c *child) {
 	time.Sleep(time.Duration(len(p.restarts)) * time.Second)
 	if err := p.startLocked(); err != nil {
 		p.giveUp("could not restart the incident server", err)
+	}
+}
+
+// closeBridgeLocked closes the listener of the activation, if any.
+func (p *Plugin) closeBridgeLocked() {
+	if p.bridge != nil {
+		p.bridge.close()
+		p.bridge = nil
 	}
 }
 
