@@ -35,7 +35,7 @@ type bridgeFakeAPI struct {
 	channel  *model.Channel
 	allowed  bool
 	release  chan struct{} // when set, ExecuteSlashCommand waits for it
-	lines    []string
+	log      logRecorder
 }
 
 func newBridgeFakeAPI() *bridgeFakeAPI {
@@ -76,15 +76,9 @@ func (a *bridgeFakeAPI) GetConfig() *model.Config {
 
 func (a *bridgeFakeAPI) KVGet(string) ([]byte, *model.AppError) { return nil, nil }
 
-func (a *bridgeFakeAPI) record(level, msg string, pairs []any) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.lines = append(a.lines, level+" "+msg+" "+fmt.Sprint(pairs...))
-}
-
-func (a *bridgeFakeAPI) LogInfo(msg string, pairs ...any)  { a.record("info", msg, pairs) }
-func (a *bridgeFakeAPI) LogWarn(msg string, pairs ...any)  { a.record("warn", msg, pairs) }
-func (a *bridgeFakeAPI) LogError(msg string, pairs ...any) { a.record("error", msg, pairs) }
+func (a *bridgeFakeAPI) LogInfo(msg string, pairs ...any)  { a.log.record("info", msg, pairs) }
+func (a *bridgeFakeAPI) LogWarn(msg string, pairs ...any)  { a.log.record("warn", msg, pairs) }
+func (a *bridgeFakeAPI) LogError(msg string, pairs ...any) { a.log.record("error", msg, pairs) }
 
 func (a *bridgeFakeAPI) executed() []model.CommandArgs {
 	a.mu.Lock()
@@ -93,9 +87,7 @@ func (a *bridgeFakeAPI) executed() []model.CommandArgs {
 }
 
 func (a *bridgeFakeAPI) logged() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return strings.Join(a.lines, "\n")
+	return strings.Join(a.log.logged(), "\n")
 }
 
 func startTestBridge(t *testing.T, api *bridgeFakeAPI) *bridge {

@@ -2,11 +2,9 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +15,13 @@ import (
 // logOnlyAPI is the plugin API as far as the membership hooks use it: the log.
 type logOnlyAPI struct {
 	plugin.API
-	mu    sync.Mutex
-	lines []string
+	log logRecorder
 }
 
-func (a *logOnlyAPI) record(level, msg string, pairs []any) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.lines = append(a.lines, level+" "+msg+" "+fmt.Sprint(pairs...))
-}
+func (a *logOnlyAPI) LogDebug(msg string, pairs ...any) { a.log.record("debug", msg, pairs) }
+func (a *logOnlyAPI) LogWarn(msg string, pairs ...any)  { a.log.record("warn", msg, pairs) }
 
-func (a *logOnlyAPI) LogDebug(msg string, pairs ...any) { a.record("debug", msg, pairs) }
-func (a *logOnlyAPI) LogWarn(msg string, pairs ...any)  { a.record("warn", msg, pairs) }
-
-func (a *logOnlyAPI) logged() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]string(nil), a.lines...)
-}
+func (a *logOnlyAPI) logged() []string { return a.log.logged() }
 
 func pluginWithServer(api *logOnlyAPI, baseURL string) *Plugin {
 	p := &Plugin{secret: "host-secret"}
