@@ -437,8 +437,5 @@ class MattermostChatHost:
 
 def _error_text(response: httpx.Response) -> str:
     """The error an answer gives, one line, at most 300 characters; "" when it gives none."""
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        return ""
+    error = _json_object(response).get("error")
     return " ".join(error.split())[:300] if isinstance(error, str) else ""
