@@ -402,12 +402,9 @@ class Incident:
                     return stage, index
         return None
 
-    def mark_command_run(self, item_id: str, now: int) -> bool:
-        """Record that the task's command ran at now; False when the task is gone (removed meanwhile)."""
-        position = self.task_position(item_id)
-        if position is None:
-            return False
-        self.checklists[position[0]].items[position[1]].command_last_run = now
+    def mark_command_run(self, checklist: int, index: int, now: int) -> bool:
+        """Record that the task's command ran at now; True (a run is always news)."""
+        self.checklist(checklist).item(index).command_last_run = now
         return True
 
     def set_item_assignee(self, checklist: int, index: int, assignee_id: str) -> bool:

@@ -671,11 +671,11 @@ class IncidentService:
         ran_at = self.clock()
 
         def change(current: Incident) -> Change | None:
-            if not current.mark_command_run(item.id, ran_at):
+            position = current.task_position(item.id)  # where the task is now; None once it was removed
+            if position is None or not current.mark_command_run(*position, ran_at):
                 return None
-            position = current.task_position(item.id)
             return Change(TaskEvent("run_task_slash_command", current, user_id,
-                                    mentions={user_id: self.host.mention(user_id)}, task=position or (-1, -1)))
+                                    mentions={user_id: self.host.mention(user_id)}, task=position))
         return self._mutate(user_id, incident_id, change)
 
     def _change_task(self, user_id: str, incident_id: str, action: str, apply: Callable[[Incident], bool]) -> Outcome:
