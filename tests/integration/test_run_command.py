@@ -9,6 +9,7 @@ import pytest
 
 from plugin.chat.mattermost import MattermostChatHost
 from plugin.errors import BadInput, HostUnavailable
+from plugin.model import Incident
 from plugin.service import NewItem
 from plugin.settings import SettingsError, load_settings
 from tests.conftest import ALICE, BOB, TEAM, as_user
@@ -108,10 +109,15 @@ def world(fake_mattermost, settings, launcher) -> Iterator[World]:
         yield World(fake_mattermost, backend)
 
 
+def add_task(world: World, incident: Incident, title: str, command: str) -> None:
+    """Alice adds a task with this command to the incident's first stage."""
+    world.backend.components.service.add_item(world.alice, incident.id, 0, NewItem(title, command=command))
+
+
 def test_run_in_chat_runs_the_tasks_command_as_the_caller_in_the_incident_channel(world, launcher, settings):
     world.run('start db is down')
     incident = world.incidents()[0]
-    world.backend.components.service.add_item(world.alice, incident.id, 0, _item("Roll back", "/deploy rollback"))
+    add_task(world, incident, "Roll back", "/deploy rollback")
     reply = world.run("run 1 1", channel=incident.channel_id)
     assert reply == {"response_type": "ephemeral",
                      "text": "Ran the command of task 1.1 (**Roll back**) in this channel, as you."}
@@ -126,16 +132,12 @@ def test_run_in_chat_runs_the_tasks_command_as_the_caller_in_the_incident_channe
 def test_run_in_chat_tells_mattermosts_refusal_and_records_nothing(world, launcher):
     world.run('start db is down')
     incident = world.incidents()[0]
-    world.backend.components.service.add_item(world.alice, incident.id, 0, _item("Roll back", "/nope"))
+    add_task(world, incident, "Roll back", "/nope")
     launcher.answer(422, {"error": "Command with a trigger of 'nope' not found."})
     reply = world.run("run 1 1", channel=incident.channel_id)
     assert reply["text"] == ("Mattermost did not run the command of task 1.1 (**Roll back**): Command with a "
                              "trigger of 'nope' not found.")
     assert world.incidents()[0].checklists[0].items[0].command_last_run == 0
-
-
-def _item(title: str, command: str) -> NewItem:
-    return NewItem(title, command=command)
 
 
 # ----- the API on the embedded chat host (both databases) ------------------------------------------------
@@ -159,7 +161,7 @@ def test_the_run_route_on_the_embedded_host_refuses_and_records_nothing(client):
 def test_run_in_chat_shows_a_refusal_quoting_a_hostile_command_as_text(world, launcher):
     world.run('start db is down')
     incident = world.incidents()[0]
-    world.backend.components.service.add_item(world.alice, incident.id, 0, _item("Sign in", "/[x](http://evil)"))
+    add_task(world, incident, "Sign in", "/[x](http://evil)")
     launcher.answer(422, {"error": "Command with a trigger of '[x](http://evil)' not found. @channel"})
     text = world.run("run 1 1", channel=incident.channel_id)["text"]
     assert "'\\[x\\](http://evil)'" in text and "@\u2060channel" in text  # no link, nobody notified
@@ -168,7 +170,7 @@ def test_run_in_chat_shows_a_refusal_quoting_a_hostile_command_as_text(world, la
 def test_run_in_chat_on_a_task_without_a_command_says_so_and_runs_nothing(world, launcher):
     world.run('start db is down')
     incident = world.incidents()[0]
-    world.backend.components.service.add_item(world.alice, incident.id, 0, _item("Look", ""))
+    add_task(world, incident, "Look", "")
     reply = world.run("run 1 1", channel=incident.channel_id)
     assert reply["text"] == ("The task 1.1 (**Look**) has no command to run: give it one first, e.g. "
                              "/deploy rollback.")
