@@ -3,7 +3,10 @@
 Each error carries a message written for the person who made the request: it says
 what is wrong and, where it can, how to fix it. The HTTP layer maps each class to
 one status code and one JSON shape (``{"error": message, "details": {...}}``); the
-slash command shows the message as an ephemeral reply.
+slash command shows ``chat``, the same message as chat Markdown, as an ephemeral reply.
+The message is plain text: a web page shows it as it is. An error quoting people's text
+gives ``chat`` too, with that text escaped (``plugin.markdown.chat_inline``); any other
+may use chat Markdown an API reader still reads at a glance, such as `code`.
 """
 from __future__ import annotations
 
@@ -15,10 +18,11 @@ class DomainError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, details: dict[str, Any] | None = None):
+    def __init__(self, message: str, details: dict[str, Any] | None = None, *, chat: str | None = None):
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        self.chat = message if chat is None else chat
 
 
 class BadInput(DomainError):

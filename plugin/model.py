@@ -324,12 +324,14 @@ class Incident:
         if not self.checklists:
             raise InvalidState("This incident has no stages.", {"checklist_count": 0})
         if self.active_stage >= len(self.checklists) - 1:
-            raise InvalidState(f"**{chat_inline(self.active_stage_title)}** is the last stage.",
-                               {"active_stage": self.active_stage, "last_stage": True})
+            raise InvalidState(f"\"{self.active_stage_title}\" is the last stage.",
+                               {"active_stage": self.active_stage, "last_stage": True},
+                               chat=f"**{chat_inline(self.active_stage_title)}** is the last stage.")
         open_tasks = self.checklists[self.active_stage].open_item_count if self.active_stage >= 0 else 0
         if open_tasks and not force:
-            raise InvalidState(f"Stage **{chat_inline(self.active_stage_title)}** still has {open_tasks} open task(s).",
-                               {"active_stage": self.active_stage, "open_tasks": open_tasks})
+            raise InvalidState(f"Stage \"{self.active_stage_title}\" still has {open_tasks} open task(s).",
+                               {"active_stage": self.active_stage, "open_tasks": open_tasks},
+                               chat=f"Stage **{chat_inline(self.active_stage_title)}** still has {open_tasks} open task(s).")
         self.active_stage += 1
         return True
 
@@ -338,8 +340,9 @@ class Incident:
         if not self.checklists:
             raise InvalidState("This incident has no stages.", {"checklist_count": 0})
         if self.active_stage <= 0:
-            raise InvalidState(f"**{chat_inline(self.active_stage_title)}** is already the first stage.",
-                               {"active_stage": self.active_stage, "first_stage": True})
+            raise InvalidState(f"\"{self.active_stage_title}\" is already the first stage.",
+                               {"active_stage": self.active_stage, "first_stage": True},
+                               chat=f"**{chat_inline(self.active_stage_title)}** is already the first stage.")
         self.active_stage -= 1
         return True
 
@@ -715,9 +718,11 @@ class SeverityLevels:
             return ""
         found = self.find(level)
         if found is None:
-            raise BadInput(f"'{chat_inline(level.strip()[:40])}' is not a severity level: use one of "
-                           f"{chat_inline(self.describe())} (most severe first).",
-                           {"severity": level[:40], "levels": list(self.names)})
+            wanted, levels = level.strip()[:40], self.describe()
+            raise BadInput(f"'{wanted}' is not a severity level: use one of {levels} (most severe first).",
+                           {"severity": level[:40], "levels": list(self.names)},
+                           chat=f"'{chat_inline(wanted)}' is not a severity level: use one of "
+                                f"{chat_inline(levels)} (most severe first).")
         return found
 
     def describe(self) -> str:

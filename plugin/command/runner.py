@@ -118,7 +118,7 @@ class CommandRunner:
         try:
             return handler(command, caller)
         except DomainError as error:
-            return reply(error.message)
+            return reply(error.chat)
 
     # ----- help --------------------------------------------------------------------------
     def _help(self, command: p.Help, caller: Caller) -> dict[str, Any]:
@@ -174,7 +174,7 @@ class CommandRunner:
                 else:
                     outcome = self.service.previous_stage(caller.user_id, here.id)
             except InvalidState as refused:
-                return reply(refused.message + "".join(hint for key, hint in _STAGE_HINTS.items()
+                return reply(refused.chat + "".join(hint for key, hint in _STAGE_HINTS.items()
                                                        if key in refused.details))
         else:
             target = int(command.target) - 1
@@ -278,7 +278,7 @@ class CommandRunner:
                     done.append(f"~{literal(name)}")
             except DomainError as error:
                 # One unreachable channel must not hide which others got the announcement.
-                skipped.append(f"~{literal(name)} ({error.message.rstrip('.')})")
+                skipped.append(f"~{literal(name)} ({error.chat.rstrip('.')})")
         lines = [f"Announced in {', '.join(done)}."] if done else []
         if skipped:
             lines.append(f"Not announced in {', '.join(skipped)}.")

@@ -37,3 +37,17 @@ def test_stage_posts_and_the_stats_reply_show_names_and_titles_as_typed(client, 
     listed = command_client.post("/command", data=form("timeline", channel_id=incident["channel_id"])).json["text"]
     assert NAME in strong(listed) and f'"{NAME}"' in shown(listed)
     assert_plain(listed)
+
+
+def test_a_refusal_quotes_a_level_as_typed_to_the_api_and_escaped_in_the_slash_reply(client, command_client):
+    incident = start(client)
+    hostile = "*sev9*&lt;[x](y)"
+    response = client.patch(f"/api/v0/incidents/{incident['id']}", json={"severity": hostile},
+                            headers=as_user(ALICE))
+    assert response.status_code == 400
+    assert response.json["error"].startswith(f"'{hostile}' is not a severity level: use one of sev1, ")
+    reply = command_client.post("/command", data=form(f"severity {hostile}",
+                                                      channel_id=incident["channel_id"])).json["text"]
+    assert f"'{hostile}' is not a severity level" in shown(reply)
+    assert_plain(reply)
+    assert "strong_open" not in shape(reply) and "s_open" not in shape(reply)

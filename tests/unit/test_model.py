@@ -93,15 +93,16 @@ def test_next_stage_moves_one_on_from_the_active_stage_and_stops_at_the_last():
     incident = make_incident(stages=3, items=0)
     assert incident.next_stage() is True and incident.active_stage == 1
     assert incident.next_stage() is True and incident.active_stage == 2
-    with pytest.raises(InvalidState, match=r"\*\*Stage 2\*\* is the last stage") as refused:
+    with pytest.raises(InvalidState, match='"Stage 2" is the last stage') as refused:
         incident.next_stage(force=True)
     assert refused.value.details["last_stage"] is True and incident.active_stage == 2
+    assert refused.value.chat == "**Stage 2** is the last stage."
 
 
 def test_next_stage_leaves_a_stage_with_open_tasks_only_when_forced():
     incident = make_incident(stages=2, items=2)
     incident.set_item_state(0, 0, ItemState.CLOSED, now=1)
-    with pytest.raises(InvalidState, match=r"\*\*Stage 0\*\* still has 1 open task\(s\)") as refused:
+    with pytest.raises(InvalidState, match=r'Stage "Stage 0" still has 1 open task\(s\)') as refused:
         incident.next_stage()
     assert refused.value.details["open_tasks"] == 1 and incident.active_stage == 0
     assert incident.next_stage(force=True) is True and incident.active_stage == 1
@@ -112,7 +113,7 @@ def test_previous_stage_moves_one_back_and_stops_at_the_first():
     incident.set_active_stage(2)
     assert incident.previous_stage() is True and incident.active_stage == 1
     assert incident.previous_stage() is True and incident.active_stage == 0
-    with pytest.raises(InvalidState, match=r"\*\*Stage 0\*\* is already the first stage"):
+    with pytest.raises(InvalidState, match='"Stage 0" is already the first stage'):
         incident.previous_stage()
     assert incident.active_stage == 0
 
