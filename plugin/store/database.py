@@ -365,24 +365,24 @@ class SqlUnitOfWork:
         """Make every write and the events' rows in one transaction; return the posts left to send."""
         left: list[Announcement] = []
         now = now_ms()
-        for event in self.events:
-            if isinstance(event, Announcement):
+        for happened in self.events:
+            if isinstance(happened, Announcement):
                 if self.chat is not None:
-                    self.chat.add_post(event.channel_id, event.message)
+                    self.chat.add_post(happened.channel_id, happened.message)
                 else:
-                    left.append(event)
+                    left.append(happened)
                 continue
-            if isinstance(event, StatusUpdated):
-                self.status_updates.add(event.update)
-            elif isinstance(event, ReminderDue):
-                self.reminders.schedule(event.incident_id, event.due_at)
-            elif isinstance(event, RetrospectiveSaved):
-                self.retrospectives.save(event.retrospective)
-            elif (row := self.telemetry.row(event)) is not None:
+            if isinstance(happened, StatusUpdated):
+                self.status_updates.add(happened.update)
+            elif isinstance(happened, ReminderDue):
+                self.reminders.schedule(happened.incident_id, happened.due_at)
+            elif isinstance(happened, RetrospectiveSaved):
+                self.retrospectives.save(happened.retrospective)
+            elif (row := self.telemetry.row(happened)) is not None:
                 self.outbox.add(row)
-            if (entry := entry_for(event, now)) is not None:
+            if (entry := entry_for(happened, now)) is not None:
                 self.timeline.add(entry)
-                if (incident := getattr(event, "incident", None)) is not None:
+                if (incident := getattr(happened, "incident", None)) is not None:
                     self.deliveries.add(entry, incident)
         self.events.clear()
         self.deliveries.prepare()

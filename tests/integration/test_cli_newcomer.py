@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from plugin import cli
-from tests.conftest import ADMIN
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -47,11 +47,6 @@ def test_listing_a_teams_active_incidents_uses_the_team_index(db):
         assert "Seq Scan" not in plan and "SCAN incidents " not in plan + " ", plan
 
 
-def _kv_keys(db) -> list[str]:
-    with db.read_engine.connect() as connection:
-        return sorted(connection.execute(sa.select(plugin_kv.c.key)).scalars())
-
-
 def _incident(**changes):
     values = dict(id=new_id(), name="db down", description="é ✓", team_id=TEAM, commander_user_id="a" * 26,
                   channel_id=new_id(), create_at=1, public=True, active_stage=0,
@@ -173,13 +168,6 @@ def test_reads_leave_no_transaction_open(db):
         if db.dialect == "postgresql":
             connection = uow.incidents.connection
             assert connection.exec_driver_sql("SELECT now() = statement_timestamp()").scalar_one() is True
-
-
-def _statements(db) -> list[str]:
-    seen: list[str] = []
-    sa.event.listen(db.read_engine.engine, "before_cursor_execute",
-                    lambda _c, _cur, statement, *_rest: seen.append(statement))
-    return seen
 
 
 def test_a_settings_change_that_returned_is_read_by_another_server_at_its_next_request(db, database_url):

@@ -192,7 +192,7 @@ def test_the_real_servers_log_names_route_patterns_and_never_what_was_typed(tmp_
         assert call(base, "GET", "/healthz", user=None)[0] == 200
     (log_file,) = tmp_path.glob("server-*.log")  # where serve() writes the server's stdout and stderr
     text = log_file.read_text(errors="replace")
-    assert f"GET /api/v0/incidents/<incident_id> 200 " in text and "POST /command 200 " in text
+    assert "GET /api/v0/incidents/<incident_id> 200 " in text and "POST /command 200 " in text
     assert "GET /api/v0/incidents 400 " in text
     assert CANARY not in text and "?" not in "".join(
         line for line in text.splitlines() if "plugin.access" in line), text
