@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -16,6 +17,7 @@ class FakeLauncher(LoopbackServer):
         self.secret = secret
         self.calls: list[dict[str, Any]] = []
         self.reply: tuple[int, dict[str, Any]] = (200, {"text": "", "response_type": "ephemeral"})
+        self._together: threading.Barrier | None = None
 
     @property
     def url(self) -> str:
@@ -25,8 +27,14 @@ class FakeLauncher(LoopbackServer):
         """Answer every later call with this status and JSON body."""
         self.reply = (status, body)
 
+    def answer_together(self, calls: int) -> None:
+        """Hold each later call until ``calls`` of them are in, so that they are all under way at once."""
+        self._together = threading.Barrier(calls, timeout=10)
+
     def handle_post(self, request: BaseHTTPRequestHandler) -> None:
         body = json.loads(request.rfile.read(int(request.headers.get("Content-Length", "0"))) or b"null")
+        if self._together is not None:
+            self._together.wait()
         with self._lock:
             self.calls.append({"path": request.path, "secret": request.headers.get("X-Host-Secret"), "body": body})
             status, reply = self.reply

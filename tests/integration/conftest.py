@@ -43,6 +43,8 @@ def _serve(settings: Settings) -> Iterator[Backend]:
         server.server_close()
         components = app.extensions["incident"]
         getattr(components.host, "close", lambda: None)()
+        if components.egress is not None:
+            components.egress.stop(5)  # its last flush, while the database is still there
         components.db.dispose()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -138,6 +139,24 @@ def test_run_in_chat_tells_mattermosts_refusal_and_records_nothing(world, launch
     assert reply["text"] == ("Mattermost did not run the command of task 1.1 (**Roll back**): Command with a "
                              "trigger of 'nope' not found.")
     assert world.incidents()[0].checklists[0].items[0].command_last_run == 0
+
+
+def test_two_runs_of_one_task_at_once_both_run_and_both_are_recorded(world, launcher):
+    world.run('start db is down')
+    incident = world.incidents()[0]
+    add_task(world, incident, "Roll back", "/deploy rollback")
+    before = world.incidents()[0]
+    launcher.answer_together(2)  # both commands are running before either answers
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda _: world.run("run 1 1", channel=incident.channel_id), range(2)))
+    assert [reply["text"] for reply in replies] == ["Ran the command of task 1.1 (**Roll back**) in this "
+                                                    "channel, as you."] * 2
+    assert len(launcher.calls) == 2
+    after = world.incidents()[0]
+    assert after.version == before.version + 2 and after.checklists[0].items[0].command_last_run > 0
+    with world.backend.components.db.unit_of_work(write=False) as uow:
+        kinds = [entry.event_type for entry in uow.timeline.list(incident.id)]
+    assert kinds.count("task_command_run") == 2
 
 
 # ----- the API on the embedded chat host (both databases) ------------------------------------------------
