@@ -10,7 +10,9 @@ Numbering: people count from 1. ``stage 2`` is the second stage and
 
 Quoting follows shell-like rules (``"..."``, ``'...'``, backslash escapes), except
 that an unbalanced quote never fails: it runs to the end of the line. Mattermost
-clients may send typographic quotes, so ``“...”`` and ``‘...’`` quote too.
+clients may send typographic quotes, so ``“...”`` and ``‘...’`` quote too. A quote
+opens only where a word starts (or after ``=`` or a closing quote), and an apostrophe
+between two letters never closes one, so ``can't`` and ``O'Brien's`` stay as typed.
 """
 from __future__ import annotations
 
@@ -162,6 +164,13 @@ Command = (Help | Usage | Start | End | Restart | Stage | Check | Run | Commande
 _VERB_AND_REST = re.compile(r"\s*\S+\s*(.*)", re.DOTALL)
 
 _OPEN_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201e": "\u201c"}
+_APOSTROPHES = ("'", "\u2019")
+
+
+def _apostrophe(text: str, index: int) -> bool:
+    """True when the character at index is an apostrophe inside a word (``can't``): text, never a quote."""
+    return (text[index] in _APOSTROPHES and 0 < index < len(text) - 1
+            and text[index - 1].isalnum() and text[index + 1].isalnum())
 
 
 def split(text: str) -> list[str]:
@@ -170,12 +179,15 @@ def split(text: str) -> list[str]:
     current: list[str] = []
     in_word = False
     closing = ""
+    closed_at = -1  # where the last quote closed: a quote right after it opens again ('it''s')
     index = 0
     while index < len(text):
         char = text[index]
+        # A quote opens a word, follows "=" (--description="...") or another quote; inside a word it is text.
+        may_open = not in_word or text[index - 1] == "=" or closed_at == index - 1
         if closing:
-            if char == closing:
-                closing = ""
+            if char == closing and not _apostrophe(text, index):
+                closing, closed_at = "", index
             elif char == "\\" and closing == '"' and index + 1 < len(text) and text[index + 1] in '"\\':
                 index += 1
                 current.append(text[index])
@@ -185,7 +197,7 @@ def split(text: str) -> list[str]:
             if in_word:
                 words.append("".join(current))
                 current, in_word = [], False
-        elif char in _OPEN_QUOTES:
+        elif char in _OPEN_QUOTES and may_open:
             closing, in_word = _OPEN_QUOTES[char], True
         elif char == "\\" and index + 1 < len(text):
             index += 1

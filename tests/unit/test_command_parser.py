@@ -111,6 +111,18 @@ def test_an_unbalanced_quote_runs_to_the_end_of_the_line():
     assert split("a 'b c") == ["a", "b c"]
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("start can't log in", Start("can't log in")),
+    ("start O'Brien's laptop won't boot", Start("O'Brien's laptop won't boot")),
+    ("start the users' db is down", Start("the users' db is down")),
+    ("start 'can't log in' --public", Start("can't log in", public=True)),
+    ("start 5\" pipe burst --description \"it's wet\"", Start('5" pipe burst', description="it's wet")),
+    ("start db --description='it is full'", Start("db", description="it is full")),
+])
+def test_an_apostrophe_or_quote_inside_a_word_is_kept_as_typed(text, expected):
+    assert parse(text) == expected
+
+
 def test_backslash_escapes_a_quote_inside_double_quotes():
     assert split(r'"say \"hi\"" x') == ['say "hi"', "x"]
 
