@@ -178,8 +178,9 @@ class CommandRunner:
                 else:
                     outcome = self.service.previous_stage(caller.user_id, here.id)
             except InvalidState as refused:
-                return reply(refused.chat + "".join(hint for key, hint in _STAGE_HINTS.items()
-                                                       if key in refused.details))
+                # An ended incident needs no advice to end it.
+                hints = {key: hint for key, hint in _STAGE_HINTS.items() if here.is_active or key != "last_stage"}
+                return reply(refused.chat + "".join(hint for key, hint in hints.items() if key in refused.details))
         else:
             target = int(command.target) - 1
             if target >= count:

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from plugin.chat.local import LocalChatHost
 from plugin.settings import SettingsError
+from tests.api.helpers import start
 from tests.conftest import ALICE, TEAM, as_user, uid
 
 TOKEN = "endpointtoken0000000000000"
@@ -71,3 +72,14 @@ def test_the_site_url_setting_must_be_an_http_url(settings):
 
 def test_the_api_still_answers_the_host_header(client):
     assert client.get(f"/api/v0/incidents?team_id={TEAM}", headers=as_user(ALICE)).status_code == 200
+
+
+def test_stage_next_on_the_last_stage_of_an_ended_incident_does_not_suggest_ending_it(client, command_client):
+    incident = start(client, checklists=[{"title": "Triage", "items": []}, {"title": "Fix", "items": []}])
+    here = {"channel_id": incident["channel_id"]}
+    command_client.post("/command", data=form("stage next", **here))
+    active = command_client.post("/command", data=form("stage next", **here)).json["text"]
+    assert "`/incident end`" in active
+    command_client.post("/command", data=form("end", **here))
+    ended = command_client.post("/command", data=form("stage next", **here)).json["text"]
+    assert ended.startswith("**Fix** is the last stage.") and "/incident end" not in ended
