@@ -323,7 +323,8 @@ def _note(text: str) -> Command:
     return Note(note)
 
 
-_DURATION = re.compile(r"(?:(\d{1,4})d)?(?:(\d{1,5})h)?(?:(\d{1,6})m)?(?:(\d{1,7})s)?")
+# Up to 9 digits a unit: a period too long to allow is a duration still, refused with the allowed range.
+_DURATION = re.compile(r"(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?")
 _NEVER = ("never", "off", "0")
 _REMIND_OPTION = re.compile(r"(?<!\S)--remind(?:=|\s+|$)(\S*)")
 DURATION_EXAMPLES = "e.g. 30s, 15m, 2h, 1d or 1h30m"

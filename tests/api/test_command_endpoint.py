@@ -83,3 +83,15 @@ def test_stage_next_on_the_last_stage_of_an_ended_incident_does_not_suggest_endi
     command_client.post("/command", data=form("end", **here))
     ended = command_client.post("/command", data=form("stage next", **here)).json["text"]
     assert ended.startswith("**Fix** is the last stage.") and "/incident end" not in ended
+
+
+@pytest.mark.parametrize("text", ["remind 99999d", "remind 12345678s", "update db is back --remind 99999d"])
+def test_a_reminder_too_long_gets_the_allowed_range_and_changes_nothing(client, command_client, components, text):
+    incident = start(client)
+    here = {"channel_id": incident["channel_id"]}
+    posts = len(components.host.posts(incident["channel_id"]))
+    reply = command_client.post("/command", data=form(text, **here)).json["text"]
+    assert reply.startswith("A reminder period is 0 (never) or from 10 seconds to 30 days"), reply
+    assert len(components.host.posts(incident["channel_id"])) == posts
+    updates = client.get(f"/api/v0/incidents/{incident['id']}/status-updates", headers=as_user(ALICE)).json
+    assert updates["total_count"] == 0
