@@ -213,8 +213,9 @@ def split(text: str) -> list[str]:
 
 
 def _positive(word: str) -> int | None:
-    # isdecimal alone accepts other scripts' digits; people mean ASCII numbers here.
-    if word.isascii() and word.isdigit() and len(word) <= 6 and int(word) >= 1:
+    # isdecimal alone accepts other scripts' digits; people mean ASCII numbers here. A number too large for any
+    # incident is still one, so the runner can say which numbers there are.
+    if word.isascii() and word.isdigit() and len(word) <= 9 and int(word) >= 1:
         return int(word)
     return None
 

@@ -95,3 +95,14 @@ def test_a_reminder_too_long_gets_the_allowed_range_and_changes_nothing(client, 
     assert len(components.host.posts(incident["channel_id"])) == posts
     updates = client.get(f"/api/v0/incidents/{incident['id']}/status-updates", headers=as_user(ALICE)).json
     assert updates["total_count"] == 0
+
+
+@pytest.mark.parametrize("text, says", [
+    ("stage 1234567", "There is no stage 1234567: this incident has 2 stage(s), numbered 1 to 2."),
+    ("check 1234567 1", "There is no stage 1234567: this incident has 2 stage(s), numbered 1 to 2."),
+    ("run 1 1234567", "There is no task 1234567 in stage 1 (**Triage**): it has 1 task(s), numbered 1 to 1."),
+])
+def test_a_large_stage_or_task_number_is_answered_with_the_numbers_there_are(client, command_client, text, says):
+    incident = start(client, checklists=[{"title": "Triage", "items": [{"title": "page"}]},
+                                         {"title": "Fix", "items": []}])
+    assert command_client.post("/command", data=form(text, channel_id=incident["channel_id"])).json["text"] == says
