@@ -1,6 +1,9 @@
 """The /incident parser: a pure function from text to a Command, never raising."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,6 +33,7 @@ from plugin.command.parser import (
     parse,
     split,
 )
+from plugin.command.runner import HELP_TEXT
 
 COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Run, Commander, Add, Announce, Update, Remind, List,
                  Info, Timeline, Note, Severity)
@@ -220,3 +224,10 @@ def test_durations_are_numbers_with_units_from_days_to_seconds(word, seconds):
 ])
 def test_export_and_stats_take_no_arguments(text, expected):
     assert parse(text) == expected
+
+
+def test_the_commands_page_has_a_row_for_every_subcommand_the_help_lists():
+    page = (Path(__file__).resolve().parents[2] / "docs" / "mattermost.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `(\w+)", page, re.MULTILINE)) | set(re.findall(r"^\| `\w+`, `(\w+)`", page, re.M))
+    listed = set(re.findall(r"`/incident (\w+)", HELP_TEXT))
+    assert listed - rows == set()
