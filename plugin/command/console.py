@@ -53,7 +53,9 @@ class Console:
     def user(self, username: str) -> str:
         """The id of the local user with this username, created when new."""
         name = username.strip().lstrip("@").lower()
-        if not name or len(name) > USERNAME_MAX or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        if len(name) > USERNAME_MAX:
+            raise BadInput(f"'{name[:40]}...' is {len(name)} characters long; use at most {USERNAME_MAX}.")
+        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise BadInput(f"'{username[:40]}' is not a username: use letters, digits, '.', '-' or '_'.")
         user_id = self.host.find_user_by_username(name)
         if user_id is None:
