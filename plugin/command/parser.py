@@ -265,8 +265,9 @@ def _severity(args: list[str]) -> Command:
 
 
 def _stage(args: list[str]) -> Command:
-    force = "--force" in args
-    rest = [word for word in args if word != "--force"]
+    # Case does not matter for the option, as it does not for the verb and next or prev.
+    force = any(word.lower() == "--force" for word in args)
+    rest = [word for word in args if word.lower() != "--force"]
     if len(rest) != 1:
         return Usage("stage needs exactly one of next, prev or a stage number, e.g. `/incident stage next`.")
     word = rest[0].lower()
