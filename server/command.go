@@ -19,7 +19,8 @@ func incidentCommand() *model.Command {
 	root := model.NewAutocompleteData(commandTrigger, "[command]",
 		"Available commands: start, end, restart, stage, check, run, commander, add, announce, update, remind, "+
 			"severity, list, info, timeline, note, export, stats, help")
-	start := model.NewAutocompleteData("start", "<name> [--public] [--description \"...\"] [--playbook <id>]",
+	start := model.NewAutocompleteData("start",
+		"<name> [--public] [--description \"...\"] [--playbook <id>] [--severity <level>]",
 		"Start an incident in a new channel")
 	start.AddTextArgument("Name of the incident", "<name>", "")
 	stage := model.NewAutocompleteData("stage", "next|prev|<number> [--force]", "Move the incident to another stage")
@@ -51,7 +52,7 @@ func incidentCommand() *model.Command {
 		model.NewAutocompleteData("end", "", "End the incident of this channel"),
 		model.NewAutocompleteData("restart", "", "Restart the ended incident of this channel"),
 		stage, check, run, commander, add, announce, update, remind, severity,
-		model.NewAutocompleteData("list", "", "List the incidents you can see"),
+		model.NewAutocompleteData("list", "", "Your active incidents in this team, newest 10"),
 		model.NewAutocompleteData("info", "", "Show the incident of this channel"),
 		model.NewAutocompleteData("timeline", "", "Show what happened in the incident, the last 20 entries"),
 		note,

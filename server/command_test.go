@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mattermost/mattermost/server/public/model"
@@ -103,5 +104,21 @@ func TestIncidentCommandOffersEverySubcommandInAutocomplete(t *testing.T) {
 	}
 	if err := command.AutocompleteData.IsValid(); err != nil {
 		t.Errorf("autocomplete data invalid: %v", err)
+	}
+}
+
+func TestIncidentCommandAutocompleteSaysWhatStartAndListDo(t *testing.T) {
+	hints := map[string]*model.AutocompleteData{}
+	for _, sub := range incidentCommand().AutocompleteData.SubCommands {
+		hints[sub.Trigger] = sub
+	}
+	for _, option := range []string{"--public", "--description", "--playbook", "--severity"} {
+		if !strings.Contains(hints["start"].Hint, option) {
+			t.Errorf("start's hint %q lacks %s", hints["start"].Hint, option)
+		}
+	}
+	// list shows the caller's active incidents in this team, as /incident help says.
+	if !strings.Contains(hints["list"].HelpText, "active incidents in this team") {
+		t.Errorf("list's help text %q", hints["list"].HelpText)
 	}
 }

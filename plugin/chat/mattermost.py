@@ -55,6 +55,12 @@ RUN_COMMAND_TIMEOUT = 30.0
 _NAMED_PATH = re.compile(r"/(username|name)/[^/?]+")
 
 
+def _path_segment(name: str) -> bool:
+    """True when a name typed by someone can stand as the last segment of a path: not empty, and not "." or "..",
+    which an HTTP client resolves to another path (/users/username/.. is /users, a list of everyone)."""
+    return name not in ("", ".", "..")
+
+
 def _json_object(response: httpx.Response) -> dict[str, Any]:
     """The response's JSON object, or {} when its body is something else."""
     try:
@@ -234,14 +240,14 @@ class MattermostChatHost:
     def find_user_by_username(self, username: str) -> str | None:
         """GET /users/username/{name}: the id, or None on 404."""
         username = username.lstrip("@").lower()
-        if not username:
+        if not _path_segment(username):
             return None
         found, user_id = self._usernames.get(username)
         if found:
             return user_id
         response = self._call("GET", f"/users/username/{quote(username, safe='')}",
                               passthrough=(400, 404))
-        user_id = response.json().get("id") if response.status_code == 200 else None
+        user_id = _json_object(response).get("id") if response.status_code == 200 else None
         self._usernames.put(username, user_id)
         return user_id
 
@@ -384,11 +390,11 @@ class MattermostChatHost:
     def find_channel_by_name(self, team_id: str, name: str) -> str | None:
         """GET /teams/{team}/channels/name/{name}: the id, or None."""
         name = name.lstrip("~").lower()
-        if not name:
+        if not _path_segment(name):
             return None
         response = self._call("GET", f"/teams/{team_id}/channels/name/{quote(name, safe='')}",
                               passthrough=(400, 403, 404))
-        return response.json().get("id") if response.status_code == 200 else None
+        return _json_object(response).get("id") if response.status_code == 200 else None
 
     def channel_name(self, channel_id: str) -> str | None:
         """GET /channels/{channel}: its name, or None."""

@@ -23,6 +23,8 @@ from plugin.model import IncidentFilter, is_id, new_id
 DEFAULT_TEAM = "team0000000000000000000000"
 TOWN_SQUARE = "town-square"
 USERNAME_MAX = 64
+# Mentions of a whole channel: as usernames they would turn every post naming the user into one.
+CHANNEL_WIDE = ("all", "channel", "here")
 
 
 @dataclass
@@ -53,7 +55,12 @@ class Console:
     def user(self, username: str) -> str:
         """The id of the local user with this username, created when new."""
         name = username.strip().lstrip("@").lower()
-        if not name or len(name) > USERNAME_MAX or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        if len(name) > USERNAME_MAX:
+            raise BadInput(f"'{name[:40]}...' is {len(name)} characters long; use at most {USERNAME_MAX}.")
+        if name in CHANNEL_WIDE:
+            raise BadInput(f"@{name} notifies everyone in a channel, so it cannot be a username (Mattermost "
+                           "reserves it too): pick another name.")
+        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise BadInput(f"'{username[:40]}' is not a username: use letters, digits, '.', '-' or '_'.")
         user_id = self.host.find_user_by_username(name)
         if user_id is None:

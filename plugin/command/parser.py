@@ -10,7 +10,9 @@ Numbering: people count from 1. ``stage 2`` is the second stage and
 
 Quoting follows shell-like rules (``"..."``, ``'...'``, backslash escapes), except
 that an unbalanced quote never fails: it runs to the end of the line. Mattermost
-clients may send typographic quotes, so ``“...”`` and ``‘...’`` quote too.
+clients may send typographic quotes, so ``“...”`` and ``‘...’`` quote too. A quote
+opens only where a word starts (or after ``=`` or a closing quote), and an apostrophe
+between two letters never closes one, so ``can't`` and ``O'Brien's`` stay as typed.
 """
 from __future__ import annotations
 
@@ -162,6 +164,13 @@ Command = (Help | Usage | Start | End | Restart | Stage | Check | Run | Commande
 _VERB_AND_REST = re.compile(r"\s*\S+\s*(.*)", re.DOTALL)
 
 _OPEN_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201e": "\u201c"}
+_APOSTROPHES = ("'", "\u2019")
+
+
+def _apostrophe(text: str, index: int) -> bool:
+    """True when the character at index is an apostrophe inside a word (``can't``): text, never a quote."""
+    return (text[index] in _APOSTROPHES and 0 < index < len(text) - 1
+            and text[index - 1].isalnum() and text[index + 1].isalnum())
 
 
 def split(text: str) -> list[str]:
@@ -170,12 +179,15 @@ def split(text: str) -> list[str]:
     current: list[str] = []
     in_word = False
     closing = ""
+    closed_at = -1  # where the last quote closed: a quote right after it opens again ('it''s')
     index = 0
     while index < len(text):
         char = text[index]
+        # A quote opens a word, follows "=" (--description="...") or another quote; inside a word it is text.
+        may_open = not in_word or text[index - 1] == "=" or closed_at == index - 1
         if closing:
-            if char == closing:
-                closing = ""
+            if char == closing and not _apostrophe(text, index):
+                closing, closed_at = "", index
             elif char == "\\" and closing == '"' and index + 1 < len(text) and text[index + 1] in '"\\':
                 index += 1
                 current.append(text[index])
@@ -185,7 +197,7 @@ def split(text: str) -> list[str]:
             if in_word:
                 words.append("".join(current))
                 current, in_word = [], False
-        elif char in _OPEN_QUOTES:
+        elif char in _OPEN_QUOTES and may_open:
             closing, in_word = _OPEN_QUOTES[char], True
         elif char == "\\" and index + 1 < len(text):
             index += 1
@@ -201,8 +213,9 @@ def split(text: str) -> list[str]:
 
 
 def _positive(word: str) -> int | None:
-    # isdecimal alone accepts other scripts' digits; people mean ASCII numbers here.
-    if word.isascii() and word.isdigit() and len(word) <= 6 and int(word) >= 1:
+    # isdecimal alone accepts other scripts' digits; people mean ASCII numbers here. A number too large for any
+    # incident is still one, so the runner can say which numbers there are.
+    if word.isascii() and word.isdigit() and len(word) <= 9 and int(word) >= 1:
         return int(word)
     return None
 
@@ -252,8 +265,9 @@ def _severity(args: list[str]) -> Command:
 
 
 def _stage(args: list[str]) -> Command:
-    force = "--force" in args
-    rest = [word for word in args if word != "--force"]
+    # Case does not matter for the option, as it does not for the verb and next or prev.
+    force = any(word.lower() == "--force" for word in args)
+    rest = [word for word in args if word.lower() != "--force"]
     if len(rest) != 1:
         return Usage("stage needs exactly one of next, prev or a stage number, e.g. `/incident stage next`.")
     word = rest[0].lower()
@@ -311,7 +325,8 @@ def _note(text: str) -> Command:
     return Note(note)
 
 
-_DURATION = re.compile(r"(?:(\d{1,4})d)?(?:(\d{1,5})h)?(?:(\d{1,6})m)?(?:(\d{1,7})s)?")
+# Up to 9 digits a unit: a period too long to allow is a duration still, refused with the allowed range.
+_DURATION = re.compile(r"(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?")
 _NEVER = ("never", "off", "0")
 _REMIND_OPTION = re.compile(r"(?<!\S)--remind(?:=|\s+|$)(\S*)")
 DURATION_EXAMPLES = "e.g. 30s, 15m, 2h, 1d or 1h30m"

@@ -25,7 +25,7 @@ from typing import Any
 from plugin.chat import ChatHost
 from plugin.command import parser as p
 from plugin.errors import BadInput, DomainError, InvalidState, NotFound
-from plugin.model import DESCRIPTION_MAX, NAME_MAX, SUMMARY_MAX, Incident, IncidentFilter, ItemState, now_ms
+from plugin.model import DESCRIPTION_MAX, NAME_MAX, SUMMARY_MAX, Incident, IncidentFilter, ItemState, is_id, now_ms
 from plugin.figures import describe_duration
 from plugin.markdown import chat_inline as literal
 from plugin.reports import DEFAULT_WINDOW_DAYS, ReportService, StatsQuery
@@ -141,6 +141,10 @@ class CommandRunner:
             return reply(f"The name is {len(command.name)} characters long; use at most {NAME_MAX}.")
         if len(command.description) > DESCRIPTION_MAX:
             return reply(f"The description is too long; use at most {DESCRIPTION_MAX} characters.")
+        if command.playbook_id and not is_id(command.playbook_id):
+            # Refused here, quoted escaped: the service's refusal would quote it as typed.
+            return reply(f"'{literal(command.playbook_id[:40])}' is not a playbook id: give the playbook's id, "
+                         "26 characters a-z0-9, e.g. `/incident start db-down --playbook <id>`.")
         incident = self.service.create_incident(caller.user_id, NewIncident(
             name=command.name, team_id=caller.team_id, commander_user_id=caller.user_id,
             description=command.description, public=True if command.public else None, playbook_id=command.playbook_id,
@@ -174,8 +178,9 @@ class CommandRunner:
                 else:
                     outcome = self.service.previous_stage(caller.user_id, here.id)
             except InvalidState as refused:
-                return reply(refused.chat + "".join(hint for key, hint in _STAGE_HINTS.items()
-                                                       if key in refused.details))
+                # An ended incident needs no advice to end it.
+                hints = {key: hint for key, hint in _STAGE_HINTS.items() if here.is_active or key != "last_stage"}
+                return reply(refused.chat + "".join(hint for key, hint in hints.items() if key in refused.details))
         else:
             target = int(command.target) - 1
             if target >= count:

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from plugin.chat.local import LocalChatHost
 from plugin.settings import SettingsError
+from tests.api.helpers import start
 from tests.conftest import ALICE, TEAM, as_user, uid
 
 TOKEN = "endpointtoken0000000000000"
@@ -71,3 +72,37 @@ def test_the_site_url_setting_must_be_an_http_url(settings):
 
 def test_the_api_still_answers_the_host_header(client):
     assert client.get(f"/api/v0/incidents?team_id={TEAM}", headers=as_user(ALICE)).status_code == 200
+
+
+def test_stage_next_on_the_last_stage_of_an_ended_incident_does_not_suggest_ending_it(client, command_client):
+    incident = start(client, checklists=[{"title": "Triage", "items": []}, {"title": "Fix", "items": []}])
+    here = {"channel_id": incident["channel_id"]}
+    command_client.post("/command", data=form("stage next", **here))
+    active = command_client.post("/command", data=form("stage next", **here)).json["text"]
+    assert "`/incident end`" in active
+    command_client.post("/command", data=form("end", **here))
+    ended = command_client.post("/command", data=form("stage next", **here)).json["text"]
+    assert ended.startswith("**Fix** is the last stage.") and "/incident end" not in ended
+
+
+@pytest.mark.parametrize("text", ["remind 99999d", "remind 12345678s", "update db is back --remind 99999d"])
+def test_a_reminder_too_long_gets_the_allowed_range_and_changes_nothing(client, command_client, components, text):
+    incident = start(client)
+    here = {"channel_id": incident["channel_id"]}
+    posts = len(components.host.posts(incident["channel_id"]))
+    reply = command_client.post("/command", data=form(text, **here)).json["text"]
+    assert reply.startswith("A reminder period is 0 (never) or from 10 seconds to 30 days"), reply
+    assert len(components.host.posts(incident["channel_id"])) == posts
+    updates = client.get(f"/api/v0/incidents/{incident['id']}/status-updates", headers=as_user(ALICE)).json
+    assert updates["total_count"] == 0
+
+
+@pytest.mark.parametrize("text, says", [
+    ("stage 1234567", "There is no stage 1234567: this incident has 2 stage(s), numbered 1 to 2."),
+    ("check 1234567 1", "There is no stage 1234567: this incident has 2 stage(s), numbered 1 to 2."),
+    ("run 1 1234567", "There is no task 1234567 in stage 1 (**Triage**): it has 1 task(s), numbered 1 to 1."),
+])
+def test_a_large_stage_or_task_number_is_answered_with_the_numbers_there_are(client, command_client, text, says):
+    incident = start(client, checklists=[{"title": "Triage", "items": [{"title": "page"}]},
+                                         {"title": "Fix", "items": []}])
+    assert command_client.post("/command", data=form(text, channel_id=incident["channel_id"])).json["text"] == says

@@ -6,7 +6,7 @@ import pytest
 from tests.api.helpers import start
 from tests.api.test_command_endpoint import TOKEN, form
 from tests.chat_text import channel_mentions, shape, shown, strong
-from tests.conftest import ALICE, as_user
+from tests.conftest import ALICE, TEAM, as_user
 
 NAME = "[Sign in again](https://evil.example) @channel *now*"
 
@@ -51,3 +51,18 @@ def test_a_refusal_quotes_a_level_as_typed_to_the_api_and_escaped_in_the_slash_r
     assert f"'{hostile}' is not a severity level" in shown(reply)
     assert_plain(reply)
     assert "strong_open" not in shape(reply) and "s_open" not in shape(reply)
+
+
+def test_a_playbook_that_is_no_id_is_refused_quoting_it_as_typed_and_nothing_starts(client, command_client):
+    hostile = "**[pb](https://evil.example)**_@channel_"
+    reply = command_client.post("/command", data=form(f"start db --playbook {hostile}")).json["text"]
+    assert f"'{hostile}' is not a playbook id" in shown(reply)
+    assert_plain(reply)
+    assert "strong_open" not in shape(reply)
+    listed = client.get(f"/api/v0/incidents?team_id={TEAM}", headers=as_user(ALICE)).json
+    assert listed["total_count"] == 0
+
+
+def test_a_long_playbook_that_is_no_id_is_quoted_only_in_part(command_client):
+    reply = command_client.post("/command", data=form(f"start db --playbook {'p' * 5000}")).json["text"]
+    assert "is not a playbook id" in reply and len(reply) < 1000

@@ -312,6 +312,11 @@ class FakeMattermost:
                 return 200, dict(s.config)
             case ("GET", ["users", "me"]):
                 return 200, user(me)
+            case ("GET", ["users"]):
+                # Mattermost lists users here, the way a path ending in /users/username/.. reaches it.
+                return 200, list(s.users.values())
+            case ("GET", ["teams", team_id, "channels"]):
+                return 200, [c for c in s.channels.values() if c["team_id"] == team_id and c["type"] == "O"]
             case ("GET", ["users", "username", name]):
                 found = next((u for u in s.users.values() if u["username"] == name.lower()), None)
                 if not found:

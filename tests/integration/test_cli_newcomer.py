@@ -82,6 +82,20 @@ def test_users_add_refuses_a_name_that_is_not_a_username(shell_env, capsys):
     assert "is not a username" in capsys.readouterr().err
 
 
+def test_users_add_refuses_a_name_too_long_saying_how_long_one_may_be(shell_env, capsys):
+    assert cli.main(["users", "add", "b" * 65]) == 2
+    err = capsys.readouterr().err
+    assert "is 65 characters long; use at most 64" in err and "b" * 41 not in err
+
+
+@pytest.mark.parametrize("name", ["all", "Channel", "@here"])
+def test_users_add_refuses_a_channel_wide_mention_as_a_username(shell_env, capsys, name):
+    assert cli.main(["users", "add", name]) == 2
+    assert "notifies everyone in a channel" in capsys.readouterr().err
+    assert cli.main(["users", "list"]) == 0
+    assert capsys.readouterr().out == ""
+
+
 def test_chat_runs_a_whole_incident_for_two_people(shell_env, capsys):
     assert cli.main(["chat", "--user", "alice", "/incident", "start", "db", "is", "down"]) == 0
     out = capsys.readouterr().out

@@ -217,6 +217,17 @@ def test_commander_of_an_unknown_user_says_so(world):
         "There is no user @nobody. Check the spelling of the username.")
 
 
+def test_a_username_or_channel_of_dots_is_unknown_and_reaches_no_other_mattermost_path(world):
+    world.run("start dots")
+    room = world.fake.channel_named(world.team, "dots")["id"]
+    assert world.run("commander @..", channel=room)["text"] == (
+        "There is no user @... Check the spelling of the username.")
+    assert world.run("add @.", channel=room)["text"].startswith("There is no user @.;")
+    assert world.run("announce ~..", channel=room)["text"] == (
+        "Not announced in ~.. (no such channel in this team).")
+    assert world.fake.posts_in(room) == ["This incident was started by @alice; the commander is @alice."]
+
+
 def test_commands_outside_an_incident_channel_point_to_start(world):
     assert "This channel has no incident" in world.run("end")["text"]
 

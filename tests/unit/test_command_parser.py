@@ -1,6 +1,9 @@
 """The /incident parser: a pure function from text to a Command, never raising."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,6 +33,7 @@ from plugin.command.parser import (
     parse,
     split,
 )
+from plugin.command.runner import HELP_TEXT
 
 COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Run, Commander, Add, Announce, Update, Remind, List,
                  Info, Timeline, Note, Severity)
@@ -54,6 +58,8 @@ COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Run, Commander,
     ("stage next", Stage("next")),
     ("stage NEXT --force", Stage("next", force=True)),
     ("stage --force next", Stage("next", force=True)),
+    ("stage next --FORCE", Stage("next", force=True)),
+    ("Stage 2 --Force", Stage(2, force=True)),
     ("stage prev", Stage("prev")),
     ("stage previous", Stage("prev")),
     ("stage 3", Stage(3)),
@@ -109,6 +115,18 @@ def test_parse_explains_malformed_or_surplus_arguments(text, fragment):
 def test_an_unbalanced_quote_runs_to_the_end_of_the_line():
     assert parse('start "db is down --public') == Start("db is down --public")
     assert split("a 'b c") == ["a", "b c"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("start can't log in", Start("can't log in")),
+    ("start O'Brien's laptop won't boot", Start("O'Brien's laptop won't boot")),
+    ("start the users' db is down", Start("the users' db is down")),
+    ("start 'can't log in' --public", Start("can't log in", public=True)),
+    ("start 5\" pipe burst --description \"it's wet\"", Start('5" pipe burst', description="it's wet")),
+    ("start db --description='it is full'", Start("db", description="it is full")),
+])
+def test_an_apostrophe_or_quote_inside_a_word_is_kept_as_typed(text, expected):
+    assert parse(text) == expected
 
 
 def test_backslash_escapes_a_quote_inside_double_quotes():
@@ -208,3 +226,10 @@ def test_durations_are_numbers_with_units_from_days_to_seconds(word, seconds):
 ])
 def test_export_and_stats_take_no_arguments(text, expected):
     assert parse(text) == expected
+
+
+def test_the_commands_page_has_a_row_for_every_subcommand_the_help_lists():
+    page = (Path(__file__).resolve().parents[2] / "docs" / "mattermost.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `(\w+)", page, re.MULTILINE)) | set(re.findall(r"^\| `\w+`, `(\w+)`", page, re.M))
+    listed = set(re.findall(r"`/incident (\w+)", HELP_TEXT))
+    assert listed - rows == set()
