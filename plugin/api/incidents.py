@@ -78,7 +78,8 @@ def create_blueprint(components: Any) -> Blueprint:
         """One incident (with an ETag; If-None-Match answers 304 while it is unchanged)."""
         incident = service.get_incident(g.user_id, incident_id)
         tag = etag(incident.version)
-        if request.if_none_match.contains(tag):
+        # If-None-Match compares weakly (RFC 9110 13.1.2): a proxy that compresses may have made the tag weak.
+        if request.if_none_match.contains_weak(tag):
             response = current_app.response_class(status=304)
         else:
             response = current_app.json.response(schema.dump(incident))
