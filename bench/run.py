@@ -178,14 +178,15 @@ def checklists_to_json_template() -> list[dict[str, Any]]:
 
 # ----- the server --------------------------------------------------------------------------
 @contextmanager
-def server(database_url: str, workdir: Path, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[int]:
+def server(database_url: str, workdir: Path, workers: int, extra_env: dict[str, str] | None = None,
+           threads: int = 4) -> Iterator[int]:
     """Run `incident-plugin serve` on a free loopback port until the block ends."""
     port = free_port()
     env = {**os.environ, "INCIDENT_DATABASE_URL": database_url, "INCIDENT_DATA_DIR": str(workdir),
            "INCIDENT_SLASH_COMMAND_TOKEN": SLASH_TOKEN, **(extra_env or {})}
     log = open(workdir / "server.log", "wb")
     command = [str(Path(sys.executable).with_name("incident-plugin")), "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--workers", str(workers)]
+               "--port", str(port), "--workers", str(workers), "--threads", str(threads)]
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     try:
         deadline = time.monotonic() + 60
@@ -383,7 +384,7 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             # Telemetry on, its data plane up: each create (and each slash change) writes
             # its outbox event and the server's dispatcher sends it, as in production.
             with DataPlane() as plane, fresh_database(kind, workdir) as url, \
-                    server(url, workdir, args.workers, telemetry_on(plane.url)) as port:
+                    server(url, workdir, args.workers, telemetry_on(plane.url), args.threads) as port:
                 engine = sa.create_engine(normalise_url(url))
                 results["database"] = db_version(engine)
                 engine.dispose()
@@ -533,7 +534,7 @@ def telemetry_overhead(kind: str, args: argparse.Namespace, workdir: Path) -> di
             folder = workdir / f"telemetry-{name}"
             folder.mkdir()
             url = stack.enter_context(fresh_database(kind, folder))
-            ports[name] = stack.enter_context(server(url, folder, args.workers, extra))
+            ports[name] = stack.enter_context(server(url, folder, args.workers, extra, args.threads))
         totals = {name: LoadResult() for name in configs}
         rates: dict[str, list[float]] = {name: [] for name in configs}
         names = list(ports)
@@ -574,7 +575,7 @@ def scale(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             folder = workdir / f"scale-{size}"
             folder.mkdir()
             url = stack.enter_context(fresh_database(kind, folder))
-            port = stack.enter_context(server(url, folder, args.workers))
+            port = stack.enter_context(server(url, folder, args.workers, threads=args.threads))
             engine = sa.create_engine(normalise_url(url))
             started = time.perf_counter()
             fetchable = seed(engine, size, 0, random.Random(6))
@@ -688,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--workers", type=int, default=WORKERS_FOR_TWO_CORES)
+    parser.add_argument("--threads", type=int, default=4, help="request threads per server worker")
     parser.add_argument("--no-scale", action="store_true", help="skip the 1,000 vs 100,000 comparison")
     parser.add_argument("--scale-sizes", default=",".join(map(str, SCALE_SIZES)),
                         help="the two incident counts scale compares (a smaller pair is a quick check that the "
@@ -721,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
         results["machine"] = {**machine(), "steal_percent": steal_percent(counters, cpu_times())}
         results["settings"] = {"seconds": args.seconds, "rounds": args.rounds, "concurrency": args.concurrency,
                                "load_processes": args.processes, "server_workers": args.workers,
-                               "server_threads": 4,
+                               "server_threads": args.threads,
                                # efficiency and slash: telemetry on, loopback data plane up
                                "telemetry_during_efficiency_and_slash": "on"}
         results["wall_seconds"] = round(time.perf_counter() - started, 1)
