@@ -32,7 +32,7 @@ from plugin.command.parser import (
 )
 
 COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Run, Commander, Add, Announce, Update, Remind, List,
-                 Info, Timeline, Note, Severity)
+                 Info, Timeline, Note, Severity, Export, Stats)
 
 
 @pytest.mark.parametrize("text, expected", [
