@@ -32,7 +32,7 @@ from plugin.api.schemas import (
 )
 from plugin.errors import PreconditionFailed
 from plugin.model import IncidentFilter, ItemState
-from plugin.service import NewChecklist, NewIncident, NewItem, release_version, require_version
+from plugin.service import NewChecklist, NewIncident, NewItem, VersionCondition, release_version, require_version
 
 ITEM = "/<id:incident_id>/checklists/<int:checklist>/items/<int:item>"
 
@@ -42,7 +42,7 @@ def etag(version: int) -> str:
     return f"{plugin.__version__}.{version}"
 
 
-def _if_match_condition() -> Any:
+def _if_match_condition() -> VersionCondition | None:
     """The request's If-Match as a condition on the incident's version, or None when it sets none (absent, or *).
 
     If-Match compares strongly (RFC 9110 13.1.1): a weak tag never matches.
