@@ -26,7 +26,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from plugin.api import USER_HEADER, authenticate
 from plugin.command.console import DEFAULT_TEAM
 from plugin.errors import BadInput, NotFound, PermissionDenied, Unauthorized
-from plugin.model import ID_PATTERN, is_id
+from plugin.model import ID_PATTERN, is_id, text_problem
 from plugin.store.kv import read_value, value_made_once
 from plugin.store.tables import plugin_kv
 
@@ -260,6 +260,9 @@ def create_blueprint(components: Any) -> Blueprint:
         if not user_id:
             raise Unauthorized("Sign in first: this page needs a signed-in user.")
         username = request.args.get("username", "").strip().lstrip("@")
+        problem = text_problem(username)
+        if problem:  # PostgreSQL cannot even compare such text: refused on either database alike
+            raise BadInput(f"username {problem}: send a username of 1 to 64 characters, without the @.")
         if not username or len(username) > 64:
             raise BadInput("username must be a username of 1 to 64 characters, without the @.")
         found = components.host.find_user_by_username(username.lower())

@@ -61,6 +61,12 @@ class InvalidState(DomainError):
     status = 409
 
 
+class PreconditionFailed(DomainError):
+    """The caller asked for the change only at a version of the thing that is no longer current (If-Match)."""
+
+    status = 412
+
+
 class HostUnavailable(DomainError):
     """The chat host could not be reached or refused a call we need."""
 

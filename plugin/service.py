@@ -25,6 +25,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -147,6 +148,29 @@ class UnitOfWork(AbstractContextManager, Protocol):
     def add_event(self, event: Event) -> None: ...
     def commit(self) -> list[Announcement]: ...
 
+
+# A condition the caller of this request puts on the version of the incident a change reads (HTTP's
+# If-Match): it raises a DomainError when the version read does not meet it. Checked on the read the
+# change is saved at, so a change that commits in between is caught when the change is made again.
+VersionCondition = Callable[[int], None]
+_version_condition: ContextVar[VersionCondition | None] = ContextVar("version_condition", default=None)
+
+
+def require_version(condition: VersionCondition | None) -> Token[VersionCondition | None]:
+    """Make the changes of this request (context) check condition on the incident they read; returns the token to
+    reset with ``release_version``."""
+    return _version_condition.set(condition)
+
+
+def release_version(token: Token[VersionCondition | None]) -> None:
+    """Drop the condition ``require_version`` set."""
+    _version_condition.reset(token)
+
+
+def _check_version(incident: Incident) -> None:
+    condition = _version_condition.get()
+    if condition is not None:
+        condition(incident.version)
 
 @dataclass
 class NewItem:
@@ -490,6 +514,7 @@ class IncidentService:
         with self.uow_factory(write=False) as uow:
             incident = self._get(uow, incident_id)
         self._check_edit(user_id, incident)
+        _check_version(incident)
         wanted = list(dict.fromkeys(member_ids))
         already = [member for member in wanted if self.host.is_channel_member(incident.channel_id, member)]
         added = [member for member in wanted if member not in already]
@@ -722,6 +747,7 @@ class IncidentService:
         with self.uow_factory() as uow:
             incident = self._get(uow, incident_id)
             self._check_edit(user_id, incident)
+            _check_version(incident)
             entry = TimelineEntry.note(new_id(), incident_id, user_id, summary, self.clock(), details=details,
                                        event_at=event_at, post_id=post_id)
             uow.add_event(IncidentEvent("add_timeline_event", incident, user_id, {
@@ -735,6 +761,7 @@ class IncidentService:
         with self.uow_factory() as uow:
             incident = self._get(uow, incident_id)
             self._check_edit(user_id, incident)
+            _check_version(incident)
             entry = uow.timeline.get(incident_id, entry_id)
             if entry is None:
                 raise NotFound(f"Incident {incident_id} has no timeline entry {entry_id}.", {"event_id": entry_id})
@@ -810,6 +837,7 @@ class IncidentService:
             with self.uow_factory() as uow:
                 incident = self._get(uow, incident_id)
                 self._check_edit(user_id, incident)
+                _check_version(incident)
                 done = change(incident, uow)
                 if done is None:
                     return Outcome(incident, False)

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from plugin.model import SeverityLevels, is_id, parse_severity_levels, text_problem
 
 _log = logging.getLogger(__name__)
@@ -320,11 +323,27 @@ class Settings:
         return dataclasses.replace(self, values=values, sources=sources)
 
     def public_view(self) -> dict[str, Any]:
-        """All settings with secrets masked (non-empty secrets show as ********)."""
+        """All settings with secrets masked (non-empty secrets show as ********, as does DatabaseUrl's password)."""
         return {
-            key: (MASK if self.specs[key].secret and value else value)
+            key: (MASK if self.specs[key].secret and value else
+                  database_url_without_password(value) if key == "DatabaseUrl" and value else value)
             for key, value in self.values.items()
         }
+
+
+def database_url_without_password(url: str) -> str:
+    """The database URL with its password (in the user part or the query) shown as ********."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    # A placeholder of letters only, which the URL writes out as it is, stands in for the mask.
+    placeholder = "maskedpassword" * 2
+    if parsed.password is not None:
+        parsed = parsed.set(password=placeholder)
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": placeholder})
+    return parsed.render_as_string(hide_password=False).replace(placeholder, MASK)
 
 
 def load_settings(config_file: str | Path | None = None, environ: Mapping[str, str] | None = None,

@@ -30,8 +30,9 @@ from plugin.api.schemas import (
     TimelineEntrySchema,
     TimelineQuerySchema,
 )
+from plugin.errors import PreconditionFailed
 from plugin.model import IncidentFilter, ItemState
-from plugin.service import NewChecklist, NewIncident, NewItem
+from plugin.service import NewChecklist, NewIncident, NewItem, VersionCondition, release_version, require_version
 
 ITEM = "/<id:incident_id>/checklists/<int:checklist>/items/<int:item>"
 
@@ -39,6 +40,40 @@ ITEM = "/<id:incident_id>/checklists/<int:checklist>/items/<int:item>"
 def etag(version: int) -> str:
     """The entity tag of an incident's representation: this server's version and the incident's."""
     return f"{plugin.__version__}.{version}"
+
+
+def _if_match_condition() -> VersionCondition | None:
+    """The request's If-Match as a condition on the incident's version, or None when it sets none (absent, or *).
+
+    If-Match compares strongly (RFC 9110 13.1.1): a weak tag never matches.
+    """
+    tags = request.if_match
+    if not tags or tags.star_tag:
+        return None
+
+    def check(version: int) -> None:
+        current = etag(version)
+        if not tags.contains(current):
+            raise PreconditionFailed(
+                "The incident has changed since the version named in If-Match: fetch it again (GET "
+                "/api/v0/incidents/{id} gives its ETag), check the change still makes sense, and send it with "
+                "the new ETag.", {"etag": f'"{current}"'})
+    return check
+
+
+def honour_if_match(blp: Blueprint) -> None:
+    """Make every change on the blueprint's routes go ahead only while the incident is at the If-Match version."""
+
+    @blp.before_request
+    def _require_version() -> None:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            g.version_token = require_version(_if_match_condition())
+
+    @blp.teardown_request
+    def _release_version(_error: BaseException | None) -> None:
+        token = g.pop("version_token", None)
+        if token is not None:
+            release_version(token)
 
 
 def create_blueprint(components: Any) -> Blueprint:
@@ -51,6 +86,8 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.before_request
     def _authenticate() -> None:
         authenticate(components.settings.current.host_secret)
+
+    honour_if_match(blp)
 
     @blp.route("", methods=["POST"])
     @blp.arguments(CreateIncidentSchema)
@@ -78,7 +115,8 @@ def create_blueprint(components: Any) -> Blueprint:
         """One incident (with an ETag; If-None-Match answers 304 while it is unchanged)."""
         incident = service.get_incident(g.user_id, incident_id)
         tag = etag(incident.version)
-        if request.if_none_match.contains(tag):
+        # If-None-Match compares weakly (RFC 9110 13.1.2): a proxy that compresses may have made the tag weak.
+        if request.if_none_match.contains_weak(tag):
             response = current_app.response_class(status=304)
         else:
             response = current_app.json.response(schema.dump(incident))

@@ -6,6 +6,7 @@ from typing import Any
 from flask import g
 
 from plugin.api import Blueprint, authenticate
+from plugin.api.incidents import honour_if_match
 from plugin.api.schemas import RetrospectiveSchema, RetrospectiveTextSchema
 
 PATH = "/<id:incident_id>/retrospective"
@@ -20,6 +21,8 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.before_request
     def _authenticate() -> None:
         authenticate(components.settings.current.host_secret)
+
+    honour_if_match(blp)
 
     @blp.route(PATH, methods=["GET"])
     @blp.response(200, RetrospectiveSchema)

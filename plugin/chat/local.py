@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from plugin.chat import ServerFacts
 from plugin.errors import BadInput
@@ -34,6 +36,9 @@ _IS_MEMBER = sa.select(chat_channel_members.c.user_id).where(
     chat_channel_members.c.channel_id == sa.bindparam("channel_id"),
     chat_channel_members.c.user_id == sa.bindparam("user_id"))
 _USERNAME = sa.select(chat_users.c.username).where(chat_users.c.id == sa.bindparam("user_id"))
+# A membership's insert that inserts nothing when the row exists, whoever added it meanwhile.
+_ADD_MEMBER = {name: insert(chat_channel_members).on_conflict_do_nothing(index_elements=["channel_id", "user_id"])
+               for name, insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))}
 
 
 class LocalChatHost:
@@ -94,13 +99,9 @@ class LocalChatHost:
         return channel_id
 
     def add_channel_member(self, channel_id: str, user_id: str) -> None:
-        """Insert the membership unless it exists."""
+        """Insert the membership unless it exists (also when another request inserts it at the same time)."""
         with self.db.write_engine.begin() as connection:
-            exists = connection.execute(sa.select(chat_channel_members.c.user_id).where(
-                chat_channel_members.c.channel_id == channel_id,
-                chat_channel_members.c.user_id == user_id)).first()
-            if not exists:
-                connection.execute(sa.insert(chat_channel_members).values(channel_id=channel_id, user_id=user_id))
+            connection.execute(_ADD_MEMBER[connection.dialect.name], {"channel_id": channel_id, "user_id": user_id})
 
     def post(self, channel_id: str, message: str) -> str:
         """Store the message as a bot post; return its id."""

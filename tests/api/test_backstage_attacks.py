@@ -252,6 +252,13 @@ def test_a_sign_in_body_that_is_not_json_is_a_4xx_and_signs_no_one_in(client, pe
     assert client.get("/backstage/api/session").json["user_id"] is None
 
 
+@pytest.mark.parametrize("username", ["bob\u0000", "\u0000", "@\u0000"])
+def test_a_username_lookup_with_text_no_database_can_store_is_a_400_naming_the_parameter(client, people, username):
+    response = client.get("/backstage/api/lookup", query_string={"username": username}, headers=as_user(ALICE))
+    assert response.status_code == 400, response.json
+    assert "username" in response.json["error"] and set(response.json) == {"error", "details"}
+
+
 # ----- response headers -----------------------------------------------------------------------------
 def csp_of(response) -> dict[str, str]:
     return {part.split()[0]: " ".join(part.split()[1:]) for part in

@@ -47,3 +47,13 @@ def test_who_may_see_it_is_decided_on_every_fetch_even_with_a_known_tag(client):
     # Not even a 304 for an outsider who guessed the tag.
     tagged = _get(client, incident["id"], user=BOB, **{"If-None-Match": _get(client, incident["id"]).headers["ETag"]})
     assert tagged.status_code == 403
+
+
+def test_if_none_match_with_the_weak_form_of_the_tag_answers_304_as_http_compares_it_weakly(client):
+    # A proxy that compresses answers (nginx with gzip) turns the ETag weak; the browser then sends W/"...".
+    incident = start(client, checklists=TWO_STAGES)
+    tag = _get(client, incident["id"]).headers["ETag"]
+    assert _get(client, incident["id"], **{"If-None-Match": f"W/{tag}"}).status_code == 304
+    assert _get(client, incident["id"], **{"If-None-Match": f'"other", W/{tag}'}).status_code == 304
+    client.patch(f"/api/v0/incidents/{incident['id']}", headers=as_user(ALICE), json={"active_stage": 1})
+    assert _get(client, incident["id"], **{"If-None-Match": f"W/{tag}"}).status_code == 200

@@ -9,6 +9,7 @@ from plugin.app import create_app
 from plugin.events import IncidentEvent, PlaybookEvent, TaskEvent, TelemetryEvent
 from tests.api.helpers import start
 from tests.conftest import ADMIN, ALICE, BOB, CAROL, as_user, uid
+from tests.threads import run_in_threads
 
 
 def add(client: Any, incident: dict[str, Any], user: str, *user_ids: str) -> Any:
@@ -90,3 +91,17 @@ def test_a_method_an_endpoint_does_not_have_is_a_405_with_allow(client):
     assert response.status_code == 405
     assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
     assert response.json["details"]["allowed"] == sorted(response.headers["Allow"].split(", "))
+
+
+def test_people_adding_the_same_person_at_once_all_get_an_answer_and_one_membership(app, client, components):
+    incident = start(client)
+    for round_ in range(4):  # each round a new person, added by six requests at once
+        newcomer = uid(f"racer{round_}")
+        statuses: list[int] = []
+
+        def add_newcomer(_number: int) -> None:
+            statuses.append(add(app.test_client(), incident, ALICE, newcomer).status_code)
+
+        run_in_threads(add_newcomer, 6, 60, "adds")
+        assert statuses == [200] * 6, statuses
+        assert components.host.is_channel_member(incident["channel_id"], newcomer)

@@ -36,7 +36,7 @@ from plugin.command.parser import (
 from plugin.command.runner import HELP_TEXT
 
 COMMAND_TYPES = (Help, Usage, Start, End, Restart, Stage, Check, Run, Commander, Add, Announce, Update, Remind, List,
-                 Info, Timeline, Note, Severity)
+                 Info, Timeline, Note, Severity, Export, Stats)
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -62,3 +62,16 @@ def test_secrets_are_masked_in_the_public_view():
     assert settings.host_secret == "hunter2"
     assert settings.public_view()["HostSecret"] == "********"
     assert load_settings(environ={}).public_view()["HostSecret"] == ""
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://incident:hunter2@db.example:5432/incidents",
+     "postgresql://incident:********@db.example:5432/incidents"),
+    ("postgresql+psycopg://incident:p%40ss%3Aword@db/incidents", "postgresql+psycopg://incident:********@db/incidents"),
+    ("postgresql://incident@db/incidents?password=hunter2&sslmode=require",
+     "postgresql://incident@db/incidents?password=********&sslmode=require"),
+    ("postgresql://incident@db/incidents", "postgresql://incident@db/incidents"),
+    ("sqlite:////var/lib/incidents.db", "sqlite:////var/lib/incidents.db"),
+])
+def test_the_database_url_is_shown_with_its_password_masked(url, shown):
+    assert load_settings(environ={"INCIDENT_DATABASE_URL": url}).public_view()["DatabaseUrl"] == shown
