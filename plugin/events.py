@@ -36,7 +36,8 @@ class IncidentEvent:
     ``properties`` are the action's own catalogued telemetry values. The rest is
     for the timeline: ``mentions`` names the users involved as the chat host named
     them at the time (id -> "@name"), ``before`` is what a commander or stage change
-    replaced, and ``entry`` the timeline entry a person added or removed.
+    replaced, ``entry`` the timeline entry a person added or removed, and ``members``
+    the people a change of members brought in.
     """
 
     action: str
@@ -46,6 +47,7 @@ class IncidentEvent:
     mentions: Mapping[str, str] = field(default_factory=dict)
     before: Before | None = None
     entry: TimelineEntry | None = None
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -474,7 +474,7 @@ class Playbook:
 # What a timeline entry tells: each kind of change writes its own, and people add notes.
 TIMELINE_EVENT_TYPES = ("incident_created", "stage_changed", "commander_changed", "task_state_changed",
                         "task_assigned", "status_updated", "incident_ended", "incident_restarted", "note",
-                        "severity_changed", "retrospective_published", "task_command_run")
+                        "severity_changed", "retrospective_published", "task_command_run", "members_added")
 SUMMARY_MAX = 1024
 # A note's details are a small JSON object, at most this long when written out.
 DETAILS_MAX = 8192

@@ -522,11 +522,14 @@ class IncidentService:
             return [], already
         for member in added:
             self.host.add_channel_member(incident.channel_id, member)
-        names = ", ".join(self.host.mention(member) for member in added)
+        names = {member: self.host.mention(member) for member in [user_id, *added]}
         with self.uow_factory() as uow:
             current = self._get(uow, incident_id)
-            uow.add_event(IncidentEvent("add_members", current, user_id, {"NumMembersAdded": len(added)}))
-            uow.add_event(Announcement(current.channel_id, f"{self.host.mention(user_id)} added {names} to the incident."))
+            uow.add_event(IncidentEvent("add_members", current, user_id, {"NumMembersAdded": len(added)},
+                                        mentions=names, members=tuple(added)))
+            uow.add_event(Announcement(current.channel_id, f"{names[user_id]} added "
+                                                           f"{', '.join(names[member] for member in added)} "
+                                                           "to the incident."))
             self._commit(uow)
         return added, already
 

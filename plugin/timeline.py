@@ -57,6 +57,10 @@ def entry_for(event: Event, now: int) -> TimelineEntry | None:
                           event_at=incident.end_at or now)
         case IncidentEvent(action="restart"):
             return _entry(event, "incident_restarted", f"{_who(event)} restarted the incident.", now)
+        case IncidentEvent(action="add_members", members=members) if members:
+            people = ", ".join(_who(event, member) for member in members)
+            return _entry(event, "members_added", f"{_who(event)} added {people} to the incident.", now,
+                          subject=members[0] if len(members) == 1 else "", details={"user_ids": list(members)})
         case IncidentEvent(action="add_timeline_event", entry=TimelineEntry() as entry):
             return entry
         case TaskEvent(action="modify_task_state", incident=incident, task=(stage, index)) if stage >= 0:

@@ -24,6 +24,10 @@ def test_a_channel_member_adds_people_who_may_then_edit_and_command(client, comp
     assert response.json == {"added": [BOB, CAROL], "already_members": []}
     assert components.host.is_channel_member(incident["channel_id"], BOB)
     assert components.host.posts(incident["channel_id"])[-1] == f"@{ALICE} added @{BOB}, @{CAROL} to the incident."
+    (entry,) = client.get(f"/api/v0/incidents/{incident['id']}/timeline?event_type=members_added",
+                          headers=as_user(ALICE)).json
+    assert (entry["summary"], entry["details"]) == (f"@{ALICE} added @{BOB}, @{CAROL} to the incident.",
+                                                    {"user_ids": [BOB, CAROL]})
     assert client.post(f"/api/v0/incidents/{incident['id']}/commander", json={"commander_id": BOB},
                        headers=as_user(ALICE)).status_code == 200
     assert client.put(f"/api/v0/incidents/{incident['id']}/end", headers=as_user(CAROL)).status_code == 200
@@ -36,6 +40,8 @@ def test_adding_members_again_changes_nothing_and_posts_nothing(client, componen
     response = add(client, incident, ALICE, BOB, ALICE)
     assert response.json == {"added": [], "already_members": [BOB, ALICE]}
     assert components.host.posts(incident["channel_id"]) == posts
+    assert len(client.get(f"/api/v0/incidents/{incident['id']}/timeline?event_type=members_added",
+                          headers=as_user(ALICE)).json) == 1
 
 
 def test_someone_outside_the_channel_may_not_add_people(client, components):

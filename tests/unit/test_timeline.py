@@ -44,3 +44,12 @@ def test_events_the_timeline_does_not_tell_have_no_entry():
                   TaskEvent("add_task", incident(), ALICE), IncidentEvent("remove_timeline_event", incident(), ALICE),
                   Announcement("c" * 26, "hello")):
         assert entry_for(event, NOW) is None
+
+
+def test_members_added_names_each_person_and_keeps_their_ids():
+    entry = entry_for(IncidentEvent("add_members", incident(), ALICE, mentions={ALICE: "@alice", BOB: "@bob"},
+                                    members=(BOB, "c" * 26)), NOW)
+    assert (entry.event_type, entry.summary) == ("members_added", f"@alice added @bob, @{'c' * 26} to the incident.")
+    assert (entry.subject_user_id, entry.details) == ("", {"user_ids": [BOB, "c" * 26]})
+    alone = entry_for(IncidentEvent("add_members", incident(), ALICE, members=(BOB,)), NOW)
+    assert alone.subject_user_id == BOB
