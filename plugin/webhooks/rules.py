@@ -248,8 +248,8 @@ def resolve_checked(target: Target, allow_private: bool, resolve: Resolver) -> T
         for address in addresses:
             problem = address_problem(address)
             if problem:
-                raise Refused(f"The host {target.host} resolves to {problem}, which webhooks may not reach unless "
-                              "the WebhookAllowPrivateAddresses setting is on.")
+                raise Refused(f"Webhooks may not reach the host {target.host} unless the "
+                              f"WebhookAllowPrivateAddresses setting is on: {problem}.")
     return Target(target.scheme, target.host, target.port, target.path, target.host_header, tuple(addresses))
 
 

@@ -53,6 +53,18 @@ def test_webhook_to_a_private_address_is_refused_when_the_setting_is_off(setting
         stop(application)
 
 
+def test_a_private_address_refusal_reads_as_one_sentence_naming_the_host_and_the_address(settings, names):
+    application = make_app(fast(settings, WebhookAllowPrivateAddresses=False, WebhookHttpHosts="127.0.0.1"), names)
+    try:
+        response = application.test_client().post("/api/v0/webhooks", headers=as_user(ADMIN),
+                                                  json={"url": "http://127.0.0.1:9/hook", "events": ["*"]})
+        assert response.get_json()["error"] == ("Webhooks may not reach the host 127.0.0.1 unless the "
+                                                "WebhookAllowPrivateAddresses setting is on: 127.0.0.1 is a "
+                                                "loopback address.")
+    finally:
+        stop(application)
+
+
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/hook", "https://10.0.0.1/hook", "https://localhost/hook"])
 def test_webhook_to_a_private_address_is_allowed_when_the_setting_is_on(hclient, url):
     assert register(hclient, url)["url"] == url
