@@ -253,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS,
                         help="JSON file of settings (between plugin.json defaults and INCIDENT_* variables)")
-    parser = argparse.ArgumentParser(prog="incident-plugin", description=__doc__, parents=[common])
+    parser = argparse.ArgumentParser(prog="incident-plugin", parents=[common], description=(
+        "Run the incident server, migrate its database, read its settings, manage the local chat host's users, "
+        "type /incident commands in a terminal, build the Mattermost plugin bundle, or write the telemetry docs."))
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server", parents=[common],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -38,6 +38,13 @@ def test_serve_help_shows_each_option_with_its_default(capsys):
         assert option in out and f"(default: {default})" in out
 
 
+def test_the_top_help_says_what_the_command_does_in_plain_words(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Run the incident server" in out and "``" not in out
+
+
 def test_settings_help_shows_the_set_syntax(capsys):
     with pytest.raises(SystemExit):
         cli.main(["settings", "--help"])
