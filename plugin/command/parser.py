@@ -17,6 +17,7 @@ between two letters never closes one, so ``can't`` and ``O'Brien's`` stay as typ
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from plugin.markdown import chat_inline as literal
@@ -290,6 +291,21 @@ def _task(verb: str, make: type[Check] | type[Run], args: list[str]) -> Command:
     return make(stage, task)
 
 
+#: Longer than any username a chat host allows (Mattermost's are at most 22 characters).
+USERNAME_MAX = 64
+#: As many people as one POST .../members may add.
+ADD_MAX = 50
+
+
+def _too_long(names: Sequence[str]) -> Usage | None:
+    """Usage naming the first name too long to be a username, clipped; None when every name may be one."""
+    for name in names:
+        if len(name) > USERNAME_MAX:
+            return Usage(f"@{literal(name[:40])}… is not a username: usernames have at most {USERNAME_MAX} "
+                         "characters.")
+    return None
+
+
 def _commander(args: list[str]) -> Command:
     if not args:
         return Commander()
@@ -298,14 +314,16 @@ def _commander(args: list[str]) -> Command:
     username = args[0].lstrip("@").strip()
     if not username:
         return Usage("commander takes one @username, e.g. `/incident commander @bob`.")
-    return Commander(username)
+    return _too_long([username]) or Commander(username)
 
 
 def _add(args: list[str]) -> Command:
     names = tuple(dict.fromkeys(word.lstrip("@").strip() for word in args if word.lstrip("@").strip()))
     if not names:
         return Usage("add needs at least one @username, e.g. `/incident add @bob`.")
-    return Add(names)
+    if len(names) > ADD_MAX:
+        return Usage(f"add takes at most {ADD_MAX} people at once; you named {len(names)}.")
+    return _too_long(names) or Add(names)
 
 
 def _announce(args: list[str]) -> Command:

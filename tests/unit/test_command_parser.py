@@ -233,3 +233,16 @@ def test_the_commands_page_has_a_row_for_every_subcommand_the_help_lists():
     rows = set(re.findall(r"^\| `(\w+)", page, re.MULTILINE)) | set(re.findall(r"^\| `\w+`, `(\w+)`", page, re.M))
     listed = set(re.findall(r"`/incident (\w+)", HELP_TEXT))
     assert listed - rows == set()
+
+
+@pytest.mark.parametrize("text", ["commander @" + "x" * 5000, "add @bob @" + "y" * 65])
+def test_a_name_too_long_for_a_username_is_refused_quoting_only_its_start(text):
+    command = parse(text)
+    assert isinstance(command, Usage) and "is not a username: usernames have at most 64 characters" in command.message
+    assert len(command.message) < 200
+
+
+def test_add_takes_at_most_fifty_people_at_once_as_the_api_does():
+    assert parse("add " + " ".join(f"@u{i}" for i in range(50))) == Add(tuple(f"u{i}" for i in range(50)))
+    refused = parse("add " + " ".join(f"@u{i}" for i in range(51)))
+    assert refused == Usage("add takes at most 50 people at once; you named 51.")
