@@ -686,11 +686,14 @@ class IncidentService:
 
         The chat host runs it first, outside any transaction; a command it refuses
         records nothing. The record follows the task by its id, so a task moved
-        meanwhile is still the one marked; one removed meanwhile is not recorded.
+        meanwhile is still the one marked; one removed meanwhile is not recorded. A
+        version the caller required (If-Match) is checked before the command runs: once
+        it has run, its record is made whatever changed meanwhile.
         """
         with self.uow_factory(write=False) as uow:
             incident = self._get(uow, incident_id)
         self._check_edit(user_id, incident)
+        _check_version(incident)
         item = incident.checklist(checklist).item(index)
         if not item.command.strip():
             raise BadInput(f"Task {index} of stage {checklist} has no command to run: give it one first "
@@ -704,7 +707,11 @@ class IncidentService:
                 return None
             return Change(TaskEvent("run_task_slash_command", current, user_id,
                                     mentions={user_id: self.host.mention(user_id)}, task=position))
-        return self._mutate(user_id, incident_id, change)
+        ran = require_version(None)
+        try:
+            return self._mutate(user_id, incident_id, change)
+        finally:
+            release_version(ran)
 
     def _change_task(self, user_id: str, incident_id: str, action: str, apply: Callable[[Incident], bool]) -> Outcome:
         """A task change: its event, no post."""

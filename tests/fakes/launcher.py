@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -18,6 +19,8 @@ class FakeLauncher(LoopbackServer):
         self.calls: list[dict[str, Any]] = []
         self.reply: tuple[int, dict[str, Any]] = (200, {"text": "", "response_type": "ephemeral"})
         self._together: threading.Barrier | None = None
+        #: Called while a call is under way, before it is answered.
+        self.meanwhile: Callable[[], None] | None = None
 
     @property
     def url(self) -> str:
@@ -35,6 +38,8 @@ class FakeLauncher(LoopbackServer):
         body = json.loads(request.rfile.read(int(request.headers.get("Content-Length", "0"))) or b"null")
         if self._together is not None:
             self._together.wait()
+        if self.meanwhile is not None:
+            self.meanwhile()
         with self._lock:
             self.calls.append({"path": request.path, "secret": request.headers.get("X-Host-Secret"), "body": body})
             status, reply = self.reply

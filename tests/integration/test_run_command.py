@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from plugin.chat.mattermost import MattermostChatHost
@@ -157,6 +158,23 @@ def test_two_runs_of_one_task_at_once_both_run_and_both_are_recorded(world, laun
     with world.backend.components.db.unit_of_work(write=False) as uow:
         kinds = [entry.event_type for entry in uow.timeline.list(incident.id)]
     assert kinds.count("task_command_run") == 2
+
+
+def test_a_run_sent_with_if_match_runs_only_at_that_version_and_is_then_recorded(world, launcher):
+    world.run('start db is down')
+    incident = world.incidents()[0]
+    add_task(world, incident, "Roll back", "/deploy rollback")
+    url = f"{world.backend.url}/api/v0/incidents/{incident.id}"
+    headers = {"Mattermost-User-ID": world.alice, "X-Host-Secret": SECRET}
+    stale = httpx.get(url, headers=headers).headers["ETag"]
+    add_task(world, incident, "Look", "")
+    refused = httpx.post(f"{url}/checklists/0/items/0/run", headers={**headers, "If-Match": stale})
+    assert refused.status_code == 412 and launcher.calls == []
+    current = httpx.get(url, headers=headers).headers["ETag"]
+    launcher.meanwhile = lambda: add_task(world, incident, "Meanwhile", "")  # the version moves while it runs
+    ran = httpx.post(f"{url}/checklists/0/items/0/run", headers={**headers, "If-Match": current})
+    assert ran.status_code == 200 and len(launcher.calls) == 1
+    assert ran.json()["checklists"][0]["items"][0]["command_last_run"] > 0
 
 
 # ----- the API on the embedded chat host (both databases) ------------------------------------------------
