@@ -172,6 +172,7 @@ def _check_version(incident: Incident) -> None:
     if condition is not None:
         condition(incident.version)
 
+
 @dataclass
 class NewItem:
     """A task as given when creating an incident or adding a task."""
