@@ -25,6 +25,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from plugin.api import USER_HEADER, authenticate
 from plugin.command.console import DEFAULT_TEAM
+from plugin.command.parser import USERNAME_MAX
 from plugin.errors import BadInput, NotFound, PermissionDenied, Unauthorized
 from plugin.model import ID_PATTERN, is_id, text_problem
 from plugin.store.kv import read_value, value_made_once
@@ -262,9 +263,9 @@ def create_blueprint(components: Any) -> Blueprint:
         username = request.args.get("username", "").strip().lstrip("@")
         problem = text_problem(username)
         if problem:  # PostgreSQL cannot even compare such text: refused on either database alike
-            raise BadInput(f"username {problem}: send a username of 1 to 64 characters, without the @.")
-        if not username or len(username) > 64:
-            raise BadInput("username must be a username of 1 to 64 characters, without the @.")
+            raise BadInput(f"username {problem}: send a username of 1 to {USERNAME_MAX} characters, without the @.")
+        if not username or len(username) > USERNAME_MAX:
+            raise BadInput(f"username must be a username of 1 to {USERNAME_MAX} characters, without the @.")
         found = components.host.find_user_by_username(username.lower())
         if not found:
             raise NotFound(f"No user is called @{username}.", {"username": username})

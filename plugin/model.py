@@ -31,6 +31,8 @@ _BYTE_TO_ID_CHAR = bytes(_ID_ALPHABET[b % 32].encode()[0] for b in range(256))
 
 NAME_MAX = 64
 DESCRIPTION_MAX = 4096
+# People one request may add to an incident, through the API or the slash command.
+MEMBERS_ADD_MAX = 50
 TITLE_MAX = 256
 COMMAND_MAX = 1024
 DEFAULT_CHECKLIST_TITLE = "Checklist"

@@ -221,7 +221,7 @@ class CommanderSchema(StrictSchema):
 
 
 class AddMembersSchema(StrictSchema):
-    user_ids = fields.List(Id(), required=True, validate=validate.Length(min=1, max=50))
+    user_ids = fields.List(Id(), required=True, validate=validate.Length(min=1, max=model.MEMBERS_ADD_MAX))
 
 
 class MembersAddedSchema(Schema):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plugin.chat.local import LocalChatHost
-from plugin.command.parser import Start, parse
+from plugin.command.parser import USERNAME_MAX, Start, parse
 from plugin.command.runner import Caller, CommandRunner
 from plugin.errors import BadInput
 from plugin.model import IncidentFilter, is_id, new_id
@@ -22,7 +22,6 @@ from plugin.model import IncidentFilter, is_id, new_id
 # The team of the README's examples: every user of the local host belongs to every team.
 DEFAULT_TEAM = "team0000000000000000000000"
 TOWN_SQUARE = "town-square"
-USERNAME_MAX = 64
 # Mentions of a whole channel: as usernames they would turn every post naming the user into one.
 CHANNEL_WIDE = ("all", "channel", "here")
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from plugin.markdown import chat_inline as literal
+from plugin.model import MEMBERS_ADD_MAX
 
 
 @dataclass(frozen=True)
@@ -293,8 +294,6 @@ def _task(verb: str, make: type[Check] | type[Run], args: list[str]) -> Command:
 
 #: Longer than any username a chat host allows (Mattermost's are at most 22 characters).
 USERNAME_MAX = 64
-#: As many people as one POST .../members may add.
-ADD_MAX = 50
 
 
 def _too_long(names: Sequence[str]) -> Usage | None:
@@ -321,8 +320,8 @@ def _add(args: list[str]) -> Command:
     names = tuple(dict.fromkeys(word.lstrip("@").strip() for word in args if word.lstrip("@").strip()))
     if not names:
         return Usage("add needs at least one @username, e.g. `/incident add @bob`.")
-    if len(names) > ADD_MAX:
-        return Usage(f"add takes at most {ADD_MAX} people at once; you named {len(names)}.")
+    if len(names) > MEMBERS_ADD_MAX:
+        return Usage(f"add takes at most {MEMBERS_ADD_MAX} people at once; you named {len(names)}.")
     return _too_long(names) or Add(names)
 
 
