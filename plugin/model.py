@@ -326,14 +326,12 @@ class Incident:
         if not self.checklists:
             raise InvalidState("This incident has no stages.", {"checklist_count": 0})
         if self.active_stage >= len(self.checklists) - 1:
-            raise InvalidState(f"\"{self.active_stage_title}\" is the last stage.",
-                               {"active_stage": self.active_stage, "last_stage": True},
-                               chat=f"**{chat_inline(self.active_stage_title)}** is the last stage.")
+            raise self._about_stage("{stage} is the last stage.",
+                                    {"active_stage": self.active_stage, "last_stage": True})
         open_tasks = self.checklists[self.active_stage].open_item_count if self.active_stage >= 0 else 0
         if open_tasks and not force:
-            raise InvalidState(f"Stage \"{self.active_stage_title}\" still has {open_tasks} open task(s).",
-                               {"active_stage": self.active_stage, "open_tasks": open_tasks},
-                               chat=f"Stage **{chat_inline(self.active_stage_title)}** still has {open_tasks} open task(s).")
+            raise self._about_stage(f"Stage {{stage}} still has {open_tasks} open task(s).",
+                                    {"active_stage": self.active_stage, "open_tasks": open_tasks})
         self.active_stage += 1
         return True
 
@@ -342,11 +340,16 @@ class Incident:
         if not self.checklists:
             raise InvalidState("This incident has no stages.", {"checklist_count": 0})
         if self.active_stage <= 0:
-            raise InvalidState(f"\"{self.active_stage_title}\" is already the first stage.",
-                               {"active_stage": self.active_stage, "first_stage": True},
-                               chat=f"**{chat_inline(self.active_stage_title)}** is already the first stage.")
+            raise self._about_stage("{stage} is already the first stage.",
+                                    {"active_stage": self.active_stage, "first_stage": True})
         self.active_stage -= 1
         return True
+
+    def _about_stage(self, sentence: str, details: dict[str, Any]) -> InvalidState:
+        """A refusal naming the active stage at ``{stage}``: quoted in the message, bold and escaped in chat."""
+        title = self.active_stage_title
+        return InvalidState(sentence.format(stage=f'"{title}"'), details,
+                            chat=sentence.format(stage=f"**{chat_inline(title)}**"))
 
     def add_item(self, checklist: int, item: ChecklistItem) -> bool:
         """Append a task to a stage."""
