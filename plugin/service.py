@@ -518,11 +518,13 @@ class IncidentService:
         _check_version(incident)
         wanted = list(dict.fromkeys(member_ids))
         already = [member for member in wanted if self.host.is_channel_member(incident.channel_id, member)]
-        added = [member for member in wanted if member not in already]
+        # Only the request whose add really made someone a member reports and posts it:
+        # others adding the same person at the same time find them already there.
+        added = [member for member in wanted
+                 if member not in already and self.host.add_channel_member(incident.channel_id, member)]
+        already = [member for member in wanted if member not in added]
         if not added:
             return [], already
-        for member in added:
-            self.host.add_channel_member(incident.channel_id, member)
         names = {member: self.host.mention(member) for member in [user_id, *added]}
         with self.uow_factory() as uow:
             current = self._get(uow, incident_id)

@@ -54,8 +54,12 @@ class ChatHost(Protocol):
                        purpose: str = "", member_ids: Sequence[str] = ()) -> str:
         """Create a channel named from slug (a unique suffix is added if it is taken) with these members; return its id."""
 
-    def add_channel_member(self, channel_id: str, user_id: str) -> None:
-        """Add a user to a channel (no error when already a member)."""
+    def add_channel_member(self, channel_id: str, user_id: str) -> bool:
+        """Add a user to a channel (no error when already a member).
+
+        True when this call made them a member, False when it knows they already were
+        (of requests adding the same person at once, only one then says True).
+        """
 
     def post(self, channel_id: str, message: str) -> str:
         """Post a message as the bot; return the post id."""

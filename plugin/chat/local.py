@@ -38,6 +38,7 @@ _IS_MEMBER = sa.select(chat_channel_members.c.user_id).where(
 _USERNAME = sa.select(chat_users.c.username).where(chat_users.c.id == sa.bindparam("user_id"))
 # A membership's insert that inserts nothing when the row exists, whoever added it meanwhile.
 _ADD_MEMBER = {name: insert(chat_channel_members).on_conflict_do_nothing(index_elements=["channel_id", "user_id"])
+               .returning(chat_channel_members.c.user_id)
                for name, insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))}
 
 
@@ -98,10 +99,17 @@ class LocalChatHost:
             uow.commit()
         return channel_id
 
-    def add_channel_member(self, channel_id: str, user_id: str) -> None:
-        """Insert the membership unless it exists (also when another request inserts it at the same time)."""
+    def add_channel_member(self, channel_id: str, user_id: str) -> bool:
+        """Insert the membership unless it exists; True only when this insert wrote the row.
+
+        ON CONFLICT DO NOTHING writes (and RETURNING gives back) no row when another request
+        inserted it first, so of requests adding the same person at once exactly one is told
+        it added them.
+        """
         with self.db.write_engine.begin() as connection:
-            connection.execute(_ADD_MEMBER[connection.dialect.name], {"channel_id": channel_id, "user_id": user_id})
+            written = connection.execute(_ADD_MEMBER[connection.dialect.name],
+                                         {"channel_id": channel_id, "user_id": user_id}).first()
+        return written is not None
 
     def post(self, channel_id: str, message: str) -> str:
         """Store the message as a bot post; return its id."""

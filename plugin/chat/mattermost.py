@@ -355,11 +355,12 @@ class MattermostChatHost:
         return isinstance(body, dict) and (body.get("id") == CHANNEL_EXISTS_ID or
                                            "already exists" in str(body.get("message", "")))
 
-    def add_channel_member(self, channel_id: str, user_id: str) -> None:
-        """POST /channels/{channel}/members (Mattermost answers 201 for existing members too)."""
+    def add_channel_member(self, channel_id: str, user_id: str) -> bool:
+        """POST /channels/{channel}/members; True, as Mattermost answers 201 for existing members too."""
         self._call("POST", f"/channels/{channel_id}/members", json={"user_id": user_id}, ok=(200, 201))
         self._membership.drop(lambda key: key == ("channel", channel_id, user_id))
         self._channel_ids.drop(lambda key: key[0] == user_id)
+        return True
 
     def post(self, channel_id: str, message: str) -> str:
         """POST /posts as the bot; return the post id."""

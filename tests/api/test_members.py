@@ -111,3 +111,22 @@ def test_people_adding_the_same_person_at_once_all_get_an_answer_and_one_members
         run_in_threads(add_newcomer, 6, 60, "adds")
         assert statuses == [200] * 6, statuses
         assert components.host.is_channel_member(incident["channel_id"], newcomer)
+
+
+def test_people_adding_the_same_person_at_once_see_one_added_one_post_and_one_entry(app, client, components):
+    incident = start(client)
+    path = f"/api/v0/incidents/{incident['id']}/timeline?event_type=members_added"
+    for round_ in range(4):  # each round a new person, added by six requests at once
+        newcomer = uid(f"rival{round_}")
+        posts_before = len(components.host.posts(incident["channel_id"]))
+        answers: list[dict[str, Any]] = []
+
+        def add_newcomer(_number: int) -> None:
+            answers.append(add(app.test_client(), incident, ALICE, newcomer).json)
+
+        run_in_threads(add_newcomer, 6, 60, "adds")
+        assert sorted(answers, key=lambda a: a["added"]) == (
+            [{"added": [], "already_members": [newcomer]}] * 5 + [{"added": [newcomer], "already_members": []}])
+        posts = components.host.posts(incident["channel_id"])[posts_before:]
+        assert [post for post in posts if "to the incident" in post] == [f"@{ALICE} added @{newcomer} to the incident."]
+        assert len(client.get(path, headers=as_user(ALICE)).json) == round_ + 1

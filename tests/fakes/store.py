@@ -247,8 +247,10 @@ class FakeChatHost:
         self.members.update((channel_id, member) for member in member_ids)
         return channel_id
 
-    def add_channel_member(self, channel_id: str, user_id: str) -> None:
+    def add_channel_member(self, channel_id: str, user_id: str) -> bool:
+        added = (channel_id, user_id) not in self.members
         self.members.add((channel_id, user_id))
+        return added
 
     def post(self, channel_id: str, message: str) -> str:
         self.posts.append((channel_id, message))

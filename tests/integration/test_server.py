@@ -18,7 +18,8 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from plugin.store.migrate import MIGRATIONS
-from tests.conftest import ALICE, TEAM
+from tests.conftest import ALICE, TEAM, uid
+from tests.threads import run_in_threads
 
 CLI = str(Path(sys.executable).with_name("incident-plugin"))
 LISTENING = re.compile(rb"Listening at: http://127\.0\.0\.1:(\d+)")
@@ -163,3 +164,21 @@ def test_served_api_refuses_a_forged_user_header_without_the_host_secret(tmp_pat
             "Mattermost-User-ID": ALICE, "X-Host-Secret": secret})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.loads(response.read())["total_count"] == 0, "the refused request created nothing"
+
+
+@pytest.mark.slow
+def test_served_workers_adding_the_same_person_at_once_answer_added_once(tmp_path, database_url):
+    env = clean_env(tmp_path, **({} if database_url.startswith("sqlite") else {"INCIDENT_DATABASE_URL": database_url}))
+    with serve(tmp_path, env, workers=2) as base:
+        incident = call(base, "POST", "/api/v0/incidents", {"name": "crowded", "team_id": TEAM,
+                                                          "commander_user_id": ALICE})[1]
+        for round_ in range(3):  # each round a new person, added by eight requests at once
+            newcomer = uid(f"rival{round_}")
+            answers: list[tuple[int, dict]] = []
+            run_in_threads(lambda _number: answers.append(call(
+                base, "POST", f"/api/v0/incidents/{incident['id']}/members", {"user_ids": [newcomer]})), 8, 60)
+            assert sorted(answers, key=lambda answer: answer[1].get("added", [])) == (
+                [(200, {"added": [], "already_members": [newcomer]})] * 7
+                + [(200, {"added": [newcomer], "already_members": []})])
+        status, entries = call(base, "GET", f"/api/v0/incidents/{incident['id']}/timeline?event_type=members_added")
+        assert status == 200 and len(entries) == 3

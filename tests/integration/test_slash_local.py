@@ -12,6 +12,7 @@ from plugin.service import NewChecklist, NewIncident, NewItem
 from tests.conftest import ADMIN, ALICE, BOB, CAROL, TEAM, uid
 from tests.fakes.mattermost import send_slash_command
 from tests.integration.conftest import SLASH_TOKEN
+from tests.threads import run_in_threads
 
 SQUARE = uid("townsquare")
 NAMES = {ALICE: "alice", BOB: "bob", CAROL: "carol", ADMIN: "admin"}
@@ -338,3 +339,17 @@ def test_stats_reply_with_the_teams_figures_without_private_incidents_of_other_c
     # bob is in neither private channel: he sees no incident at all.
     assert run(local_backend, "stats", user=BOB)["text"] == (
         "Incidents in this team in the last 90 days: 0 started, 0 ended; 0 active now.")
+
+
+def test_people_adding_the_same_person_at_once_by_slash_command_see_one_added_and_one_post(local_backend):
+    host = local_backend.components.host
+    run(local_backend, "help", user=BOB)  # the local host now knows @bob
+    for round_ in range(5):  # each round a new incident, to which six commands at once add @bob
+        run(local_backend, f"start crowded {round_}")
+        room = host.find_channel_by_name(TEAM, f"crowded-{round_}")
+        replies: list[str] = []
+        run_in_threads(lambda _number: replies.append(run(local_backend, "add @bob", channel=room)["text"]), 6, 60,
+                       "adds")
+        assert sorted(replies) == ["Added @bob to this incident's channel."] + ["Already in the channel: @bob."] * 5
+        assert [post for post in host.posts(room) if "to the incident" in post] == [
+            "@alice added @bob to the incident."]
