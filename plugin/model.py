@@ -305,8 +305,8 @@ class Incident:
     def set_active_stage(self, index: int) -> bool:
         """Move to the stage at index; False when it is already active."""
         if not 0 <= index < len(self.checklists):
-            # The stages an incident has are its current state: a conflict, not malformed input.
-            raise InvalidState(
+            # A body field out of range is bad input (400), as a path naming no stage is a 404.
+            raise BadInput(
                 f"active_stage {index} does not exist: use a stage number from 0 to "
                 f"{len(self.checklists) - 1}." if self.checklists else
                 "This incident has no stages, so it has no active stage to change.",
@@ -377,12 +377,14 @@ class Incident:
     def move_item(self, checklist: int, item_num: int, new_location: int) -> bool:
         """Move a task within its stage; False when it stays where it is."""
         stage = self.checklist(checklist)
-        stage.item(item_num)
-        if not 0 <= new_location < len(stage.items):
-            raise InvalidState(
-                f"new_location {new_location} is out of range: use 0 to {len(stage.items) - 1}.",
-                {"new_location": new_location, "item_count": len(stage.items)},
-            )
+        # Both numbers come in the body: out of range is bad input (400) naming the field.
+        for name, number in (("item_num", item_num), ("new_location", new_location)):
+            if not 0 <= number < len(stage.items):
+                raise BadInput(
+                    f"{name} {number} is out of range: stage {checklist} has {len(stage.items)} task(s), "
+                    + (f"so use 0 to {len(stage.items) - 1}." if stage.items else "so none can be moved."),
+                    {name: number, "item_count": len(stage.items)},
+                )
         if item_num == new_location:
             return False
         stage.items.insert(new_location, stage.items.pop(item_num))

@@ -78,6 +78,16 @@ def refuse_unstorable(data: Any) -> None:
         raise ValidationError(message)
 
 
+# The rules a client can rely on, published as the OpenAPI document's description (docs/api.md has them too).
+STATUS_RULES = (
+    "Every failure answers {\"error\": \"<what is wrong and how to fix it>\", \"details\": {...}} and changes "
+    "nothing. Stages and tasks are numbered from 0. A path segment that is not a well-formed id, stage or task "
+    "number (for example -1) is a 400 naming it; a path naming a stage or task the incident does not have is a "
+    "404 saying how many it has; a body field out of range (active_stage, item_num, new_location) is a 400 "
+    "naming the field and the numbers allowed; 409 is only for a change the incident's state forbids (such as "
+    "ending an ended incident, or a status update once it has ended). A body must be JSON (Content-Type: application/json), sent "
+    "uncompressed (no Content-Encoding but identity): 415 otherwise; 413 when it is over MaxBodyBytes.")
+
 # Error answers every operation may give, documented so clients (and fuzzers) know them.
 COMMON_ERRORS = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
                  502: "BAD_GATEWAY"}
@@ -102,6 +112,52 @@ class IdConverter(BaseConverter):
 
 def _id_parameter(_converter: IdConverter) -> dict[str, str]:
     return {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$", "description": "An id of 26 characters a-z0-9."}
+
+
+# Digits a stage or task number in a path may have; more is refused before int() reads it.
+NUMBER_MAX_DIGITS = 100
+
+
+class MalformedNumber(BadRequest):
+    """A path segment where a stage or task number belongs that is not a whole number from 0."""
+
+    def __init__(self, what: str, value: str):
+        super().__init__(f"'{value[:40]}' is not a {what} number: an incident's {what}s are numbered from 0 "
+                         "(0, 1, 2, ... as GET /api/v0/incidents/{id} lists them).")
+        self.details = {what: value[:40]}
+
+
+class NumberConverter(BaseConverter):
+    """A path segment that must be a stage or task number (from 0); anything else is a 400 saying so.
+
+    Unlike werkzeug's ``int``, which leaves ``-1`` or ``1.5`` to match no route (a 404
+    that blames the endpoint), every segment reaches this check. A number past the
+    incident's last stage or task is the model's to refuse: 404, naming how many it has.
+    """
+
+    what = "number"
+
+    def to_python(self, value: str) -> int:
+        if not (value.isascii() and value.isdigit() and len(value) <= NUMBER_MAX_DIGITS):
+            raise MalformedNumber(self.what, value)
+        return int(value)
+
+
+class StageConverter(NumberConverter):
+    """``<stage:name>``: a stage's number, from 0."""
+
+    what = "stage"
+
+
+class TaskConverter(NumberConverter):
+    """``<task:name>``: a task's number within its stage, from 0."""
+
+    what = "task"
+
+
+def _number_parameter(converter: NumberConverter) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 0,
+            "description": f"A {converter.what} number: an incident's {converter.what}s are numbered from 0."}
 
 
 class Blueprint(SmorestBlueprint):
@@ -201,7 +257,7 @@ class Api(SmorestApi):
         if error.code and error.code >= 500:
             log.error("server error on %s %s", request.method, logs.route_pattern(request), exc_info=error)
             return error_response(error.code, "Internal error; the server logged the details.")
-        return error_response(error.code or 500, error.description or error.name)
+        return error_response(error.code or 500, error.description or error.name, getattr(error, "details", None))
 
 
 def limit_body(limit: int) -> None:
@@ -300,7 +356,7 @@ def init_app(app: Flask, components: Any) -> Api:
     app.config.setdefault("OPENAPI_VERSION", "3.0.3")
     app.config.setdefault("OPENAPI_URL_PREFIX", "/api/v0")
     app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
-    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
+    api = Api(app, spec_kwargs={"info": {"description": STATUS_RULES}, "components": {"securitySchemes": {
         "MattermostUserId": {"type": "apiKey", "in": "header", "name": USER_HEADER},
         "MattermostToken": {"type": "http", "scheme": "bearer"}}}})
 
@@ -335,6 +391,9 @@ def init_app(app: Flask, components: Any) -> Api:
 
     app.url_map.converters["id"] = IdConverter
     api.register_converter(IdConverter, _id_parameter)
+    for name, converter in (("stage", StageConverter), ("task", TaskConverter)):
+        app.url_map.converters[name] = converter
+        api.register_converter(converter, _number_parameter)
     api.ma_plugin.converter.add_attribute_function(document_details)
     # Registered first, so the routes refer to these components with their body rules.
     for schema in _schemas_with_body_rules():

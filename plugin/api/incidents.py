@@ -34,7 +34,7 @@ from plugin.errors import PreconditionFailed
 from plugin.model import IncidentFilter, ItemState
 from plugin.service import NewChecklist, NewIncident, NewItem, VersionCondition, release_version, require_version
 
-ITEM = "/<id:incident_id>/checklists/<int:checklist>/items/<int:item>"
+ITEM = "/<id:incident_id>/checklists/<stage:checklist>/items/<task:item>"
 
 
 def etag(version: int) -> str:
@@ -160,7 +160,10 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.arguments(PatchIncidentSchema)
     @blp.response(200, IncidentSchema)
     def patch(body: dict[str, Any], incident_id: str) -> Any:
-        """Change the active stage, the channels that get a copy of each status update, or the severity."""
+        """Change the active stage, the channels that get a copy of each status update, or the severity.
+
+        An active_stage the incident does not have is a 400 naming its stages' numbers (from 0).
+        """
         if "severity" in body:
             return service.set_severity(g.user_id, incident_id, body["severity"]).incident
         if "broadcast_channel_ids" in body:
@@ -192,7 +195,7 @@ def create_blueprint(components: Any) -> Blueprint:
         """Remind the commander every `seconds` from now, or never (0)."""
         return service.set_reminder(g.user_id, incident_id, body["seconds"]).incident
 
-    @blp.route("/<id:incident_id>/checklists/<int:checklist>/items", methods=["POST"])
+    @blp.route("/<id:incident_id>/checklists/<stage:checklist>/items", methods=["POST"])
     @blp.arguments(NewItemSchema)
     @blp.response(200, IncidentSchema)
     def add_item(body: dict[str, Any], incident_id: str, checklist: int) -> Any:
@@ -212,11 +215,15 @@ def create_blueprint(components: Any) -> Blueprint:
         """Remove a task."""
         return service.remove_item(g.user_id, incident_id, checklist, item).incident
 
-    @blp.route("/<id:incident_id>/checklists/<int:checklist>/reorder", methods=["PUT"])
+    @blp.route("/<id:incident_id>/checklists/<stage:checklist>/reorder", methods=["PUT"])
     @blp.arguments(ReorderSchema)
     @blp.response(200, IncidentSchema)
     def reorder(body: dict[str, Any], incident_id: str, checklist: int) -> Any:
-        """Move a task to another position in its stage."""
+        """Move a task to another position in its stage.
+
+        404 when the path's stage does not exist; 400 naming item_num or new_location when it is past the stage's
+        last task.
+        """
         return service.move_item(g.user_id, incident_id, checklist, body["item_num"],
                                  body["new_location"]).incident
 

@@ -253,7 +253,9 @@ class PatchIncidentSchema(StrictSchema):
     """One change per request: the active stage, the broadcast channels, or the severity."""
 
     body_rules = {"minProperties": 1, "maxProperties": 1}
-    active_stage = fields.Integer(strict=True, validate=validate.Range(0))
+    active_stage = fields.Integer(strict=True, validate=validate.Range(0), metadata={
+        "description": "The stage to make active, numbered from 0; one the incident lacks is a 400 naming its "
+                       "stages' numbers."})
     broadcast_channel_ids = BroadcastChannels(metadata={
         "description": "Replaces the list. Each channel added must exist and the caller must be able to post "
                        "in it."})
@@ -293,8 +295,10 @@ class EditItemSchema(StrictSchema):
 
 
 class ReorderSchema(StrictSchema):
-    item_num = fields.Integer(required=True, strict=True, validate=validate.Range(0))
-    new_location = fields.Integer(required=True, strict=True, validate=validate.Range(0))
+    item_num = fields.Integer(required=True, strict=True, validate=validate.Range(0), metadata={
+        "description": "The task to move, numbered from 0; one the stage lacks is a 400 naming its tasks' numbers."})
+    new_location = fields.Integer(required=True, strict=True, validate=validate.Range(0), metadata={
+        "description": "Where the task goes, from 0 to the stage's last task; past it is a 400."})
 
 
 class ItemStateSchema(StrictSchema):

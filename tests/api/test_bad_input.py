@@ -30,15 +30,17 @@ CASES = [
      ({"name": "x", "team_id": TEAM, "commander_user_id": ALICE, "checklists": [{"title": "a", "items": [{}]}]},
       None), 400),
     ("stage as string", "patch", "", ({"active_stage": "1"}, None), 400),
-    ("stage out of range", "patch", "", ({"active_stage": 7}, None), 409),
+    ("stage out of range", "patch", "", ({"active_stage": 7}, None), 400),
     ("negative stage", "patch", "", ({"active_stage": -1}, None), 400),
     ("stage as float", "patch", "", ({"active_stage": 1.5}, None), 400),
     ("unknown state", "put", "/checklists/0/items/0/state", ({"new_state": "done"}, None), 400),
     ("checklist out of range", "put", "/checklists/5/items/0/state", ({"new_state": "closed"}, None), 404),
     ("item out of range", "delete", "/checklists/0/items/99", (None, None), 404),
-    ("negative item in path", "delete", "/checklists/0/items/-1", (None, None), 404),
+    ("negative item in path", "delete", "/checklists/0/items/-1", (None, None), 400),
+    ("negative stage in path", "put", "/checklists/-1/items/0", ({"title": "x"}, None), 400),
     ("huge index in path", "delete", "/checklists/0/items/99999999999999999999999", (None, None), 404),
-    ("reorder out of range", "put", "/checklists/0/reorder", ({"item_num": 0, "new_location": 9}, None), 409),
+    ("reorder out of range", "put", "/checklists/0/reorder", ({"item_num": 0, "new_location": 9}, None), 400),
+    ("reorder a task past the last", "put", "/checklists/0/reorder", ({"item_num": 9, "new_location": 0}, None), 400),
     ("reorder negative", "put", "/checklists/0/reorder", ({"item_num": -1, "new_location": 0}, None), 400),
     ("empty edit", "put", "/checklists/0/items/0", ({}, None), 400),
     ("malformed assignee", "put", "/checklists/0/items/0/assignee", ({"assignee_id": "bob"}, None), 400),
@@ -101,3 +103,72 @@ def test_malformed_ids_in_paths_are_400(client, path):
 def test_unknown_method_is_405_in_the_error_shape(client):
     response = client.delete("/api/v0/incidents", headers=as_user(ALICE))
     assert response.status_code == 405 and set(response.json) == {"error", "details"}
+
+
+NUMBERED_ROUTES = [
+    # (method, path under the incident with {c} for the stage and {i} for the task, body)
+    ("post", "/checklists/{c}/items", {"title": "x"}),
+    ("put", "/checklists/{c}/items/{i}", {"title": "x"}),
+    ("delete", "/checklists/{c}/items/{i}", None),
+    ("put", "/checklists/{c}/reorder", {"item_num": 0, "new_location": 1}),
+    ("put", "/checklists/{c}/items/{i}/state", {"new_state": "closed"}),
+    ("put", "/checklists/{c}/items/{i}/assignee", {"assignee_id": ""}),
+    ("post", "/checklists/{c}/items/{i}/run", None),
+]
+NOT_NUMBERS = ["-1", "-0", "1.5", "1e3", "0x1", "%20", "one", "\u0663", "\uff11", "1" * 101]
+
+
+NUMBERED_PARTS = [(part, *route) for route in NUMBERED_ROUTES for part in ("stage", "task")
+                  if part == "stage" or "{i}" in route[1]]
+
+
+@pytest.mark.parametrize("part, method, route, body", NUMBERED_PARTS,
+                         ids=[f"{part} in {m} {r}" for part, m, r, _ in NUMBERED_PARTS])
+def test_a_path_number_that_is_not_a_whole_number_from_0_is_a_400_naming_the_part(client, part, method, route, body):
+    incident = start(client, checklists=TWO_STAGES)
+    for bad in NOT_NUMBERS:
+        path = route.format(c=bad if part == "stage" else "0", i=bad if part == "task" else "0")
+        response = getattr(client, method)(f"/api/v0/incidents/{incident['id']}{path}", json=body,
+                                           headers=as_user(ALICE))
+        assert response.status_code == 400, (bad, response.json)
+        assert response.json["error"].endswith(
+            f" is not a {part} number: an incident's {part}s are numbered from 0 "
+            "(0, 1, 2, ... as GET /api/v0/incidents/{id} lists them)."), response.json
+        assert list(response.json["details"]) == [part]
+    assert client.get(f"/api/v0/incidents/{incident['id']}", headers=as_user(ALICE)).json == incident
+
+
+@pytest.mark.parametrize("method, route, body", NUMBERED_ROUTES, ids=[f"{m} {r}" for m, r, _ in NUMBERED_ROUTES])
+def test_a_path_number_past_the_last_stage_or_task_is_a_404_saying_how_many_there_are(client, method, route, body):
+    incident = start(client, checklists=TWO_STAGES)
+    base = f"/api/v0/incidents/{incident['id']}"
+    stage = getattr(client, method)(base + route.format(c="2", i="0"), json=body, headers=as_user(ALICE))
+    assert stage.status_code == 404
+    assert stage.json == {"error": "Stage 2 does not exist: this incident has 2 stage(s), numbered from 0.",
+                          "details": {"checklist": 2, "checklist_count": 2}}
+    if "{i}" in route:
+        task = getattr(client, method)(base + route.format(c="0", i="007"), json=body, headers=as_user(ALICE))
+        assert task.status_code == 404
+        assert task.json["error"] == 'Task 7 does not exist in stage "Triage": it has 2 task(s), numbered from 0.'
+    assert client.get(base, headers=as_user(ALICE)).json == incident
+
+
+def test_a_negative_number_in_a_path_is_never_a_404_that_blames_the_endpoint(client):
+    incident = start(client, checklists=TWO_STAGES)
+    path = f"/api/v0/incidents/{incident['id']}/checklists/-1/items/0"
+    patched = client.patch(path, json={"title": "x"}, headers=as_user(ALICE))
+    assert patched.status_code == 405 and patched.json["details"] == {"allowed": ["DELETE", "OPTIONS", "PUT"]}
+    edited = client.put(path, json={"title": "x"}, headers=as_user(ALICE))
+    assert edited.status_code == 400 and edited.json["details"] == {"stage": "-1"}
+
+
+def test_the_openapi_document_gives_path_numbers_from_0_and_states_the_status_rules(client):
+    document = client.get("/api/v0/openapi.json").json
+    operation = document["paths"]["/api/v0/incidents/{incident_id}/checklists/{checklist}/items/{item}"]["put"]
+    parameters = {p["name"]: p["schema"] for p in document["paths"][
+        "/api/v0/incidents/{incident_id}/checklists/{checklist}/items/{item}"].get("parameters", [])
+        + operation.get("parameters", []) if p["in"] == "path"}
+    assert parameters["checklist"]["type"] == parameters["item"]["type"] == "integer"
+    assert parameters["checklist"]["minimum"] == parameters["item"]["minimum"] == 0
+    rules = document["info"]["description"]
+    assert "numbered from 0" in rules and "409 is only for" in rules and "Content-Encoding" in rules

@@ -163,11 +163,12 @@ def test_changing_to_the_same_value_is_a_no_op_without_a_post(client, components
 
 
 @pytest.mark.parametrize("stage", [2, 10**12])
-def test_a_stage_past_the_incidents_last_is_a_409(client, stage):
+def test_an_active_stage_past_the_incidents_last_is_a_400_naming_the_numbers(client, stage):
     incident = start(client, checklists=TWO_STAGES)
     response = client.patch(f"/api/v0/incidents/{incident['id']}", json={"active_stage": stage},
                             headers=as_user(ALICE))
-    assert response.status_code == 409 and "does not exist" in response.json["error"]
+    assert response.status_code == 400
+    assert response.json["error"] == f"active_stage {stage} does not exist: use a stage number from 0 to 1."
 
 
 def test_a_negative_stage_is_a_400_for_its_shape(client):
@@ -218,11 +219,15 @@ def test_task_indexes_out_of_range_are_404_and_change_nothing(client, method, su
     assert client.get(f"/api/v0/incidents/{incident['id']}", headers=as_user(ALICE)).json == incident
 
 
-def test_reorder_past_the_stages_last_task_is_a_409(client):
+@pytest.mark.parametrize("body, field", [({"item_num": 0, "new_location": 2}, "new_location"),
+                                         ({"item_num": 2, "new_location": 0}, "item_num")])
+def test_reorder_from_or_past_the_stages_last_task_is_a_400_naming_the_field(client, body, field):
     incident = start(client, checklists=TWO_STAGES)
-    response = client.put(f"/api/v0/incidents/{incident['id']}/checklists/0/reorder",
-                          json={"item_num": 0, "new_location": 2}, headers=as_user(ALICE))
-    assert response.status_code == 409 and "new_location" in response.json["error"]
+    response = client.put(f"/api/v0/incidents/{incident['id']}/checklists/0/reorder", json=body,
+                          headers=as_user(ALICE))
+    assert response.status_code == 400
+    assert response.json["error"] == f"{field} 2 is out of range: stage 0 has 2 task(s), so use 0 to 1."
+    assert client.get(f"/api/v0/incidents/{incident['id']}", headers=as_user(ALICE)).json == incident
 
 
 # ----- who may do what --------------------------------------------------------------------

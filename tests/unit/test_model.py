@@ -75,16 +75,16 @@ def test_same_commander_and_same_stage_are_no_ops():
 
 
 @pytest.mark.parametrize("stage", [-1, 2, 99])
-def test_stage_must_exist(stage):
+def test_a_stage_to_make_active_that_does_not_exist_is_bad_input(stage):
     incident = make_incident()
-    with pytest.raises(InvalidState, match="does not exist"):
+    with pytest.raises(BadInput, match="does not exist: use a stage number from 0 to 1"):
         incident.set_active_stage(stage)
     assert incident.active_stage == 0
 
 
 def test_an_incident_without_stages_explains_why_it_has_no_stage_to_change():
     incident = make_incident(stages=0)
-    with pytest.raises(InvalidState, match="no stages"):
+    with pytest.raises(BadInput, match="no stages"):
         incident.set_active_stage(0)
     assert incident.active_stage_title == ""
 
@@ -141,8 +141,19 @@ def test_move_item_reorders_within_the_stage():
     assert incident.move_item(0, 2, 0) is True
     assert [i.title for i in incident.checklists[0].items] == ["task 0.2", "task 0.0", "task 0.1"]
     assert incident.move_item(0, 1, 1) is False
-    with pytest.raises(InvalidState):
-        incident.move_item(0, 0, 3)
+
+
+@pytest.mark.parametrize("item_num, new_location, field", [(0, 3, "new_location"), (3, 0, "item_num"),
+                                                           (-1, 0, "item_num"), (0, -1, "new_location")])
+def test_moving_a_task_from_or_to_a_place_the_stage_lacks_is_bad_input_naming_the_field(item_num, new_location,
+                                                                                        field):
+    incident = make_incident()
+    before = [i.title for i in incident.checklists[0].items]
+    with pytest.raises(BadInput, match=f"^{field} -?[0-9] is out of range: stage 0 has 3 task.s., so use 0 to 2") \
+            as refused:
+        incident.move_item(0, item_num, new_location)
+    assert refused.value.details == {field: item_num if field == "item_num" else new_location, "item_count": 3}
+    assert [i.title for i in incident.checklists[0].items] == before
 
 
 def test_item_state_records_when_it_changed():
