@@ -188,8 +188,17 @@ class Blueprint(SmorestBlueprint):
 
 
 def require_json_body() -> None:
-    """A request that carries a body must say it is JSON; anything else is a 415 naming the header."""
+    """A request that carries a body must say it is JSON, sent as it is; anything else is a 415 naming the header.
+
+    The body is read as sent: a compressed one (any Content-Encoding but identity)
+    would otherwise reach the JSON decoder as bytes and be called invalid JSON.
+    """
     has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    encoding = request.headers.get("Content-Encoding", "")
+    if has_body and encoding.strip().lower() not in ("", "identity"):
+        raise UnsupportedMediaType(
+            "The body must be sent uncompressed (Content-Encoding: identity, or no Content-Encoding); this request "
+            f"said Content-Encoding: {encoding[:40]}.", {"content_encoding": encoding[:40]})
     if has_body and not request.is_json:
         raise UnsupportedMediaType(
             f"The body must be JSON, sent with the header Content-Type: application/json "

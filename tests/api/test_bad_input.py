@@ -1,6 +1,9 @@
 """Every kind of bad input is a 4xx in the one error shape and changes nothing."""
 from __future__ import annotations
 
+import gzip
+import json
+
 import pytest
 
 from tests.api.helpers import TWO_STAGES, start
@@ -160,6 +163,42 @@ def test_a_negative_number_in_a_path_is_never_a_404_that_blames_the_endpoint(cli
     assert patched.status_code == 405 and patched.json["details"] == {"allowed": ["DELETE", "OPTIONS", "PUT"]}
     edited = client.put(path, json={"title": "x"}, headers=as_user(ALICE))
     assert edited.status_code == 400 and edited.json["details"] == {"stage": "-1"}
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "x-gzip", "GZIP", "gzip, identity"])
+def test_a_compressed_body_is_a_415_asking_for_it_uncompressed_and_changes_nothing(client, components, encoding):
+    incident = start(client, checklists=TWO_STAGES)
+    before = _snapshot(client, components, incident)
+    body = gzip.compress(json.dumps({"name": "x", "team_id": TEAM, "commander_user_id": ALICE}).encode())
+    for method, path in (("post", "/api/v0/incidents"), ("patch", f"/api/v0/incidents/{incident['id']}")):
+        response = getattr(client, method)(path, data=body, content_type=JSON,
+                                           headers={**as_user(ALICE), "Content-Encoding": encoding})
+        assert response.status_code == 415, response.json
+        assert response.json == {
+            "error": f"The body must be sent uncompressed (Content-Encoding: identity, or no Content-Encoding); "
+                     f"this request said Content-Encoding: {encoding}.",
+            "details": {"content_encoding": encoding}}
+    assert _snapshot(client, components, incident) == before
+
+
+def test_a_body_said_to_be_sent_as_it_is_is_read(client):
+    response = client.post("/api/v0/incidents", json={"name": "plain", "team_id": TEAM, "commander_user_id": ALICE},
+                           headers={**as_user(ALICE), "Content-Encoding": "identity"})
+    assert response.status_code == 201 and response.json["name"] == "plain"
+
+
+def test_an_oversize_or_mislabelled_body_gets_a_message_saying_what_to_send(client, components):
+    limit = components.settings.current.max_body_bytes
+    huge = client.post("/api/v0/incidents", data='{"name": "' + "x" * limit + '"}', content_type=JSON,
+                       headers=as_user(ALICE))
+    assert huge.status_code == 413
+    assert huge.json == {"error": "The request body is too large; send less than the MaxBodyBytes setting allows.",
+                         "details": {"max_body_bytes": limit}}
+    for content_type in ("text/plain", "application/xml", "application/json-seq", "multipart/form-data; boundary=x"):
+        mislabelled = client.post("/api/v0/incidents", data="{}", content_type=content_type, headers=as_user(ALICE))
+        assert mislabelled.status_code == 415
+        assert mislabelled.json["error"].startswith("The body must be JSON, sent with the header Content-Type: "
+                                                    "application/json (this request said ")
 
 
 def test_the_openapi_document_gives_path_numbers_from_0_and_states_the_status_rules(client):
