@@ -57,7 +57,7 @@ def write_routes(app) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if rule.rule in NOT_COOKIE_ROUTES:
             continue
-        path = re.sub(r"<(?:id:)?[^>]+>", SOME_ID, re.sub(r"<int:[^>]+>", "0", rule.rule))
+        path = re.sub(r"<(?:id:)?[^>]+>", SOME_ID, re.sub(r"<(?:stage|task):[^>]+>", "0", rule.rule))
         for method in sorted((rule.methods or set()) & {"POST", "PUT", "PATCH", "DELETE"}):
             found.append((method, path))
     return found
