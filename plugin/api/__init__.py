@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hmac
 import io
+import json
 import logging
 import math
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from flask import Flask, current_app, g, jsonify, request
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
-from marshmallow import ValidationError
+from marshmallow import ValidationError, missing
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
@@ -43,19 +44,47 @@ class Parser(FlaskParser):
     def load_json(self, req: Any, schema: Any) -> Any:
         try:
             data = super().load_json(req, schema)
+            if data is not missing:
+                # Read again to find a repeated key, which the first read kept the last of.
+                json.loads(req.get_data(cache=True), object_pairs_hook=_refuse_repeated_keys)
             refuse_unstorable(data)
         except RecursionError:
             # A body of deeply nested arrays exhausts the decoder's stack: bad JSON, not a crash.
             raise BadInput("The body is not valid JSON: it is nested too deeply.") from None
+        except ValueError:
+            # Python refuses to read an integer of thousands of digits (int_max_str_digits).
+            raise BadInput("The body is not valid JSON: a number in it has too many digits to read.") from None
         return data
 
     def load_querystring(self, req: Any, schema: Any) -> Any:
         refuse_unstorable(_every_value(req.args))
+        self._refuse_repeated_parameters(req.args, schema)
         return super().load_querystring(req, schema)
+
+    def _refuse_repeated_parameters(self, args: Any, schema: Any) -> None:
+        """A parameter that takes one value given more than once is refused, not read as its first value."""
+        multiple = tuple(self.KNOWN_MULTI_FIELDS)
+        single = {field.data_key or name for name, field in schema.fields.items()
+                  if not getattr(field, "is_multiple", isinstance(field, multiple))}
+        repeated = {key: [f"Given {len(values)} times: give it once."]
+                    for key, values in args.lists() if key in single and len(values) > 1}
+        if repeated:
+            raise ValidationError(repeated)
 
     def load_form(self, req: Any, schema: Any) -> Any:
         refuse_unstorable(_every_value(req.form))
         return super().load_form(req, schema)
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing one that gives a key twice (readers differ on which one counts)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise BadInput(f'The body gives the field "{key[:40]}" more than once: give each field once.',
+                           {"field": key[:40]})
+        found[key] = value
+    return found
 
 
 def _every_value(values: Any) -> dict[str, Any]:
@@ -199,6 +228,10 @@ def require_json_body() -> None:
         raise UnsupportedMediaType(
             "The body must be sent uncompressed (Content-Encoding: identity, or no Content-Encoding); this request "
             f"said Content-Encoding: {encoding[:40]}.", {"content_encoding": encoding[:40]})
+    charset = request.mimetype_params.get("charset", "utf-8")
+    if has_body and request.is_json and charset.lower() not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(f"The body must be JSON in UTF-8; this request said charset={charset[:40]}.",
+                                   {"charset": charset[:40]})
     if has_body and not request.is_json:
         raise UnsupportedMediaType(
             f"The body must be JSON, sent with the header Content-Type: application/json "
