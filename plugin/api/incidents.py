@@ -30,7 +30,7 @@ from plugin.api.schemas import (
     TimelineEntrySchema,
     TimelineQuerySchema,
 )
-from plugin.errors import PreconditionFailed
+from plugin.errors import BadInput, PreconditionFailed
 from plugin.model import IncidentFilter, ItemState
 from plugin.service import NewChecklist, NewIncident, NewItem, VersionCondition, release_version, require_version
 
@@ -45,9 +45,14 @@ def etag(version: int) -> str:
 def _if_match_condition() -> VersionCondition | None:
     """The request's If-Match as a condition on the incident's version, or None when it sets none (absent, or *).
 
-    If-Match compares strongly (RFC 9110 13.1.1): a weak tag never matches.
+    If-Match compares strongly (RFC 9110 13.1.1): a weak tag never matches. A header
+    that holds no tag at all (``"``, ``,``) is refused rather than read as no condition.
     """
     tags = request.if_match
+    given = request.headers.get("If-Match", "").strip()
+    if given and not tags:
+        raise BadInput("The If-Match header holds no entity tag: send the ETag that GET /api/v0/incidents/{id} "
+                       "answered, quotes included, or leave the header out.", {"if_match": given[:40]})
     if not tags or tags.star_tag:
         return None
 

@@ -116,3 +116,17 @@ def test_of_two_racing_changes_from_the_same_etag_exactly_one_is_made(app, clien
     assert sorted(statuses) == [200] + [412] * 5, statuses
     timeline = client.get(f"{API}/{incident['id']}/timeline?event_type=severity_changed", headers=as_user(ALICE))
     assert len(timeline.json) == 1
+
+
+@pytest.mark.parametrize("header", ['"', ",", ", ,", '"unclosed, '])
+@pytest.mark.parametrize("method, tail, body", CHANGES[:4])
+def test_an_if_match_that_holds_no_entity_tag_is_a_400_and_changes_nothing(client, method, tail, body, header):
+    # Read as no condition at all, it would let through a change the caller meant to make conditional.
+    incident = start(client, checklists=TWO_STAGES)
+    before = seen(client, incident["id"])
+    refused = change(client, incident["id"], method, tail, body, **{"If-Match": header})
+    assert refused.status_code == 400
+    assert refused.json == {"error": "The If-Match header holds no entity tag: send the ETag that GET "
+                                     "/api/v0/incidents/{id} answered, quotes included, or leave the header out.",
+                            "details": {"if_match": header.strip()}}
+    assert seen(client, incident["id"]) == before
