@@ -216,18 +216,26 @@ class Blueprint(SmorestBlueprint):
         return decorator
 
 
-def require_json_body() -> None:
-    """A request that carries a body must say it is JSON, sent as it is; anything else is a 415 naming the header.
+def _has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
-    The body is read as sent: a compressed one (any Content-Encoding but identity)
-    would otherwise reach the JSON decoder as bytes and be called invalid JSON.
+
+def refuse_encoded_body() -> None:
+    """A body must be sent as it is: any Content-Encoding but identity is a 415 naming it, on every route.
+
+    No route decodes a compressed body: a JSON one would reach the decoder as bytes
+    and be called invalid JSON, a slash command's form would lose its token.
     """
-    has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     encoding = request.headers.get("Content-Encoding", "")
-    if has_body and encoding.strip().lower() not in ("", "identity"):
+    if _has_body() and encoding.strip().lower() not in ("", "identity"):
         raise UnsupportedMediaType(
             "The body must be sent uncompressed (Content-Encoding: identity, or no Content-Encoding); this request "
             f"said Content-Encoding: {encoding[:40]}.", {"content_encoding": encoding[:40]})
+
+
+def require_json_body() -> None:
+    """A request that carries a body must say it is JSON in UTF-8; anything else is a 415 naming the header."""
+    has_body = _has_body()
     charset = request.mimetype_params.get("charset", "utf-8")
     if has_body and request.is_json and charset.lower() not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(f"The body must be JSON in UTF-8; this request said charset={charset[:40]}.",
@@ -406,6 +414,7 @@ def init_app(app: Flask, components: Any) -> Api:
     def _limit_body() -> None:
         # Read per request: MaxBodyBytes may change at run time.
         limit_body(components.settings.current.max_body_bytes)
+        refuse_encoded_body()
 
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError) -> Any:

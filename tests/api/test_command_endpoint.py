@@ -1,6 +1,9 @@
 """POST /command over Flask's test client: any text gets a JSON reply, never a 500."""
 from __future__ import annotations
 
+import gzip
+from urllib.parse import urlencode
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -106,3 +109,11 @@ def test_a_large_stage_or_task_number_is_answered_with_the_numbers_there_are(cli
     incident = start(client, checklists=[{"title": "Triage", "items": [{"title": "page"}]},
                                          {"title": "Fix", "items": []}])
     assert command_client.post("/command", data=form(text, channel_id=incident["channel_id"])).json["text"] == says
+
+
+def test_a_compressed_slash_command_is_a_415_asking_for_it_uncompressed_not_a_missing_token(command_client):
+    body = gzip.compress(urlencode(form("start compressed")).encode())
+    response = command_client.post("/command", data=body, content_type="application/x-www-form-urlencoded",
+                                   headers={"Content-Encoding": "gzip"})
+    assert response.status_code == 415 and response.json["details"] == {"content_encoding": "gzip"}
+    assert "uncompressed" in response.json["error"]
