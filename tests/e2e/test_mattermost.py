@@ -218,6 +218,40 @@ def test_switching_the_plugins_telemetry_setting_off_in_the_system_console_silen
     wait_until(lambda: len(dataplane.delivered()) > before, timeout=60, interval=0.5)
 
 
+def test_events_waiting_when_telemetry_is_switched_off_in_the_system_console_are_never_sent(
+        world: World, incident: dict, dataplane: DataPlane):
+    settings = {"rudderwritekey": write_key(dataplane), "rudderdataplaneurl": dataplane.url}
+    # Whatever the earlier steps recorded has been delivered before the switch.
+    wait_until(lambda: world.admin.plugin(PLUGIN_ID, "GET", "/api/v0/telemetry").json()["pending"] == 0,
+               timeout=60, interval=0.5)
+    before = len(dataplane.delivered())
+    dataplane.stop()
+    try:
+        # Recorded while the data plane is down: the event waits in the outbox.
+        assert "Added your note" in reply_text(world.alice.command(incident["channel_id"],
+                                                                  "/incident note paged the DBA"))
+        world.admin.ok("PUT", "/config/patch", json={"PluginSettings": {"Plugins": {PLUGIN_ID: {
+            **settings, "enabletelemetry": False}}}})
+    finally:
+        dataplane.start()
+    try:
+        # Neither the server on its way out nor the one started with telemetry off sends it.
+        wait_for_server_env(world, "INCIDENT_ENABLE_TELEMETRY", "false")
+        time.sleep(3)
+        assert dataplane.delivered()[before:] == []
+    finally:
+        world.admin.ok("PUT", "/config/patch", json={"PluginSettings": {"Plugins": {PLUGIN_ID: {
+            **settings, "enabletelemetry": True}}}})
+        wait_for_server_env(world, "INCIDENT_ENABLE_TELEMETRY", "true")
+    # Nor the server with telemetry on again: it sends only what is recorded from then on.
+    time.sleep(5)
+    assert dataplane.delivered()[before:] == []
+    reply_text(world.alice.command(incident["channel_id"], "/incident note rolled back"))
+    wait_until(lambda: len(dataplane.delivered()) > before, timeout=60, interval=0.5)
+    time.sleep(2)
+    assert len(dataplane.delivered()) == before + 1
+
+
 def test_a_crashed_python_server_is_restarted_by_the_launcher(world: World, incident: dict):
     processes = server_processes(world.server.home)
     (master,) = [pid for pid in processes if server_parent(pid) not in processes]
