@@ -17,7 +17,14 @@ const (
 	userHeader   = "Mattermost-User-Id"
 	// maxForwardBody is the largest body forwarded: the top of the server's MaxBodyBytes range.
 	maxForwardBody = 64 << 20
+	// retryAfterSeconds is what a 502 or 503 of the launcher asks a client to wait, as the server's own 503 does.
+	retryAfterSeconds = "1"
 )
+
+// safeMethod reports whether a request of this method changes nothing.
+func safeMethod(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
+}
 
 // proxyTransport is shared by every forwarded request (its connections are reused).
 var proxyTransport = &http.Transport{
@@ -68,8 +75,15 @@ func forward(w http.ResponseWriter, r *http.Request, base *url.URL, secret strin
 			}
 			out.Out.Header.Set(secretHeader, secret)
 		},
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
-			writeError(w, http.StatusBadGateway, "The incident server did not answer; try again in a moment.")
+		ErrorHandler: func(w http.ResponseWriter, out *http.Request, _ error) {
+			w.Header().Set("Retry-After", retryAfterSeconds)
+			if safeMethod(out.Method) {
+				writeError(w, http.StatusBadGateway, "The incident server did not answer; try again in a moment.")
+				return
+			}
+			// The server may have died after it committed the change: a blind retry could make it twice.
+			writeError(w, http.StatusBadGateway, "The incident server stopped before it answered, so the change "+
+				"may or may not have been made: check, then try again in a moment.")
 		},
 	}
 	proxy.ServeHTTP(w, r)
@@ -91,6 +105,7 @@ func (p *Plugin) ServeHTTP(_ *plugin.Context, w http.ResponseWriter, r *http.Req
 	}
 	c := p.running()
 	if c == nil {
+		w.Header().Set("Retry-After", retryAfterSeconds)
 		writeError(w, http.StatusServiceUnavailable,
 			"Incident Response is starting or restarting; try again in a moment.")
 		return

@@ -88,3 +88,50 @@ func TestForwardSendsABodyOfUnknownLengthWithItsLength(t *testing.T) {
 		t.Errorf("upstream got %q with length %d (chunked %v)", got, length, chunked)
 	}
 }
+
+// cutShort is a server that dies while it answers: it reads the request, then drops the connection.
+func cutShort(t *testing.T) *url.URL {
+	t.Helper()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		connection, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			connection.Close()
+		}
+	}))
+	t.Cleanup(upstream.Close)
+	base, _ := url.Parse(upstream.URL)
+	return base
+}
+
+func TestForwardTellsAChangeCutShortByACrashThatItMayHaveBeenMade(t *testing.T) {
+	recorder := httptest.NewRecorder()
+	request := httptest.NewRequest(http.MethodPost, "/api/v0/playbooks", strings.NewReader(`{"title":"x"}`))
+	forward(recorder, request, cutShort(t), "s")
+	body, _ := io.ReadAll(recorder.Body)
+	if recorder.Code != http.StatusBadGateway || !strings.Contains(string(body), "may or may not have been made") {
+		t.Errorf("got %d %s", recorder.Code, body)
+	}
+	if recorder.Header().Get("Retry-After") != "1" {
+		t.Errorf("Retry-After = %q", recorder.Header().Get("Retry-After"))
+	}
+}
+
+func TestForwardTellsAReadCutShortByACrashToTryAgain(t *testing.T) {
+	recorder := httptest.NewRecorder()
+	forward(recorder, httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil), cutShort(t), "s")
+	body, _ := io.ReadAll(recorder.Body)
+	if recorder.Code != http.StatusBadGateway || strings.Contains(string(body), "may or may not") ||
+		!strings.Contains(string(body), "try again") || recorder.Header().Get("Retry-After") != "1" {
+		t.Errorf("got %d %s (Retry-After %q)", recorder.Code, body, recorder.Header().Get("Retry-After"))
+	}
+}
+
+func TestServeHTTPWhileTheServerRestartsAnswers503WithRetryAfter(t *testing.T) {
+	p := &Plugin{}
+	recorder := httptest.NewRecorder()
+	p.ServeHTTP(nil, recorder, httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil))
+	if recorder.Code != http.StatusServiceUnavailable || recorder.Header().Get("Retry-After") != "1" {
+		t.Errorf("got %d (Retry-After %q)", recorder.Code, recorder.Header().Get("Retry-After"))
+	}
+}

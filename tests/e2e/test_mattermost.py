@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import PLUGIN_ID, World, write_key
@@ -250,6 +252,31 @@ def test_events_waiting_when_telemetry_is_switched_off_in_the_system_console_are
     wait_until(lambda: len(dataplane.delivered()) > before, timeout=60, interval=0.5)
     time.sleep(2)
     assert len(dataplane.delivered()) == before + 1
+
+
+def test_a_change_and_a_command_cut_short_by_a_crash_are_told_they_may_have_been_made(world: World, incident: dict):
+    processes = server_processes(world.server.home)
+    for pid in processes:
+        os.kill(pid, signal.SIGSTOP)  # the server holds the requests unanswered...
+    answers: dict[str, httpx.Response] = {}
+    calls = [threading.Thread(target=lambda: answers.update(change=world.alice.plugin(
+                 PLUGIN_ID, "POST", f"/api/v0/incidents/{incident['id']}/timeline", json={"summary": "paged"}))),
+             threading.Thread(target=lambda: answers.update(command=world.alice.command(
+                 incident["channel_id"], "/incident note paged")))]
+    for call in calls:
+        call.start()
+    time.sleep(2)
+    for pid in processes:
+        os.kill(pid, signal.SIGKILL)  # ...and dies
+    for call in calls:
+        call.join(60)
+    change = answers["change"]
+    assert change.status_code == 502 and change.headers["Retry-After"] == "1"
+    assert "may or may not have been made" in change.json()["error"]
+    assert "may or may not have run" in reply_text(answers["command"])
+    wait_until(lambda: len(server_processes(world.server.home)) == len(processes), timeout=60, interval=0.5)
+    wait_until(lambda: world.alice.plugin(PLUGIN_ID, "GET", f"/api/v0/incidents/{incident['id']}").status_code
+               == 200, timeout=60, interval=0.5)
 
 
 def test_a_crashed_python_server_is_restarted_by_the_launcher(world: World, incident: dict):
