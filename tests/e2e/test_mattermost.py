@@ -5,6 +5,7 @@ started and driven through its life, then the plugin is switched off and on.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -168,6 +169,18 @@ def test_a_request_without_a_mattermost_session_is_refused(world: World):
         assert forged.status_code == 401
     finally:
         anonymous.close()
+
+
+def test_bodies_of_every_size_pass_through_mattermost_and_the_launcher_to_the_servers_limit(world: World):
+    # Valid JSON padded past the part the launcher reads before it forwards: passed on as it arrives.
+    padded = json.dumps({"title": "Padded", "team_id": world.team_id}) + " " * (100 * 1024)
+    created = world.alice.plugin(PLUGIN_ID, "POST", "/api/v0/playbooks", content=padded.encode(),
+                                 headers={"Content-Type": "application/json"})
+    assert created.status_code == 201, created.text
+    for size in (300 * 1024, 70 * 1024 * 1024):  # over MaxBodyBytes; over the largest MaxBodyBytes
+        refused = world.alice.plugin(PLUGIN_ID, "POST", "/api/v0/playbooks", content=b" " * size,
+                                     headers={"Content-Type": "application/json"})
+        assert refused.status_code == 413 and refused.json()["error"], (size, refused.text[:200])
 
 
 def test_telemetry_carries_mattermosts_diagnostic_id_and_version(world: World, incident: dict,
