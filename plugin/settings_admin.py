@@ -19,9 +19,11 @@ Decisions:
   of the database in the same transaction; switching it off deletes the events still
   waiting there and then (see plugin.telemetry.recorder).
 - The chat server's own diagnostics switch (Mattermost's ``EnableDiagnostics``)
-  enters as the setting ``ServerDiagnosticsEnabled``: the launcher (or the Mattermost
-  adapter's poll) saves it through :meth:`SettingsAdmin.chat_diagnostics_changed`,
-  the settings API or ``incident-plugin settings set``.
+  enters as the setting ``ServerDiagnosticsEnabled``: the launcher passes it in the
+  environment (handing a coming one over to :meth:`SettingsAdmin.environment_coming`
+  first), the Mattermost adapter's poll saves it through
+  :meth:`SettingsAdmin.chat_diagnostics_changed`, as do the settings API and
+  ``incident-plugin settings set``.
 """
 from __future__ import annotations
 
@@ -168,15 +170,39 @@ class SettingsAdmin:
                 self.apply({key: enabled}, CHAT_SERVER_USER)
             return
         on = enabled and not self.live.current.telemetry_off_reasons
+        switched = self._switch_telemetry(lambda _saved: on)
+        if switched is not None:
+            log.info("the chat server's diagnostics are %s: telemetry switched %s (%d waiting event(s) deleted)",
+                     "on" if enabled else "off", "on" if on else "off", switched[1])
+
+    def environment_coming(self, upcoming: Settings) -> bool:
+        """Set the database's telemetry switch as the settings of a coming restart say; True when it flipped.
+
+        The plugin's launcher passes settings as the server's environment and restarts
+        the server to change them; it hands the new environment over here first, so
+        that a switch gone off is off in every process before the restart, and the
+        events still waiting are deleted rather than sent by a process on its way out
+        or after the switch is on again. Values saved at run time count as in ``apply``.
+        """
+        switched = self._switch_telemetry(lambda saved: not upcoming.with_saved(saved).telemetry_off_reasons)
+        if switched is None:
+            return False
+        log.info("the launcher's coming settings switch telemetry %s (%d waiting event(s) deleted)",
+                 "on" if switched[0] else "off", switched[1])
+        return True
+
+    def _switch_telemetry(self, wanted: Callable[[dict[str, Any]], bool]) -> tuple[bool, int] | None:
+        """Set the database's telemetry switch to ``wanted(saved values)``, deleting the waiting events when it
+        goes off, and read the settings again: None when it already was so, else (on, events deleted)."""
         with self.uow_factory() as uow:
+            on = wanted(uow.saved_settings.all())
             if uow.saved_settings.state().telemetry_on == on:
-                return
+                return None
             state = uow.saved_settings.advance(on)
             deleted = 0 if state.telemetry_on else uow.saved_settings.delete_waiting_events()
             uow.commit()
-        log.info("the chat server's diagnostics are %s: telemetry switched %s (%d waiting event(s) deleted)",
-                 "on" if enabled else "off", "on" if on else "off", deleted)
         self.refresh()
+        return on, deleted
 
     def load(self) -> Settings:
         """Apply the saved values (start-up); the settings now in force."""
