@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from plugin.app import create_app
+from plugin.egress import stop_all as stop_egress
 from plugin.settings import Settings, load_settings
 from plugin.store import Database, migrate, normalise_url
 from plugin.store.tables import metadata
@@ -64,6 +65,8 @@ def new_postgres_database(prefix: str) -> Iterator[str]:
     try:
         yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
+        # Apps built on it count their outgoing requests; save the counts while the database still exists.
+        stop_egress()
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
