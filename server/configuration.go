@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -217,26 +215,7 @@ func serverVariables(env []string) map[string]string {
 
 // sendEnvironment posts the server's variables of env to its POST /launcher/environment.
 func sendEnvironment(ctx context.Context, client *http.Client, baseURL, secret string, env []string) error {
-	body, err := json.Marshal(map[string]any{"environment": serverVariables(env)})
-	if err != nil {
-		return err
-	}
-	request, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+environmentPath, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	request.Header.Set("Content-Type", "application/json")
-	request.Header.Set(secretHeader, secret)
-	response, err := client.Do(request)
-	if err != nil {
-		return err
-	}
-	defer response.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(response.Body, 1<<16))
-	if response.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("the incident server answered %d", response.StatusCode)
-	}
-	return nil
+	return postToServer(ctx, client, baseURL+environmentPath, secret, map[string]any{"environment": serverVariables(env)})
 }
 
 // handOver tells the server the environment it is about to run with, so that it puts

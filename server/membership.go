@@ -44,11 +44,17 @@ func launcherOnly(requestPath string) bool {
 
 // sendLeft posts a notice to the server with the activation's secret.
 func sendLeft(ctx context.Context, client *http.Client, baseURL, secret string, notice leftNotice) error {
-	body, err := json.Marshal(notice)
+	return postToServer(ctx, client, baseURL+leftPath, secret, notice)
+}
+
+// postToServer posts payload as JSON to one of the server's /launcher/ routes, with the
+// activation's secret; anything but 204 No Content is an error.
+func postToServer(ctx context.Context, client *http.Client, url, secret string, payload any) error {
+	body, err := json.Marshal(payload)
 	if err != nil {
 		return err
 	}
-	request, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+leftPath, bytes.NewReader(body))
+	request, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
