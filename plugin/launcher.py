@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, request
+from flask import Blueprint, Flask
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from plugin.errors import BadInput, UnsupportedMediaType
-from plugin.membership import require_launcher
+from plugin.errors import BadInput
+from plugin.membership import launcher_body
 from plugin.settings import ENV_PREFIX, SettingsError, load_settings
 
 ENVIRONMENT_PATH = "/launcher/environment"
@@ -47,16 +47,8 @@ def init_app(app: Flask, components: Any) -> None:
     @blp.post(ENVIRONMENT_PATH)
     def environment_coming() -> Any:
         """The launcher restarts the server with this environment: 204 once the telemetry switch follows it."""
-        require_launcher(components.settings.current.host_secret, "Environment hand-overs")
-        if not request.is_json:
-            raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json.",
-                                       {"content_type": request.mimetype or ""})
-        try:
-            body = request.get_json(silent=True)
-        except RecursionError:
-            body = None  # nested too deeply to decode: not an environment either
-        if not isinstance(body, dict):
-            raise BadInput('The body must be a JSON object: {"environment": {"INCIDENT_...": "..."}}.')
+        body = launcher_body(components.settings.current.host_secret, "Environment hand-overs",
+                             '{"environment": {"INCIDENT_...": "..."}}')
         try:
             upcoming = load_settings(environ=schema.load(body)["environment"])
         except ValidationError as exc:

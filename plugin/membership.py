@@ -90,6 +90,24 @@ def require_launcher(secret: str, what: str = "Membership notices") -> None:
                            "plugin's launcher only.")
 
 
+def launcher_body(secret: str, what: str, shape: str) -> dict[str, Any]:
+    """The JSON object a call to a ``/launcher/`` route carries, once the caller proved to be the launcher.
+
+    what names the calls in a refusal, shape shows the object expected.
+    """
+    require_launcher(secret, what)
+    if not request.is_json:
+        raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json.",
+                                   {"content_type": request.mimetype or ""})
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        body = None  # nested too deeply to decode: not an object expected either
+    if not isinstance(body, dict):
+        raise BadInput(f"The body must be a JSON object: {shape}.")
+    return body
+
+
 def init_app(app: Flask, components: Any) -> None:
     """Register the notice endpoint on app."""
     notices = MembershipNotices(components.db.unit_of_work)
@@ -99,17 +117,8 @@ def init_app(app: Flask, components: Any) -> None:
     @blp.post(LEFT_PATH)
     def membership_left() -> Any:
         """Someone left a channel or a team in Mattermost: 204 once no process trusts older memberships."""
-        require_launcher(components.settings.current.host_secret)
-        if not request.is_json:
-            raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json.",
-                                       {"content_type": request.mimetype or ""})
-        try:
-            body = request.get_json(silent=True)
-        except RecursionError:
-            body = None  # nested too deeply to decode: not a notice either
-        if not isinstance(body, dict):
-            raise BadInput("The body must be a JSON object: {\"user_id\": ..., \"channel_id\": ...} or "
-                           "{\"user_id\": ..., \"team_id\": ...}.")
+        body = launcher_body(components.settings.current.host_secret, "Membership notices",
+                             '{"user_id": ..., "channel_id": ...} or {"user_id": ..., "team_id": ...}')
         try:
             notice = schema.load(body)
         except ValidationError as exc:
