@@ -116,3 +116,13 @@ def test_of_two_racing_changes_from_the_same_etag_exactly_one_is_made(app, clien
     assert sorted(statuses) == [200] + [412] * 5, statuses
     timeline = client.get(f"{API}/{incident['id']}/timeline?event_type=severity_changed", headers=as_user(ALICE))
     assert len(timeline.json) == 1
+
+
+def test_the_incident_by_channel_carries_the_etag_a_change_may_name(client):
+    incident = start(client, checklists=TWO_STAGES)
+    by_channel = client.get(f"{API}/channel/{incident['channel_id']}", headers=as_user(ALICE))
+    assert by_channel.headers["ETag"] == tag_of(client, incident["id"])
+    moved = change(client, incident["id"], "PATCH", "", {"active_stage": 1}, **{"If-Match": by_channel.headers["ETag"]})
+    assert moved.status_code == 200
+    again = change(client, incident["id"], "PATCH", "", {"active_stage": 0}, **{"If-Match": by_channel.headers["ETag"]})
+    assert again.status_code == 412
