@@ -173,3 +173,27 @@ def test_a_link_to_an_incident_id_that_is_no_id_says_to_check_the_link(page, bac
     sign_in(page, backstage["base"], "alice")
     page.get(backstage["base"] + "/backstage/#/incidents/..%2F..%2Fsettings")
     wait(page, lambda d: text_in(d, "[role=alert]", "check the link"), "no error showed")
+
+
+def test_a_sign_in_that_has_ended_says_to_reload_and_sign_in_again(page, backstage):
+    base, alice = backstage["base"], backstage["users"]["alice"]
+    incident = start(base, alice, "expired sign-in", [{"title": "Triage", "items": []}])
+    sign_in(page, base, "alice")
+    open_incident(page, base, incident)
+    page.delete_cookie("incident_backstage")  # as when its 12 hours are up
+    page.find_element(By.XPATH, "//button[text()='End the incident']").click()
+    wait(page, lambda d: text_in(d, "[role=alert]", "Could not end the incident"), "no error showed")
+    alert = page.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    assert "sign-in has ended" in alert and "reload the page" in alert and "Mattermost-User-ID" not in alert, alert
+
+
+@pytest.mark.parametrize("who, expected", [("bob", "Ask its commander to add you"), ("alice", "does not exist")])
+def test_an_incident_one_may_not_see_or_that_is_not_there_says_what_to_do(page, backstage, who, expected):
+    base, alice = backstage["base"], backstage["users"]["alice"]
+    incident = start(base, alice, "private one", [{"title": "Triage", "items": []}])
+    incident_id = incident["id"] if who == "bob" else "abcdefghijklmnopqrstuvwxyz"
+    sign_in(page, base, who)
+    page.get(f"{base}/backstage/#/incidents/{incident_id}")
+    wait(page, lambda d: text_in(d, "[role=alert]", expected), "no error showed")
+    assert "list" in page.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    assert "private one" not in page.find_element(By.TAG_NAME, "body").text

@@ -27,13 +27,13 @@ export class ApiError extends Error {
   }
 }
 
+// A 401's own message is meant for programs (a header is missing); people are told this.
+const SIGNED_OUT = 'Your sign-in has ended: reload the page to sign in again.';
+
 // The message of a failure that carries no message of ours: what went wrong and what to do next.
 function failureMessage(status, data) {
   if (data && data.message) {
     return data.message; // Mattermost's own answers (an expired session, say) say it in message
-  }
-  if (status === 401) {
-    return 'Your sign-in has ended: reload the page to sign in again.';
   }
   if (status >= 500) {
     return `The server answered ${status}: try again in a moment; if it goes on, the server's log says why.`;
@@ -82,7 +82,8 @@ async function call(base, path, {method = 'GET', body, query, ifMatch, tagged = 
     data = null;
   }
   if (!response.ok) {
-    throw new ApiError(response.status, (data && data.error) || failureMessage(response.status, data));
+    throw new ApiError(response.status, response.status === 401 ? SIGNED_OUT
+      : (data && data.error) || failureMessage(response.status, data));
   }
   return tagged ? {body: data, etag: response.headers.get('ETag')} : data;
 }

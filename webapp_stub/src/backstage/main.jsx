@@ -431,10 +431,12 @@ function IncidentPage({id, levels}) {
 
   useEffect(() => {
     if (!INCIDENT_ID.test(id)) {
-      setError('This link names no incident: check the link, or pick the incident from the list of incidents.');
+      setError('This link names no incident: check the link, or pick the incident from the list.');
       return;
     }
-    load().catch((e) => setError(e.message));
+    const nextStep = {403: ' Ask its commander to add you to the incident\'s channel, or pick another from the list.',
+      404: ' Check the link, or pick an incident from the list.'};
+    load().catch((e) => setError(e.message + (nextStep[e.status] || '')));
   }, [load]);
 
   useEffect(() => {
@@ -485,7 +487,10 @@ function IncidentPage({id, levels}) {
   };
 
   if (!incident) {
-    return <main id="main"><Message error={error}>{error ? '' : 'Loading the incident…'}</Message></main>;
+    return <main id="main">
+      <Message error={error}>{error ? '' : 'Loading the incident…'}</Message>
+      {error && <p><a href={href('/')}>← All incidents</a></p>}
+    </main>;
   }
   return <main id="main" class="incident" aria-busy={busy ? 'true' : undefined}>
     <p><a href={href('/', {team_id: incident.team_id})}>← All incidents</a></p>
