@@ -197,3 +197,21 @@ def test_an_incident_one_may_not_see_or_that_is_not_there_says_what_to_do(page, 
     wait(page, lambda d: text_in(d, "[role=alert]", expected), "no error showed")
     assert "list" in page.find_element(By.CSS_SELECTOR, "[role=alert]").text
     assert "private one" not in page.find_element(By.TAG_NAME, "body").text
+
+
+def test_following_a_link_names_the_new_page_and_moves_focus_to_its_content(page, backstage):
+    base, alice = backstage["base"], backstage["users"]["alice"]
+    start(base, alice, "title and focus", [{"title": "Triage", "items": []}], public=True)
+    sign_in(page, base, "alice")
+    assert page.title.startswith("Incidents · ")
+    link = wait(page, ec.presence_of_element_located((By.XPATH, "//a[text()='title and focus']")))
+    page.execute_script("arguments[0].focus()", link)
+    page.switch_to.active_element.send_keys(Keys.ENTER)
+    wait(page, lambda d: text_in(d, "main.incident h1", "title and focus"), "the incident never showed")
+    wait(page, lambda d: d.title.startswith("title and focus · "), "the title never named the incident")
+    assert page.switch_to.active_element.get_attribute("id") == "main"
+    page.switch_to.active_element.send_keys(Keys.TAB)  # the next stop is the page's first link
+    assert page.switch_to.active_element.text == "← All incidents"
+    page.switch_to.active_element.send_keys(Keys.ENTER)
+    wait(page, lambda d: d.title.startswith("Incidents · "), "the title never said Incidents again")
+    assert page.switch_to.active_element.get_attribute("id") == "main"

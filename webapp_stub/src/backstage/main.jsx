@@ -37,6 +37,12 @@ function useRoute() {
   return route;
 }
 
+// The document's title: what the page shows, then the product (what a screen reader reads first).
+function setTitle(what) {
+  document.title = `${what} · Incident Response`;
+}
+const TITLES = {'/': 'Incidents', '/new': 'Start an incident', '/stats': 'Statistics'};
+
 // ----- usernames ------------------------------------------------------------------------
 const names = new Map();
 
@@ -439,6 +445,13 @@ function IncidentPage({id, levels}) {
     load().catch((e) => setError(e.message + (nextStep[e.status] || '')));
   }, [load]);
 
+  const name = incident && incident.name;
+  useEffect(() => {
+    if (name) {
+      setTitle(name);
+    }
+  }, [name]);
+
   useEffect(() => {
     const focused = document.activeElement;
     if (!settled || (focused && focused !== document.body)) {
@@ -552,6 +565,24 @@ function App() {
   }, (e) => setError(e.message)), []);
   useEffect(() => { loadSession(); }, [loadSession]);
   const mainRef = useRef(null);
+  const signedIn = Boolean(session && session.user_id);
+  useEffect(() => {
+    setTitle(signedIn ? TITLES[route.path] || 'Incident' : 'Sign in');
+  }, [route.path, signedIn]);
+  // Following a link to another page moves focus to its content, as a page load would
+  // start reading there; filters and paging stay on the same page and keep focus.
+  const firstPath = useRef(true);
+  useEffect(() => {
+    if (firstPath.current) {
+      firstPath.current = false;
+      return;
+    }
+    const target = document.getElementById('main');
+    if (target) {
+      target.setAttribute('tabindex', '-1');
+      target.focus();
+    }
+  }, [route.path]);
 
   if (!session) {
     return <main id="main">
