@@ -11,6 +11,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 
+from tests.browser.conftest import add_user
 from tests.browser.test_backstage import api, sign_in, text_in, wait
 
 pytestmark = pytest.mark.slow
@@ -149,6 +150,18 @@ def test_very_long_words_fit_a_narrow_screen(page, backstage):
                                    ".map(e => e.tagName + '.' + e.className)")
         assert wide == [], path
         assert page.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"), path
+
+
+def test_the_longest_username_fits_the_header_of_a_narrow_screen(page, backstage):
+    longest = "u" * 64
+    add_user(backstage["env"], backstage["tmp_path"], longest)
+    sign_in(page, backstage["base"], longest)
+    page.set_window_size(390, 844)
+    wide = page.execute_script("return [...document.querySelectorAll('header *')]"
+                               ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)"
+                               ".map(e => e.tagName + '.' + e.className)")
+    assert wide == []
+    assert page.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
 
 
 def test_right_to_left_text_reads_right_to_left(page, backstage):
