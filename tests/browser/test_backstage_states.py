@@ -228,3 +228,16 @@ def test_following_a_link_names_the_new_page_and_moves_focus_to_its_content(page
     page.switch_to.active_element.send_keys(Keys.ENTER)
     wait(page, lambda d: d.title.startswith("Incidents · "), "the title never said Incidents again")
     assert page.switch_to.active_element.get_attribute("id") == "main"
+
+
+def test_an_incident_with_more_updates_than_shown_says_where_the_rest_are(page, backstage):
+    base, alice = backstage["base"], backstage["users"]["alice"]
+    incident = start(base, alice, "chatty", [{"title": "Triage", "items": []}])
+    for n in range(101):
+        api(base, "POST", f"/api/v0/incidents/{incident['id']}/status-updates", alice, {"message": f"update {n}"})
+    sign_in(page, base, "alice")
+    open_incident(page, base, incident)
+    wait(page, lambda d: text_in(d, ".updates", "update 100"))
+    assert len(page.find_elements(By.CSS_SELECTOR, ".updates > li")) == 100
+    assert "The newest 100 of 101 status updates" in page.find_element(By.ID, "updates-shown").text
+    assert text_in(page, ".timeline", "update 0")

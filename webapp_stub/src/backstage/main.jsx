@@ -415,6 +415,7 @@ function IncidentPage({id, levels}) {
   const [tag, setTag] = useState('');
   const [timeline, setTimeline] = useState([]);
   const [updates, setUpdates] = useState([]);
+  const [updateCount, setUpdateCount] = useState(0);
   const [error, setError] = useState('');
   const [notice, setNotice] = useState('');
   const [busy, setBusy] = useState(false);
@@ -433,6 +434,7 @@ function IncidentPage({id, levels}) {
     setTag(one.etag || '');
     setTimeline(entries);
     setUpdates(statusUpdates.items);
+    setUpdateCount(statusUpdates.total_count);
   }, [id]);
 
   useEffect(() => {
@@ -541,6 +543,8 @@ function IncidentPage({id, levels}) {
               <p dir="auto">{u.message}</p>
               <p class="muted">{nameOf(u.user_id)} · {formatTime(u.create_at)}</p>
             </li>)}</ul>}
+          {updateCount > updates.length && <p id="updates-shown" class="muted">
+            The newest {updates.length} of {updateCount} status updates; the timeline below lists every one.</p>}
         </section>
         <section aria-labelledby="timeline-heading">
           <h2 id="timeline-heading">Timeline</h2>
