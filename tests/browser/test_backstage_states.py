@@ -241,3 +241,18 @@ def test_an_incident_with_more_updates_than_shown_says_where_the_rest_are(page, 
     assert len(page.find_elements(By.CSS_SELECTOR, ".updates > li")) == 100
     assert "The newest 100 of 101 status updates" in page.find_element(By.ID, "updates-shown").text
     assert text_in(page, ".timeline", "update 0")
+
+
+def test_a_task_line_too_long_is_named_by_its_line_and_nothing_starts(page, backstage):
+    base, alice = backstage["base"], backstage["users"]["alice"]
+    sign_in(page, base, "alice")
+    page.get(f"{base}/backstage/#/new")
+    wait(page, ec.presence_of_element_located((By.ID, "new-name"))).send_keys("too long a task")
+    stages = page.find_element(By.ID, "new-stages")
+    stages.clear()
+    stages.send_keys("# Triage", Keys.ENTER, "Page the on-call", Keys.ENTER, "y" * 300)
+    page.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
+    wait(page, lambda d: text_in(d, "[role=alert]", "Line 3"), "the long line was never named")
+    assert "256" in page.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    listed = api(base, "GET", f"/api/v0/incidents?team_id={TEAM}&search_term=too%20long", alice)
+    assert listed["total_count"] == 0

@@ -10,6 +10,8 @@ import './style.css';
 const PER_PAGE = 100;
 // The server's longest incident name (NAME_MAX in plugin/model.py).
 const NAME_MAX = 64;
+// The server's longest stage or task title (TITLE_MAX in plugin/model.py).
+const TITLE_MAX = 256;
 const INCIDENT_ID = /^[a-z0-9]{26}$/;
 // The severity filter's value for incidents without a severity.
 const NO_SEVERITY = '-';
@@ -249,7 +251,14 @@ const TEMPLATE = '# Triage\nPage the on-call\nOpen a status page\n# Resolve\nRol
 // "# Stage" lines start a stage; the lines under it are its tasks.
 function parseStages(text) {
   const stages = [];
-  text.split('\n').map((line) => line.trim()).filter(Boolean).forEach((line) => {
+  text.split('\n').map((line) => line.trim()).forEach((line, number) => {
+    if (!line) {
+      return;
+    }
+    if (line.replace(/^#+\s*/, '').length > TITLE_MAX) {
+      throw new Error(`Line ${number + 1} of the stages and tasks is longer than ${TITLE_MAX} characters: `
+        + 'shorten it, or put the detail in a status update.');
+    }
     if (line.startsWith('#')) {
       stages.push({title: line.replace(/^#+\s*/, '') || 'Stage', items: []});
     } else {
@@ -275,8 +284,9 @@ function StartIncident({session, team}) {
     setBusy(true);
     setError('');
     try {
+      const checklists = parseStages(stages);
       const incident = await api('incidents', {method: 'POST', body: {
-        name, description, team_id: teamId, commander_user_id: session.user_id, checklists: parseStages(stages),
+        name, description, team_id: teamId, commander_user_id: session.user_id, checklists,
         severity,
       }});
       window.location.hash = href(`/incidents/${incident.id}`);
