@@ -52,7 +52,8 @@ class Console:
         self._seen_posts: dict[str, int] = {}
 
     def user(self, username: str) -> str:
-        """The id of the local user with this username, created when new."""
+        """The id of the local user with this username, created when new, and in the team's town-square
+        (as Mattermost puts everyone who joins a team there)."""
         name = username.strip().lstrip("@").lower()
         if len(name) > USERNAME_MAX:
             raise BadInput(f"'{name[:40]}...' is {len(name)} characters long; use at most {USERNAME_MAX}.")
@@ -65,6 +66,7 @@ class Console:
         if user_id is None:
             user_id = new_id()
             self.host.note_user(user_id, name)
+        self.channel(TOWN_SQUARE, user_id)
         return user_id
 
     def channel(self, name_or_id: str, user_id: str) -> str:

@@ -24,7 +24,10 @@ CHROMIUM = os.environ.get("INCIDENT_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("INCIDENT_CHROMEDRIVER", "/usr/bin/chromedriver")
 REQUIRE_BROWSER = os.environ.get("INCIDENT_REQUIRE_BROWSER", "") in {"1", "true", "yes"}
 ROOT = Path(__file__).resolve().parents[2]
+# The screenshots the docs show are rewritten only when asked (INCIDENT_WRITE_SCREENS=1), so a
+# test run leaves the working tree as it found it; otherwise they go to a temporary folder.
 SCREENS = ROOT / "docs" / "screens"
+WRITE_SCREENS = os.environ.get("INCIDENT_WRITE_SCREENS", "") in {"1", "true", "yes"}
 # Seconds a page may take to show what a test waits for.
 WAIT_SECONDS = 15
 
@@ -114,14 +117,18 @@ def backstage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ob
 
 
 def screenshot(driver, name: str, max_height: int = 1800) -> Path:
-    """Save the whole page (up to max_height CSS pixels tall) as docs/screens/<name>.png."""
+    """Save the whole page (up to max_height CSS pixels tall) as <name>.png: in docs/screens when
+    INCIDENT_WRITE_SCREENS is set, else in a temporary folder (the capture is still exercised)."""
     import base64
+    import tempfile
 
     width, height = driver.execute_script(
         "return [document.documentElement.clientWidth, document.documentElement.scrollHeight]")
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
         "format": "png", "captureBeyondViewport": True,
         "clip": {"x": 0, "y": 0, "width": width, "height": min(height, max_height), "scale": 1}})
-    path = SCREENS / f"{name}.png"
+    folder = SCREENS if WRITE_SCREENS else Path(tempfile.gettempdir()) / "incident-screens"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     path.write_bytes(base64.b64decode(shot["data"]))
     return path

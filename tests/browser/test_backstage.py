@@ -1,6 +1,6 @@
 """The backstage page in a real Chromium: sign in, run an incident from start to end, and see it.
 
-Each test writes the screenshots the docs show (docs/screens/).
+Each test takes the screenshots the docs show (docs/screens/ with INCIDENT_WRITE_SCREENS=1).
 """
 from __future__ import annotations
 

@@ -130,3 +130,14 @@ def test_chat_reads_a_session_from_stdin_and_follows_into_the_new_channel(shell_
     assert "@bob is now the commander of **printer on fire**." in out
     assert "Only /incident commands work here, not /deploy." in out
     assert "There is no channel ~nowhere in this team." in out
+
+
+def test_a_user_who_first_types_in_another_channel_can_still_post_in_town_square(shell_env, capsys, monkeypatch):
+    import io
+
+    lines = ("/incident start printer on fire\n:user bob\n:user alice\n/incident add @bob\n:user bob\n"
+             "/incident announce ~town-square\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(lines))
+    assert cli.main(["chat"]) == 0
+    out = capsys.readouterr().out
+    assert "bob in ~printer-on-fire> /incident announce ~town-square\n  (only you) Announced in ~town-square." in out
