@@ -169,7 +169,8 @@ def test_right_to_left_text_reads_right_to_left(page, backstage):
     hebrew = "השרת נפל!"
     incident = start(base, alice, hebrew, [{"title": "בדיקה", "items": [{"title": "להתקשר לספק"}]}],
                      description="הדיסק מלא.", public=True)
-    api(base, "POST", f"/api/v0/incidents/{incident['id']}/status-updates", alice, {"message": "עדיין בודקים."})
+    api(base, "POST", f"/api/v0/incidents/{incident['id']}/status-updates", alice,
+        {"message": "עדיין בודקים."})
     sign_in(page, base, "alice")
     open_incident(page, base, incident)
     wait(page, lambda d: text_in(d, ".updates", "עדיין"))

@@ -37,7 +37,8 @@ function fakeFetch(responses) {
     return Promise.resolve({
       status: reply.status, ok: reply.status >= 200 && reply.status < 300,
       headers: {get: (name) => (name === 'ETag' && reply.etag) || null},
-      json: () => (reply.body === undefined ? Promise.reject(new SyntaxError('not JSON')) : Promise.resolve(reply.body)),
+      json: () => (reply.body === undefined ? Promise.reject(new SyntaxError('not JSON'))
+        : Promise.resolve(reply.body)),
     });
   };
   return {fetch, calls};
@@ -323,7 +324,8 @@ test('a second click while a change is on its way sends nothing', async () => {
 test('a failure without a message of ours says what to do next', async () => {
   const cases = [
     [{status: 502}, /answered 502: try again in a moment/],
-    [{status: 401, body: {id: 'api.context.session_expired.app_error', message: 'Invalid or expired session, please login again.'}},
+    [{status: 401, body: {id: 'api.context.session_expired.app_error',
+      message: 'Invalid or expired session, please login again.'}},
       /Invalid or expired session, please login again/],
     [{status: 401, body: {}}, /reload the page to sign in again/],
     [new Error('connection refused'), /Could not reach.*connection refused.*try again/],

@@ -336,7 +336,8 @@ function Stages({incident, run, busy}) {
         const done = checklist.items.filter((item) => item.state === 'closed').length;
         return <li key={checklist.id || c} class={`stage ${active ? 'stage--active' : ''}`}
           aria-current={active ? 'step' : undefined}>
-          <h3><span class="stage__title" dir="auto">{checklist.title}</span> <span class="muted">{done} of {checklist.items.length} done
+          <h3><span class="stage__title" dir="auto">{checklist.title}</span> <span class="muted">
+            {done} of {checklist.items.length} done
             {active ? ' · current stage' : ''}</span></h3>
           <ul class="tasks">
             {checklist.items.map((item, i) => {
@@ -353,7 +354,8 @@ function Stages({incident, run, busy}) {
                   <code class="command">{item.command}</code>
                   <button type="button" class="small" aria-label={`Run the command of ${item.title}`} disabled={busy}
                     onClick={() => run('run the command', (ifMatch) => api(
-                      `incidents/${incident.id}/checklists/${c}/items/${i}/run`, {method: 'POST', ifMatch}))}>Run</button>
+                      `incidents/${incident.id}/checklists/${c}/items/${i}/run`, {method: 'POST', ifMatch}))}>
+                    Run</button>
                   {item.command_last_run > 0 &&
                     <span class="muted"> last run {formatTime(item.command_last_run)}</span>}
                 </>}
