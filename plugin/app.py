@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request
 
-from plugin import api, backstage, logs, membership
+from plugin import api, backstage, launcher, logs, membership
 from plugin.chat import ChatHost
 from plugin.chat.local import LocalChatHost
 from plugin.chat.mattermost import MattermostChatHost
@@ -204,5 +204,6 @@ def create_app(settings: Settings | None = None, *, host: ChatHost | None = None
     command_views.init_app(app, components)
     backstage.init_app(app, components)
     membership.init_app(app, components)
+    launcher.init_app(app, components)
     logs.install()
     return app

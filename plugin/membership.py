@@ -79,13 +79,14 @@ class LeftSchema(Schema):
             raise ValidationError("Give either channel_id or team_id, not both and not neither.")
 
 
-def _require_launcher(secret: str) -> None:
+def require_launcher(secret: str, what: str = "Membership notices") -> None:
+    """Refuse a call to a ``/launcher/`` route that does not carry the launcher's secret; what names the calls."""
     if not secret:
-        raise PermissionDenied("Membership notices come from the plugin's launcher only, and this server runs "
+        raise PermissionDenied(f"{what} come from the plugin's launcher only, and this server runs "
                                "without the HostSecret setting it sends.")
     given = request.headers.get(SECRET_HEADER, "")
     if not hmac.compare_digest(given.encode(), secret.encode()):
-        raise Unauthorized(f"Missing or wrong {SECRET_HEADER} header: membership notices come from the "
+        raise Unauthorized(f"Missing or wrong {SECRET_HEADER} header: {what[0].lower() + what[1:]} come from the "
                            "plugin's launcher only.")
 
 
@@ -98,7 +99,7 @@ def init_app(app: Flask, components: Any) -> None:
     @blp.post(LEFT_PATH)
     def membership_left() -> Any:
         """Someone left a channel or a team in Mattermost: 204 once no process trusts older memberships."""
-        _require_launcher(components.settings.current.host_secret)
+        require_launcher(components.settings.current.host_secret)
         if not request.is_json:
             raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json.",
                                        {"content_type": request.mimetype or ""})

@@ -19,9 +19,11 @@ Decisions:
   of the database in the same transaction; switching it off deletes the events still
   waiting there and then (see plugin.telemetry.recorder).
 - The chat server's own diagnostics switch (Mattermost's ``EnableDiagnostics``)
-  enters as the setting ``ServerDiagnosticsEnabled``: the launcher (or the Mattermost
-  adapter's poll) saves it through :meth:`SettingsAdmin.chat_diagnostics_changed`,
-  the settings API or ``incident-plugin settings set``.
+  enters as the setting ``ServerDiagnosticsEnabled``: the launcher passes it in the
+  environment (handing a coming one over to :meth:`SettingsAdmin.environment_coming`
+  first), the Mattermost adapter's poll saves it through
+  :meth:`SettingsAdmin.chat_diagnostics_changed`, as do the settings API and
+  ``incident-plugin settings set``.
 """
 from __future__ import annotations
 
@@ -177,6 +179,27 @@ class SettingsAdmin:
         log.info("the chat server's diagnostics are %s: telemetry switched %s (%d waiting event(s) deleted)",
                  "on" if enabled else "off", "on" if on else "off", deleted)
         self.refresh()
+
+    def environment_coming(self, upcoming: Settings) -> bool:
+        """Set the database's telemetry switch as the settings of a coming restart say; True when it flipped.
+
+        The plugin's launcher passes settings as the server's environment and restarts
+        the server to change them; it hands the new environment over here first, so
+        that a switch gone off is off in every process before the restart, and the
+        events still waiting are deleted rather than sent by a process on its way out
+        or after the switch is on again. Values saved at run time count as in ``apply``.
+        """
+        with self.uow_factory() as uow:
+            on = not upcoming.with_saved(uow.saved_settings.all()).telemetry_off_reasons
+            if uow.saved_settings.state().telemetry_on == on:
+                return False
+            state = uow.saved_settings.advance(on)
+            deleted = 0 if state.telemetry_on else uow.saved_settings.delete_waiting_events()
+            uow.commit()
+        log.info("the launcher's coming settings switch telemetry %s (%d waiting event(s) deleted)",
+                 "on" if on else "off", deleted)
+        self.refresh()
+        return True
 
     def load(self) -> Settings:
         """Apply the saved values (start-up); the settings now in force."""

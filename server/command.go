@@ -172,8 +172,10 @@ func (p *Plugin) ExecuteCommand(_ *plugin.Context, args *model.CommandArgs) (*mo
 	reply, err := runCommand(ctx, &http.Client{Transport: proxyTransport}, c, p.slash, p.secret, commandForm(args, username))
 	if err != nil {
 		p.API.LogError("the /incident command could not be run", "error", err.Error())
-		return ephemeral("Incident Response could not run this command right now; nothing may have " +
-			"changed. Try again in a moment, or ask an admin to look at the server log."), nil
+		// The server may have died after it made the change: a blind retry could make it twice.
+		return ephemeral("Incident Response could not answer this command, so it may or may not have run: " +
+			"check with `/incident info` before you run it again, or ask an admin to look at the server log " +
+			"if it keeps happening."), nil
 	}
 	return reply, nil
 }

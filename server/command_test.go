@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mattermost/mattermost/server/public/model"
+	"github.com/mattermost/mattermost/server/public/plugin"
 )
 
 func TestCommandTextDropsTheTrigger(t *testing.T) {
@@ -120,5 +121,35 @@ func TestIncidentCommandAutocompleteSaysWhatStartAndListDo(t *testing.T) {
 	// list shows the caller's active incidents in this team, as /incident help says.
 	if !strings.Contains(hints["list"].HelpText, "active incidents in this team") {
 		t.Errorf("list's help text %q", hints["list"].HelpText)
+	}
+}
+
+// commandAPI is the plugin API as far as ExecuteCommand uses it: the caller's username and the log.
+type commandAPI struct {
+	plugin.API
+	log logRecorder
+}
+
+func (a *commandAPI) GetUser(userID string) (*model.User, *model.AppError) {
+	return &model.User{Id: userID, Username: "alice"}, nil
+}
+
+func (a *commandAPI) LogError(msg string, pairs ...any) { a.log.record("error", msg, pairs) }
+
+func TestACommandCutShortByACrashSaysItMayHaveRunAndToCheckFirst(t *testing.T) {
+	api := &commandAPI{}
+	p := &Plugin{secret: "s", slash: "t"}
+	p.API = api
+	p.setCurrent(&child{baseURL: cutShort(t).String(), done: make(chan struct{})})
+	reply, appErr := p.ExecuteCommand(&plugin.Context{}, &model.CommandArgs{UserId: "u1", Command: "/incident start db"})
+	if appErr != nil || reply == nil {
+		t.Fatalf("reply %v, error %v", reply, appErr)
+	}
+	if reply.ResponseType != model.CommandResponseTypeEphemeral || !strings.Contains(reply.Text, "may or may not have run") ||
+		!strings.Contains(reply.Text, "/incident info") {
+		t.Errorf("reply %q", reply.Text)
+	}
+	if lines := api.log.logged(); len(lines) != 1 || strings.Contains(lines[0], "start db") {
+		t.Errorf("logged %v", lines)
 	}
 }

@@ -1,15 +1,28 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/mattermost/mattermost/server/public/model"
+)
+
+const (
+	// environmentPath is where the server takes the environment of its coming restart.
+	environmentPath = launcherPrefix + "environment"
+	// handOverTimeout bounds the hand-over: it runs inside the save of the configuration.
+	handOverTimeout = 5 * time.Second
 )
 
 // configuration holds the plugin's settings from the System Console, keyed as
@@ -144,12 +157,19 @@ func diagnosticsEnabled(config *model.Config) bool {
 }
 
 // OnConfigurationChange loads the System Console settings and, when the Python server
-// runs and what it was started with differs, restarts it with the new settings.
-// Mattermost calls it after every saved change, of any setting, from inside the
-// save: the restart (a second or two) runs on its own so the save is not held up.
+// runs and what it was started with differs, hands the new environment over to it
+// and restarts it with the new settings. Mattermost calls it after every saved
+// change, of any setting, from inside the save: the hand-over is made before the
+// save returns, the restart (a second or two) runs on its own so the save is not held up.
 func (p *Plugin) OnConfigurationChange() error {
 	if err := p.loadConfiguration(); err != nil {
 		return err
+	}
+	// Before the save returns: a telemetry switch gone off must not wait for the restart.
+	if c := p.running(); c != nil {
+		if env := p.desiredEnv(); !slices.Equal(c.env, env) {
+			p.handOver(c, env)
+		}
 	}
 	go func() {
 		if err := p.reconcile(); err != nil {
@@ -182,4 +202,52 @@ func (p *Plugin) setConfiguration(c *configuration) {
 	p.configurationLock.Lock()
 	defer p.configurationLock.Unlock()
 	p.configuration = c
+}
+
+// serverVariables is the part of an environment the server reads as its settings: the INCIDENT_* variables.
+func serverVariables(env []string) map[string]string {
+	variables := map[string]string{}
+	for _, entry := range env {
+		if name, value, found := strings.Cut(entry, "="); found && strings.HasPrefix(name, "INCIDENT_") {
+			variables[name] = value
+		}
+	}
+	return variables
+}
+
+// sendEnvironment posts the server's variables of env to its POST /launcher/environment.
+func sendEnvironment(ctx context.Context, client *http.Client, baseURL, secret string, env []string) error {
+	body, err := json.Marshal(map[string]any{"environment": serverVariables(env)})
+	if err != nil {
+		return err
+	}
+	request, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+environmentPath, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	request.Header.Set("Content-Type", "application/json")
+	request.Header.Set(secretHeader, secret)
+	response, err := client.Do(request)
+	if err != nil {
+		return err
+	}
+	defer response.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(response.Body, 1<<16))
+	if response.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("the incident server answered %d", response.StatusCode)
+	}
+	return nil
+}
+
+// handOver tells the server the environment it is about to run with, so that it puts
+// in force at once, in every process, what must not wait for a restart (a telemetry
+// switch gone off). A failure is logged: the restart still brings the settings.
+func (p *Plugin) handOver(c *child, env []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), handOverTimeout)
+	defer cancel()
+	if err := sendEnvironment(ctx, &http.Client{Transport: proxyTransport}, c.baseURL, p.secret, env); err != nil {
+		// Never the environment itself: it holds secrets.
+		p.API.LogWarn("the new settings could not be handed over to the incident server before its restart",
+			"error", err.Error())
+	}
 }

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mattermost/mattermost/server/public/model"
+	"github.com/mattermost/mattermost/server/public/plugin"
 )
 
 func TestEnvNameSplitsCamelCaseKeysLikeThePythonSettings(t *testing.T) {
@@ -109,5 +114,122 @@ func TestDiagnosticsAreOffWhenTheSwitchArrivesFalseOrEmpty(t *testing.T) {
 		if diagnosticsEnabled(c) {
 			t.Errorf("EnableDiagnostics %v should count as disabled", value)
 		}
+	}
+}
+
+// consoleAPI is the plugin API as far as a configuration change uses it: the settings, the config and the log.
+type consoleAPI struct {
+	plugin.API
+	values map[string]any
+	log    logRecorder
+}
+
+func (a *consoleAPI) LoadPluginConfiguration(dest any) error {
+	data, err := json.Marshal(a.values)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, dest)
+}
+
+func (a *consoleAPI) GetConfig() *model.Config {
+	c := config("127.0.0.1:8065", "", "http://127.0.0.1:8065")
+	c.LogSettings.EnableDiagnostics = model.NewPointer(true)
+	return c
+}
+
+func (a *consoleAPI) LogInfo(msg string, pairs ...any)  { a.log.record("info", msg, pairs) }
+func (a *consoleAPI) LogWarn(msg string, pairs ...any)  { a.log.record("warn", msg, pairs) }
+func (a *consoleAPI) LogError(msg string, pairs ...any) { a.log.record("error", msg, pairs) }
+
+// runningPlugin is a plugin whose server, at baseURL, runs with the environment of the API's settings.
+func runningPlugin(t *testing.T, api *consoleAPI, baseURL string) *Plugin {
+	t.Helper()
+	p := &Plugin{secret: "host-secret", keys: []string{"EnableTelemetry", "RudderWriteKey"},
+		layout: newLayout(t.TempDir(), t.TempDir())}
+	p.API = api
+	if err := p.loadConfiguration(); err != nil {
+		t.Fatal(err)
+	}
+	p.setCurrent(&child{baseURL: baseURL, env: p.desiredEnv(), done: make(chan struct{})})
+	return p
+}
+
+func TestConfigurationChangeHandsTheNewEnvironmentToTheRunningServerBeforeItReturns(t *testing.T) {
+	got := make(chan map[string]map[string]string, 1)
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != environmentPath || r.Header.Get(secretHeader) != "host-secret" ||
+			r.Header.Get("Content-Type") != "application/json" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		body := map[string]map[string]string{}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		got <- body
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer server.Close()
+	api := &consoleAPI{values: map[string]any{"enabletelemetry": true, "rudderwritekey": "key-1"}}
+	p := runningPlugin(t, api, server.URL)
+	api.values["enabletelemetry"] = false
+	if err := p.OnConfigurationChange(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case body := <-got:
+		environment := body["environment"]
+		if environment["INCIDENT_ENABLE_TELEMETRY"] != "false" || environment["INCIDENT_RUDDER_WRITE_KEY"] != "key-1" ||
+			environment["INCIDENT_HOST_SECRET"] != "host-secret" {
+			t.Errorf("environment handed over = %v", environment)
+		}
+		for name := range environment {
+			if !strings.HasPrefix(name, "INCIDENT_") {
+				t.Errorf("%s handed over: only the server's settings go", name)
+			}
+		}
+	default:
+		t.Fatal("OnConfigurationChange returned before it handed the new environment over")
+	}
+	if lines := api.log.logged(); len(lines) != 0 {
+		t.Errorf("a hand-over that succeeded logged %v", lines)
+	}
+}
+
+func TestConfigurationChangeThatLeavesTheEnvironmentAsItIsHandsNothingOver(t *testing.T) {
+	calls := make(chan struct{}, 1)
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls <- struct{}{}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer server.Close()
+	api := &consoleAPI{values: map[string]any{"enabletelemetry": true}}
+	p := runningPlugin(t, api, server.URL)
+	if err := p.OnConfigurationChange(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-calls:
+		t.Error("an unchanged environment was handed over")
+	default:
+	}
+}
+
+func TestAFailedHandOverIsLoggedWithoutTheEnvironment(t *testing.T) {
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+	}))
+	defer server.Close()
+	api := &consoleAPI{values: map[string]any{"enabletelemetry": true, "rudderwritekey": "key-secret-1"}}
+	p := runningPlugin(t, api, server.URL)
+	api.values["enabletelemetry"] = false
+	if err := p.OnConfigurationChange(); err != nil {
+		t.Fatal(err)
+	}
+	lines := api.log.logged()
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "warn ") || !strings.Contains(lines[0], "400") {
+		t.Fatalf("logged %v", lines)
+	}
+	if strings.Contains(lines[0], "key-secret-1") || strings.Contains(lines[0], "host-secret") {
+		t.Errorf("the log holds a secret: %s", lines[0])
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -17,7 +18,38 @@ const (
 	userHeader   = "Mattermost-User-Id"
 	// maxForwardBody is the largest body forwarded: the top of the server's MaxBodyBytes range.
 	maxForwardBody = 64 << 20
+	// startOfBody is how much of a body is read before the request is forwarded: a body
+	// that ends within it is sent with its length.
+	startOfBody = 64 << 10
+	// retryAfterSeconds is what a 502 or 503 of the launcher asks a client to wait, as the server's own 503 does.
+	retryAfterSeconds = "1"
 )
+
+// errBodyTooLarge ends a body passed on once it is over maxForwardBody.
+var errBodyTooLarge = errors.New("the request body is over the largest MaxBodyBytes")
+
+// cappedBody passes a request body on and fails once more than left bytes went through.
+type cappedBody struct {
+	reader io.Reader
+	left   int64
+	closer io.Closer
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	n, err := b.reader.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n, errBodyTooLarge
+	}
+	return n, err
+}
+
+func (b *cappedBody) Close() error { return b.closer.Close() }
+
+// safeMethod reports whether a request of this method changes nothing.
+func safeMethod(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
+}
 
 // proxyTransport is shared by every forwarded request (its connections are reused).
 var proxyTransport = &http.Transport{
@@ -33,21 +65,24 @@ var proxyTransport = &http.Transport{
 // sent); the secret proves to the server that the request comes through here.
 func forward(w http.ResponseWriter, r *http.Request, base *url.URL, secret string) {
 	userID := r.Header.Get(userHeader)
-	// Mattermost hands the body over as a stream without its length, which would go
-	// out chunked, and WSGI servers may read a chunked body as empty: send it with
-	// its length instead.
+	// Mattermost hands the body over as a stream without its length. A short body goes
+	// out with its length; a longer one is passed on as it arrives (chunked), since the
+	// server's front reads a request whole before the application sees it and refuses
+	// what is too large: the launcher never holds more than the start of a body.
 	if r.Body != nil {
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody+1))
+		start, err := io.ReadAll(io.LimitReader(r.Body, startOfBody+1))
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "The request body could not be read.")
 			return
 		}
-		if len(body) > maxForwardBody {
-			writeError(w, http.StatusRequestEntityTooLarge, "The request body is too large.")
-			return
+		if len(start) <= startOfBody {
+			r.Body = io.NopCloser(bytes.NewReader(start))
+			r.ContentLength = int64(len(start))
+		} else {
+			r.Body = &cappedBody{reader: io.MultiReader(bytes.NewReader(start), r.Body), left: maxForwardBody,
+				closer: r.Body}
+			r.ContentLength = -1
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
 	}
 	proxy := &httputil.ReverseProxy{
 		Transport: proxyTransport,
@@ -68,8 +103,19 @@ func forward(w http.ResponseWriter, r *http.Request, base *url.URL, secret strin
 			}
 			out.Out.Header.Set(secretHeader, secret)
 		},
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
-			writeError(w, http.StatusBadGateway, "The incident server did not answer; try again in a moment.")
+		ErrorHandler: func(w http.ResponseWriter, out *http.Request, err error) {
+			if errors.Is(err, errBodyTooLarge) {
+				writeError(w, http.StatusRequestEntityTooLarge, "The request body is too large.")
+				return
+			}
+			w.Header().Set("Retry-After", retryAfterSeconds)
+			if safeMethod(out.Method) {
+				writeError(w, http.StatusBadGateway, "The incident server did not answer; try again in a moment.")
+				return
+			}
+			// The server may have died after it committed the change: a blind retry could make it twice.
+			writeError(w, http.StatusBadGateway, "The incident server stopped before it answered, so the change "+
+				"may or may not have been made: check, then try again in a moment.")
 		},
 	}
 	proxy.ServeHTTP(w, r)
@@ -91,6 +137,7 @@ func (p *Plugin) ServeHTTP(_ *plugin.Context, w http.ResponseWriter, r *http.Req
 	}
 	c := p.running()
 	if c == nil {
+		w.Header().Set("Retry-After", retryAfterSeconds)
 		writeError(w, http.StatusServiceUnavailable,
 			"Incident Response is starting or restarting; try again in a moment.")
 		return

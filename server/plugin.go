@@ -197,6 +197,8 @@ func (p *Plugin) startLocked() error {
 		lastErr = c.waitHealthy(ctx, p.client)
 		cancel()
 		if lastErr == nil {
+			// The settings of now, which a save during the start may have changed since.
+			p.handOver(c, p.desiredEnv())
 			p.child = c
 			p.setCurrent(c)
 			go p.watch(c)

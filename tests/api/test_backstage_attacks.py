@@ -22,8 +22,8 @@ from tests.threads import run_in_threads
 PAGE = {"X-Requested-With": "XMLHttpRequest"}
 COOKIE = "incident_backstage"
 SOME_ID = "x" * 26
-# Routes a cookie can never reach: the slash command authenticates by its own token.
-NOT_COOKIE_ROUTES = {"/command", "/launcher/membership-left"}
+# Routes a cookie can never reach: the slash command authenticates by its own token, the launcher's by its secret.
+NOT_COOKIE_ROUTES = {"/command", "/launcher/membership-left", "/launcher/environment"}
 
 
 @pytest.fixture

@@ -5,11 +5,14 @@ started and driven through its life, then the plugin is switched off and on.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import PLUGIN_ID, World, write_key
@@ -168,6 +171,18 @@ def test_a_request_without_a_mattermost_session_is_refused(world: World):
         anonymous.close()
 
 
+def test_bodies_of_every_size_pass_through_mattermost_and_the_launcher_to_the_servers_limit(world: World):
+    # Valid JSON padded past the part the launcher reads before it forwards: passed on as it arrives.
+    padded = json.dumps({"title": "Padded", "team_id": world.team_id}) + " " * (100 * 1024)
+    created = world.alice.plugin(PLUGIN_ID, "POST", "/api/v0/playbooks", content=padded.encode(),
+                                 headers={"Content-Type": "application/json"})
+    assert created.status_code == 201, created.text
+    for size in (300 * 1024, 70 * 1024 * 1024):  # over MaxBodyBytes; over the largest MaxBodyBytes
+        refused = world.alice.plugin(PLUGIN_ID, "POST", "/api/v0/playbooks", content=b" " * size,
+                                     headers={"Content-Type": "application/json"})
+        assert refused.status_code == 413 and refused.json()["error"], (size, refused.text[:200])
+
+
 def test_telemetry_carries_mattermosts_diagnostic_id_and_version(world: World, incident: dict,
                                                                    dataplane: DataPlane):
     client_config = world.admin.ok("GET", "/config/client", params={"format": "old"})
@@ -216,6 +231,65 @@ def test_switching_the_plugins_telemetry_setting_off_in_the_system_console_silen
     # On again: the next change is sent.
     assert "now 1 of 2" in reply_text(world.bob.command(incident["channel_id"], "/incident stage prev"))
     wait_until(lambda: len(dataplane.delivered()) > before, timeout=60, interval=0.5)
+
+
+def test_events_waiting_when_telemetry_is_switched_off_in_the_system_console_are_never_sent(
+        world: World, incident: dict, dataplane: DataPlane):
+    settings = {"rudderwritekey": write_key(dataplane), "rudderdataplaneurl": dataplane.url}
+    # Whatever the earlier steps recorded has been delivered before the switch.
+    wait_until(lambda: world.admin.plugin(PLUGIN_ID, "GET", "/api/v0/telemetry").json()["pending"] == 0,
+               timeout=60, interval=0.5)
+    before = len(dataplane.delivered())
+    dataplane.stop()
+    try:
+        # Recorded while the data plane is down: the event waits in the outbox.
+        assert "Added your note" in reply_text(world.alice.command(incident["channel_id"],
+                                                                  "/incident note paged the DBA"))
+        world.admin.ok("PUT", "/config/patch", json={"PluginSettings": {"Plugins": {PLUGIN_ID: {
+            **settings, "enabletelemetry": False}}}})
+    finally:
+        dataplane.start()
+    try:
+        # Neither the server on its way out nor the one started with telemetry off sends it.
+        wait_for_server_env(world, "INCIDENT_ENABLE_TELEMETRY", "false")
+        time.sleep(3)
+        assert dataplane.delivered()[before:] == []
+    finally:
+        world.admin.ok("PUT", "/config/patch", json={"PluginSettings": {"Plugins": {PLUGIN_ID: {
+            **settings, "enabletelemetry": True}}}})
+        wait_for_server_env(world, "INCIDENT_ENABLE_TELEMETRY", "true")
+    # Nor the server with telemetry on again: it sends only what is recorded from then on.
+    time.sleep(5)
+    assert dataplane.delivered()[before:] == []
+    reply_text(world.alice.command(incident["channel_id"], "/incident note rolled back"))
+    wait_until(lambda: len(dataplane.delivered()) > before, timeout=60, interval=0.5)
+    time.sleep(2)
+    assert len(dataplane.delivered()) == before + 1
+
+
+def test_a_change_and_a_command_cut_short_by_a_crash_are_told_they_may_have_been_made(world: World, incident: dict):
+    processes = server_processes(world.server.home)
+    for pid in processes:
+        os.kill(pid, signal.SIGSTOP)  # the server holds the requests unanswered...
+    answers: dict[str, httpx.Response] = {}
+    calls = [threading.Thread(target=lambda: answers.update(change=world.alice.plugin(
+                 PLUGIN_ID, "POST", f"/api/v0/incidents/{incident['id']}/timeline", json={"summary": "paged"}))),
+             threading.Thread(target=lambda: answers.update(command=world.alice.command(
+                 incident["channel_id"], "/incident note paged")))]
+    for call in calls:
+        call.start()
+    time.sleep(2)
+    for pid in processes:
+        os.kill(pid, signal.SIGKILL)  # ...and dies
+    for call in calls:
+        call.join(60)
+    change = answers["change"]
+    assert change.status_code == 502 and change.headers["Retry-After"] == "1"
+    assert "may or may not have been made" in change.json()["error"]
+    assert "may or may not have run" in reply_text(answers["command"])
+    wait_until(lambda: len(server_processes(world.server.home)) == len(processes), timeout=60, interval=0.5)
+    wait_until(lambda: world.alice.plugin(PLUGIN_ID, "GET", f"/api/v0/incidents/{incident['id']}").status_code
+               == 200, timeout=60, interval=0.5)
 
 
 def test_a_crashed_python_server_is_restarted_by_the_launcher(world: World, incident: dict):
