@@ -131,8 +131,11 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.route("/channel/<id:channel_id>", methods=["GET"])
     @blp.response(200, IncidentSchema)
     def get_by_channel(channel_id: str) -> Any:
-        """The incident whose channel this is (404 when the caller may not see it)."""
-        return service.get_incident_by_channel(g.user_id, channel_id)
+        """The incident whose channel this is (404 when the caller may not see it), with its ETag for If-Match."""
+        incident = service.get_incident_by_channel(g.user_id, channel_id)
+        response = current_app.json.response(schema.dump(incident))
+        response.set_etag(etag(incident.version))
+        return response
 
     @blp.route("/<id:incident_id>/end", methods=["PUT"])
     @blp.response(200, IncidentSchema)

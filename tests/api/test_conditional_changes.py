@@ -130,3 +130,13 @@ def test_an_if_match_that_holds_no_entity_tag_is_a_400_and_changes_nothing(clien
                                      "/api/v0/incidents/{id} answered, quotes included, or leave the header out.",
                             "details": {"if_match": header.strip()}}
     assert seen(client, incident["id"]) == before
+
+
+def test_the_incident_by_channel_carries_the_etag_a_change_may_name(client):
+    incident = start(client, checklists=TWO_STAGES)
+    by_channel = client.get(f"{API}/channel/{incident['channel_id']}", headers=as_user(ALICE))
+    assert by_channel.headers["ETag"] == tag_of(client, incident["id"])
+    moved = change(client, incident["id"], "PATCH", "", {"active_stage": 1}, **{"If-Match": by_channel.headers["ETag"]})
+    assert moved.status_code == 200
+    again = change(client, incident["id"], "PATCH", "", {"active_stage": 0}, **{"If-Match": by_channel.headers["ETag"]})
+    assert again.status_code == 412

@@ -35,7 +35,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obje
         base, evil = site["base"], site["users"]["evil"]
         incident = api(base, "POST", "/api/v0/incidents", evil, {
             "name": "db " + IMG, "description": "disk " + SCRIPT, "team_id": TEAM, "commander_user_id": evil,
-            "checklists": [{"title": "Stage " + SVG, "items": [{"title": "Task " + IMG, "description": SCRIPT}]}]})
+            "checklists": [{"title": "Stage " + SVG, "items": [{"title": "Task " + IMG, "description": SCRIPT,
+                                                              "command": "/run " + SVG}]}]})
         path = f"/api/v0/incidents/{incident['id']}"
         api(base, "POST", path + "/status-updates", evil, {"message": "update " + SVG})
         api(base, "POST", path + "/timeline", evil, {"summary": "note " + IMG, "details": {"text": SCRIPT}})
@@ -74,7 +75,8 @@ def test_markup_in_every_field_and_username_shows_as_text_and_runs_nothing(watch
     watched.get(f"{base}/backstage/#/incidents/{incident['id']}")
     wait(watched, lambda d: text_in(d, ".timeline", "note " + IMG), "the timeline never showed the note as text")
     shown = watched.find_element(By.TAG_NAME, "main").text
-    for text in ("db " + IMG, "disk " + SCRIPT, "Stage " + SVG, "Task " + IMG, "update " + SVG, EVIL_NAME):
+    for text in ("db " + IMG, "disk " + SCRIPT, "Stage " + SVG, "Task " + IMG, "/run " + SVG, "update " + SVG,
+                 EVIL_NAME):
         assert text in shown, text
     assert_nothing_ran_or_was_injected(watched)
 

@@ -16,48 +16,57 @@ var IncidentResponsePlugin = (function(exports) {
 		var match = (root.document && typeof root.document.cookie === "string" ? root.document.cookie : "").match(/(?:^|;\s*)MMCSRF=([^;]+)/);
 		return match ? decodeURIComponent(match[1]) : "";
 	}
-	function headers(withBody) {
+	function headers(withBody, ifMatch) {
 		var result = {
 			"X-Requested-With": "XMLHttpRequest",
 			Accept: "application/json"
 		};
+		if (ifMatch) result["If-Match"] = ifMatch;
 		var token = csrfToken();
 		if (token) result["X-CSRF-Token"] = token;
 		if (withBody) result["Content-Type"] = "application/json";
 		return result;
 	}
-	function request(fetchImpl, url, method, body) {
+	function request(fetchImpl, url, method, body, ifMatch) {
 		var options = {
 			method,
 			credentials: "same-origin",
-			headers: headers(body !== void 0)
+			headers: headers(body !== void 0, ifMatch)
 		};
 		if (body !== void 0) options.body = JSON.stringify(body);
 		return fetchImpl(url, options).then(function(response) {
+			var etag = response.headers && typeof response.headers.get === "function" ? response.headers.get("ETag") : null;
 			return response.json().then(function(data) {
 				return {
 					ok: response.ok,
 					status: response.status,
-					body: data
+					body: data,
+					etag
 				};
 			}, function() {
 				return {
 					ok: response.ok,
 					status: response.status,
-					body: null
+					body: null,
+					etag
 				};
 			});
 		}, function(error) {
 			return {
 				ok: false,
 				status: 0,
-				body: { error: "Could not reach the incident server: " + error.message }
+				body: { error: "Could not reach the incident server (" + error.message + "): check your network connection, then try again." }
 			};
 		});
 	}
 	function errorOf(reply) {
-		return reply.body && reply.body.error || "HTTP " + reply.status;
+		var body = reply.body || {};
+		if (body.error || body.message) return body.error || body.message;
+		if (reply.status === 401) return "Your session has ended: reload the page to sign in again.";
+		if (reply.status >= 500) return "The incident server answered " + reply.status + ": try again in a moment.";
+		return "The incident server answered " + reply.status + ": reload the page and try again.";
 	}
+	var STALE = "Someone changed this incident meanwhile: it now shows as it is. Check it, then do it again if it is still needed.";
 	function fetchIncident(fetchImpl, channelId, siteUrl) {
 		return request(fetchImpl, incidentUrl(channelId, siteUrl), "GET").then(function(reply) {
 			if (reply.status === 404) return { status: "none" };
@@ -67,7 +76,8 @@ var IncidentResponsePlugin = (function(exports) {
 			};
 			return {
 				status: "ready",
-				incident: reply.body
+				incident: reply.body,
+				etag: reply.etag
 			};
 		});
 	}
@@ -172,7 +182,10 @@ var IncidentResponsePlugin = (function(exports) {
 		var checklists = incident.checklists || [];
 		var active = checklists[incident.active_stage];
 		var busy = Boolean(result.busy);
-		var children = [h("h3", { key: "name" }, s.name), h("ul", {
+		var children = [h("h3", {
+			key: "name",
+			dir: "auto"
+		}, s.name), h("ul", {
 			key: "facts",
 			style: STYLE.list
 		}, h("li", { key: "status" }, "Status: " + s.status), h("li", { key: "commander" }, "Commander: " + s.commander), incident.severity ? h("li", { key: "severity" }, "Severity: " + incident.severity) : null, h("li", { key: "stage" }, "Stage: " + s.stage), h("li", { key: "progress" }, "Tasks: " + s.progress))];
@@ -196,7 +209,10 @@ var IncidentResponsePlugin = (function(exports) {
 					onChange: function() {
 						act.toggleTask && act.toggleTask(incident.active_stage, i, item.state !== "closed");
 					}
-				}), " ", h("label", { htmlFor: id }, item.title), item.command ? " " : null, item.command ? h("button", {
+				}), " ", h("label", {
+					htmlFor: id,
+					dir: "auto"
+				}, item.title), item.command ? " " : null, item.command ? h("button", {
 					type: "button",
 					className: "btn btn-sm btn-tertiary",
 					disabled: busy,
@@ -210,7 +226,8 @@ var IncidentResponsePlugin = (function(exports) {
 		children.push(h("h4", { key: "update-title" }, "Last status update"));
 		children.push(result.lastUpdate ? h("p", {
 			key: "update",
-			style: STYLE.update
+			style: STYLE.update,
+			dir: "auto"
 		}, result.lastUpdate.message) : h("p", { key: "update" }, "No status update yet."));
 		if (incident.is_active) {
 			children.push(h("label", {
@@ -308,16 +325,20 @@ var IncidentResponsePlugin = (function(exports) {
 			return result;
 		});
 	};
-	Panel.prototype.change = function(method, path, body) {
+	Panel.prototype.change = function(method, path, body, positional) {
 		var panel = this;
 		var current = panel.result;
-		if (current.status !== "ready") return Promise.resolve(false);
+		if (current.status !== "ready" || current.busy) return Promise.resolve(false);
 		var url = pluginUrl(panel.siteUrl) + "/api/v0/incidents/" + encodeURIComponent(current.incident.id) + path;
 		panel.set(Object.assign({}, current, {
 			busy: true,
 			actionError: ""
 		}));
-		return request(panel.fetchImpl, url, method, body).then(function(reply) {
+		return request(panel.fetchImpl, url, method, body, positional ? current.etag : null).then(function(reply) {
+			if (reply.status === 412) return panel.load(current.incident.channel_id, true).then(function(now) {
+				if (panel.result === now && now.status === "ready") panel.set(Object.assign({}, now, { actionError: STALE }));
+				return false;
+			});
 			if (!reply.ok) {
 				panel.set(Object.assign({}, current, {
 					busy: false,
@@ -331,13 +352,13 @@ var IncidentResponsePlugin = (function(exports) {
 		});
 	};
 	Panel.prototype.toggleTask = function(stage, item, done) {
-		return this.change("PUT", "/checklists/" + stage + "/items/" + item + "/state", { new_state: done ? "closed" : "open" });
+		return this.change("PUT", "/checklists/" + stage + "/items/" + item + "/state", { new_state: done ? "closed" : "open" }, true);
 	};
 	Panel.prototype.runTask = function(stage, item) {
-		return this.change("POST", "/checklists/" + stage + "/items/" + item + "/run");
+		return this.change("POST", "/checklists/" + stage + "/items/" + item + "/run", void 0, true);
 	};
 	Panel.prototype.nextStage = function() {
-		return this.change("PATCH", "", { active_stage: this.result.incident.active_stage + 1 });
+		return this.change("PATCH", "", { active_stage: this.result.incident.active_stage + 1 }, true);
 	};
 	Panel.prototype.postUpdate = function(message) {
 		return this.change("POST", "/status-updates", { message });

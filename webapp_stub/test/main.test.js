@@ -31,9 +31,14 @@ function fakeFetch(responses) {
     if (reply instanceof Error) {
       return Promise.reject(reply);
     }
+    if (reply instanceof Promise) {
+      return reply;
+    }
     return Promise.resolve({
       status: reply.status, ok: reply.status >= 200 && reply.status < 300,
-      json: () => Promise.resolve(reply.body),
+      headers: {get: (name) => (name === 'ETag' && reply.etag) || null},
+      json: () => (reply.body === undefined ? Promise.reject(new SyntaxError('not JSON'))
+        : Promise.resolve(reply.body)),
     });
   };
   return {fetch, calls};
@@ -282,4 +287,64 @@ test('a task with a command has a Run button that runs it through the run endpoi
   find(plugin.component(), (node) => node.props && node.props['aria-label'] === 'Run /page oncall').props.onClick();
   await settle();
   assert.match(api.textOf(plugin.component()), /did not run the command: no such command/);
+});
+
+test('a tick carries the ETag of the incident shown, and a 412 shows the incident as it is now', async () => {
+  const changed = {...INCIDENT, checklists: [
+    {id: 'a', title: 'Triage', items: [{title: 'Status page', state: 'open'}]}, INCIDENT.checklists[1]]};
+  const {registry, calls, api} = loadBundle({responses: [
+    {status: 200, body: INCIDENT, etag: '"1.4"'}, NO_UPDATES,
+    {status: 412, body: {error: 'The incident has changed since the version named in If-Match.'}},
+    {status: 200, body: changed, etag: '"1.5"'}, NO_UPDATES]});
+  await registry.registered.buttons[0].action({id: CHANNEL});
+  const plugin = registry.registered.sidebars[0];
+  find(plugin.component(), (node) => node.props && node.props.id === 'incident-rhs-task-1').props.onChange();
+  await settle();
+  assert.equal(calls[2].options.headers['If-Match'], '"1.4"');
+  const text = api.textOf(plugin.component());
+  assert.match(text, /Someone changed this incident meanwhile.*Check it, then do it again/);
+  assert.equal(find(plugin.component(), (node) => node.props && node.props.id === 'incident-rhs-task-1'), null);
+  assert.match(text, /Status page/);
+});
+
+test('a second click while a change is on its way sends nothing', async () => {
+  let release;
+  const slow = new Promise((resolve) => { release = resolve; });
+  const {registry, calls} = loadBundle({responses: [
+    {status: 200, body: INCIDENT}, NO_UPDATES, slow, {status: 200, body: INCIDENT}, NO_UPDATES]});
+  await registry.registered.buttons[0].action({id: CHANNEL});
+  const panel = registry.registered.sidebars[0];
+  find(panel.component(), button('End incident')).props.onClick();
+  find(panel.component(), button('End incident')).props.onClick();
+  release({status: 200, ok: true, headers: {get: () => null}, json: () => Promise.resolve(INCIDENT)});
+  await settle();
+  assert.equal(calls.filter((call) => call.url.endsWith('/end')).length, 1);
+});
+
+test('a failure without a message of ours says what to do next', async () => {
+  const cases = [
+    [{status: 502}, /answered 502: try again in a moment/],
+    [{status: 401, body: {id: 'api.context.session_expired.app_error',
+      message: 'Invalid or expired session, please login again.'}},
+      /Invalid or expired session, please login again/],
+    [{status: 401, body: {}}, /reload the page to sign in again/],
+    [new Error('connection refused'), /Could not reach.*connection refused.*try again/],
+  ];
+  for (const [reply, expected] of cases) {
+    const {registry, api} = loadBundle({responses: [reply]});
+    await registry.registered.buttons[0].action({id: CHANNEL});
+    assert.match(api.textOf(registry.registered.sidebars[0].component()), expected);
+  }
+});
+
+test('text people typed takes its direction from its own letters', async () => {
+  const hebrew = {...INCIDENT, name: 'השרת נפל'};
+  const {registry} = loadBundle({responses: [{status: 200, body: hebrew},
+    {status: 200, body: {...NO_UPDATES.body, items: [{message: 'עדיין בודקים'}]}}]});
+  await registry.registered.buttons[0].action({id: CHANNEL});
+  const panel = registry.registered.sidebars[0].component();
+  for (const text of ['השרת נפל', 'Status page', 'עדיין בודקים']) {
+    const node = find(panel, (n) => n.children && n.children.includes(text));
+    assert.equal(node.props.dir, 'auto', text);
+  }
 });

@@ -27,7 +27,23 @@ export class ApiError extends Error {
   }
 }
 
-async function call(base, path, {method = 'GET', body, query} = {}) {
+// A 401's own message is meant for programs (a header is missing); people are told this.
+const SIGNED_OUT = 'Your sign-in has ended: reload the page to sign in again.';
+
+// The message of a failure that carries no message of ours: what went wrong and what to do next.
+function failureMessage(status, data) {
+  if (data && data.message) {
+    return data.message; // Mattermost's own answers (an expired session, say) say it in message
+  }
+  if (status >= 500) {
+    return `The server answered ${status}: try again in a moment; if it goes on, the server's log says why.`;
+  }
+  return `The server answered ${status}: reload the page and try again.`;
+}
+
+// Options: method, body (sent as JSON), query, ifMatch (the ETag the change is meant for)
+// and tagged (resolve to {body, etag} instead of the body alone).
+async function call(base, path, {method = 'GET', body, query, ifMatch, tagged = false} = {}) {
   const url = new URL(path, base);
   for (const [key, value] of Object.entries(query || {})) {
     if (Array.isArray(value)) {
@@ -44,13 +60,17 @@ async function call(base, path, {method = 'GET', body, query} = {}) {
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
   }
+  if (ifMatch) {
+    headers['If-Match'] = ifMatch;
+  }
   let response;
   try {
     response = await fetch(url, {
       method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (error) {
-    throw new ApiError(0, `Could not reach the server: ${error.message}`);
+    throw new ApiError(0, `Could not reach the server (${error.message}): check your network connection and `
+      + 'that the server is running, then try again.');
   }
   if (response.status === 204) {
     return null;
@@ -62,9 +82,10 @@ async function call(base, path, {method = 'GET', body, query} = {}) {
     data = null;
   }
   if (!response.ok) {
-    throw new ApiError(response.status, (data && data.error) || `The server answered ${response.status}.`);
+    throw new ApiError(response.status, response.status === 401 ? SIGNED_OUT
+      : (data && data.error) || failureMessage(response.status, data));
   }
-  return data;
+  return tagged ? {body: data, etag: response.headers.get('ETag')} : data;
 }
 
 export const api = (path, options) => call(API, path, options);

@@ -8,6 +8,11 @@ import {StatsPage} from './stats.jsx';
 import './style.css';
 
 const PER_PAGE = 100;
+// The server's longest incident name (NAME_MAX in plugin/model.py).
+const NAME_MAX = 64;
+// The server's longest stage or task title (TITLE_MAX in plugin/model.py).
+const TITLE_MAX = 256;
+const INCIDENT_ID = /^[a-z0-9]{26}$/;
 // The severity filter's value for incidents without a severity.
 const NO_SEVERITY = '-';
 
@@ -33,6 +38,12 @@ function useRoute() {
   }, []);
   return route;
 }
+
+// The document's title: what the page shows, then the product (what a screen reader reads first).
+function setTitle(what) {
+  document.title = `${what} · Incident Response`;
+}
+const TITLES = {'/': 'Incidents', '/new': 'Start an incident', '/stats': 'Statistics'};
 
 // ----- usernames ------------------------------------------------------------------------
 const names = new Map();
@@ -176,7 +187,7 @@ function IncidentRows({items, levels}) {
   }, [items]);
   return <ul class="incident-list" aria-label="Incidents">
     {items.map((incident) => <li key={incident.id} class="incident-row">
-      <a href={href(`/incidents/${incident.id}`)} class="incident-row__name">{incident.name}</a>
+      <a href={href(`/incidents/${incident.id}`)} class="incident-row__name" dir="auto">{incident.name}</a>
       <span class="incident-row__meta">
         <StatusBadge incident={incident} /> <SeverityBadge severity={incident.severity} levels={levels} />
         <span>Commander {nameOf(incident.commander_user_id)}</span>
@@ -240,7 +251,14 @@ const TEMPLATE = '# Triage\nPage the on-call\nOpen a status page\n# Resolve\nRol
 // "# Stage" lines start a stage; the lines under it are its tasks.
 function parseStages(text) {
   const stages = [];
-  text.split('\n').map((line) => line.trim()).filter(Boolean).forEach((line) => {
+  text.split('\n').map((line) => line.trim()).forEach((line, number) => {
+    if (!line) {
+      return;
+    }
+    if (line.replace(/^#+\s*/, '').length > TITLE_MAX) {
+      throw new Error(`Line ${number + 1} of the stages and tasks is longer than ${TITLE_MAX} characters: `
+        + 'shorten it, or put the detail in a status update.');
+    }
     if (line.startsWith('#')) {
       stages.push({title: line.replace(/^#+\s*/, '') || 'Stage', items: []});
     } else {
@@ -266,8 +284,9 @@ function StartIncident({session, team}) {
     setBusy(true);
     setError('');
     try {
+      const checklists = parseStages(stages);
       const incident = await api('incidents', {method: 'POST', body: {
-        name, description, team_id: teamId, commander_user_id: session.user_id, checklists: parseStages(stages),
+        name, description, team_id: teamId, commander_user_id: session.user_id, checklists,
         severity,
       }});
       window.location.hash = href(`/incidents/${incident.id}`);
@@ -281,7 +300,7 @@ function StartIncident({session, team}) {
     <Message error={error} />
     <form class="stack" onSubmit={submit}>
       <label for="new-name">Name</label>
-      <input id="new-name" required maxLength={200} value={name} onInput={(e) => setName(e.currentTarget.value)} />
+      <input id="new-name" required maxLength={NAME_MAX} value={name} onInput={(e) => setName(e.currentTarget.value)} />
       <label for="new-description">Description</label>
       <textarea id="new-description" rows={2} value={description}
         onInput={(e) => setDescription(e.currentTarget.value)} />
@@ -301,14 +320,15 @@ function StartIncident({session, team}) {
 }
 
 // ----- one incident -----------------------------------------------------------------------
-function Stages({incident, run}) {
+function Stages({incident, run, busy}) {
   const lastStage = incident.checklists.length - 1;
   return <section aria-labelledby="stages-heading">
     <div class="heading-row">
       <h2 id="stages-heading">Stages and tasks</h2>
       {incident.is_active && incident.active_stage < lastStage &&
-        <button type="button" onClick={() => run('move the stage', () => api(`incidents/${incident.id}`,
-          {method: 'PATCH', body: {active_stage: incident.active_stage + 1}}))}>Move to the next stage</button>}
+        <button type="button" disabled={busy} onClick={() => run('move the stage', (ifMatch) => api(
+          `incidents/${incident.id}`, {method: 'PATCH', body: {active_stage: incident.active_stage + 1}, ifMatch}))}>
+          Move to the next stage</button>}
     </div>
     <ol class="stages">
       {incident.checklists.map((checklist, c) => {
@@ -316,22 +336,26 @@ function Stages({incident, run}) {
         const done = checklist.items.filter((item) => item.state === 'closed').length;
         return <li key={checklist.id || c} class={`stage ${active ? 'stage--active' : ''}`}
           aria-current={active ? 'step' : undefined}>
-          <h3>{checklist.title} <span class="muted">{done} of {checklist.items.length} done
+          <h3><span class="stage__title" dir="auto">{checklist.title}</span> <span class="muted">
+            {done} of {checklist.items.length} done
             {active ? ' · current stage' : ''}</span></h3>
           <ul class="tasks">
             {checklist.items.map((item, i) => {
               const id = `task-${c}-${i}`;
               return <li key={item.id || i}>
-                <input type="checkbox" id={id} checked={item.state === 'closed'} disabled={!incident.is_active}
-                  onChange={(e) => run('tick the task', () => api(
-                    `incidents/${incident.id}/checklists/${c}/items/${i}/state`,
-                    {method: 'PUT', body: {new_state: e.currentTarget.checked ? 'closed' : 'open'}}))} />
-                <label for={id}>{item.title}</label>
+                <input type="checkbox" id={id} checked={item.state === 'closed'} disabled={busy || !incident.is_active}
+                  onChange={(e) => {
+                    const newState = e.currentTarget.checked ? 'closed' : 'open';
+                    run('tick the task', (ifMatch) => api(`incidents/${incident.id}/checklists/${c}/items/${i}/state`,
+                      {method: 'PUT', body: {new_state: newState}, ifMatch}));
+                  }} />
+                <label for={id} dir="auto">{item.title}</label>
                 {item.command && <>
                   <code class="command">{item.command}</code>
-                  <button type="button" class="small" aria-label={`Run the command of ${item.title}`}
-                    onClick={() => run('run the command', () => api(
-                      `incidents/${incident.id}/checklists/${c}/items/${i}/run`, {method: 'POST'}))}>Run</button>
+                  <button type="button" class="small" aria-label={`Run the command of ${item.title}`} disabled={busy}
+                    onClick={() => run('run the command', (ifMatch) => api(
+                      `incidents/${incident.id}/checklists/${c}/items/${i}/run`, {method: 'POST', ifMatch}))}>
+                    Run</button>
                   {item.command_last_run > 0 &&
                     <span class="muted"> last run {formatTime(item.command_last_run)}</span>}
                 </>}
@@ -344,7 +368,7 @@ function Stages({incident, run}) {
   </section>;
 }
 
-function StatusUpdateForm({incident, run}) {
+function StatusUpdateForm({incident, run, busy}) {
   const [message, setMessage] = useState('');
   const submit = async (event) => {
     event.preventDefault();
@@ -358,11 +382,11 @@ function StatusUpdateForm({incident, run}) {
     <label for="update-message">Status update</label>
     <textarea id="update-message" rows={3} required value={message}
       onInput={(e) => setMessage(e.currentTarget.value)} />
-    <div><button type="submit" class="primary">Post the update</button></div>
+    <div><button type="submit" class="primary" disabled={busy}>Post the update</button></div>
   </form>;
 }
 
-function CommanderForm({incident, run}) {
+function CommanderForm({incident, run, busy}) {
   const [who, setWho] = useState('');
   const submit = async (event) => {
     event.preventDefault();
@@ -379,11 +403,11 @@ function CommanderForm({incident, run}) {
     <label for="new-commander">New commander</label>
     <input id="new-commander" required placeholder="@username" value={who}
       onInput={(e) => setWho(e.currentTarget.value)} />
-    <button type="submit">Change</button>
+    <button type="submit" disabled={busy}>Change</button>
   </form>;
 }
 
-function SeverityForm({incident, levels, run}) {
+function SeverityForm({incident, levels, run, busy}) {
   const change = (event) => {
     const severity = event.currentTarget.value;
     run('change the severity', () => api(`incidents/${incident.id}`, {method: 'PATCH', body: {severity}}));
@@ -391,7 +415,7 @@ function SeverityForm({incident, levels, run}) {
   const known = levels.includes(incident.severity) || !incident.severity;
   return <div class="inline-form">
     <label for="incident-severity">Severity</label>
-    <select id="incident-severity" value={incident.severity || ''} onChange={change}>
+    <select id="incident-severity" value={incident.severity || ''} disabled={busy} onChange={change}>
       <SeverityOptions levels={levels} none="None" />
       {!known && <option value={incident.severity}>{incident.severity} (no longer a level)</option>}
     </select>
@@ -400,84 +424,145 @@ function SeverityForm({incident, levels, run}) {
 
 function IncidentPage({id, levels}) {
   const [incident, setIncident] = useState(null);
+  const [tag, setTag] = useState('');
   const [timeline, setTimeline] = useState([]);
   const [updates, setUpdates] = useState([]);
+  const [updateCount, setUpdateCount] = useState(0);
   const [error, setError] = useState('');
   const [notice, setNotice] = useState('');
+  const [busy, setBusy] = useState(false);
+  // One change at a time: set at once, so a double click sends the change once.
+  const changing = useRef(false);
+  // What had focus when a change began; it gets focus back, or the result does if it has gone.
+  const focusBefore = useRef(null);
+  const result = useRef(null);
+  const [settled, setSettled] = useState(0);
 
   const load = useCallback(async () => {
     const [one, entries, statusUpdates] = await Promise.all([
-      api(`incidents/${id}`), api(`incidents/${id}/timeline`), api(`incidents/${id}/status-updates`)]);
-    await loadNames([one.commander_user_id, ...statusUpdates.items.map((u) => u.user_id)]).catch(() => {});
-    setIncident(one);
+      api(`incidents/${id}`, {tagged: true}), api(`incidents/${id}/timeline`), api(`incidents/${id}/status-updates`)]);
+    await loadNames([one.body.commander_user_id, ...statusUpdates.items.map((u) => u.user_id)]).catch(() => {});
+    setIncident(one.body);
+    setTag(one.etag || '');
     setTimeline(entries);
     setUpdates(statusUpdates.items);
+    setUpdateCount(statusUpdates.total_count);
   }, [id]);
 
   useEffect(() => {
-    load().catch((e) => setError(e.message));
+    if (!INCIDENT_ID.test(id)) {
+      setError('This link names no incident: check the link, or pick the incident from the list.');
+      return;
+    }
+    const nextStep = {403: ' Ask its commander to add you to the incident\'s channel, or pick another from the list.',
+      404: ' Check the link, or pick an incident from the list.'};
+    load().catch((e) => setError(e.message + (nextStep[e.status] || '')));
   }, [load]);
 
+  const name = incident && incident.name;
+  useEffect(() => {
+    if (name) {
+      setTitle(name);
+    }
+  }, [name]);
+
+  useEffect(() => {
+    const focused = document.activeElement;
+    if (!settled || (focused && focused !== document.body)) {
+      return;
+    }
+    const before = focusBefore.current;
+    if (before && before.isConnected && !before.disabled) {
+      before.focus();
+    } else if (result.current) {
+      result.current.focus();
+    }
+  }, [settled]);
+
   // Runs one change, then shows the incident as it is now; true when the change was made.
+  // change gets the ETag of the incident as shown: a change that names a stage or task by its
+  // position sends it as If-Match, so it is refused (412) once the incident has moved on.
   const run = async (what, change) => {
-    setError('');
-    setNotice('');
-    try {
-      await change();
-      await load();
-      setNotice(`Done: ${what}.`);
-      return true;
-    } catch (e) {
-      setError(`Could not ${what}: ${e.message}`);
+    if (changing.current) {
       return false;
     }
+    changing.current = true;
+    focusBefore.current = document.activeElement;
+    setBusy(true);
+    setError('');
+    setNotice('');
+    let made = false;
+    try {
+      await change(tag);
+      made = true;
+      await load();
+      setNotice(`Done: ${what}.`);
+    } catch (e) {
+      if (e.status === 412) {
+        await load().catch(() => {});
+        setError(`Could not ${what}: someone changed this incident meanwhile. It now shows as it is: `
+          + 'check it, then do it again if it is still needed.');
+      } else {
+        setError(made ? `Done: ${what}, but could not show the incident as it is now: ${e.message}`
+          : `Could not ${what}: ${e.message}`);
+      }
+    }
+    changing.current = false;
+    setBusy(false);
+    setSettled((n) => n + 1);
+    return made;
   };
 
   if (!incident) {
-    return <main id="main"><Message error={error}>{error ? '' : 'Loading the incident…'}</Message></main>;
+    return <main id="main">
+      <Message error={error}>{error ? '' : 'Loading the incident…'}</Message>
+      {error && <p><a href={href('/')}>← All incidents</a></p>}
+    </main>;
   }
-  return <main id="main" class="incident">
+  return <main id="main" class="incident" aria-busy={busy ? 'true' : undefined}>
     <p><a href={href('/', {team_id: incident.team_id})}>← All incidents</a></p>
     <div class="heading-row">
-      <h1>{incident.name}</h1>
+      <h1 dir="auto">{incident.name}</h1>
       <StatusBadge incident={incident} /> <SeverityBadge severity={incident.severity} levels={levels} />
     </div>
-    {incident.description && <p class="description">{incident.description}</p>}
+    {incident.description && <p class="description" dir="auto">{incident.description}</p>}
     <dl class="facts">
       <div><dt>Commander</dt><dd>{nameOf(incident.commander_user_id)}</dd></div>
       <div><dt>Stage</dt><dd>{incident.active_stage_title || 'none'}</dd></div>
       <div><dt>Started</dt><dd>{formatTime(incident.create_at)}</dd></div>
       {!incident.is_active && <div><dt>Ended</dt><dd>{formatTime(incident.end_at)}</dd></div>}
     </dl>
-    <div aria-live="polite"><Message error={error}>{notice}</Message></div>
+    <div aria-live="polite" tabIndex={-1} ref={result}><Message error={error}>{notice}</Message></div>
     <div class="actions">
       {incident.is_active ?
-        <button type="button" class="danger" onClick={() => run('end the incident',
+        <button type="button" class="danger" disabled={busy} onClick={() => run('end the incident',
           () => api(`incidents/${incident.id}/end`, {method: 'PUT'}))}>End the incident</button> :
-        <button type="button" onClick={() => run('restart the incident',
+        <button type="button" disabled={busy} onClick={() => run('restart the incident',
           () => api(`incidents/${incident.id}/restart`, {method: 'PUT'}))}>Restart the incident</button>}
-      {incident.is_active && <CommanderForm incident={incident} run={run} />}
-      <SeverityForm incident={incident} levels={levels} run={run} />
+      {incident.is_active && <CommanderForm incident={incident} run={run} busy={busy} />}
+      <SeverityForm incident={incident} levels={levels} run={run} busy={busy} />
     </div>
     <div class="columns">
       <div>
-        <Stages incident={incident} run={run} />
+        <Stages incident={incident} run={run} busy={busy} />
       </div>
       <div>
         <section aria-labelledby="updates-heading">
           <h2 id="updates-heading">Status updates</h2>
-          {incident.is_active && <StatusUpdateForm incident={incident} run={run} />}
+          {incident.is_active && <StatusUpdateForm incident={incident} run={run} busy={busy} />}
           {updates.length === 0 ? <p class="muted">No status updates yet.</p> :
             <ul class="updates">{updates.map((u) => <li key={u.id}>
-              <p>{u.message}</p>
+              <p dir="auto">{u.message}</p>
               <p class="muted">{nameOf(u.user_id)} · {formatTime(u.create_at)}</p>
             </li>)}</ul>}
+          {updateCount > updates.length && <p id="updates-shown" class="muted">
+            The newest {updates.length} of {updateCount} status updates; the timeline below lists every one.</p>}
         </section>
         <section aria-labelledby="timeline-heading">
           <h2 id="timeline-heading">Timeline</h2>
           <ol class="timeline">{timeline.map((entry) => <li key={entry.id}>
             <time dateTime={new Date(entry.event_at).toISOString()}>{formatTime(entry.event_at)}</time>
-            <span class="timeline__summary">{entry.summary}</span>
+            <span class="timeline__summary" dir="auto">{entry.summary}</span>
           </li>)}</ol>
         </section>
       </div>
@@ -496,9 +581,30 @@ function App() {
   }, (e) => setError(e.message)), []);
   useEffect(() => { loadSession(); }, [loadSession]);
   const mainRef = useRef(null);
+  const signedIn = Boolean(session && session.user_id);
+  useEffect(() => {
+    setTitle(signedIn ? TITLES[route.path] || 'Incident' : 'Sign in');
+  }, [route.path, signedIn]);
+  // Following a link to another page moves focus to its content, as a page load would
+  // start reading there; filters and paging stay on the same page and keep focus.
+  const firstPath = useRef(true);
+  useEffect(() => {
+    if (firstPath.current) {
+      firstPath.current = false;
+      return;
+    }
+    const target = document.getElementById('main');
+    if (target) {
+      target.setAttribute('tabindex', '-1');
+      target.focus();
+    }
+  }, [route.path]);
 
   if (!session) {
-    return <Message error={error}>{error ? '' : 'Loading…'}</Message>;
+    return <main id="main">
+      <Message error={error && `Could not load the page. ${error}`}>{error ? '' : 'Loading…'}</Message>
+      {error && <button type="button" onClick={() => window.location.reload()}>Reload the page</button>}
+    </main>;
   }
   const team = route.params.team_id || session.default_team_id || '';
   const signOut = async () => {

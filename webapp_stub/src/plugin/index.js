@@ -36,8 +36,11 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : '';
 }
 
-function headers(withBody) {
+function headers(withBody, ifMatch) {
   var result = {'X-Requested-With': 'XMLHttpRequest', Accept: 'application/json'};
+  if (ifMatch) {
+    result['If-Match'] = ifMatch;
+  }
   var token = csrfToken();
   if (token) {
     result['X-CSRF-Token'] = token;
@@ -48,26 +51,43 @@ function headers(withBody) {
   return result;
 }
 
-// Resolves to {ok, status, body}; a network failure is status 0 with a message.
-function request(fetchImpl, url, method, body) {
-  var options = {method: method, credentials: 'same-origin', headers: headers(body !== undefined)};
+// Resolves to {ok, status, body, etag}; a network failure is status 0 with a message.
+// ifMatch (optional) is the ETag a change is meant for.
+function request(fetchImpl, url, method, body, ifMatch) {
+  var options = {method: method, credentials: 'same-origin', headers: headers(body !== undefined, ifMatch)};
   if (body !== undefined) {
     options.body = JSON.stringify(body);
   }
   return fetchImpl(url, options).then(function (response) {
+    var etag = response.headers && typeof response.headers.get === 'function' ? response.headers.get('ETag') : null;
     return response.json().then(function (data) {
-      return {ok: response.ok, status: response.status, body: data};
+      return {ok: response.ok, status: response.status, body: data, etag: etag};
     }, function () {
-      return {ok: response.ok, status: response.status, body: null};
+      return {ok: response.ok, status: response.status, body: null, etag: etag};
     });
   }, function (error) {
-    return {ok: false, status: 0, body: {error: 'Could not reach the incident server: ' + error.message}};
+    return {ok: false, status: 0, body: {error: 'Could not reach the incident server (' + error.message +
+      '): check your network connection, then try again.'}};
   });
 }
 
+// What went wrong and what to do next: our error, Mattermost's message (an ended session, say), or the status.
 function errorOf(reply) {
-  return (reply.body && reply.body.error) || ('HTTP ' + reply.status);
+  var body = reply.body || {};
+  if (body.error || body.message) {
+    return body.error || body.message;
+  }
+  if (reply.status === 401) {
+    return 'Your session has ended: reload the page to sign in again.';
+  }
+  if (reply.status >= 500) {
+    return 'The incident server answered ' + reply.status + ': try again in a moment.';
+  }
+  return 'The incident server answered ' + reply.status + ': reload the page and try again.';
 }
+
+var STALE = 'Someone changed this incident meanwhile: it now shows as it is. Check it, then do it again if ' +
+  'it is still needed.';
 
 // Returns {status: 'ready', incident} | {status: 'none'} | {status: 'error', message}.
 function fetchIncident(fetchImpl, channelId, siteUrl) {
@@ -78,7 +98,7 @@ function fetchIncident(fetchImpl, channelId, siteUrl) {
     if (!reply.ok) {
       return {status: 'error', message: errorOf(reply)};
     }
-    return {status: 'ready', incident: reply.body};
+    return {status: 'ready', incident: reply.body, etag: reply.etag};
   });
 }
 
@@ -174,7 +194,7 @@ function view(h, result, actions) {
   var active = checklists[incident.active_stage];
   var busy = Boolean(result.busy);
   var children = [
-    h('h3', {key: 'name'}, s.name),
+    h('h3', {key: 'name', dir: 'auto'}, s.name),
     h('ul', {key: 'facts', style: STYLE.list},
       h('li', {key: 'status'}, 'Status: ' + s.status),
       h('li', {key: 'commander'}, 'Commander: ' + s.commander),
@@ -193,7 +213,7 @@ function view(h, result, actions) {
         h('input', {type: 'checkbox', id: id, checked: item.state === 'closed', disabled: busy || !incident.is_active,
           onChange: function () { act.toggleTask && act.toggleTask(incident.active_stage, i, item.state !== 'closed'); }}),
         ' ',
-        h('label', {htmlFor: id}, item.title),
+        h('label', {htmlFor: id, dir: 'auto'}, item.title),
         item.command ? ' ' : null,
         item.command ? h('button', {type: 'button', className: 'btn btn-sm btn-tertiary', disabled: busy,
           'aria-label': 'Run ' + item.command,
@@ -202,7 +222,7 @@ function view(h, result, actions) {
   }
   children.push(h('h4', {key: 'update-title'}, 'Last status update'));
   children.push(result.lastUpdate ?
-    h('p', {key: 'update', style: STYLE.update}, result.lastUpdate.message) :
+    h('p', {key: 'update', style: STYLE.update, dir: 'auto'}, result.lastUpdate.message) :
     h('p', {key: 'update'}, 'No status update yet.'));
   if (incident.is_active) {
     children.push(h('label', {key: 'draft-label', htmlFor: 'incident-rhs-update'}, 'New status update'));
@@ -279,15 +299,26 @@ Panel.prototype.load = function (channelId, quiet) {
 };
 
 // Sends one change to the incident shown, then shows it as it is now. Resolves to true when made.
-Panel.prototype.change = function (method, path, body) {
+// One change at a time: another while one is on its way is dropped (a double click sends one).
+// A change that names a stage or task by its position (positional) carries the ETag of the
+// incident as shown, so the server refuses it (412) once the incident has moved on.
+Panel.prototype.change = function (method, path, body, positional) {
   var panel = this;
   var current = panel.result;
-  if (current.status !== 'ready') {
+  if (current.status !== 'ready' || current.busy) {
     return Promise.resolve(false);
   }
   var url = pluginUrl(panel.siteUrl) + '/api/v0/incidents/' + encodeURIComponent(current.incident.id) + path;
   panel.set(Object.assign({}, current, {busy: true, actionError: ''}));
-  return request(panel.fetchImpl, url, method, body).then(function (reply) {
+  return request(panel.fetchImpl, url, method, body, positional ? current.etag : null).then(function (reply) {
+    if (reply.status === 412) {
+      return panel.load(current.incident.channel_id, true).then(function (now) {
+        if (panel.result === now && now.status === 'ready') {
+          panel.set(Object.assign({}, now, {actionError: STALE}));
+        }
+        return false;
+      });
+    }
     if (!reply.ok) {
       panel.set(Object.assign({}, current, {busy: false, actionError: errorOf(reply)}));
       return false;
@@ -297,16 +328,17 @@ Panel.prototype.change = function (method, path, body) {
 };
 
 Panel.prototype.toggleTask = function (stage, item, done) {
-  return this.change('PUT', '/checklists/' + stage + '/items/' + item + '/state', {new_state: done ? 'closed' : 'open'});
+  return this.change('PUT', '/checklists/' + stage + '/items/' + item + '/state', {new_state: done ? 'closed' : 'open'},
+    true);
 };
 
 // Runs the task's slash command in the incident channel as the user (the server asks Mattermost to).
 Panel.prototype.runTask = function (stage, item) {
-  return this.change('POST', '/checklists/' + stage + '/items/' + item + '/run');
+  return this.change('POST', '/checklists/' + stage + '/items/' + item + '/run', undefined, true);
 };
 
 Panel.prototype.nextStage = function () {
-  return this.change('PATCH', '', {active_stage: this.result.incident.active_stage + 1});
+  return this.change('PATCH', '', {active_stage: this.result.incident.active_stage + 1}, true);
 };
 
 Panel.prototype.postUpdate = function (message) {
