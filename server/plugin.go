@@ -57,6 +57,9 @@ type Plugin struct {
 	currentLock sync.RWMutex
 	current     *child
 
+	// health is how a running server is checked for a hang; zero means defaultHealthCheck.
+	health healthCheck
+
 	client *http.Client
 }
 
@@ -202,6 +205,7 @@ func (p *Plugin) startLocked() error {
 			p.child = c
 			p.setCurrent(c)
 			go p.watch(c)
+			go p.guard(c, p.healthCheck())
 			p.API.LogInfo("incident server started", "pid", c.cmd.Process.Pid, "port", port)
 			return nil
 		}
@@ -260,6 +264,14 @@ func (p *Plugin) setCurrent(c *child) {
 	p.currentLock.Lock()
 	defer p.currentLock.Unlock()
 	p.current = c
+}
+
+// healthCheck is the check in force: the plugin's own when set, else the default.
+func (p *Plugin) healthCheck() healthCheck {
+	if p.health.interval > 0 {
+		return p.health
+	}
+	return defaultHealthCheck
 }
 
 func (p *Plugin) running() *child {
