@@ -164,6 +164,14 @@ func (p *Plugin) OnConfigurationChange() error {
 		return err
 	}
 	// Before the save returns: a telemetry switch gone off must not wait for the restart.
+	// A server being started took its environment before this save: wait for it to
+	// answer (bounded, as the hand-over is), then hand it the new one.
+	if starting := p.startUnderWay(); starting != nil && p.running() == nil {
+		select {
+		case <-starting:
+		case <-time.After(handOverTimeout):
+		}
+	}
 	if c := p.running(); c != nil {
 		if env := p.desiredEnv(); !slices.Equal(c.env, env) {
 			p.handOver(c, env)

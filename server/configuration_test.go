@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mattermost/mattermost/server/public/model"
 	"github.com/mattermost/mattermost/server/public/plugin"
@@ -231,5 +232,65 @@ func TestAFailedHandOverIsLoggedWithoutTheEnvironment(t *testing.T) {
 	}
 	if strings.Contains(lines[0], "key-secret-1") || strings.Contains(lines[0], "host-secret") {
 		t.Errorf("the log holds a secret: %s", lines[0])
+	}
+}
+
+func TestASaveDuringAStartIsHandedToTheNewServerOnceItAnswersBeforeTheSaveReturns(t *testing.T) {
+	got := make(chan map[string]map[string]string, 2)
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := map[string]map[string]string{}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		got <- body
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer server.Close()
+	api := &consoleAPI{values: map[string]any{"enabletelemetry": true, "rudderwritekey": "key-1"}}
+	p := &Plugin{secret: "host-secret", keys: []string{"EnableTelemetry", "RudderWriteKey"},
+		layout: newLayout(t.TempDir(), t.TempDir())}
+	p.API = api
+	if err := p.loadConfiguration(); err != nil {
+		t.Fatal(err)
+	}
+	// A start is under way with the environment of before the save.
+	ended := p.beginStart()
+	started := &child{baseURL: server.URL, env: p.desiredEnv(), done: make(chan struct{})}
+	api.values["enabletelemetry"] = false
+	returned := make(chan error, 1)
+	go func() { returned <- p.OnConfigurationChange() }()
+	select {
+	case <-returned:
+		t.Fatal("the save returned while the server it must reach was still starting")
+	case <-time.After(100 * time.Millisecond):
+	}
+	p.setCurrent(started)
+	ended()
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(handOverTimeout + 5*time.Second):
+		t.Fatal("the save never returned")
+	}
+	select {
+	case body := <-got:
+		if body["environment"]["INCIDENT_ENABLE_TELEMETRY"] != "false" {
+			t.Errorf("environment handed over = %v", body["environment"])
+		}
+	default:
+		t.Fatal("the save returned before the started server was handed the new environment")
+	}
+}
+
+func TestAServerStartedAfterASaveIsStartedWithItsTelemetrySwitch(t *testing.T) {
+	api := &consoleAPI{values: map[string]any{"enabletelemetry": true}}
+	p := &Plugin{secret: "host-secret", keys: []string{"EnableTelemetry"}, layout: newLayout(t.TempDir(), t.TempDir())}
+	p.API = api
+	api.values["enabletelemetry"] = false
+	if err := p.loadConfiguration(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(p.desiredEnv(), "INCIDENT_ENABLE_TELEMETRY=false") {
+		t.Error("the environment of the next start lacks the telemetry switch of the save")
 	}
 }

@@ -56,6 +56,8 @@ type Plugin struct {
 	// current is the running child for the request paths (read without the lifecycle lock).
 	currentLock sync.RWMutex
 	current     *child
+	// starting is closed when the start under way (if any) has ended; nil when none is.
+	starting chan struct{}
 
 	// health is how a running server is checked for a hang; zero means defaultHealthCheck.
 	health healthCheck
@@ -184,6 +186,8 @@ func (p *Plugin) desiredEnv() []string {
 
 // startLocked starts a server, waits until it is healthy and watches it.
 func (p *Plugin) startLocked() error {
+	// Marked before the environment is read: a save from here on waits for this start.
+	defer p.beginStart()()
 	var lastErr error
 	// A port found free can be taken before the server binds it: one more try then.
 	for attempt := 0; attempt < 2; attempt++ {
@@ -264,6 +268,29 @@ func (p *Plugin) setCurrent(c *child) {
 	p.currentLock.Lock()
 	defer p.currentLock.Unlock()
 	p.current = c
+}
+
+// beginStart marks a start as under way; the function it returns marks it ended.
+func (p *Plugin) beginStart() func() {
+	p.currentLock.Lock()
+	defer p.currentLock.Unlock()
+	starting := make(chan struct{})
+	p.starting = starting
+	return func() {
+		p.currentLock.Lock()
+		defer p.currentLock.Unlock()
+		close(starting)
+		if p.starting == starting {
+			p.starting = nil
+		}
+	}
+}
+
+// startUnderWay is closed when the start under way ends, or nil when none is.
+func (p *Plugin) startUnderWay() <-chan struct{} {
+	p.currentLock.RLock()
+	defer p.currentLock.RUnlock()
+	return p.starting
 }
 
 // healthCheck is the check in force: the plugin's own when set, else the default.
