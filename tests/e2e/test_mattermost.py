@@ -323,3 +323,22 @@ def test_disabling_the_plugin_stops_the_python_server_and_enabling_serves_the_sa
     again = incident_in(world, incident["channel_id"])
     assert again["id"] == incident["id"] and again["commander_user_id"] == world.bob_id
     assert "active" in reply_text(world.bob.command(incident["channel_id"], "/incident info")).lower()
+
+
+def test_a_frozen_python_server_is_killed_and_restarted_by_the_launcher(world: World, incident: dict):
+    processes = server_processes(world.server.home)
+    (master,) = [pid for pid in processes if server_parent(pid) not in processes]
+    os.killpg(master, signal.SIGSTOP)  # alive, but answering nothing, as a deadlocked server
+    try:
+        # About a minute of unanswered health checks, then the kill and the crash restart.
+        wait_until(lambda: not set(processes) & set(server_processes(world.server.home)), timeout=150, interval=1)
+        wait_until(lambda: world.alice.plugin(PLUGIN_ID, "GET", f"/api/v0/incidents/{incident['id']}").status_code
+                   == 200, timeout=60, interval=0.5)
+    finally:
+        try:
+            os.killpg(master, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_until(lambda: len(server_processes(world.server.home)) == len(processes), timeout=30, interval=0.5)
+    statuses = world.admin.ok("GET", "/plugins/statuses")
+    assert [status["state"] for status in statuses if status["plugin_id"] == PLUGIN_ID] == [PLUGIN_READY]
