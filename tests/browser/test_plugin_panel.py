@@ -41,10 +41,12 @@ def mattermost_proxy(backend: str, user_id: str) -> ThreadingHTTPServer:
         def log_message(self, *args: object) -> None:  # keep the test output quiet
             pass
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
+        def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 
@@ -65,15 +67,18 @@ def mattermost_proxy(backend: str, user_id: str) -> ThreadingHTTPServer:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
             headers = {"Mattermost-User-ID": user_id}
-            if self.headers.get("Content-Type"):
-                headers["Content-Type"] = self.headers["Content-Type"]
+            # Mattermost passes the other headers on both ways, the conditional ones among them.
+            for name in ("Content-Type", "If-Match", "If-None-Match"):
+                if self.headers.get(name):
+                    headers[name] = self.headers[name]
             request = urllib.request.Request(backend + rest, data=body, method=self.command, headers=headers)
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:
-                    status, data, kind = response.status, response.read(), response.headers.get("Content-Type", "")
+                    status, data, answered = response.status, response.read(), response.headers
             except urllib.error.HTTPError as error:
-                status, data, kind = error.code, error.read(), error.headers.get("Content-Type", "")
-            self._send(status, data, kind or "application/json")
+                status, data, answered = error.code, error.read(), error.headers
+            extra = {"ETag": answered["ETag"]} if answered.get("ETag") else {}
+            self._send(status, data, answered.get("Content-Type") or "application/json", extra)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
@@ -152,3 +157,26 @@ def test_the_backstage_page_served_under_the_plugin_path_uses_the_forwarded_user
         By.CSS_SELECTOR, ".who").text, "the page never showed the user the proxy signed in")
     assert not page.find_elements(By.CSS_SELECTOR, ".badge--dev")
     wait_for(page, lambda d: d.find_elements(By.CSS_SELECTOR, ".incident-row"), "the list never showed")
+
+
+def test_the_panel_ticks_no_other_task_once_the_incident_changed_behind_it(page, backstage, chat):
+    alice = backstage["users"]["alice"]
+    incident = api(backstage["base"], "POST", "/api/v0/incidents", alice, {
+        "name": "queue backed up", "team_id": "team0000000000000000000000", "commander_user_id": alice,
+        "checklists": [{"title": "Triage", "items": [{"title": "Find the producer"}, {"title": "Drain the queue"}]}]})
+    profiles = json.dumps({alice: {"id": alice, "username": "alice"}})
+    page.get(f"{chat}/?bundle=/static/plugins/main.js&channel={incident['channel_id']}&"
+             + urllib.parse.urlencode({"profiles": profiles}))
+    wait_for(page, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-plugins-loaded") == "1",
+             "the bundle never registered a plugin")
+    page.find_element(By.CSS_SELECTOR, "button[aria-label='Show the incident of this channel']").click()
+    wait_for(page, lambda d: "Tasks: 0 of 2 tasks done" in rhs_text(d), "the panel never showed the tasks")
+
+    # Someone else removes the first task: the panel's task 0 is now "Drain the queue".
+    api(backstage["base"], "DELETE", f"/api/v0/incidents/{incident['id']}/checklists/0/items/0", alice)
+    page.find_element(By.ID, "incident-rhs-task-0").click()
+    wait_for(page, lambda d: "Someone changed this incident meanwhile" in rhs_text(d),
+             "the panel never said the incident had changed")
+    assert "Tasks: 0 of 1 tasks done" in rhs_text(page)
+    now = api(backstage["base"], "GET", f"/api/v0/incidents/{incident['id']}", alice)
+    assert [item["state"] for item in now["checklists"][0]["items"]] == ["open"]
