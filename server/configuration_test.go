@@ -156,8 +156,10 @@ func runningPlugin(t *testing.T, api *consoleAPI, baseURL string) *Plugin {
 	return p
 }
 
-func TestConfigurationChangeHandsTheNewEnvironmentToTheRunningServerBeforeItReturns(t *testing.T) {
-	got := make(chan map[string]map[string]string, 1)
+// environmentRecorder is a server's POST /launcher/environment that passes on each body it
+// is handed; anything but a well-formed hand-over with the secret gets 401.
+func environmentRecorder() (*httptest.Server, chan map[string]map[string]string) {
+	got := make(chan map[string]map[string]string, 2)
 	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || r.URL.Path != environmentPath || r.Header.Get(secretHeader) != "host-secret" ||
 			r.Header.Get("Content-Type") != "application/json" {
@@ -169,6 +171,11 @@ func TestConfigurationChangeHandsTheNewEnvironmentToTheRunningServerBeforeItRetu
 		got <- body
 		w.WriteHeader(http.StatusNoContent)
 	}))
+	return server, got
+}
+
+func TestConfigurationChangeHandsTheNewEnvironmentToTheRunningServerBeforeItReturns(t *testing.T) {
+	server, got := environmentRecorder()
 	defer server.Close()
 	api := &consoleAPI{values: map[string]any{"enabletelemetry": true, "rudderwritekey": "key-1"}}
 	p := runningPlugin(t, api, server.URL)
@@ -236,13 +243,7 @@ func TestAFailedHandOverIsLoggedWithoutTheEnvironment(t *testing.T) {
 }
 
 func TestASaveDuringAStartIsHandedToTheNewServerOnceItAnswersBeforeTheSaveReturns(t *testing.T) {
-	got := make(chan map[string]map[string]string, 2)
-	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body := map[string]map[string]string{}
-		_ = json.NewDecoder(r.Body).Decode(&body)
-		got <- body
-		w.WriteHeader(http.StatusNoContent)
-	}))
+	server, got := environmentRecorder()
 	defer server.Close()
 	api := &consoleAPI{values: map[string]any{"enabletelemetry": true, "rudderwritekey": "key-1"}}
 	p := &Plugin{secret: "host-secret", keys: []string{"EnableTelemetry", "RudderWriteKey"},
