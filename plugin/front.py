@@ -14,6 +14,11 @@ it is buffered, and the application refuses anything over the ``MaxBodyBytes`` i
 force with 413 too (``plugin.api.limit_body``). gunicorn keeps what it is good at:
 the master, the worker count, restarts of dead workers, the heartbeat timeout and
 the exit hooks.
+
+A request for ``/healthz`` (the launcher's liveness probe) goes ahead of the requests
+waiting for a thread: under overload the queue can hold minutes of work, and a probe
+behind it would make the launcher kill a server that is only busy. It still runs on
+one of the same threads, so a worker whose every thread is stuck does not answer it.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from typing import Any
 
 from gunicorn.workers.base import Worker
 from waitress import create_server
+from waitress.task import ThreadedTaskDispatcher
 
 # Seconds a connection may stay silent while its request is incomplete, or idle
 # between requests, before it is closed (serve's --client-timeout).
@@ -39,6 +45,33 @@ CHUNK_FRAMING_ALLOWANCE = 1024 * 1024
 # (another worker or the listen backlog takes the next). Slow clients cost a socket
 # each, so this is generous.
 CONNECTION_LIMIT = 1000
+# The application's liveness route, which the launcher probes.
+LIVENESS_PATH = "/healthz"
+
+
+class LivenessFirstDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
+    """waitress's request threads, with a liveness probe put ahead of the requests already waiting."""
+
+    def add_task(self, task: Any) -> None:
+        """Queue a connection's next request: a probe of LIVENESS_PATH first, any other last."""
+        if not _asks_liveness(task):
+            super().add_task(task)
+            return
+        with self.lock:
+            self.queue.appendleft(task)
+            self.queue_cv.notify()
+
+
+def _asks_liveness(task: Any) -> bool:
+    """Whether the request a waitress connection will serve next is GET LIVENESS_PATH."""
+    # waitress queues a connection (its channel) with its requests in order; it calls
+    # add_task holding the channel's requests lock, so the first one stays put.
+    requests = getattr(task, "requests", None)
+    if not requests:
+        return False
+    first = requests[0]
+    return (first.error is None and getattr(first, "command", "") == "GET"
+            and getattr(first, "path", "") == LIVENESS_PATH)
 
 
 class WaitressWorker(Worker):  # type: ignore[misc]
@@ -61,6 +94,7 @@ class WaitressWorker(Worker):  # type: ignore[misc]
             max_request_body_size=MAX_BODY_BYTES_CEILING + CHUNK_FRAMING_ALLOWANCE, asyncore_loop_timeout=1,
             # poll(), not select(): a worker may hold more than 1,024 descriptors.
             asyncore_use_poll=True)
+        _put_liveness_first(server, self.cfg.threads)
         loop = threading.Thread(target=server.run, name="waitress", daemon=True)
         loop.start()
         parent = self.ppid
@@ -80,6 +114,19 @@ class WaitressWorker(Worker):  # type: ignore[misc]
         server.task_dispatcher.shutdown(cancel_pending=False, timeout=self.cfg.graceful_timeout)
         # Their answers are written by the I/O thread: a moment to send them.
         time.sleep(0.2)
+
+
+def _put_liveness_first(server: Any, threads: int) -> None:
+    """Give a waitress server, before it runs, request threads that take liveness probes first."""
+    # create_server takes a dispatcher only through an argument kept for waitress's own
+    # tests, so its servers' dispatcher is swapped before any connection is accepted and
+    # the idle threads of the one it made are stopped.
+    dispatcher = LivenessFirstDispatcher()
+    dispatcher.set_thread_count(threads)
+    made = server.task_dispatcher
+    for each in (server, *_listeners(server)):
+        each.task_dispatcher = dispatcher
+    made.shutdown(cancel_pending=False, timeout=1)
 
 
 def _listeners(server: Any) -> list[Any]:
