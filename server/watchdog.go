@@ -17,12 +17,12 @@ type healthCheck struct {
 
 // defaultHealthCheck declares a server hung when it has not answered the cheapest
 // request it has for about a minute: six probes, ten seconds apart, each given five
-// seconds. /healthz waits in the same queue as every other request (waitress hands
-// it to one of the workers' request threads), so a server whose eight threads are
-// all busy answers it late; a minute is as long as the launcher gives any forwarded
-// request, so a server silent for that long fails every request it is given, while
-// a busy one gets through its queue well within it. A kill counts toward the crash
-// limit that disables the plugin, so erring late costs less than erring early.
+// seconds. The server puts /healthz ahead of the requests waiting for its request
+// threads, so a busy server answers it as soon as one of them ends a request, and a
+// server whose threads are all stuck does not answer it; a minute is as long as the
+// launcher gives any forwarded request, so a server silent for that long fails every
+// request it is given. A kill counts toward the crash limit that disables the
+// plugin, so erring late costs less than erring early.
 var defaultHealthCheck = healthCheck{interval: 10 * time.Second, timeout: 5 * time.Second, failures: 6}
 
 // probe asks GET /healthz once and tells whether it answered 200 in time.
