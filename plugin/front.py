@@ -16,7 +16,7 @@ the master, the worker count, restarts of dead workers, the heartbeat timeout an
 the exit hooks.
 
 A request for ``/healthz`` (the launcher's liveness probe) goes ahead of the requests
-waiting for a thread: under overload the queue can hold minutes of work, and a probe
+waiting for a thread: under overload the queue can hold many seconds of work, and a probe
 behind it would make the launcher kill a server that is only busy. It still runs on
 one of the same threads, so a worker whose every thread is stuck does not answer it.
 """
