@@ -82,14 +82,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def load_config(self) -> None:
             options = {
                 # Listening address, processes, and the worker class that reads requests whole.
-                **server_options(args.host, args.port, args.workers, args.threads, args.client_timeout),
+                **server_options(args.host, args.port, args.workers, args.threads, args.client_timeout,
+                                 stopping=_stop_sending_telemetry),
                 "accesslog": None,
                 "loglevel": "info",
                 # Several servers may run on one machine; a shared control socket
                 # path would collide, and nothing here needs it.
                 "control_socket_disable": True,
-                # In the worker, as it exits: a bounded last attempt to deliver telemetry,
-                # and the reminder scanner stopped between two scans.
+                # In the worker, as it exits: its background threads stopped, each within a bound.
                 "worker_exit": _stop_background_work,
             }
             for key, value in options.items():
@@ -212,6 +212,13 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         return 2
     print(path)
     return 0
+
+
+def _stop_sending_telemetry() -> None:
+    """A stopping worker sends no more telemetry, at once: a switch turned off from now on could not reach it."""
+    from plugin.telemetry.dispatcher import stop_all
+
+    stop_all(timeout=0)
 
 
 def _stop_background_work(_server: Any, _worker: Any) -> None:

@@ -27,6 +27,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.workers.base import Worker
@@ -78,6 +79,21 @@ class WaitressWorker(Worker):  # type: ignore[misc]
     """A gunicorn worker that serves its WSGI app with waitress on the shared listening sockets."""
 
     client_timeout = CLIENT_TIMEOUT
+    stopped = False
+
+    @staticmethod
+    def stopping() -> None:
+        """Called once as the worker begins to stop (at SIGTERM, before its requests are given time to finish)."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """gunicorn's SIGTERM handler: the worker leaves its loop at the next look; stopping() runs now."""
+        super().handle_exit(sig, frame)
+        self._begin_stopping()
+
+    def _begin_stopping(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.stopping()
 
     def run(self) -> None:
         """Serve until gunicorn asks this worker to stop, then let the requests being served finish."""
@@ -111,6 +127,7 @@ class WaitressWorker(Worker):  # type: ignore[misc]
         # then give the requests already read graceful_timeout to finish.
         for listener in _listeners(server):
             listener.accepting = False
+        self._begin_stopping()  # for a worker leaving without SIGTERM too (its master gone)
         server.task_dispatcher.shutdown(cancel_pending=False, timeout=self.cfg.graceful_timeout)
         # Their answers are written by the I/O thread: a moment to send them.
         time.sleep(0.2)
@@ -136,10 +153,14 @@ def _listeners(server: Any) -> list[Any]:
     return [server]
 
 
-def server_options(host: str, port: int, workers: int, threads: int,
-                   client_timeout: int = CLIENT_TIMEOUT) -> dict[str, Any]:
-    """The gunicorn options of ``serve``: its listening address, process count and worker class."""
-    worker = type("WaitressWorker", (WaitressWorker,), {"client_timeout": client_timeout})
+def server_options(host: str, port: int, workers: int, threads: int, client_timeout: int = CLIENT_TIMEOUT,
+                   stopping: Callable[[], None] = WaitressWorker.stopping) -> dict[str, Any]:
+    """The gunicorn options of ``serve``: its listening address, process count and worker class.
+
+    ``stopping`` runs in each worker as it begins to stop (WaitressWorker.stopping).
+    """
+    worker = type("WaitressWorker", (WaitressWorker,), {"client_timeout": client_timeout,
+                                                        "stopping": staticmethod(stopping)})
     return {
         "bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": worker,
         # A worker that misses its heartbeat this long is replaced; graceful_timeout

@@ -6,11 +6,11 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from plugin.api import Blueprint, admins_only
-from plugin.api.schemas import StrictSchema
+from plugin.api.schemas import QueryNumber, StrictSchema
 
 
 class EgressQuerySchema(StrictSchema):
-    days = fields.Integer(load_default=7, validate=validate.Range(1, 90),
+    days = QueryNumber(load_default=7, validate=validate.Range(1, 90),
                           metadata={"description": "How many days back, today included (UTC)."})
 
 

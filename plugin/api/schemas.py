@@ -97,6 +97,20 @@ def OptionalId(**kwargs: Any) -> fields.String:  # noqa: N802
     return fields.String(validate=_check_optional_id, metadata=metadata, **kwargs)
 
 
+class QueryNumber(fields.Integer):
+    """A whole number in a query string, written as path numbers are: the digits 0-9 only.
+
+    ``int()`` alone would also read a sign, spaces, ``_`` and other scripts' digits.
+    """
+
+    default_error_messages = {"invalid": "Must be a whole number from 0, written with the digits 0-9 only."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if not (isinstance(value, str) and value.isascii() and value.isdigit()):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class StrictSchema(Schema):
     """Unknown fields are an error, so a typo never passes silently.
 
@@ -185,8 +199,8 @@ class CreateIncidentSchema(StrictSchema):
 class PagingSchema(StrictSchema):
     """Which page of a list, counted from 0, and how long a page is."""
 
-    page = fields.Integer(load_default=0, validate=validate.Range(0, 100_000))
-    per_page = fields.Integer(load_default=100, validate=validate.Range(1, 200))
+    page = QueryNumber(load_default=0, validate=validate.Range(0, 100_000))
+    per_page = QueryNumber(load_default=100, validate=validate.Range(1, 200))
 
 
 class PageSchema(Schema):
@@ -560,9 +574,9 @@ class ErrorSchema(Schema):
 
 
 # ----- statistics -------------------------------------------------------------------------
-def Millis(**kwargs: Any) -> fields.Integer:  # noqa: N802 - reads like a field class
-    """A moment in milliseconds since 1970."""
-    return fields.Integer(validate=validate.Range(0, 2 ** 53), **kwargs)
+def Millis(**kwargs: Any) -> QueryNumber:  # noqa: N802 - reads like a field class
+    """A moment in milliseconds since 1970, in a query string."""
+    return QueryNumber(validate=validate.Range(0, 2 ** 53), **kwargs)
 
 
 class StatsQuerySchema(StrictSchema):

@@ -6,13 +6,14 @@ from typing import Any
 from marshmallow import RAISE, Schema, fields, validate
 
 from plugin.api import Blueprint, admins_only
+from plugin.api.schemas import QueryNumber
 
 
 class TelemetryQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    limit = fields.Integer(load_default=20, validate=validate.Range(0, 200),
+    limit = QueryNumber(load_default=20, validate=validate.Range(0, 200),
                            metadata={"description": "How many of the last events sent to include."})
 
 

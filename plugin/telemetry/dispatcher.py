@@ -24,7 +24,7 @@ Faults: a 429 waits for its ``Retry-After`` (bounded); 5xx, other statuses and
 connection errors back off exponentially with jitter; a 400 (or 413) refuses the
 whole batch, so the batch is bisected until the good events are delivered and
 each event still refused on its own is marked ``rejected``: counted, shown to
-admins, never retried. Stopping waits a bounded time.
+admins, never retried. A stopping process sends nothing more (``Dispatcher.stop``).
 
 One process of a server sends (``Turn``): the workers of one server share a lock
 file in its data directory, and the worker holding it dispatches while the others
@@ -263,10 +263,11 @@ class Dispatcher(background.BackgroundThread):
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> bool:
-        """Try once more to deliver what is pending, then stop; wait at most timeout seconds.
+        """Send nothing more (a post under way ends first); wait at most timeout seconds for the thread.
 
-        Returns True when the thread ended in time. Events not delivered stay in the
-        outbox for the next process.
+        Returns True when the thread ended in time. What waits stays in the outbox for
+        the next process: a stopping server can no longer be told of a telemetry switch
+        turned off meanwhile (the launcher hands settings to running servers only).
         """
         return super().stop(timeout)
 
@@ -279,10 +280,6 @@ class Dispatcher(background.BackgroundThread):
                 if delay > 0:
                     self._wake.wait(delay)
                 self._wake.clear()
-            # A last bounded attempt: whatever the caller of stop() waits for.
-            if self.failures == 0 and self.turn.take():
-                while self._safe_cycle() == 0:
-                    pass
         finally:
             self.turn.give_back()
 
@@ -336,9 +333,9 @@ class Dispatcher(background.BackgroundThread):
         send_by = time.monotonic() + self.lease_ms / 1000 - 2 * SEND_TIMEOUT - 1
 
         def may_send() -> bool:
-            # Switching telemetry off (in any process) stops traffic between two posts, not after the batch.
-            return (self.destination() == destination and self.outbox.may_send(version)
-                    and not ((sent or rejected) and time.monotonic() > send_by))
+            # Switching telemetry off (in any process), or stopping, ends traffic between two posts.
+            return (not self._stopping.is_set() and self.destination() == destination
+                    and self.outbox.may_send(version) and not ((sent or rejected) and time.monotonic() > send_by))
 
         def deliver(run: list[tuple[int, dict[str, Any]]]) -> bool:
             """Send run; bisect a refused one. False: stop this cycle (an error, or must not send)."""

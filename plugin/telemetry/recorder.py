@@ -132,7 +132,7 @@ class OutboxTelemetry:
             self.dispatcher.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
-        """Stop the dispatcher after a last bounded attempt to deliver."""
+        """Stop the dispatcher: nothing more is sent; what waits stays for the next process."""
         return self.dispatcher.stop(timeout)
 
     # ----- the port -------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.api.helpers import TWO_STAGES, start
-from tests.conftest import ALICE, TEAM, as_user, uid
+from tests.conftest import ADMIN, ALICE, TEAM, as_user, uid
 
 JSON = "application/json"
 
@@ -276,3 +276,32 @@ def test_a_body_saying_it_is_utf_8_is_read(client):
                                                                  "commander_user_id": ALICE}),
                            content_type="application/json; charset=UTF-8", headers=as_user(ALICE))
     assert response.status_code == 201 and response.json["name"] == "caf\u00e9"
+
+
+@pytest.mark.parametrize("written", ["+1", "1_0", " 1", "1 ", "\u0661", "0x1", "1.0", ""])
+@pytest.mark.parametrize("path, query, name", [
+    ("/api/v0/incidents", {"team_id": TEAM}, "page"),
+    ("/api/v0/incidents", {"team_id": TEAM}, "per_page"),
+    ("/api/v0/playbooks", {"team_id": TEAM}, "page"),
+    ("/api/v0/stats", {"team_id": TEAM}, "from"),
+    ("/api/v0/stats", {"team_id": TEAM}, "to"),
+    ("/api/v0/webhooks", {}, "per_page"),
+    ("/api/v0/egress", {}, "days"),
+    ("/api/v0/telemetry", {}, "limit"),
+])
+def test_a_query_number_not_written_in_the_digits_0_to_9_is_a_400_naming_it(client, path, query, name, written):
+    # Path numbers are read this way too: one rule, and no "+1" or "1_0" read as a number.
+    response = client.get(path, query_string={**query, name: written}, headers=as_user(ADMIN))
+    assert response.status_code == 400, response.json
+    assert response.json["details"] == {
+        "query": {name: ["Must be a whole number from 0, written with the digits 0-9 only."]}}
+
+
+@pytest.mark.parametrize("path, query", [
+    ("/api/v0/incidents", {"team_id": TEAM, "page": "007", "per_page": "10"}),
+    ("/api/v0/stats", {"team_id": TEAM, "from": "1600000000000", "to": "1700000000000"}),
+    ("/api/v0/egress", {"days": "7"}),
+    ("/api/v0/telemetry", {"limit": "0"}),
+])
+def test_query_numbers_in_the_digits_0_to_9_are_read(client, path, query):
+    assert client.get(path, query_string=query, headers=as_user(ADMIN)).status_code == 200

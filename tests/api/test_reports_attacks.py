@@ -198,13 +198,13 @@ def test_a_severity_is_matched_ignoring_case_and_surrounding_whitespace(client, 
 
 @pytest.mark.parametrize("query, says", [
     ("from=20&to=10", "from (20) is after to (10)"),
-    ("from=1.5", "from: Not a valid integer"),
-    ("to=1e3", "to: Not a valid integer"),
-    ("from=-1", "from: Must be greater than or equal to 0"),
+    ("from=1.5", "from: Must be a whole number from 0"),
+    ("to=1e3", "to: Must be a whole number from 0"),
+    ("from=-1", "from: Must be a whole number from 0"),
     ("to=99999999999999999999999", "to: Must be greater than or equal to 0"),
     ("from=0&to=9007199254740992", "longer than 3660 days"),
-    ("from=", "from: Not a valid integer"),
-    ("from=secretvalue", "from: Not a valid integer"),
+    ("from=", "from: Must be a whole number from 0"),
+    ("from=secretvalue", "from: Must be a whole number from 0"),
 ])
 def test_a_bad_stats_window_is_a_400_naming_the_parameter_and_never_logged(client, caplog, query, says):
     with caplog.at_level(logging.DEBUG):

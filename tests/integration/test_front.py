@@ -26,12 +26,17 @@ SERVER = textwrap.dedent("""
 
     def app(environ, start_response):
         time.sleep(1.5)
+        print("answering", flush=True)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"done"]
 
+    def stopping():
+        print("stopping", flush=True)
+
     class Server(BaseApplication):
         def load_config(self):
-            for key, value in {**server_options("127.0.0.1", 0, 2, 2), "control_socket_disable": True}.items():
+            options = {**server_options("127.0.0.1", 0, 2, 2, stopping=stopping), "control_socket_disable": True}
+            for key, value in options.items():
                 self.cfg.set(key, value)
 
         def load(self):
@@ -42,6 +47,7 @@ SERVER = textwrap.dedent("""
 
 
 def test_a_request_being_served_when_the_server_is_told_to_stop_is_answered_before_it_exits(tmp_path: Path):
+    """And each worker's stopping hook runs once, as it is told to stop, before that request is answered."""
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-c", SERVER], stdout=log, stderr=subprocess.STDOUT)
@@ -58,6 +64,8 @@ def test_a_request_being_served_when_the_server_is_told_to_stop_is_answered_befo
         response = connection.getresponse()
         assert (response.status, response.read()) == (200, b"done")
         assert process.wait(timeout=30) == 0
+        lines = [line for line in log_path.read_text().splitlines() if line in ("stopping", "answering")]
+        assert lines == ["stopping", "stopping", "answering"], log_path.read_text()
     finally:
         if process.poll() is None:
             process.kill()

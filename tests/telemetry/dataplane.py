@@ -40,6 +40,7 @@ class DataPlane(LoopbackServer):
         self.requests: list[Received] = []
         self.strangers: list[Received] = []
         self.poison: set[str] = set()
+        self.arrived = 0  # requests read, answered or not (a hanging one counts at once)
         self._hang = threading.Event()
         self._release = threading.Event()
 
@@ -50,6 +51,8 @@ class DataPlane(LoopbackServer):
 
     def handle_post(self, request: BaseHTTPRequestHandler) -> None:
         raw = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        with self._lock:
+            self.arrived += 1
         if self._hang.is_set():
             self._release.wait(30)
         encoding = request.headers.get("Content-Encoding", "")

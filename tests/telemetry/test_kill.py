@@ -1,6 +1,8 @@
 """kill -9 of the real server loses no committed event: the outbox delivers it after a restart."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -87,15 +89,28 @@ def _start_incidents(base: str, count: int) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_delivers_what_is_pending_before_the_server_exits(database_url, tmp_path):
+def test_after_sigterm_a_server_sends_nothing_more_and_the_next_one_sends_what_waits(database_url, tmp_path):
+    # A stopping server cannot be told of a telemetry switch turned off meanwhile (the
+    # launcher hands settings to running servers only): it must send nothing more.
     plane = DataPlane().start()
+    plane.hang()
     server = _serve(database_url, tmp_path, plane)
     try:
+        _start_incidents(server.base, 1)
+        wait_until(lambda: plane.arrived == 1)  # the sending worker waits for the data plane's answer
         _start_incidents(server.base, 3)
+        os.killpg(server.process.pid, signal.SIGTERM)  # as the launcher stops it: every process at once
+        time.sleep(0.3)
+        plane.release()
+        server.process.wait(timeout=30)
+        assert plane.arrived == 1 and len(plane.delivered_ids()) == 1 and len(_pending_ids(database_url)) == 3
+        server = _serve(database_url, tmp_path, plane)
+        wait_until(lambda: len(plane.delivered_ids()) == 4 and not _pending_ids(database_url))
+        assert len(set(plane.delivered_ids())) == 4
     finally:
+        plane.release()
         server.stop()
         plane.stop()
-    assert len(set(plane.delivered_ids())) == 3 and not _pending_ids(database_url)
 
 
 @pytest.mark.slow
