@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from bench.loadgen import build_request, load_pool, run_load  # noqa: E402
-from bench.run import (HOT_TEAM, RESULTS, TEAMS, TWO_STAGES, USER, WORKERS_FOR_TWO_CORES, DataPlane, api,  # noqa: E402
-                       cpu_times, db_version, fresh_database, machine, seed, server, settle, steal_percent,
-                       telemetry_on)
+from bench.run import (HOT_TEAM, TEAMS, TWO_STAGES, USER, WORKERS_FOR_TWO_CORES, DataPlane, api,  # noqa: E402
+                       cpu_times, db_version, fresh_database, machine, save_results, seed, server, settle,
+                       steal_percent, telemetry_on)
 from plugin.store import normalise_url  # noqa: E402
 
 PROBE_TIMEOUT = 5.0  # the launcher's (server/watchdog.go)
@@ -215,10 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             out[kind] = bench_database(kind, args, pool)
     out["machine"] = {**machine(), "steal_percent": steal_percent(counters, cpu_times())}
     out["wall_seconds"] = round(time.perf_counter() - started, 1)
-    out["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "busy" + (f"-{args.label}" if args.label else "")
-    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    save_results("busy" + (f"-{args.label}" if args.label else ""), out)
     return 0
 
 

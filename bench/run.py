@@ -641,6 +641,13 @@ def steal_percent(before: list[int], after: list[int]) -> float | None:
     return round(100 * (after[7] - before[7]) / (sum(after) - sum(before)), 1)
 
 
+def save_results(name: str, results: dict[str, Any]) -> None:
+    """Stamp results with the time of measurement and write bench/results/<name>.json."""
+    results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     memory = ""
@@ -727,9 +734,8 @@ def main(argv: list[str] | None = None) -> int:
                                # efficiency and slash: telemetry on, loopback data plane up
                                "telemetry_during_efficiency_and_slash": "on"}
         results["wall_seconds"] = round(time.perf_counter() - started, 1)
-        results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if args.scale_sizes == SCALE_SIZES or "scale" not in args.sections:
-            (RESULTS / f"{kind}{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
+            save_results(f"{kind}{suffix}", results)
         else:
             print(f"[{kind}] scale sizes {args.scale_sizes} are not the figure's: results not written", flush=True)
         print(table(kind, results), flush=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import selectors
 import shutil
 import socket
@@ -33,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import RESULTS, WORKERS_FOR_TWO_CORES, machine, server  # noqa: E402
+from bench.run import WORKERS_FOR_TWO_CORES, machine, save_results, server  # noqa: E402
 
 SLOW = 50  # slow clients of each kind
 TRICKLE_SECONDS = 2.0
@@ -158,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["machine"] = machine()
-    results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "slow-clients" + (f"-{args.label}" if args.label else "")
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("slow-clients" + (f"-{args.label}" if args.label else ""), results)
     return 0
 
 
