@@ -530,10 +530,21 @@ class IncidentSchema(Schema):
         "description": "When the retrospective was last posted to the channel, in ms since 1970; 0: never."})
 
 
+@dataclass(frozen=True)
+class RetrospectiveEdit:
+    """The retrospective's new text ("" clears it)."""
+
+    text: str
+
+
 class RetrospectiveTextSchema(StrictSchema):
     text = Text(required=True, validate=validate.Length(0, model.RETROSPECTIVE_MAX, error=(
         "The retrospective is longer than {max} characters: shorten it (it is posted to the channel as one "
         "message).")), metadata={"description": "Markdown; empty clears it."})
+
+    @post_load
+    def to_edit(self, data: dict[str, Any], **_: Any) -> RetrospectiveEdit:
+        return RetrospectiveEdit(**data)
 
 
 class RetrospectiveSchema(Schema):
@@ -692,6 +703,13 @@ class SettingsSchema(Schema):
     settings = fields.List(fields.Nested(SettingSchema))
 
 
+@dataclass(frozen=True)
+class SettingsChange:
+    """New values of settings by key, all or none to be saved (checked by the settings code)."""
+
+    values: dict[str, Any]
+
+
 class SettingsChangeSchema(Schema):
     """A JSON object of setting keys to new values (checked by the settings code, not here)."""
 
@@ -699,6 +717,10 @@ class SettingsChangeSchema(Schema):
 
     class Meta:
         unknown = INCLUDE
+
+    @post_load
+    def to_change(self, data: dict[str, Any], **_: Any) -> SettingsChange:
+        return SettingsChange(data)
 
 
 class ErrorSchema(Schema):
