@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -26,11 +27,12 @@ type logger interface {
 
 // child is one running Python server.
 type child struct {
-	cmd     *exec.Cmd
-	baseURL string
-	env     []string
-	done    chan struct{} // closed once the process has exited
-	err     error         // the exit status, set before done is closed
+	cmd        *exec.Cmd
+	baseURL    string
+	env        []string
+	done       chan struct{} // closed once the process has exited
+	err        error         // the exit status, set before done is closed
+	lastAnswer atomic.Int64  // when the server last answered a request handed to it (Unix ns)
 }
 
 // freePort asks the kernel for a loopback port that nothing listens on now.
@@ -85,6 +87,16 @@ func startChild(name string, args []string, env []string, dir string, baseURL st
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	return c, nil
+}
+
+// answered notes that the server has just answered a request the launcher handed to it.
+func (c *child) answered() {
+	c.lastAnswer.Store(time.Now().UnixNano())
+}
+
+// answeredSince tells whether the server answered a request handed to it at or after t.
+func (c *child) answeredSince(t time.Time) bool {
+	return c.lastAnswer.Load() >= t.UnixNano()
 }
 
 // exited tells whether the process has ended.

@@ -134,6 +134,7 @@ func runCommand(ctx context.Context, client *http.Client, c *child, slash, secre
 	if err != nil {
 		return nil, err
 	}
+	c.answered()
 	defer response.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(response.Body, 1<<20))
 	if err != nil {

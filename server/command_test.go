@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mattermost/mattermost/server/public/model"
 	"github.com/mattermost/mattermost/server/public/plugin"
@@ -61,9 +62,13 @@ func TestRunCommandSendsTheTokenAndReturnsTheServersReply(t *testing.T) {
 	defer server.Close()
 	c := &child{baseURL: server.URL}
 	form := commandForm(&model.CommandArgs{Command: "/incident end"}, "alice")
+	sent := time.Now()
 	reply, err := runCommand(context.Background(), server.Client(), c, "slash-token", "host-secret", form)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !c.answeredSince(sent) {
+		t.Error("the watchdog was not told the server answered a command")
 	}
 	if reply.ResponseType != model.CommandResponseTypeInChannel || reply.Text != "ran end" {
 		t.Errorf("reply = %+v", reply)

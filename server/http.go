@@ -63,7 +63,8 @@ var proxyTransport = &http.Transport{
 // server at base. Mattermost has already cut /plugins/<id> from the path, and
 // set Mattermost-User-Id for a signed-in user (after dropping any the client
 // sent); the secret proves to the server that the request comes through here.
-func forward(w http.ResponseWriter, r *http.Request, base *url.URL, secret string) {
+// answered, when not nil, is told each time the server answers.
+func forward(w http.ResponseWriter, r *http.Request, base *url.URL, secret string, answered func()) {
 	userID := r.Header.Get(userHeader)
 	// Mattermost hands the body over as a stream without its length. A short body goes
 	// out with its length; a longer one is passed on as it arrives (chunked), since the
@@ -102,6 +103,12 @@ func forward(w http.ResponseWriter, r *http.Request, base *url.URL, secret strin
 				out.Out.Header.Set(userHeader, userID)
 			}
 			out.Out.Header.Set(secretHeader, secret)
+		},
+		ModifyResponse: func(*http.Response) error {
+			if answered != nil {
+				answered()
+			}
+			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, out *http.Request, err error) {
 			if errors.Is(err, errBodyTooLarge) {
@@ -147,5 +154,5 @@ func (p *Plugin) ServeHTTP(_ *plugin.Context, w http.ResponseWriter, r *http.Req
 		writeError(w, http.StatusInternalServerError, "The incident server's address is invalid.")
 		return
 	}
-	forward(w, r, base, p.secret)
+	forward(w, r, base, p.secret, c.answered)
 }

@@ -27,7 +27,7 @@ func TestForwardSendsPathQueryUserAndSecretButNoMattermostCredentials(t *testing
 	request.Header.Set("Cookie", "MMAUTHTOKEN=session-token")
 	request.Header.Set(secretHeader, "forged")
 	recorder := httptest.NewRecorder()
-	forward(recorder, request, base, "real-secret")
+	forward(recorder, request, base, "real-secret", nil)
 	if recorder.Code != http.StatusTeapot {
 		t.Fatalf("status %d", recorder.Code)
 	}
@@ -53,7 +53,7 @@ func TestForwardWithoutSignedInUserSendsNoUserHeader(t *testing.T) {
 	}))
 	defer upstream.Close()
 	base, _ := url.Parse(upstream.URL)
-	forward(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil), base, "s")
+	forward(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil), base, "s", nil)
 	if len(user) != 0 {
 		t.Errorf("anonymous request carried a user: %v", user)
 	}
@@ -64,7 +64,7 @@ func TestForwardAnswersBadGatewayInTheErrorShapeWhenTheServerIsGone(t *testing.T
 	base, _ := url.Parse(upstream.URL)
 	upstream.Close()
 	recorder := httptest.NewRecorder()
-	forward(recorder, httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil), base, "s")
+	forward(recorder, httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil), base, "s", nil)
 	if recorder.Code != http.StatusBadGateway || recorder.Header().Get("Content-Type") != "application/json" {
 		t.Errorf("got %d %q", recorder.Code, recorder.Header().Get("Content-Type"))
 	}
@@ -85,7 +85,7 @@ func TestForwardSendsABodyOfUnknownLengthWithItsLength(t *testing.T) {
 	// As Mattermost's RPC bridge builds it: a body stream and no length.
 	request.Body = io.NopCloser(strings.NewReader(`{"title":"x"}`))
 	request.ContentLength = 0
-	forward(httptest.NewRecorder(), request, base, "s")
+	forward(httptest.NewRecorder(), request, base, "s", nil)
 	if string(got) != `{"title":"x"}` || length != int64(len(got)) || chunked {
 		t.Errorf("upstream got %q with length %d (chunked %v)", got, length, chunked)
 	}
@@ -109,7 +109,7 @@ func cutShort(t *testing.T) *url.URL {
 func TestForwardTellsAChangeCutShortByACrashThatItMayHaveBeenMade(t *testing.T) {
 	recorder := httptest.NewRecorder()
 	request := httptest.NewRequest(http.MethodPost, "/api/v0/playbooks", strings.NewReader(`{"title":"x"}`))
-	forward(recorder, request, cutShort(t), "s")
+	forward(recorder, request, cutShort(t), "s", nil)
 	body, _ := io.ReadAll(recorder.Body)
 	if recorder.Code != http.StatusBadGateway || !strings.Contains(string(body), "may or may not have been made") {
 		t.Errorf("got %d %s", recorder.Code, body)
@@ -121,7 +121,7 @@ func TestForwardTellsAChangeCutShortByACrashThatItMayHaveBeenMade(t *testing.T) 
 
 func TestForwardTellsAReadCutShortByACrashToTryAgain(t *testing.T) {
 	recorder := httptest.NewRecorder()
-	forward(recorder, httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil), cutShort(t), "s")
+	forward(recorder, httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil), cutShort(t), "s", nil)
 	body, _ := io.ReadAll(recorder.Body)
 	if recorder.Code != http.StatusBadGateway || strings.Contains(string(body), "may or may not") ||
 		!strings.Contains(string(body), "try again") || recorder.Header().Get("Retry-After") != "1" {
@@ -174,7 +174,7 @@ func TestForwardPassesALargeBodyOnAsItArrivesWithoutHoldingItWhole(t *testing.T)
 	request := httptest.NewRequest(http.MethodPost, "/api/v0/playbooks", nil)
 	request.Body = body
 	request.ContentLength = 0 // as Mattermost's RPC bridge hands it over
-	forward(httptest.NewRecorder(), request, base, "s")
+	forward(httptest.NewRecorder(), request, base, "s", nil)
 	select {
 	case got := <-received:
 		if got != size {
@@ -195,7 +195,7 @@ func TestForwardRefusesABodyOverTheLargestLimitInTheErrorShape(t *testing.T) {
 	request.Body = io.NopCloser(io.LimitReader(zeros{}, maxForwardBody+1))
 	request.ContentLength = 0
 	recorder := httptest.NewRecorder()
-	forward(recorder, request, base, "s")
+	forward(recorder, request, base, "s", nil)
 	if recorder.Code != http.StatusRequestEntityTooLarge || recorder.Header().Get("Content-Type") != "application/json" {
 		t.Errorf("got %d %q", recorder.Code, recorder.Header().Get("Content-Type"))
 	}
@@ -211,7 +211,7 @@ func TestForwardSendsAnEmptyBodyAsNone(t *testing.T) {
 	base, _ := url.Parse(upstream.URL)
 	request := httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil)
 	request.Body = io.NopCloser(strings.NewReader(""))
-	forward(httptest.NewRecorder(), request, base, "s")
+	forward(httptest.NewRecorder(), request, base, "s", nil)
 	if length != 0 || len(encoding) != 0 {
 		t.Errorf("a GET went out with length %d and transfer encoding %v", length, encoding)
 	}

@@ -15,14 +15,14 @@ type healthCheck struct {
 	failures int           // consecutive failed probes that make the server hung
 }
 
-// defaultHealthCheck declares a server hung when it has not answered the cheapest
-// request it has for about a minute: six probes, ten seconds apart, each given five
-// seconds. /healthz waits in the same queue as every other request (waitress hands
-// it to one of the workers' request threads), so a server whose eight threads are
-// all busy answers it late; a minute is as long as the launcher gives any forwarded
-// request, so a server silent for that long fails every request it is given, while
-// a busy one gets through its queue well within it. A kill counts toward the crash
-// limit that disables the plugin, so erring late costs less than erring early.
+// defaultHealthCheck declares a server hung when it has answered nothing for about a
+// minute: six probes, ten seconds apart, each given five seconds, with no answer to
+// any other request in between. /healthz waits in the same queue as every request for
+// one of the workers' threads, so under overload a probe times out while the server
+// keeps answering what it was handed: that counts as alive. A minute is as long as the
+// launcher gives any forwarded request, so a server silent for that long fails every
+// request it is given. A kill counts toward the crash limit that disables the plugin,
+// so erring late costs less than erring early.
 var defaultHealthCheck = healthCheck{interval: 10 * time.Second, timeout: 5 * time.Second, failures: 6}
 
 // probe asks GET /healthz once and tells whether it answered 200 in time.
@@ -43,19 +43,23 @@ func (c *child) probe(client *http.Client, timeout time.Duration) bool {
 }
 
 // watchHealth probes the running server until it exits (false) or fails
-// check.failures probes in a row (true). Call it once the server has answered
-// /healthz: a server still starting is not watched.
+// check.failures probes in a row without answering any other request meanwhile
+// (true). Call it once the server has answered /healthz: a server still starting
+// is not watched.
 func (c *child) watchHealth(client *http.Client, check healthCheck) bool {
 	ticker := time.NewTicker(check.interval)
 	defer ticker.Stop()
 	failed := 0
+	since := time.Now()
 	for {
 		select {
 		case <-c.done:
 			return false
 		case <-ticker.C:
 		}
-		if c.probe(client, check.timeout) {
+		alive := c.probe(client, check.timeout) || c.answeredSince(since)
+		since = time.Now()
+		if alive {
 			failed = 0
 			continue
 		}

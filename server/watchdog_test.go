@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -103,6 +104,49 @@ func TestAServerThatAnswersLateNowAndThenIsNotDeclaredHung(t *testing.T) {
 	close(c.done)
 	if <-hung {
 		t.Error("a server that answered every other probe was declared hung")
+	}
+}
+
+func TestABusyServerWhoseProbesTimeOutIsNotHungWhileItAnswersWhatItIsHanded(t *testing.T) {
+	// Its probes wait behind a full queue, but forwarded requests keep getting answers.
+	server, freeze, probes := freezingServer(t)
+	freeze()
+	base, _ := url.Parse(server.URL)
+	c := &child{baseURL: server.URL, done: make(chan struct{})}
+	busy := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-busy:
+				return
+			default:
+			}
+			forward(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/api/v0/incidents", nil), base,
+				"s", c.answered)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	hung := make(chan bool, 1)
+	go func() { hung <- c.watchHealth(&http.Client{}, fastCheck) }()
+	deadline := time.After(10 * time.Second)
+	for probes.Load() < int32(3*fastCheck.failures) { // three times the failed probes that make a hang
+		select {
+		case <-hung:
+			close(busy)
+			t.Fatal("a server answering forwarded requests was declared hung")
+		case <-deadline:
+			t.Fatal("gave up waiting for the probes")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	close(busy) // it stops answering anything: now it is hung
+	select {
+	case result := <-hung:
+		if !result {
+			t.Fatal("watchHealth ended without declaring the silent server hung")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a server that answers nothing was never declared hung")
 	}
 }
 
