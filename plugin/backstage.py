@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, g, jsonify, redirect, request, send_from_directory, session
 from flask.sessions import SecureCookieSessionInterface
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from plugin.api import USER_HEADER, authenticate
 from plugin.command.console import DEFAULT_TEAM
@@ -137,6 +138,13 @@ def session_user() -> str | None:
     return user_id
 
 
+@dataclass(frozen=True)
+class SignIn:
+    """The local user to sign in as."""
+
+    user_id: str
+
+
 class SignInSchema(Schema):
     """The user to sign in as."""
 
@@ -145,6 +153,10 @@ class SignInSchema(Schema):
 
     user_id = fields.String(required=True, validate=validate.Regexp(f"^{ID_PATTERN.pattern}$",
                                                                      error="Expected a user id of 26 characters a-z0-9."))
+
+    @post_load
+    def to_sign_in(self, data: dict[str, Any], **_: Any) -> SignIn:
+        return SignIn(**data)
 
 
 def _require_page_header() -> None:
@@ -217,21 +229,21 @@ def create_blueprint(components: Any) -> Blueprint:
             raise PermissionDenied("The development sign-in is off (the DevSignIn setting, or HostSecret is set).")
         session_user()  # switching user from a live sign-in needs its CSRF token
         try:
-            body = SignInSchema().load(request.get_json(silent=True) or {})
+            wanted = SignInSchema().load(request.get_json(silent=True) or {})
         except ValidationError as error:
             raise BadInput("Invalid sign-in: " + "; ".join(f"{key}: {' '.join(value)}" for key, value in
                                                           error.normalized_messages().items())) from None
         known = {user_id for _, user_id in components.host.users()}
-        if body["user_id"] not in known:
+        if wanted.user_id not in known:
             raise BadInput("No such user on the local chat host: pick one of GET /backstage/api/users, or add one "
-                           "with incident-plugin users add NAME.", {"user_id": body["user_id"]})
+                           "with incident-plugin users add NAME.", {"user_id": wanted.user_id})
         # A new session whatever cookie came with the request: nothing of an earlier one is kept.
         session.clear()
         session.permanent = True
-        session["user_id"] = body["user_id"]
+        session["user_id"] = wanted.user_id
         session["csrf"] = secrets.token_urlsafe(24)
-        session["generation"] = SignInGenerations(components.db).for_sign_in(body["user_id"])
-        return jsonify({"user_id": body["user_id"], "csrf_token": session["csrf"]})
+        session["generation"] = SignInGenerations(components.db).for_sign_in(wanted.user_id)
+        return jsonify({"user_id": wanted.user_id, "csrf_token": session["csrf"]})
 
     @bp.post("/backstage/api/sign-out")
     def sign_out() -> Any:

@@ -15,16 +15,24 @@ Neither the environment nor a refusal's message is logged: both may hold secrets
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from plugin.errors import BadInput
 from plugin.membership import launcher_body
 from plugin.settings import ENV_PREFIX, SettingsError, load_settings
 
 ENVIRONMENT_PATH = "/launcher/environment"
+
+
+@dataclass(frozen=True)
+class EnvironmentHandOver:
+    """The environment variables the launcher restarts the server with."""
+
+    variables: dict[str, str]
 
 
 class EnvironmentSchema(Schema):
@@ -38,6 +46,10 @@ class EnvironmentSchema(Schema):
                                                                    error="Expected an INCIDENT_* variable name.")),
         values=fields.String())
 
+    @post_load
+    def to_hand_over(self, data: dict[str, Any], **_: Any) -> EnvironmentHandOver:
+        return EnvironmentHandOver(data["environment"])
+
 
 def init_app(app: Flask, components: Any) -> None:
     """Register the hand-over endpoint on app."""
@@ -50,7 +62,7 @@ def init_app(app: Flask, components: Any) -> None:
         body = launcher_body(components.settings.current.host_secret, "Environment hand-overs",
                              '{"environment": {"INCIDENT_...": "..."}}')
         try:
-            upcoming = load_settings(environ=schema.load(body)["environment"])
+            upcoming = load_settings(environ=schema.load(body).variables)
         except ValidationError as exc:
             raise BadInput("Invalid environment: expected {\"environment\": {\"INCIDENT_...\": \"text\"}}.",
                            {"fields": sorted(exc.messages) if isinstance(exc.messages, dict) else []}) from None

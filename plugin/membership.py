@@ -22,10 +22,11 @@ import hmac
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flask import Blueprint, Flask, request
-from marshmallow import RAISE, Schema, ValidationError, fields, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
 
 from plugin.api import SECRET_HEADER, describe_messages
 from plugin.errors import BadInput, PermissionDenied, Unauthorized, UnsupportedMediaType
@@ -63,6 +64,15 @@ def _id(value: str) -> None:
         raise ValidationError("Expected an id of 26 characters a-z0-9.")
 
 
+@dataclass(frozen=True)
+class Departure:
+    """Who left, and the channel or the team they left ("" for the one not given)."""
+
+    user_id: str
+    channel_id: str = ""
+    team_id: str = ""
+
+
 class LeftSchema(Schema):
     """``{user_id, channel_id}`` or ``{user_id, team_id}``."""
 
@@ -77,6 +87,10 @@ class LeftSchema(Schema):
     def _one_place(self, data: dict[str, Any], **_: Any) -> None:
         if ("channel_id" in data) == ("team_id" in data):
             raise ValidationError("Give either channel_id or team_id, not both and not neither.")
+
+    @post_load
+    def to_departure(self, data: dict[str, Any], **_: Any) -> Departure:
+        return Departure(**data)
 
 
 def require_launcher(secret: str, what: str = "Membership notices") -> None:
@@ -124,7 +138,7 @@ def init_app(app: Flask, components: Any) -> None:
         except ValidationError as exc:
             messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
             raise BadInput(f"Invalid membership notice: {describe_messages(messages)}.", messages) from None
-        notices.left(notice["user_id"], channel_id=notice.get("channel_id", ""), team_id=notice.get("team_id", ""))
+        notices.left(notice.user_id, channel_id=notice.channel_id, team_id=notice.team_id)
         return "", 204
 
     app.register_blueprint(blp)

@@ -23,7 +23,7 @@ from plugin.events import PlaybookEvent
 from plugin.service import NewChecklist, UnitOfWork, check_broadcast_channels_usable
 
 
-@dataclass
+@dataclass(frozen=True)
 class NewPlaybook:
     """What a caller gives to create a playbook."""
 
@@ -40,7 +40,7 @@ class NewPlaybook:
     retrospective_before_end: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class PlaybookChanges:
     """A change to a playbook: None keeps a field as it is."""
 

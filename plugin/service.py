@@ -173,7 +173,7 @@ def _check_version(incident: Incident) -> None:
         condition(incident.version)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NewItem:
     """A task as given when creating an incident or adding a task."""
 
@@ -182,7 +182,7 @@ class NewItem:
     command: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class NewChecklist:
     """A stage as given when creating an incident."""
 
@@ -190,7 +190,7 @@ class NewChecklist:
     items: list[NewItem] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NewIncident:
     """What a caller gives to start an incident."""
 
@@ -203,6 +203,15 @@ class NewIncident:
     checklists: list[NewChecklist] | None = None
     playbook_id: str = ""
     severity: str | None = None  # None: the playbook's default_severity, else none; "": none
+
+
+@dataclass(frozen=True)
+class IncidentPatch:
+    """One change of an incident's settings: exactly one field is set; None stands for not given."""
+
+    active_stage: int | None = None
+    broadcast_channel_ids: list[str] | None = None
+    severity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -505,6 +514,16 @@ class IncidentService:
                               "SeverityRank": levels.rank(wanted), "PreviousSeverityRank": levels.rank(before.severity)},
                               mentions={user_id: who}, before=before), told)
         return self._mutate(user_id, incident_id, change)
+
+    def patch_incident(self, user_id: str, incident_id: str, patch: IncidentPatch) -> Outcome:
+        """Make the one change a patch gives: the severity, the broadcast channels or the active stage."""
+        if patch.severity is not None:
+            return self.set_severity(user_id, incident_id, patch.severity)
+        if patch.broadcast_channel_ids is not None:
+            return self.set_broadcast_channels(user_id, incident_id, patch.broadcast_channel_ids)
+        if patch.active_stage is not None:
+            return self.set_active_stage(user_id, incident_id, patch.active_stage)
+        raise BadInput("Give exactly one of active_stage, broadcast_channel_ids or severity.")
 
     def add_members(self, user_id: str, incident_id: str, member_ids: list[str]) -> tuple[list[str], list[str]]:
         """Add people to the incident channel; returns (added, already members).

@@ -9,7 +9,9 @@ import plugin
 from plugin.api import Blueprint, authenticate, page_of
 from plugin.api.schemas import (
     AddMembersSchema,
+    AssigneeChange,
     AssigneeSchema,
+    CommanderChange,
     CommanderSchema,
     CreateIncidentSchema,
     EditItemSchema,
@@ -19,20 +21,27 @@ from plugin.api.schemas import (
     ListQuerySchema,
     MembersAddedSchema,
     NewItemSchema,
+    NewMembers,
+    NewNote,
     NewNoteSchema,
+    NewStatusUpdate,
     NewStatusUpdateSchema,
     PatchIncidentSchema,
+    ReminderChange,
     ReminderSchema,
     ReorderSchema,
     StatusUpdateListQuerySchema,
     StatusUpdatePageSchema,
     StatusUpdateSchema,
+    TaskEdit,
+    TaskMove,
+    TaskStateChange,
     TimelineEntrySchema,
     TimelineQuerySchema,
 )
 from plugin.errors import BadInput, PreconditionFailed
-from plugin.model import IncidentFilter, ItemState
-from plugin.service import NewChecklist, NewIncident, NewItem, VersionCondition, release_version, require_version
+from plugin.model import IncidentFilter
+from plugin.service import IncidentPatch, NewIncident, NewItem, VersionCondition, release_version, require_version
 
 ITEM = "/<id:incident_id>/checklists/<stage:checklist>/items/<task:item>"
 
@@ -97,11 +106,8 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.route("", methods=["POST"])
     @blp.arguments(CreateIncidentSchema)
     @blp.response(201, IncidentSchema)
-    def create(body: dict[str, Any]) -> Any:
+    def create(new: NewIncident) -> Any:
         """Start an incident: creates its channel and posts who started it."""
-        stages = body.pop("checklists")
-        new = NewIncident(**body, checklists=None if stages is None else [
-            NewChecklist(s["title"], [NewItem(**i) for i in s["items"]]) for s in stages])
         incident = service.create_incident(g.user_id, new)
         return incident, 201, {"Location": url_for("incidents.get", incident_id=incident.id)}
 
@@ -152,41 +158,37 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.route("/<id:incident_id>/commander", methods=["POST"])
     @blp.arguments(CommanderSchema)
     @blp.response(200, IncidentSchema)
-    def commander(body: dict[str, Any], incident_id: str) -> Any:
+    def commander(change: CommanderChange, incident_id: str) -> Any:
         """Change the commander (who must be a member of the incident channel)."""
-        return service.change_commander(g.user_id, incident_id, body["commander_id"]).incident
+        return service.change_commander(g.user_id, incident_id, change.commander_id).incident
 
     @blp.route("/<id:incident_id>/members", methods=["POST"])
     @blp.arguments(AddMembersSchema)
     @blp.response(200, MembersAddedSchema)
-    def add_members(body: dict[str, Any], incident_id: str) -> Any:
+    def add_members(members: NewMembers, incident_id: str) -> Any:
         """Add people to the incident channel (channel members and system admins may)."""
-        added, already = service.add_members(g.user_id, incident_id, body["user_ids"])
+        added, already = service.add_members(g.user_id, incident_id, members.user_ids)
         return {"added": added, "already_members": already}
 
     @blp.route("/<id:incident_id>", methods=["PATCH"])
     @blp.arguments(PatchIncidentSchema)
     @blp.response(200, IncidentSchema)
-    def patch(body: dict[str, Any], incident_id: str) -> Any:
+    def patch(patch: IncidentPatch, incident_id: str) -> Any:
         """Change the active stage, the channels that get a copy of each status update, or the severity.
 
         An active_stage the incident does not have is a 400 naming its stages' numbers (from 0).
         """
-        if "severity" in body:
-            return service.set_severity(g.user_id, incident_id, body["severity"]).incident
-        if "broadcast_channel_ids" in body:
-            return service.set_broadcast_channels(g.user_id, incident_id, body["broadcast_channel_ids"]).incident
-        return service.set_active_stage(g.user_id, incident_id, body["active_stage"]).incident
+        return service.patch_incident(g.user_id, incident_id, patch).incident
 
     @blp.route("/<id:incident_id>/status-updates", methods=["POST"])
     @blp.arguments(NewStatusUpdateSchema)
     @blp.response(201, StatusUpdateSchema)
-    def post_status_update(body: dict[str, Any], incident_id: str) -> Any:
+    def post_status_update(update: NewStatusUpdate, incident_id: str) -> Any:
         """Post a status update to the incident channel and its broadcast channels; restart the reminder.
 
         409 when the incident has ended.
         """
-        return service.post_status_update(g.user_id, incident_id, body["message"], body["reminder_seconds"])
+        return service.post_status_update(g.user_id, incident_id, update.message, update.reminder_seconds)
 
     @blp.route("/<id:incident_id>/status-updates", methods=["GET"])
     @blp.arguments(StatusUpdateListQuerySchema, location="query")
@@ -199,23 +201,24 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.route("/<id:incident_id>/reminder", methods=["POST"])
     @blp.arguments(ReminderSchema)
     @blp.response(200, IncidentSchema)
-    def reminder(body: dict[str, Any], incident_id: str) -> Any:
+    def reminder(change: ReminderChange, incident_id: str) -> Any:
         """Remind the commander every `seconds` from now, or never (0)."""
-        return service.set_reminder(g.user_id, incident_id, body["seconds"]).incident
+        return service.set_reminder(g.user_id, incident_id, change.seconds).incident
 
     @blp.route("/<id:incident_id>/checklists/<stage:checklist>/items", methods=["POST"])
     @blp.arguments(NewItemSchema)
     @blp.response(200, IncidentSchema)
-    def add_item(body: dict[str, Any], incident_id: str, checklist: int) -> Any:
+    def add_item(new: NewItem, incident_id: str, checklist: int) -> Any:
         """Add a task at the end of a stage."""
-        return service.add_item(g.user_id, incident_id, checklist, NewItem(**body)).incident
+        return service.add_item(g.user_id, incident_id, checklist, new).incident
 
     @blp.route(ITEM, methods=["PUT"])
     @blp.arguments(EditItemSchema)
     @blp.response(200, IncidentSchema)
-    def edit_item(body: dict[str, Any], incident_id: str, checklist: int, item: int) -> Any:
+    def edit_item(edit: TaskEdit, incident_id: str, checklist: int, item: int) -> Any:
         """Rename a task or change its description or command."""
-        return service.edit_item(g.user_id, incident_id, checklist, item, **body).incident
+        return service.edit_item(g.user_id, incident_id, checklist, item, title=edit.title,
+                                 description=edit.description, command=edit.command).incident
 
     @blp.route(ITEM, methods=["DELETE"])
     @blp.response(200, IncidentSchema)
@@ -226,30 +229,27 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.route("/<id:incident_id>/checklists/<stage:checklist>/reorder", methods=["PUT"])
     @blp.arguments(ReorderSchema)
     @blp.response(200, IncidentSchema)
-    def reorder(body: dict[str, Any], incident_id: str, checklist: int) -> Any:
+    def reorder(move: TaskMove, incident_id: str, checklist: int) -> Any:
         """Move a task to another position in its stage.
 
         404 when the path's stage does not exist; 400 naming item_num or new_location when it is past the stage's
         last task.
         """
-        return service.move_item(g.user_id, incident_id, checklist, body["item_num"],
-                                 body["new_location"]).incident
+        return service.move_item(g.user_id, incident_id, checklist, move.item_num, move.new_location).incident
 
     @blp.route(ITEM + "/state", methods=["PUT"])
     @blp.arguments(ItemStateSchema)
     @blp.response(200, IncidentSchema)
-    def item_state(body: dict[str, Any], incident_id: str, checklist: int, item: int) -> Any:
+    def item_state(change: TaskStateChange, incident_id: str, checklist: int, item: int) -> Any:
         """Set a task's state: open, in_progress or closed."""
-        return service.set_item_state(g.user_id, incident_id, checklist, item,
-                                      ItemState(body["new_state"])).incident
+        return service.set_item_state(g.user_id, incident_id, checklist, item, change.new_state).incident
 
     @blp.route(ITEM + "/assignee", methods=["PUT"])
     @blp.arguments(AssigneeSchema)
     @blp.response(200, IncidentSchema)
-    def item_assignee(body: dict[str, Any], incident_id: str, checklist: int, item: int) -> Any:
+    def item_assignee(change: AssigneeChange, incident_id: str, checklist: int, item: int) -> Any:
         """Assign a task (an empty assignee_id unassigns it)."""
-        return service.set_item_assignee(g.user_id, incident_id, checklist, item,
-                                         body["assignee_id"]).incident
+        return service.set_item_assignee(g.user_id, incident_id, checklist, item, change.assignee_id).incident
 
     @blp.route(ITEM + "/run", methods=["POST"])
     @blp.response(200, IncidentSchema)
@@ -267,9 +267,10 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.route("/<id:incident_id>/timeline", methods=["POST"])
     @blp.arguments(NewNoteSchema)
     @blp.response(201, TimelineEntrySchema)
-    def add_note(body: dict[str, Any], incident_id: str) -> Any:
+    def add_note(note: NewNote, incident_id: str) -> Any:
         """Add a note to the timeline (those who may change the incident may)."""
-        return service.add_note(g.user_id, incident_id, body.pop("summary"), **body)
+        return service.add_note(g.user_id, incident_id, note.summary, details=note.details, event_at=note.event_at,
+                                post_id=note.post_id)
 
     @blp.route("/<id:incident_id>/timeline/<id:event_id>", methods=["DELETE"])
     @blp.response(204)

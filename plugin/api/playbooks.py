@@ -15,20 +15,6 @@ from plugin.api.schemas import (
 )
 from plugin.model import PlaybookFilter
 from plugin.playbooks import NewPlaybook, PlaybookChanges
-from plugin.service import NewChecklist, NewItem
-
-
-def _stages(stages: list[dict[str, Any]]) -> list[NewChecklist]:
-    return [NewChecklist(s["title"], [NewItem(**i) for i in s["items"]]) for s in stages]
-
-
-def _new_playbook(body: dict[str, Any]) -> NewPlaybook:
-    return NewPlaybook(**{**body, "checklists": _stages(body["checklists"])})
-
-
-def _changes(body: dict[str, Any]) -> PlaybookChanges:
-    stages = body["checklists"]
-    return PlaybookChanges(**{**body, "checklists": None if stages is None else _stages(stages)})
 
 
 def create_blueprint(components: Any) -> Blueprint:
@@ -44,9 +30,9 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.route("", methods=["POST"])
     @blp.arguments(CreatePlaybookSchema)
     @blp.response(201, PlaybookSchema)
-    def create(body: dict[str, Any]) -> Any:
+    def create(new: NewPlaybook) -> Any:
         """Create a playbook in a team; the creator is always a member."""
-        playbook = service.create(g.user_id, _new_playbook(body))
+        playbook = service.create(g.user_id, new)
         return playbook, 201, {"Location": url_for("playbooks.get", playbook_id=playbook.id)}
 
     @blp.route("", methods=["GET"])
@@ -66,9 +52,9 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.route("/<id:playbook_id>", methods=["PUT"])
     @blp.arguments(UpdatePlaybookSchema)
     @blp.response(200, PlaybookSchema)
-    def update(body: dict[str, Any], playbook_id: str) -> Any:
+    def update(changes: PlaybookChanges, playbook_id: str) -> Any:
         """Change a playbook: title, and any of description, public default, stages, members."""
-        return service.update(g.user_id, playbook_id, _changes(body))
+        return service.update(g.user_id, playbook_id, changes)
 
     @blp.route("/<id:playbook_id>", methods=["DELETE"])
     @blp.response(204)

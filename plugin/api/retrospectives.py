@@ -7,7 +7,7 @@ from flask import g
 
 from plugin.api import Blueprint, authenticate
 from plugin.api.incidents import honour_if_match
-from plugin.api.schemas import RetrospectiveSchema, RetrospectiveTextSchema
+from plugin.api.schemas import RetrospectiveEdit, RetrospectiveSchema, RetrospectiveTextSchema
 
 PATH = "/<id:incident_id>/retrospective"
 
@@ -33,9 +33,9 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.route(PATH, methods=["PUT"])
     @blp.arguments(RetrospectiveTextSchema)
     @blp.response(200, RetrospectiveSchema)
-    def put(body: dict[str, Any], incident_id: str) -> Any:
+    def put(edit: RetrospectiveEdit, incident_id: str) -> Any:
         """Write the retrospective; 409 while the incident is active, unless its playbook allows it earlier."""
-        return service.update_retrospective(g.user_id, incident_id, body["text"])
+        return service.update_retrospective(g.user_id, incident_id, edit.text)
 
     @blp.route(PATH + "/publish", methods=["POST"])
     @blp.response(200, RetrospectiveSchema)

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from plugin import model
 from plugin.model import ID_PATTERN, SORT_KEYS, STATUSES, TIMELINE_EVENT_TYPES, ItemState, is_id
+from plugin.playbooks import NewPlaybook, PlaybookChanges
+from plugin.service import IncidentPatch, NewChecklist, NewIncident, NewItem
 
 SERVER_SET_FIELDS = ("id", "channel_id", "create_at", "end_at", "is_active", "active_stage",
                      "active_stage_title")
@@ -130,11 +133,19 @@ class NewItemSchema(StrictSchema):
     description = Text(load_default="", validate=validate.Length(0, model.DESCRIPTION_MAX))
     command = Trimmed(load_default="", validate=validate.Length(0, model.COMMAND_MAX))
 
+    @post_load
+    def to_item(self, data: dict[str, Any], **_: Any) -> NewItem:
+        return NewItem(**data)
+
 
 class NewChecklistSchema(StrictSchema):
     title = Trimmed(required=True, validate=validate.Length(1, model.TITLE_MAX))
     items = fields.List(fields.Nested(NewItemSchema), load_default=list,
                         validate=validate.Length(0, MAX_ITEMS_PER_STAGE))
+
+    @post_load
+    def to_checklist(self, data: dict[str, Any], **_: Any) -> NewChecklist:
+        return NewChecklist(**data)
 
 
 # Marks a property whose values are the severity levels in force: the document lists them (see document_severity_levels).
@@ -195,6 +206,10 @@ class CreateIncidentSchema(StrictSchema):
                 raise ValidationError(given)
         return data
 
+    @post_load
+    def to_incident(self, data: dict[str, Any], **_: Any) -> NewIncident:
+        return NewIncident(**data)
+
 
 class PagingSchema(StrictSchema):
     """Which page of a list, counted from 0, and how long a page is."""
@@ -230,12 +245,34 @@ class ListQuerySchema(PagingSchema):
         return model.IncidentFilter(**data)
 
 
+@dataclass(frozen=True)
+class CommanderChange:
+    """Who is to command the incident."""
+
+    commander_id: str
+
+
 class CommanderSchema(StrictSchema):
     commander_id = Id(required=True)
+
+    @post_load
+    def to_change(self, data: dict[str, Any], **_: Any) -> CommanderChange:
+        return CommanderChange(**data)
+
+
+@dataclass(frozen=True)
+class NewMembers:
+    """People to add to the incident channel."""
+
+    user_ids: list[str]
 
 
 class AddMembersSchema(StrictSchema):
     user_ids = fields.List(Id(), required=True, validate=validate.Length(min=1, max=model.MEMBERS_ADD_MAX))
+
+    @post_load
+    def to_members(self, data: dict[str, Any], **_: Any) -> NewMembers:
+        return NewMembers(**data)
 
 
 class MembersAddedSchema(Schema):
@@ -281,19 +318,55 @@ class PatchIncidentSchema(StrictSchema):
         if len(data) != 1:
             raise ValidationError("Give exactly one of active_stage, broadcast_channel_ids or severity.", "_schema")
 
+    @post_load
+    def to_patch(self, data: dict[str, Any], **_: Any) -> IncidentPatch:
+        return IncidentPatch(**data)
+
+
+@dataclass(frozen=True)
+class NewStatusUpdate:
+    """A status update to post, and the reminder period from then on (None: the incident's current one)."""
+
+    message: str
+    reminder_seconds: int | None
+
 
 class NewStatusUpdateSchema(StrictSchema):
     message = Trimmed(required=True, validate=validate.Length(1, model.STATUS_MESSAGE_MAX))
     reminder_seconds = ReminderSeconds(load_default=None, metadata={
         "description": "The reminder period from now on (0: never); default: the incident's current period."})
 
+    @post_load
+    def to_update(self, data: dict[str, Any], **_: Any) -> NewStatusUpdate:
+        return NewStatusUpdate(**data)
+
 
 class StatusUpdateListQuerySchema(PagingSchema):
     """A page of an incident's status updates."""
 
 
+@dataclass(frozen=True)
+class ReminderChange:
+    """How often to remind the commander from now on (0: never)."""
+
+    seconds: int
+
+
 class ReminderSchema(StrictSchema):
     seconds = ReminderSeconds(required=True)
+
+    @post_load
+    def to_change(self, data: dict[str, Any], **_: Any) -> ReminderChange:
+        return ReminderChange(**data)
+
+
+@dataclass(frozen=True)
+class TaskEdit:
+    """New text for a task: None stands for a field not given, which keeps its value."""
+
+    title: str | None = None
+    description: str | None = None
+    command: str | None = None
 
 
 class EditItemSchema(StrictSchema):
@@ -307,6 +380,18 @@ class EditItemSchema(StrictSchema):
         if not data:
             raise ValidationError("Give at least one of title, description or command.", "_schema")
 
+    @post_load
+    def to_edit(self, data: dict[str, Any], **_: Any) -> TaskEdit:
+        return TaskEdit(**data)
+
+
+@dataclass(frozen=True)
+class TaskMove:
+    """Which task of a stage to move, and to which position."""
+
+    item_num: int
+    new_location: int
+
 
 class ReorderSchema(StrictSchema):
     item_num = fields.Integer(required=True, strict=True, validate=validate.Range(0), metadata={
@@ -314,18 +399,54 @@ class ReorderSchema(StrictSchema):
     new_location = fields.Integer(required=True, strict=True, validate=validate.Range(0), metadata={
         "description": "Where the task goes, from 0 to the stage's last task; past it is a 400."})
 
+    @post_load
+    def to_move(self, data: dict[str, Any], **_: Any) -> TaskMove:
+        return TaskMove(**data)
+
+
+@dataclass(frozen=True)
+class TaskStateChange:
+    """The state a task is to be in."""
+
+    new_state: ItemState
+
 
 class ItemStateSchema(StrictSchema):
     new_state = fields.String(required=True, validate=validate.OneOf([s.value for s in ItemState]))
+
+    @post_load
+    def to_change(self, data: dict[str, Any], **_: Any) -> TaskStateChange:
+        return TaskStateChange(ItemState(data["new_state"]))
+
+
+@dataclass(frozen=True)
+class AssigneeChange:
+    """Who is to do a task ("" for nobody)."""
+
+    assignee_id: str
 
 
 class AssigneeSchema(StrictSchema):
     assignee_id = OptionalId(required=True)
 
+    @post_load
+    def to_change(self, data: dict[str, Any], **_: Any) -> AssigneeChange:
+        return AssigneeChange(**data)
+
 
 class TimelineQuerySchema(StrictSchema):
     event_type = fields.List(fields.String(validate=validate.OneOf(TIMELINE_EVENT_TYPES)), load_default=list,
                              metadata={"description": "Only entries of these types (repeat the parameter for more)."})
+
+
+@dataclass(frozen=True)
+class NewNote:
+    """A note for the timeline: what happened, further facts, when (None: now) and the post it is about."""
+
+    summary: str
+    details: dict[str, Any]
+    event_at: int | None
+    post_id: str
 
 
 class NewNoteSchema(StrictSchema):
@@ -346,6 +467,10 @@ class NewNoteSchema(StrictSchema):
     def one_line(self, data: dict[str, Any], **_: Any) -> None:
         if "\n" in data.get("summary", "") or "\r" in data.get("summary", ""):
             raise ValidationError("Must be one line; put more in details.", "summary")
+
+    @post_load
+    def to_note(self, data: dict[str, Any], **_: Any) -> NewNote:
+        return NewNote(**data)
 
 
 # ----- responses --------------------------------------------------------------------------
@@ -405,10 +530,21 @@ class IncidentSchema(Schema):
         "description": "When the retrospective was last posted to the channel, in ms since 1970; 0: never."})
 
 
+@dataclass(frozen=True)
+class RetrospectiveEdit:
+    """The retrospective's new text ("" clears it)."""
+
+    text: str
+
+
 class RetrospectiveTextSchema(StrictSchema):
     text = Text(required=True, validate=validate.Length(0, model.RETROSPECTIVE_MAX, error=(
         "The retrospective is longer than {max} characters: shorten it (it is posted to the channel as one "
         "message).")), metadata={"description": "Markdown; empty clears it."})
+
+    @post_load
+    def to_edit(self, data: dict[str, Any], **_: Any) -> RetrospectiveEdit:
+        return RetrospectiveEdit(**data)
 
 
 class RetrospectiveSchema(Schema):
@@ -480,6 +616,10 @@ class CreatePlaybookSchema(StrictSchema):
         "description": "Whether incidents started from the playbook may write and publish their retrospective "
                        "before they end."})
 
+    @post_load
+    def to_playbook(self, data: dict[str, Any], **_: Any) -> NewPlaybook:
+        return NewPlaybook(**data)
+
 
 class UpdatePlaybookSchema(StrictSchema):
     """Fields left out keep their values; the team never changes."""
@@ -495,6 +635,10 @@ class UpdatePlaybookSchema(StrictSchema):
     default_severity = Severity(load_default=None)
     retrospective_template = RetrospectiveTemplate(load_default=None)
     retrospective_before_end = fields.Boolean(load_default=None)
+
+    @post_load
+    def to_changes(self, data: dict[str, Any], **_: Any) -> PlaybookChanges:
+        return PlaybookChanges(**data)
 
 
 class PlaybookListQuerySchema(PagingSchema):
@@ -559,6 +703,13 @@ class SettingsSchema(Schema):
     settings = fields.List(fields.Nested(SettingSchema))
 
 
+@dataclass(frozen=True)
+class SettingsChange:
+    """New values of settings by key, all or none to be saved (checked by the settings code)."""
+
+    values: dict[str, Any]
+
+
 class SettingsChangeSchema(Schema):
     """A JSON object of setting keys to new values (checked by the settings code, not here)."""
 
@@ -566,6 +717,10 @@ class SettingsChangeSchema(Schema):
 
     class Meta:
         unknown = INCLUDE
+
+    @post_load
+    def to_change(self, data: dict[str, Any], **_: Any) -> SettingsChange:
+        return SettingsChange(data)
 
 
 class ErrorSchema(Schema):

@@ -6,7 +6,7 @@ from typing import Any
 from flask import g
 
 from plugin.api import Blueprint, authenticate
-from plugin.api.schemas import SettingsChangeSchema, SettingsSchema
+from plugin.api.schemas import SettingsChange, SettingsChangeSchema, SettingsSchema
 
 
 def create_blueprint(components: Any) -> Blueprint:
@@ -30,8 +30,8 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.route("", methods=["PUT"])
     @blp.arguments(SettingsChangeSchema)
     @blp.response(200, SettingsSchema)
-    def update(body: dict[str, Any]) -> Any:
+    def update(change: SettingsChange) -> Any:
         """Change settings: a JSON object of keys to new values; all or nothing."""
-        return {"settings": admin.update(g.user_id, body)}
+        return {"settings": admin.update(g.user_id, change.values)}
 
     return blp

@@ -1,10 +1,11 @@
 """Webhook routes (system admins): register, list, change and delete webhooks; see and redo their deliveries."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import g, url_for
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields, post_load, validate
 
 from plugin.api import Blueprint, admins_only, page_of
 from plugin.api.schemas import OptionalId, PageSchema, PagingSchema, StrictSchema, Text
@@ -20,6 +21,16 @@ def _events(**kwargs: Any) -> fields.List:
                        validate=validate.Length(1, len(TIMELINE_EVENT_TYPES) + 1), metadata=_EVENTS, **kwargs)
 
 
+@dataclass(frozen=True)
+class NewWebhook:
+    """A webhook to register: where to, on which events, for which team ("": all); secret None: generate one."""
+
+    url: str
+    events: list[str]
+    team_id: str
+    secret: str | None = None
+
+
 class CreateWebhookSchema(StrictSchema):
     url = Text(required=True, validate=validate.Length(1, URL_MAX),
                metadata={"description": "https://..., or http:// to a host in the WebhookHttpHosts setting."})
@@ -28,12 +39,20 @@ class CreateWebhookSchema(StrictSchema):
                   metadata={"description": "Signs each delivery; generated when left out, and shown only once."})
     team_id = OptionalId(load_default="", metadata={"description": "Only incidents of this team; empty: all."})
 
+    @post_load
+    def to_webhook(self, data: dict[str, Any], **_: Any) -> NewWebhook:
+        return NewWebhook(**data)
+
 
 class UpdateWebhookSchema(StrictSchema):
     url = Text(validate=validate.Length(1, URL_MAX))
     events = _events()
     secret = Text(validate=validate.Length(1, SECRET_MAX), metadata={"description": "A new signing secret."})
     team_id = OptionalId()
+
+    @post_load
+    def to_changes(self, data: dict[str, Any], **_: Any) -> WebhookChanges:
+        return WebhookChanges(**data)
 
 
 class WebhookSchema(Schema):
@@ -95,9 +114,9 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.route("", methods=["POST"])
     @blp.arguments(CreateWebhookSchema)
     @blp.response(201, NewWebhookSchema)
-    def create(body: dict[str, Any]) -> Any:
+    def create(new: NewWebhook) -> Any:
         """Register a webhook; the answer holds its secret, shown this once."""
-        hook = service.create(g.user_id, body["url"], body["events"], body.get("secret"), body["team_id"])
+        hook = service.create(g.user_id, new.url, new.events, new.secret, new.team_id)
         return hook, 201, {"Location": url_for("webhooks.get", webhook_id=hook.id)}
 
     @blp.route("", methods=["GET"])
@@ -117,9 +136,9 @@ def create_blueprint(components: Any) -> Blueprint:
     @blp.route("/<id:webhook_id>", methods=["PATCH"])
     @blp.arguments(UpdateWebhookSchema)
     @blp.response(200, WebhookSchema)
-    def update(body: dict[str, Any], webhook_id: str) -> Any:
+    def update(changes: WebhookChanges, webhook_id: str) -> Any:
         """Change any of the URL, events, team and secret."""
-        return service.update(g.user_id, webhook_id, WebhookChanges(**body))
+        return service.update(g.user_id, webhook_id, changes)
 
     @blp.route("/<id:webhook_id>", methods=["DELETE"])
     @blp.response(204)

@@ -36,7 +36,7 @@ SAVE_LOOKUP_SECONDS = 5.0
 SAVE_LOOKUP_THREADS = 4
 
 
-@dataclass
+@dataclass(frozen=True)
 class WebhookChanges:
     """A change to a webhook: None keeps a field as it is."""
 

@@ -5,7 +5,7 @@ import pytest
 
 from plugin.errors import BadInput, HostUnavailable, InvalidState, NotFound, PermissionDenied
 from plugin.model import ItemState
-from plugin.service import IncidentService, NewChecklist, NewIncident, NewItem
+from plugin.service import IncidentPatch, IncidentService, NewChecklist, NewIncident, NewItem
 from tests.fakes.clock import Clock
 from tests.fakes.store import FakeChatHost, FakeUnitOfWork, Memory, service_over
 
@@ -508,3 +508,18 @@ def test_a_reminder_the_chat_host_cannot_word_now_is_tried_again_and_does_not_ho
     assert [channel for channel, post in host.posts if "please post" in post] == [second.channel_id]
     assert clocked.send_due_reminders() == 1  # the first, at the next scan
     assert clocked.send_due_reminders() == 0
+
+
+def test_a_patch_makes_the_one_change_it_gives(service, memory):
+    incident = start(service)
+    outcome = service.patch_incident(ALICE, incident.id, IncidentPatch(active_stage=1))
+    assert outcome.changed and memory.incidents[incident.id].active_stage == 1
+    assert events(memory)[1:] == [("incident", "change_stage")]
+
+
+def test_a_patch_that_gives_no_change_is_refused_and_changes_nothing(service, memory):
+    incident = start(service)
+    version = memory.incidents[incident.id].version
+    with pytest.raises(BadInput, match="exactly one"):
+        service.patch_incident(ALICE, incident.id, IncidentPatch())
+    assert memory.incidents[incident.id].version == version and events(memory) == [("incident", "create")]
