@@ -75,10 +75,7 @@ func TestALeaveWhileTheServerIsDownIsLoggedWithIdsAndDropped(t *testing.T) {
 	api := &logOnlyAPI{}
 	p := pluginWithServer(api, "")
 	p.UserHasLeftChannel(&plugin.Context{}, &model.ChannelMember{ChannelId: "c1", UserId: "u1"}, nil)
-	lines := api.logged()
-	if len(lines) != 1 || !strings.HasPrefix(lines[0], "debug ") || !strings.Contains(lines[0], "u1") {
-		t.Errorf("logged %v", lines)
-	}
+	api.log.onlyLine(t, "debug", "u1")
 }
 
 func TestAServerThatHangsHoldsTheHookOnlyForTheTimeout(t *testing.T) {
@@ -98,10 +95,7 @@ func TestAServerThatHangsHoldsTheHookOnlyForTheTimeout(t *testing.T) {
 	if waited := time.Since(started); waited > leftTimeout+2*time.Second {
 		t.Errorf("the hook waited %s", waited)
 	}
-	lines := api.logged()
-	if len(lines) != 1 || !strings.HasPrefix(lines[0], "warn ") || !strings.Contains(lines[0], "t1") {
-		t.Errorf("logged %v", lines)
-	}
+	api.log.onlyLine(t, "warn", "t1")
 }
 
 func TestARefusedNoticeIsAnError(t *testing.T) {
